@@ -1,0 +1,72 @@
+# anycast-lab: set-up, tests and lab life cycle. Targets that need root say so.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+ANYLAB := $(VENV)/bin/anylab
+TOPO ?= topologies/three-sites.yaml
+PYTEST_ARGS ?=
+
+# command -> Debian package providing it (installed only when the command is missing)
+SYSTEM_COMMANDS := \
+	vtysh:frr /usr/lib/frr/bgpd:frr gobgpd:gobgpd gobgp:gobgpd ip:iproute2 tc:iproute2 \
+	nft:nftables ethtool:ethtool fping:fping iperf3:iperf3 gcc:gcc unshare:util-linux \
+	pgrep:procps dot:graphviz
+
+.PHONY: help setup system-packages venv test test-unit test-integration lint graph clean
+
+help:
+	@echo "make setup             install system packages (root) and the Python venv"
+	@echo "make test              set up, then run every test (integration tests need root)"
+	@echo "make test-unit         tests that need no root"
+	@echo "make lint              ruff and mypy"
+	@echo "make graph [TOPO=...]  draw a topology to build/topology.png"
+
+setup: system-packages venv
+
+system-packages:
+	@missing=""; \
+	for pair in $(SYSTEM_COMMANDS); do \
+		cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+		if ! command -v $$cmd >/dev/null 2>&1 && [ ! -x $$cmd ] \
+			&& [ ! -x /usr/sbin/$$cmd ] && [ ! -x /sbin/$$cmd ]; then missing="$$missing $$pkg"; fi; \
+	done; \
+	if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing// /}" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing; run as root (sudo make setup)"; exit 1; fi; \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "system packages: all present"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: setup
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(VPY) -m pytest -m 'not integration' $(PYTEST_ARGS)
+
+test-integration: setup
+	$(VPY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check lab analysis tests bench
+	$(VENV)/bin/mypy
+
+graph: venv
+	@mkdir -p build
+	$(ANYLAB) graph $(TOPO) -o build/topology.png
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

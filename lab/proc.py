@@ -1,0 +1,46 @@
+"""Running external commands: argument lists only, a timeout always, errors that explain."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from lab.errors import CommandError
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def run(argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
+        input_text: str | None = None,
+        env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (never through a shell); raise CommandError on failure or timeout."""
+    try:
+        result = subprocess.run(
+            list(argv), input=input_text, capture_output=True, text=True, timeout=timeout,
+            check=False, env=dict(env) if env is not None else None)
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(argv, None, _text(exc.stdout), _text(exc.stderr)) from exc
+    except OSError as exc:
+        raise CommandError(argv, None, "", str(exc)) from exc
+    if check and result.returncode != 0:
+        raise CommandError(argv, result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def which(program: str, extra_dirs: Sequence[str] = ()) -> str | None:
+    """Find a program on PATH or in extra directories (FRR keeps daemons in /usr/lib/frr)."""
+    found = shutil.which(program)
+    if found:
+        return found
+    for folder in extra_dirs:
+        found = shutil.which(program, path=folder)
+        if found:
+            return found
+    return None

@@ -1,0 +1,76 @@
+"""The command line: exit codes, outputs, help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.cli import build_parser, main
+from tests.conftest import SHIPPED_TOPOLOGIES, TOPOLOGIES
+
+
+def test_validate_shipped_topologies_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", *map(str, SHIPPED_TOPOLOGIES)]) == 0
+    assert capsys.readouterr().out.count("ok ") == len(SHIPPED_TOPOLOGIES)
+
+
+def test_validate_bad_file_exit_2_without_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntransits: [{name: t}]\nsites: [{name: Bad, uplinks: []}]\n")
+    assert main(["validate", str(bad)]) == 2
+    errors = capsys.readouterr().err
+    assert f"{bad}:3: sites[0].name" in errors and "hint:" in errors
+    assert "Traceback" not in errors
+
+
+def test_validate_reports_problems_of_every_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("[1, 2]\n")
+    second.write_text("name: [\n")
+    assert main(["validate", str(first), str(second)]) == 2
+    errors = capsys.readouterr().err
+    assert "a.yaml:1" in errors and "b.yaml" in errors and "2 problems found" in errors
+
+
+def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(TOPOLOGIES / "two-sites-mini.yaml"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["topology"] == "two-sites-mini"
+    assert {n["role"] for n in data["nodes"]} >= {"transit", "spine", "leaf", "k8s-node"}
+
+
+def test_plan_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(TOPOLOGIES / "two-sites-mini.yaml")]) == 0
+    text = capsys.readouterr().out
+    assert "BGP sessions" in text and "alpha-k8s-n1" in text
+
+
+def test_render_writes_one_folder_per_node(tmp_path: Path) -> None:
+    assert main(["render", str(TOPOLOGIES / "two-sites-mini.yaml"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "alpha-s1" / "frr.conf").exists()
+    assert (tmp_path / "alpha-k8s-n1" / "gobgpd.toml").exists()
+    assert (tmp_path / "beta-k8s-n1" / "service-proxy.nft").exists()
+
+
+def test_generate_writes_a_valid_topology(tmp_path: Path) -> None:
+    target = tmp_path / "scale.yaml"
+    assert main(["generate", "--sites", "3", "--leafs", "2", "--nodes", "3",
+                 "-o", str(target)]) == 0
+    assert main(["validate", str(target)]) == 0
+
+
+def test_graph_rejects_other_suffixes(tmp_path: Path) -> None:
+    target = tmp_path / "x.jpg"
+    assert main(["graph", str(TOPOLOGIES / "two-sites-mini.yaml"), "-o", str(target)]) == 2
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "render", "graph", "generate"])
+def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "examples:" in capsys.readouterr().out

@@ -1,0 +1,145 @@
+"""Properties of the plan that must hold for every topology (shipped and generated)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+import yaml
+
+from lab import pipeline
+from lab.generate import ScaleParameters, scale_topology
+from lab.model import Topology
+from lab.plan import LabPlan, LinkKind, Role
+from lab.planner import build_plan
+from tests.conftest import SHIPPED_TOPOLOGIES, TOPOLOGIES
+
+
+def _plans() -> list[LabPlan]:
+    plans = [pipeline.plan(path) for path in SHIPPED_TOPOLOGIES]
+    plans.append(build_plan(Topology.model_validate(scale_topology(ScaleParameters(sites=3)))))
+    return plans
+
+
+PLANS = _plans()
+IDS = [p.topology for p in PLANS]
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
+def test_addresses_are_unique(plan: LabPlan) -> None:
+    addresses = [e.address.ip for link in plan.links for e in (link.a, link.b)]
+    addresses += [n.loopback for n in plan.nodes if n.loopback]
+    addresses += [p.address.ip for p in plan.pods()]
+    duplicates = [a for a, count in Counter(addresses).items() if count > 1]
+    assert duplicates == []
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
+def test_pod_cidrs_are_disjoint_and_hold_their_pods(plan: LabPlan) -> None:
+    cidrs = [n.pod_cidr for n in plan.nodes if n.pod_cidr is not None]
+    for a, b in itertools.combinations(cidrs, 2):
+        assert not a.overlaps(b)
+    for node in plan.nodes:
+        for pod in node.pods:
+            assert node.pod_cidr is not None and pod.address.ip in node.pod_cidr
+            assert pod.gateway == node.pod_gateway.ip if node.pod_gateway else False
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
+def test_interface_names_fit_and_are_unique_per_node(plan: LabPlan) -> None:
+    for node in plan.nodes:
+        names = [i.name for i in node.interfaces]
+        assert len(names) == len(set(names)), node.name
+        assert all(len(name) <= 15 for name in names)
+    assert all(len(n.name) <= 15 for n in plan.nodes)
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
+def test_asns_follow_rfc7938(plan: LabPlan) -> None:
+    for site in plan.sites:
+        spine_asns = {plan.node(s).asn for s in site.spines}
+        leaf_asns = [plan.node(leaf).asn for leaf in site.leafs]
+        assert len(spine_asns) == 1
+        assert len(set(leaf_asns)) == len(leaf_asns)
+        assert spine_asns.isdisjoint(leaf_asns)
+        assert all(a is not None and 4_200_000_000 <= a <= 4_294_967_294
+                   for a in [*spine_asns, *leaf_asns])
+    transit_asns = [n.asn for n in plan.nodes_with_role(Role.TRANSIT)]
+    assert len(set(transit_asns)) == len(transit_asns)
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
+def test_every_session_runs_over_a_link_between_different_asns(plan: LabPlan) -> None:
+    links = {link.id: link for link in plan.links}
+    for session in plan.sessions:
+        link = links[session.id]
+        assert {link.a.node, link.b.node} == {session.a, session.b}
+        assert session.a_asn != session.b_asn
+        assert link.a.address.network == link.b.address.network
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
+def test_hosts_have_a_default_route_over_their_own_link(plan: LabPlan) -> None:
+    for node in plan.nodes_with_role(Role.CLIENT, Role.K8S_NODE):
+        assert len(node.routes) == 1
+        route = node.routes[0]
+        interface = next(i for i in node.interfaces if i.name == route.dev)
+        assert interface.peer_address == route.via
+
+
+def test_plan_is_deterministic() -> None:
+    for path in SHIPPED_TOPOLOGIES:
+        assert pipeline.plan(path).to_dict() == pipeline.plan(path).to_dict()
+
+
+def test_reference_lab_shape() -> None:
+    plan = pipeline.plan(TOPOLOGIES / "three-sites.yaml")
+    assert [s.name for s in plan.sites] == ["nyc", "ams", "sin"]
+    for site in plan.sites:
+        assert len(site.spines) == 2 and len(site.leafs) == 4
+        cluster = plan.cluster(site.clusters[0])
+        assert len(cluster.nodes) == 4
+        assert all(len(plan.node(n).pods) == 2 for n in cluster.nodes)
+    assert len(plan.nodes_with_role(Role.TRANSIT)) == 3
+    assert len(plan.nodes_with_role(Role.CLIENT)) == 6
+    assert {s.protocol for s in plan.services} == {"udp", "tcp"}
+    wan = [link.impairment.delay_ms for link in plan.links if link.kind == LinkKind.WAN]
+    assert all(20 <= d <= 120 for d in wan)
+
+
+def test_cluster_nodes_spread_over_listed_leafs() -> None:
+    doc = yaml.safe_load((TOPOLOGIES / "three-sites.yaml").read_text())
+    doc["sites"][0]["clusters"][0]["leafs"] = [2, 3]
+    plan = build_plan(Topology.model_validate(doc))
+    leafs = [plan.node(n).interfaces[0].peer for n in plan.cluster("nyc-k8s").nodes]
+    assert leafs == ["nyc-l2", "nyc-l3", "nyc-l2", "nyc-l3"]
+
+
+def test_site_overrides_only_the_fields_it_sets() -> None:
+    doc = yaml.safe_load((TOPOLOGIES / "three-sites.yaml").read_text())
+    doc["sites"][1]["bgp"] = {"bfd": False, "hold": "30s", "keepalive": "10s"}
+    plan = build_plan(Topology.model_validate(doc))
+    ams = plan.node("ams-l1").timers
+    nyc = plan.node("nyc-l1").timers
+    assert ams is not None and nyc is not None
+    assert (ams.hold_s, ams.keepalive_s, ams.bfd, ams.ecmp) == (30, 10, None, nyc.ecmp)
+    assert nyc.bfd is not None and nyc.bfd.interval_ms == 300
+
+
+def test_border_leafs_uplink_instead_of_spines() -> None:
+    doc = yaml.safe_load((TOPOLOGIES / "two-sites-mini.yaml").read_text())
+    doc["sites"][0]["fabric"] = {"spines": 2, "leafs": 2, "border": "leafs", "border_leafs": 2}
+    plan = build_plan(Topology.model_validate(doc))
+    site = plan.site("alpha")
+    assert site.uplinkers == ("alpha-b1", "alpha-b2")
+    uplinks = [s for s in plan.sessions if s.kind == LinkKind.UPLINK and "east" in (s.a, s.b)]
+    assert {s.b for s in uplinks} == {"alpha-b1", "alpha-b2"}
+    assert plan.node("alpha-b1").asn != plan.node("alpha-b2").asn
+
+
+def test_generated_scale_topology_has_hundreds_of_speakers() -> None:
+    params = ScaleParameters(sites=8, leafs=8, nodes=32)
+    plan = build_plan(Topology.model_validate(scale_topology(params)))
+    speakers = [n for n in plan.nodes if n.role != Role.CLIENT]
+    assert len(speakers) == params.speakers >= 300
