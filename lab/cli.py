@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bfd", action="store_true")
     p.add_argument("-o", "--output", default="-", metavar="FILE", help="'-' for stdout")
     p.set_defaults(handler=cmd_generate)
+
+    from lab.cli_lab import add_lab_commands
+
+    add_lab_commands(sub, fmt, _examples)
     return parser
 
 

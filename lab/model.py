@@ -25,6 +25,7 @@ from lab.units import (
 
 NAME_PATTERN = r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
 _NAME_RE = re.compile(NAME_PATTERN)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 def _custom(kind: str, message: str) -> PydanticCustomError:
@@ -35,34 +36,49 @@ def _to_duration(value: object) -> float:
     try:
         return parse_duration_ms(value)
     except ValueError as exc:
-        raise _custom("duration", f"{value!r} is not a duration") from exc
+        raise _custom("duration", str(exc)) from exc
 
 
 def _to_rate(value: object) -> int:
     try:
         return parse_rate_bps(value)
     except ValueError as exc:
-        raise _custom("rate", f"{value!r} is not a rate") from exc
+        raise _custom("rate", str(exc)) from exc
 
 
 def _to_percent(value: object) -> float:
     try:
         return parse_percent(value)
     except ValueError as exc:
-        raise _custom("percent", f"{value!r} is not a percentage between 0 and 100") from exc
+        raise _custom("percent", str(exc)) from exc
 
 
 def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
-        raise _custom("name", f"{value!r} is not a valid name")
+    # fullmatch, not match: `$` would also accept a trailing newline ("nyc\n")
+    if not _NAME_RE.fullmatch(value):
+        raise _custom("name", f"{value!r} is not a valid name: {_name_problem(value)}")
     return value
+
+
+def _name_problem(value: str) -> str:
+    bad = next((c for c in value if c not in _NAME_CHARS), None)
+    if bad is not None:
+        return f"{bad!r} is not allowed" + (" (use lowercase)" if bad.isupper() else "")
+    if not value[:1].isalpha():
+        return "it must start with a letter"
+    return "it must end with a letter or digit"
 
 
 def _to_ipv4_network(value: object) -> ipaddress.IPv4Network:
     try:
         network = ipaddress.ip_network(str(value), strict=True)
     except ValueError as exc:
-        raise _custom("network", f"{value!r} is not an IPv4 prefix (or has host bits set)") from exc
+        try:
+            loose = ipaddress.ip_network(str(value), strict=False)
+        except ValueError:
+            raise _custom("network", f"{value!r} is not an IPv4 prefix") from exc
+        raise _custom("network", f"{value!r} has host bits set; the prefix is "
+                                 f"{str(loose)!r}") from exc
     if not isinstance(network, ipaddress.IPv4Network):
         raise _custom("network_v6", f"{value!r}: IPv6 pools are not supported yet")
     return network
@@ -72,6 +88,8 @@ def _to_vip(value: object) -> ipaddress.IPv4Address:
     try:
         address = ipaddress.ip_address(str(value))
     except ValueError as exc:
+        if "/" in str(value):
+            raise _custom("address", f"{value!r} is a prefix; a VIP is one address") from exc
         raise _custom("address", f"{value!r} is not an IP address") from exc
     if not isinstance(address, ipaddress.IPv4Address):
         raise _custom("vip_v6", f"{value!r}: IPv6 VIPs are not supported yet")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,12 @@ import tomli_w
 
 from lab.frrpolicy import frr_config
 from lab.plan import LabPlan, NodePlan, Role, ServicePlan
+from lab.serviceproxy import Endpoint, ServiceRules, render_service_rules
 
 FRR_VERSION = "8.4.4"
 ALL_FRR_DAEMONS = ("zebra", "bgpd", "ospfd", "ospf6d", "ripd", "ripngd", "isisd", "pimd",
                    "ldpd", "nhrpd", "eigrpd", "babeld", "sharpd", "pbrd", "bfdd", "fabricd",
                    "vrrpd", "pathd", "staticd")
-SERVICE_TABLE = "anylab_svc"
-MASQUERADE_MARK = "0x00004000"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A pod the service proxy may send a service's traffic to."""
-
-    address: IPv4Address
-    local: bool
-
-
 @dataclass(frozen=True)
 class RenderedLab:
     """node name -> file name -> text."""
@@ -71,9 +59,11 @@ def render_template(name: str, **context: Any) -> str:
 
 
 def frr_daemons(node: NodePlan) -> list[str]:
-    """The FRR daemons a node runs, in start order."""
+    """The FRR daemons a node runs, in start order (none for clients)."""
+    if not node.runs_frr:
+        return []
     if node.role == Role.K8S_NODE and node.speaker == "gobgp":
-        return ["zebra", "bfdd"] if node.bfd_companion else []
+        return ["zebra", "bfdd"]
     daemons = ["zebra", "bgpd", "staticd"]
     if node.timers is not None and node.timers.bfd is not None:
         daemons.append("bfdd")
@@ -109,9 +99,8 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
         "global": {
             "config": {"as": node.asn, "router-id": str(node.router_id),
                        "local-address-list": [str(node.router_id)]},
-            # The node learns nothing: like kube-router, it only announces.
-            "apply-policy": {"config": {"default-import-policy": "reject-route",
-                                        "default-export-policy": "accept-route"}},
+            # No global import policy: in GoBGP it also filters the node's own paths. The
+            # leaf sends nodes nothing (DENY-ALL out), so the node learns nothing anyway.
         },
         "neighbors": neighbors,
     }
@@ -136,20 +125,15 @@ def default_endpoints(plan: LabPlan, node: NodePlan,
 
 def render_service_proxy(plan: LabPlan, node: NodePlan,
                          endpoints: Mapping[str, Sequence[Endpoint]] | None = None) -> str:
-    """The node's nftables ruleset: VIP:port DNAT to ready endpoints, spread at random."""
+    """The node's nftables ruleset; by default every pod is ready."""
     assert node.cluster is not None
-    services = []
+    rules = []
     for service in plan.services_of_cluster(node.cluster):
         chosen = (endpoints[service.name] if endpoints is not None and service.name in endpoints
                   else default_endpoints(plan, node, service))
-        services.append({
-            "vip": service.vip, "protocol": service.protocol, "port": service.port,
-            "chain": f"svc-{service.name}",
-            "endpoints": [{"address": ep.address, "local": ep.local,
-                           "chain": f"ep-{service.name}-{i}"} for i, ep in enumerate(chosen)],
-        })
-    return render_template("service-proxy.nft.j2", node=node.name, table=SERVICE_TABLE,
-                           services=services, masquerade_mark=MASQUERADE_MARK)
+        rules.append(ServiceRules(service.name, service.vip, service.protocol, service.port,
+                                  tuple(chosen)))
+    return render_service_rules(node.name, rules)
 
 
 def render_node(plan: LabPlan, node: NodePlan) -> dict[str, str]:

@@ -10,6 +10,7 @@ import difflib
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 from lab import naming
 from lab.errors import InputIssue, TopologyError
 from lab.model import HINTS_BY_ERROR_TYPE, BgpSettings, Site, Topology
-from lab.yamlsource import SourceDocument, read_yaml_file
+from lab.planner import resolve_timers
+from lab.yamlsource import SourceDocument, format_path, read_yaml_file
 
 MIN_HOLD_MS = 3000.0
 MIN_BFD_INTERVAL_MS = 10.0
@@ -28,7 +30,14 @@ FIELD_HINTS = {
                   "(3 is usual)",
     "ecmp": "ECMP width is the number of equal paths installed, 1-256",
     "spines": "a site has 1-16 spines",
+    "fabric.leafs": "a site has 1-128 leafs",
+    "fabric.border_leafs": "1-8 border leafs (used with `border: leafs`)",
     "leafs": "list leaf numbers (1-based), e.g. [1, 2], or 'all'",
+    "services.clusters": "list cluster names, e.g. [nyc-k8s], or 'all'",
+    "asn": "an AS number 1-4294967294; leave it out to have one allocated",
+    "bfd": "`bfd: false` turns BFD off; or a mapping such as {interval: 300ms, multiplier: 3}",
+    "failure_threshold": "1-100 failed probes before a pod is not ready",
+    "success_threshold": "1-100 passed probes before a pod is ready again",
     "port": "ports are 1-65535",
     "nodes": "a cluster has 1-999 nodes",
     "pods_per_node": "1-64 pods per node",
@@ -40,6 +49,9 @@ FIELD_HINTS = {
     "impairment_driver": "'auto', 'netem' or 'userspace'",
     "between": "two transit names, e.g. [us-east, eu-west]",
 }
+NAME_FIELDS = frozenset({"name", "transit", "between", "services.clusters"})
+_VALIDATOR_LABELS = frozenset({"function-before", "function-after", "function-wrap",
+                               "lax-or-strict"})
 
 
 def load_topology(path: Path) -> tuple[Topology, SourceDocument]:
@@ -52,47 +64,107 @@ def load_topology(path: Path) -> tuple[Topology, SourceDocument]:
 
 def validate_document(doc: SourceDocument) -> Topology:
     if not isinstance(doc.data, dict):
-        kind = "empty" if doc.data is None else type(doc.data).__name__
-        raise TopologyError([doc.issue((), f"the document is a {kind}, not a mapping",
+        raise TopologyError([doc.issue((), f"the document is {_kind(doc.data)}, not a mapping",
                                        "a topology is a mapping with `name:`, `transits:`, "
                                        "`sites:` ... (see topologies/two-sites-mini.yaml)")])
     try:
         topology = Topology.model_validate(doc.data)
     except ValidationError as exc:
-        raise TopologyError(list(schema_issues(exc, doc, Topology))) from None
-    issues = list(cross_reference_issues(topology, doc))
+        raise TopologyError(_by_line(schema_issues(exc, doc, Topology))) from None
+    issues = _by_line(cross_reference_issues(topology, doc))
     if issues:
         raise TopologyError(issues)
     return topology
 
 
+def _by_line(issues: Iterable[InputIssue]) -> list[InputIssue]:
+    """File order (stable, so issues on one line keep the order they were found in)."""
+    return sorted(issues, key=lambda issue: issue.line if issue.line is not None else 0)
+
+
+def _kind(value: object) -> str:
+    """How a YAML value reads to a user: 'a list', 'a number', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, date):
+        return "a date"
+    return f"a {type(value).__name__}"
+
+
 def schema_issues(exc: ValidationError, doc: SourceDocument,
                   root: type[BaseModel]) -> Iterator[InputIssue]:
+    located = [(error, *_clean_location(error["loc"], doc.data))
+               for error in exc.errors(include_url=False)]
+    # A union such as `list[int] | Literal['all']` reports one error per branch. When the input
+    # is a list with bad items, the items' errors are enough; when the input fits no branch,
+    # the branches' errors at one place are merged into one "expected A or B" issue.
+    below = {tuple(parts[:k]) for _, parts, branched in located if branched
+             for k in range(len(parts))}
+    groups: dict[tuple[tuple[str | int, ...], object], list[Any]] = {}
+    for error, parts, branched in located:
+        if branched and tuple(parts) in below:
+            continue
+        key = (tuple(parts), "union" if branched else id(error))
+        groups.setdefault(key, []).append(error)
     seen: set[tuple[str, str]] = set()
-    for error in exc.errors(include_url=False):
-        parts = _clean_location(error["loc"])
-        message, hint = _describe(error, parts, root)
-        key = (str(parts), message)
-        if key in seen:
+    for (where, _), errors in groups.items():
+        message, hint = _describe(errors[0], where, root)
+        if len(errors) > 1:
+            expected = " or ".join(dict.fromkeys(_expected(e) for e in errors))
+            message = f"expected {expected}, not {_kind(errors[0]['input'])}"
+        if (str(where), message) in seen:
             continue
-        seen.add(key)
-        yield doc.issue(parts, message, hint)
+        seen.add((str(where), message))
+        yield doc.issue(where, message, hint)
 
 
-def _clean_location(loc: Sequence[int | str]) -> list[str | int]:
-    """Drop pydantic's union-branch labels (e.g. 'list[...]', 'literal[...]') from a location."""
+def _expected(error: Any) -> str:
+    kind = error["type"]
+    if kind in {"list_type", "tuple_type"}:
+        return "a list"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return "a mapping"
+    if kind == "literal_error":
+        return str(error.get("ctx", {}).get("expected", "a listed value"))
+    return str(error["msg"])
+
+
+def _clean_location(loc: Sequence[int | str], data: Any) -> tuple[list[str | int], bool]:
+    """Drop pydantic's union-branch and validator labels (e.g. 'list[...]', 'literal[...]')
+    from a location, and say whether any were dropped. A part that is a key in the user's
+    data is always kept, whatever it looks like (an unknown key may well be 'x[1]')."""
     parts: list[str | int] = []
+    branched = False
+    node = data
     for part in loc:
-        if isinstance(part, str) and ("[" in part or part in {"function-before", "function-after",
-                                                              "BfdSettings", "lax-or-strict"}):
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_list or (isinstance(node, dict) and part in node):
+            node = node[part]
+        elif isinstance(part, str) and ("[" in part or part in _VALIDATOR_LABELS
+                                        or part[:1].isupper()):
+            branched = True
             continue
+        else:
+            node = None
         parts.append(part)
-    return parts
+    return parts, branched
 
 
 def _describe(error: Any, parts: Sequence[str | int], root: type[BaseModel]) -> tuple[str, str]:
     kind = error["type"]
-    field = next((p for p in reversed(parts) if isinstance(p, str)), "")
+    names = [p for p in parts if isinstance(p, str)]
+    field = names[-1] if names else ""
+    qualified = ".".join(names[-2:])
     if kind == "extra_forbidden":
         allowed = _allowed_keys(root, parts[:-1])
         close = difflib.get_close_matches(str(parts[-1]), allowed, n=1)
@@ -104,13 +176,31 @@ def _describe(error: Any, parts: Sequence[str | int], root: type[BaseModel]) -> 
     message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-    hint = HINTS_BY_ERROR_TYPE.get(kind) or FIELD_HINTS.get(field, "")
+    if kind in {"too_short", "too_long"}:  # pydantic's own text only: user values stay as is
+        message = message.replace(" after validation", "").replace("Tuple should", "List should")
+    if kind in {"list_type", "tuple_type"}:
+        message = f"expected a list, not {_kind(error['input'])}"
+    elif kind in {"model_type", "model_attributes_type", "dict_type"}:
+        message = f"expected a mapping of `key: value` lines, not {_kind(error['input'])}"
+    elif kind == "string_type":
+        message = f"expected text, not {_kind(error['input'])}"
+    elif kind == "string_too_short" and error["input"] == "":
+        message = "the value is empty"
+    hint = (HINTS_BY_ERROR_TYPE.get(kind) or FIELD_HINTS.get(qualified)
+            or FIELD_HINTS.get(field, ""))
+    if kind in {"string_type", "string_too_short", "string_too_long"} and (
+            field in NAME_FIELDS or qualified in NAME_FIELDS):
+        hint = HINTS_BY_ERROR_TYPE["name"]
     if not hint and kind in {"int_type", "int_parsing", "int_from_float"}:
         hint = "write a whole number"
+    if not hint and kind in {"bool_type", "bool_parsing"}:
+        hint = "write true or false"
     if not hint and kind in {"list_type", "tuple_type"}:
         hint = "write a YAML list, e.g. `- item` lines or `[a, b]`"
     if not hint and kind in {"model_type", "model_attributes_type", "dict_type"}:
-        hint = "write a mapping of `key: value` lines"
+        allowed = _allowed_keys(root, parts)
+        hint = ("write `key: value` lines; allowed keys: " + ", ".join(sorted(allowed))
+                if allowed else "write a mapping of `key: value` lines")
     if not hint and kind in {"string_type"}:
         hint = "quote the value"
     if not hint and kind == "too_short":
@@ -154,6 +244,7 @@ def cross_reference_issues(topo: Topology, doc: SourceDocument) -> Iterator[Inpu
     for i, site in enumerate(topo.sites):
         yield from _timers(site.bgp, ["sites", i, "bgp"], doc)
         yield from _site_fabric(site, i, doc)
+    yield from _keepalive_vs_hold(topo, doc)
     yield from _addressing(topo, doc)
     yield from _services(topo, doc)
     yield from _raw_lines(topo, doc)
@@ -168,8 +259,8 @@ def _dupes(values: Iterable[tuple[str, Sequence[str | int]]], what: str,
             first = next(p for n, p in items if n == name)
             if list(parts) != list(first):
                 yield doc.issue(parts, f"duplicate {what} name {name!r}",
-                                f"the first one is at line {doc.line_of(first)}; names must be "
-                                "unique")
+                                f"the first is {format_path(first)} (line {doc.line_of(first)}); "
+                                f"{what} names must be unique")
 
 
 def _duplicate_names(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
@@ -251,90 +342,134 @@ def _wan_connected(topo: Topology, doc: SourceDocument,
 
 
 def _generated_names(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
-    """Node names double as interface names: check length and collisions across kinds."""
-    owners: dict[str, list[str | int]] = {}
-    candidates: list[tuple[str, list[str | int]]] = []
+    """Node names double as interface names: check their length, then collisions."""
+    # (the longest node name built from a name, that name, where it is written)
+    candidates: list[tuple[str, str, list[str | int]]] = []
     for i, transit in enumerate(topo.transits):
-        candidates.append((transit.name, ["transits", i, "name"]))
+        candidates.append((transit.name, transit.name, ["transits", i, "name"]))
     for i, client in enumerate(topo.clients):
-        candidates.append((client.name, ["clients", i, "name"]))
+        candidates.append((client.name, client.name, ["clients", i, "name"]))
     for i, site in enumerate(topo.sites):
         fabric = site.fabric
         longest = [naming.spine_name(site.name, fabric.spines),
                    naming.leaf_name(site.name, fabric.leafs)]
         if fabric.border == "leafs":
             longest.append(naming.border_name(site.name, fabric.border_leafs))
-        candidates += [(n, ["sites", i, "name"]) for n in longest]
+        candidates += [(n, site.name, ["sites", i, "name"]) for n in longest]
         for j, cluster in enumerate(site.clusters):
-            candidates.append((naming.k8s_node_name(cluster.name, cluster.nodes),
+            candidates.append((naming.k8s_node_name(cluster.name, cluster.nodes), cluster.name,
                                ["sites", i, "clusters", j, "name"]))
     reported: set[tuple[str | int, ...]] = set()
-    for name, parts in candidates:
-        if tuple(parts) in reported:
+    for name, base, parts in candidates:
+        if tuple(parts) in reported or len(name) <= naming.IFNAME_MAX:
             continue
-        if len(name) > naming.IFNAME_MAX:
-            reported.add(tuple(parts))
-            yield doc.issue(parts, f"the generated node name {name!r} is {len(name)} characters; "
-                            f"interface names allow {naming.IFNAME_MAX}",
-                            "use a shorter name (sites up to ~10 characters, clusters up to ~9)")
-        elif name in owners and not _same_kind(owners[name], parts):
-            yield doc.issue(parts, f"the node name {name!r} is also generated by "
-                            f"{'.'.join(map(str, owners[name]))}", "rename one of them")
-        owners.setdefault(name, parts)
-    yield from _all_generated_collisions(topo, doc)
+        reported.add(tuple(parts))
+        suffix = name[len(base):]
+        limit = naming.IFNAME_MAX - len(suffix)
+        if suffix:
+            message = (f"the generated node name {name!r} is {len(name)} characters; "
+                       f"interface names allow {naming.IFNAME_MAX}")
+            hint = f"shorten the name to at most {limit} characters (node names add {suffix!r})"
+        else:
+            message = (f"the name {name!r} is {len(name)} characters; it is also an interface "
+                       f"name, which allows {naming.IFNAME_MAX}")
+            hint = f"shorten the name to at most {limit} characters"
+        yield doc.issue(parts, message, hint)
+    yield from _name_collisions(topo, doc)
 
 
-def _same_kind(a: Sequence[str | int], b: Sequence[str | int]) -> bool:
-    """Two paths in the same list (e.g. two sites): their clash is reported as a duplicate."""
-    return len(a) == len(b) and a[0] == b[0] and a[-1] == b[-1]
-
-
-def _all_generated_collisions(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
-    explicit = {t.name for t in topo.transits} | {c.name for c in topo.clients}
+def _name_collisions(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
+    """Transits, clients and generated routers/nodes share one namespace of node names.
+    (Clashes within one kind are reported as duplicate names.)"""
+    explicit: dict[str, list[str | int]] = {}
+    for i, transit in enumerate(topo.transits):
+        explicit.setdefault(transit.name, ["transits", i])
+    for i, client in enumerate(topo.clients):
+        other = explicit.get(client.name)
+        if other is not None and other[0] == "transits":
+            yield doc.issue(["clients", i, "name"],
+                            f"client name {client.name!r} is also the name of "
+                            f"{format_path(other)}",
+                            "transits and clients share one namespace; rename one of them")
+        explicit.setdefault(client.name, ["clients", i])
     for i, site in enumerate(topo.sites):
-        generated = [naming.spine_name(site.name, k + 1) for k in range(site.fabric.spines)]
-        generated += [naming.leaf_name(site.name, k + 1) for k in range(site.fabric.leafs)]
+        fabric = site.fabric
+        routers = [naming.spine_name(site.name, k + 1) for k in range(fabric.spines)]
+        routers += [naming.leaf_name(site.name, k + 1) for k in range(fabric.leafs)]
+        if fabric.border == "leafs":
+            routers += [naming.border_name(site.name, k + 1) for k in range(fabric.border_leafs)]
+        yield from _clash(routers, explicit, ["sites", i, "name"], "site", doc)
         for j, cluster in enumerate(site.clusters):
-            names = [naming.k8s_node_name(cluster.name, k + 1) for k in range(cluster.nodes)]
-            clash = sorted(explicit.intersection(names))
-            if clash:
-                yield doc.issue(["sites", i, "clusters", j, "name"],
-                                f"node name {clash[0]!r} collides with a transit or client",
-                                "rename the cluster or the other node")
-        clash = sorted(explicit.intersection(generated))
-        if clash:
-            yield doc.issue(["sites", i, "name"],
-                            f"node name {clash[0]!r} collides with a transit or client",
-                            "rename the site or the other node")
+            nodes = [naming.k8s_node_name(cluster.name, k + 1) for k in range(cluster.nodes)]
+            yield from _clash(nodes, explicit, ["sites", i, "clusters", j, "name"], "cluster", doc)
+
+
+def _clash(generated: Sequence[str], explicit: dict[str, list[str | int]],
+           parts: list[str | int], what: str, doc: SourceDocument) -> Iterator[InputIssue]:
+    name = next((n for n in generated if n in explicit), None)
+    if name is not None:
+        other = format_path(explicit[name])
+        yield doc.issue(parts, f"the generated node name {name!r} is also the name of {other}",
+                        f"rename the {what} or {other}")
 
 
 def _timers(bgp: BgpSettings, parts: list[str | int], doc: SourceDocument) -> Iterator[InputIssue]:
-    for field in ("keepalive", "hold", "connect_retry"):
+    for field, floor in (("keepalive", 1000.0), ("hold", MIN_HOLD_MS), ("connect_retry", 1000.0)):
         value = getattr(bgp, field)
-        if value is not None and value % 1000:
+        # values below the floor get their own message below
+        if value is not None and value >= floor and value % 1000:
             yield doc.issue([*parts, field], f"BGP timers are whole seconds, not {value:g} ms",
                             "write e.g. '3s' or '9s'")
     if bgp.hold is not None and bgp.hold < MIN_HOLD_MS:
         yield doc.issue([*parts, "hold"], f"hold time {bgp.hold / 1000:g}s is below 3 s",
-                        "BGP requires a hold time of 0 or at least 3 s (RFC 4271); use '3s' "
-                        "or more")
+                        "use '3s' or more (RFC 4271: a hold time is 0 or at least 3 s, and this "
+                        "lab does not support 0)")
     if bgp.keepalive is not None and bgp.keepalive < 1000:
-        yield doc.issue([*parts, "keepalive"], "keepalive must be at least 1 s", "write e.g. '3s'")
-    if bgp.keepalive is not None and bgp.hold is not None and bgp.keepalive * 3 > bgp.hold:
         yield doc.issue([*parts, "keepalive"],
-                        f"keepalive {bgp.keepalive / 1000:g}s is more than a third of hold "
-                        f"{bgp.hold / 1000:g}s", "keep keepalive <= hold / 3, e.g. 3s / 9s")
+                        f"keepalive {bgp.keepalive:g} ms is below 1 s", "write e.g. '3s'")
     if bgp.connect_retry is not None and bgp.connect_retry < 1000:
-        yield doc.issue([*parts, "connect_retry"], "connect_retry must be at least 1 s",
-                        "write e.g. '5s'")
+        yield doc.issue([*parts, "connect_retry"],
+                        f"connect_retry {bgp.connect_retry:g} ms is below 1 s", "write e.g. '5s'")
     if bgp.bfd and bgp.bfd.enabled:
         if bgp.bfd.interval < MIN_BFD_INTERVAL_MS or bgp.bfd.interval > 60000:
             yield doc.issue([*parts, "bfd", "interval"],
                             f"BFD interval {bgp.bfd.interval:g} ms is outside 10 ms - 60 s",
                             "FRR's bfdd accepts 10 ms to 60 s; 300ms is common")
-        if bgp.bfd.interval % 1:
+        elif bgp.bfd.interval % 1:
             yield doc.issue([*parts, "bfd", "interval"], "BFD intervals are whole milliseconds",
                             "write e.g. '300ms'")
+
+
+def _keepalive_vs_hold(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
+    """keepalive <= hold / 3, checked on the values in force: a site that sets only `hold`
+    still uses the keepalive of `defaults` (or the built-in one)."""
+    scopes: list[tuple[list[str | int], list[BgpSettings]]] = [
+        (["defaults", "bgp"], [topo.defaults.bgp])]
+    scopes += [(["sites", i, "bgp"], [topo.defaults.bgp, site.bgp])
+               for i, site in enumerate(topo.sites)]
+    for parts, layers in scopes:
+        own = layers[-1]
+        if own.keepalive is None and own.hold is None:
+            continue  # inherits both: reported where they are set
+        timers = resolve_timers(*layers)
+        if timers.keepalive_s * 3 <= timers.hold_s:
+            continue
+        field = "keepalive" if own.keepalive is not None else "hold"
+        origins = [f"{name} {value}s comes from {_timer_origin(name, layers, scopes[0][0])}"
+                   for name, value in (("keepalive", timers.keepalive_s),
+                                       ("hold", timers.hold_s))
+                   if getattr(own, name) is None]
+        yield doc.issue([*parts, field], f"keepalive {timers.keepalive_s}s is more than a third "
+                        f"of hold {timers.hold_s}s",
+                        "keep keepalive <= hold / 3, e.g. 3s / 9s"
+                        + "".join(f"; {origin}" for origin in origins))
+
+
+def _timer_origin(name: str, layers: Sequence[BgpSettings],
+                  defaults_parts: Sequence[str | int]) -> str:
+    if len(layers) > 1 and getattr(layers[0], name) is not None:
+        return format_path([*defaults_parts, name])
+    return "the built-in default"
 
 
 def _site_fabric(site: Site, i: int, doc: SourceDocument) -> Iterator[InputIssue]:

@@ -16,6 +16,7 @@ import yaml
 from lab.errors import InputIssue
 
 PathKey = tuple[str | int, ...]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def format_path(parts: Sequence[str | int]) -> str:
@@ -64,7 +65,8 @@ class _DocumentBuilder:
         return self._construct(node, path)
 
     def _construct(self, node: yaml.Node, path: PathKey) -> Any:
-        """Construct a scalar or key; a value PyYAML cannot build (e.g. the date 2024-13-45) is an issue."""
+        """Construct a scalar or key; a value PyYAML cannot build (e.g. the date 2024-13-45)
+        becomes an issue."""
         try:
             return self.loader.construct_object(node, deep=True)
         except (ValueError, TypeError, OverflowError) as exc:
@@ -77,9 +79,14 @@ class _DocumentBuilder:
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        # flatten_mapping puts the merged pairs first: a key written in the mapping overrides
+        # a merged one (as YAML specifies), only a key written twice is a duplicate
+        merged = len(node.value) - own
+        written: set[str] = set()
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self._construct(key_node, path)
             if not isinstance(key, str | int | float | bool) and key is not None:
                 self.issues.append(
@@ -90,13 +97,16 @@ class _DocumentBuilder:
                 continue
             key_text = str(key)
             child = (*path, key_text)
-            if key_text in result:
+            if key_text in written:
                 self.issues.append(
                     InputIssue(self.doc.file, key_node.start_mark.line + 1, format_path(child),
                                f"duplicate key {key_text!r}",
-                               "each key may appear once per mapping; remove or merge the copies")
+                               f"the first is at line {self.doc.lines.get(child)}; each key may "
+                               "appear once per mapping, so remove or merge the copies")
                 )
                 continue
+            if index >= merged:
+                written.add(key_text)
             self.doc.lines[child] = key_node.start_mark.line + 1
             result[key_text] = self.build(value_node, child)
         return result
@@ -113,21 +123,45 @@ def parse_yaml_text(text: str, file: str) -> tuple[SourceDocument, list[InputIss
         node = loader.get_single_node()
         if node is None:
             return doc, [InputIssue(file, 1, "", "the file is empty",
-                                    "a topology starts with `name:` and `sites:`")]
+                                    "a topology needs at least `name:`, `transits:` and `sites:` "
+                                    "(see topologies/two-sites-mini.yaml)")]
         builder = _DocumentBuilder(loader, doc)
         doc.data = builder.build(node, ())
         return doc, builder.issues
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        message = " ".join(p for p in (exc.context, exc.problem) if p)
-        return doc, [InputIssue(file, line, "", f"YAML syntax error: {message}",
-                                "check indentation, colons and quoting around this line")]
+        return doc, [_syntax_issue(exc, file)]
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         return doc, [InputIssue(file, None, "", f"YAML could not be read: {exc}",
                                 "the file must be one YAML document")]
     finally:
         loader.dispose()
+
+
+def _syntax_issue(exc: yaml.MarkedYAMLError, file: str) -> InputIssue:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    problem = exc.problem or exc.context or "unreadable YAML"
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        hint = ("remove the `!tag`; topology files use plain YAML values" if "tag" in problem
+                else "check the value on this line (e.g. a `<<:` merge needs a mapping)")
+        return InputIssue(file, line, "", f"YAML value cannot be read: {problem}", hint)
+    if "found another document" in problem:
+        return InputIssue(file, line, "", "the file holds more than one YAML document",
+                          "a topology file is one document: remove this `---` and what "
+                          "follows, or move it to its own file")
+    if "'\\t'" in problem:
+        return InputIssue(file, line, "", "YAML syntax error: a tab character where YAML "
+                          "expects spaces", "YAML indents with spaces only; replace the tab")
+    message = f"YAML syntax error: {problem}"
+    if exc.context and exc.problem:
+        where = exc.context_mark
+        at = f" at line {where.line + 1}" if where is not None and where is not mark else ""
+        message += f" ({exc.context}{at})"
+    hint = "check indentation, colons and quoting around this line"
+    if "mapping values are not allowed" in problem:
+        hint = ("often a key indented deeper than the keys before it, or a value containing "
+                "': ' that needs quotes")
+    return InputIssue(file, line, "", message, hint)
 
 
 def _reader_issue(exc: yaml.reader.ReaderError, text: str, file: str) -> InputIssue:

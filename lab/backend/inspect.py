@@ -1,0 +1,182 @@
+"""Looking at a running lab: BGP sessions, announcements, and what clients get on each VIP.
+
+Session states come from the FRR end of each session (every session has one: leafs face the
+GoBGP nodes). Client checks send a real request from the client's namespace to the VIP and
+read which site, node and pod answered, and the round-trip time.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.backend.daemons import NodeFiles, bgp_peer_states
+from lab.backend.names import netns_name
+from lab.backend.processes import is_alive
+from lab.backend.runtime_specs import node_dir
+from lab.backend.state import LabState
+from lab.errors import BackendError
+from lab.impair.namespaces import socket_in_netns
+from lab.plan import LabPlan, Role, ServicePlan, SessionPlan
+from lab.render import frr_daemons
+
+PROBE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class SessionState:
+    session: str
+    a: str
+    b: str
+    state: str
+
+    @property
+    def established(self) -> bool:
+        return self.state == "Established"
+
+
+@dataclass(frozen=True)
+class ClientAnswer:
+    client: str
+    service: str
+    site: str | None
+    node: str | None
+    pod: str | None
+    rtt_ms: float | None
+    error: str | None = None
+
+
+def _frr_end(plan: LabPlan, session: SessionPlan) -> tuple[str, str]:
+    """(router whose bgpd reports the session, the peer address it knows it by)."""
+    a = plan.node(session.a)
+    if a.role != Role.K8S_NODE or a.speaker == "frr":
+        return session.a, str(session.b_address)
+    return session.b, str(session.a_address)
+
+
+def session_states(state: LabState, plan: LabPlan,
+                   only: list[SessionPlan] | None = None) -> list[SessionState]:
+    sessions = only if only is not None else list(plan.sessions)
+    routers = sorted({_frr_end(plan, s)[0] for s in sessions})
+
+    def peers(router: str) -> tuple[str, dict[str, str]]:
+        try:
+            return router, bgp_peer_states(NodeFiles(node_dir(state.directory, router)))
+        except BackendError:
+            return router, {}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        table = dict(pool.map(peers, routers))
+    result = []
+    for session in sessions:
+        router, peer = _frr_end(plan, session)
+        result.append(SessionState(session.id, session.a, session.b,
+                                   table.get(router, {}).get(peer, "Down")))
+    return result
+
+
+def _identity(payload: bytes, sent: bytes) -> dict[str, Any]:
+    if not payload.startswith(sent):
+        raise ValueError("reply does not echo the request")
+    data = json.loads(payload[len(sent):].strip())
+    if not isinstance(data, dict):
+        raise ValueError("identity is not an object")
+    return data
+
+
+def probe(lab: str, client: str, service: ServicePlan,
+          timeout_s: float = PROBE_TIMEOUT_S) -> ClientAnswer:
+    """One request from the client's namespace to the service VIP."""
+    kind = socket.SOCK_DGRAM if service.protocol == "udp" else socket.SOCK_STREAM
+    try:
+        sock = socket_in_netns(netns_name(lab, client), socket.AF_INET, kind)
+    except Exception as exc:  # the namespace may be gone: report, don't crash status
+        return ClientAnswer(client, service.name, None, None, None, None, str(exc))
+    try:
+        sock.settimeout(timeout_s)
+        started = time.monotonic_ns()
+        if service.protocol == "udp":
+            request = struct.pack("!QQ", 0, started)
+            sock.sendto(request, (str(service.vip), service.port))
+            reply = sock.recv(65535)
+        else:
+            request = b"status-probe\n"
+            sock.connect((str(service.vip), service.port))
+            sock.sendall(request)
+            reply = _read_line(sock)
+            request = request.rstrip(b"\n")
+        rtt_ms = (time.monotonic_ns() - started) / 1e6
+        who = _identity(reply, request)
+        return ClientAnswer(client, service.name, who.get("site"), who.get("node"),
+                            who.get("pod"), round(rtt_ms, 3))
+    except (OSError, ValueError) as exc:
+        return ClientAnswer(client, service.name, None, None, None, None,
+                            type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc))
+    finally:
+        sock.close()
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def probe_all(lab: str, plan: LabPlan) -> list[ClientAnswer]:
+    pairs = [(c.name, s) for c in plan.nodes_with_role(Role.CLIENT) for s in plan.services]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        return list(pool.map(lambda pair: probe(lab, pair[0], pair[1]), pairs))
+
+
+def daemons_alive(state: LabState) -> tuple[int, list[str]]:
+    """(processes alive, descriptions of the dead ones)."""
+    dead = [f"{r.kind} on {r.node} (pid {r.pid})" for r in state.processes if not is_alive(r)]
+    return len(state.processes) - len(dead), dead
+
+
+def announcements(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
+    """Service name -> nodes announcing its VIP, from each node agent's status file."""
+    result: dict[str, list[str]] = {s.name: [] for s in plan.services}
+    for node in plan.nodes_with_role(Role.K8S_NODE):
+        path = Path(node_dir(state.directory, node.name)) / "status.json"
+        try:
+            announced = set(json.loads(path.read_text()).get("announced", []))
+        except (OSError, ValueError, AttributeError):
+            continue
+        for service in plan.services:
+            if str(service.vip) in announced and node.cluster in service.clusters:
+                result[service.name].append(node.name)
+    return result
+
+
+def status_document(state: LabState, plan: LabPlan) -> dict[str, Any]:
+    sessions = session_states(state, plan)
+    answers = probe_all(state.lab, plan)
+    alive, dead = daemons_alive(state)
+    established = sum(s.established for s in sessions)
+    ready = (established == len(sessions) and not dead
+             and all(a.site is not None for a in answers))
+    return {
+        "lab": state.lab, "topology": state.topology, "phase": state.phase, "ready": ready,
+        "impairment_driver": state.impairment_driver,
+        "sessions": {"established": established, "total": len(sessions),
+                     "down": [asdict(s) for s in sessions if not s.established]},
+        "processes": {"alive": alive, "total": len(state.processes), "dead": dead},
+        "announcements": announcements(state, plan),
+        "clients": [{"client": a.client, "service": a.service, "site": a.site, "node": a.node,
+                     "pod": a.pod, "rtt_ms": a.rtt_ms, "error": a.error} for a in answers],
+    }
+
+
+def frr_routers(plan: LabPlan) -> list[str]:
+    return [n.name for n in plan.nodes if frr_daemons(n)]

@@ -1,0 +1,128 @@
+"""What the kernel side of a lab looks like, as plain data: namespaces and their sysctls, veth
+pairs, bridges, addresses and static routes. Built from the plan (pure), applied by
+``lab.backend.nsworker`` in one process through netlink."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lab import naming
+from lab.backend.names import netns_name
+from lab.plan import LabPlan, NodePlan, Role
+
+ROUTER_SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/default/rp_filter": "0",
+    "net/ipv4/fib_multipath_hash_policy": "1",  # ECMP on the L4 5-tuple, so flows spread
+    "net/ipv4/conf/all/ignore_routes_with_linkdown": "1",  # carrier loss drops routes at once
+    "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
+    "net/ipv6/conf/all/disable_ipv6": "1",
+    "net/ipv6/conf/default/disable_ipv6": "1",
+}
+HOST_SYSCTLS = {
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/default/rp_filter": "0",
+    "net/ipv6/conf/all/disable_ipv6": "1",
+    "net/ipv6/conf/default/disable_ipv6": "1",
+}
+
+
+@dataclass(frozen=True)
+class VethSpec:
+    ns: str
+    ifname: str
+    peer_ns: str
+    peer_ifname: str
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class AddressSpec:
+    ns: str
+    ifname: str
+    address: str  # "10.0.0.1/31"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    ns: str
+    dst: str
+    gateway: str
+    ifname: str
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    ns: str
+    ifname: str
+    ports: tuple[str, ...]
+
+
+@dataclass
+class NetworkSpec:
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # ns -> key -> value
+    veths: list[VethSpec] = field(default_factory=list)
+    bridges: list[BridgeSpec] = field(default_factory=list)
+    addresses: list[AddressSpec] = field(default_factory=list)
+    routes: list[RouteSpec] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkSpec:
+        return cls(
+            sysctls=data["sysctls"],
+            veths=[VethSpec(**v) for v in data["veths"]],
+            bridges=[BridgeSpec(**{**b, "ports": tuple(b["ports"])}) for b in data["bridges"]],
+            addresses=[AddressSpec(**a) for a in data["addresses"]],
+            routes=[RouteSpec(**r) for r in data["routes"]])
+
+
+def node_namespaces(lab: str, plan: LabPlan) -> list[str]:
+    """Every namespace of the lab except the emulator's: nodes, then pods."""
+    names = [netns_name(lab, n.name) for n in plan.nodes]
+    names += [netns_name(lab, p.name) for p in plan.pods()]
+    return names
+
+
+def _is_forwarder(node: NodePlan) -> bool:
+    return node.role not in {Role.CLIENT}
+
+
+def build_network_spec(lab: str, plan: LabPlan, impaired_links: set[str]) -> NetworkSpec:
+    """Everything but the impaired links, which the impairment layer creates itself
+    (their addresses are still set here)."""
+    spec = NetworkSpec()
+    for node in plan.nodes:
+        ns = netns_name(lab, node.name)
+        spec.sysctls[ns] = dict(ROUTER_SYSCTLS if _is_forwarder(node) else HOST_SYSCTLS)
+        if node.loopback is not None:
+            spec.addresses.append(AddressSpec(ns, "lo", f"{node.loopback}/32"))
+        for interface in node.interfaces:
+            spec.addresses.append(AddressSpec(ns, interface.name, str(interface.address)))
+        for route in node.routes:
+            spec.routes.append(RouteSpec(ns, str(route.prefix), str(route.via), route.dev))
+        if node.pods:
+            _add_pods(spec, lab, node)
+    for link in plan.links:
+        if link.id in impaired_links:
+            continue
+        spec.veths.append(VethSpec(netns_name(lab, link.a.node), link.a.ifname,
+                                   netns_name(lab, link.b.node), link.b.ifname))
+    return spec
+
+
+def _add_pods(spec: NetworkSpec, lab: str, node: NodePlan) -> None:
+    ns = netns_name(lab, node.name)
+    assert node.pod_gateway is not None
+    spec.bridges.append(BridgeSpec(ns, naming.POD_BRIDGE, tuple(p.node_ifname for p in node.pods)))
+    spec.addresses.append(AddressSpec(ns, naming.POD_BRIDGE, str(node.pod_gateway)))
+    for pod in node.pods:
+        pod_ns = netns_name(lab, pod.name)
+        spec.sysctls[pod_ns] = dict(HOST_SYSCTLS)
+        spec.veths.append(VethSpec(ns, pod.node_ifname, pod_ns, naming.POD_IFNAME))
+        spec.addresses.append(AddressSpec(pod_ns, naming.POD_IFNAME, str(pod.address)))
+        spec.routes.append(RouteSpec(pod_ns, "0.0.0.0/0", str(pod.gateway), naming.POD_IFNAME))

@@ -1,0 +1,120 @@
+"""Apply a NetworkSpec inside the lab's namespaces: ``python -m lab.backend.nsworker``.
+
+A separate single-threaded process reads the spec (JSON) on stdin and, for each namespace,
+enters it with setns() and talks netlink there. Entering namespaces from the CLI process
+itself would need threads or fork of a threaded process; a worker keeps that simple, and one
+netlink socket per namespace is far cheaper than one `ip` command per change.
+Prints one JSON line: {"ok": true} or {"ok": false, "error": "..."}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from lab.backend.netspec import NetworkSpec
+
+
+class SpecError(Exception):
+    pass
+
+
+def _index(ipr: Any, ns: str, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise SpecError(f"interface {ifname} not found in {ns}")
+    return int(found[0])
+
+
+def _write_sysctls(ns: str, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        try:
+            Path("/proc/sys", key).write_text(value)
+        except OSError as exc:
+            raise SpecError(f"{ns}: cannot set {key.replace('/', '.')}={value}: {exc}") from exc
+
+
+def _phase_links(spec: NetworkSpec) -> None:
+    """lo up and sysctls in every namespace, then the veth pairs (created from their A side)."""
+    veths = defaultdict(list)
+    for veth in spec.veths:
+        veths[veth.ns].append(veth)
+    for ns in list(spec.sysctls) + [ns for ns in veths if ns not in spec.sysctls]:
+        netns.setns(ns, flags=0)
+        _write_sysctls(ns, spec.sysctls.get(ns, {}))
+        with IPRoute() as ipr:
+            ipr.link("set", index=_index(ipr, ns, "lo"), state="up")
+            for veth in veths.get(ns, []):
+                try:
+                    ipr.link("add", ifname=veth.ifname, kind="veth", mtu=veth.mtu,
+                             peer={"ifname": veth.peer_ifname, "net_ns_fd": veth.peer_ns,
+                                   "mtu": veth.mtu})
+                except NetlinkError as exc:
+                    raise SpecError(f"veth {ns}/{veth.ifname} <-> {veth.peer_ns}/"
+                                    f"{veth.peer_ifname}: {exc}") from exc
+
+
+def _phase_addresses(spec: NetworkSpec) -> None:
+    """Bridges, then every interface up with its addresses, then routes."""
+    per_ns: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for bridge in spec.bridges:
+        per_ns[bridge.ns]["bridges"].append(bridge)
+    for address in spec.addresses:
+        per_ns[address.ns]["addresses"].append(address)
+    for route in spec.routes:
+        per_ns[route.ns]["routes"].append(route)
+    for ns, items in per_ns.items():
+        netns.setns(ns, flags=0)
+        with IPRoute() as ipr:
+            _configure(ipr, ns, items)
+
+
+def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
+    for bridge in items["bridges"]:
+        ipr.link("add", ifname=bridge.ifname, kind="bridge", br_stp_state=0,
+                 br_forward_delay=0)
+        master = _index(ipr, ns, bridge.ifname)
+        for port in bridge.ports:
+            ipr.link("set", index=_index(ipr, ns, port), master=master)
+    for link in ipr.get_links():
+        ipr.link("set", index=link["index"], state="up")
+    for item in items["addresses"]:
+        address, prefixlen = item.address.split("/")
+        try:
+            ipr.addr("add", index=_index(ipr, ns, item.ifname), address=address,
+                     prefixlen=int(prefixlen))
+        except NetlinkError as exc:
+            if exc.code != 17:  # EEXIST: already there
+                raise SpecError(f"{ns}/{item.ifname}: address {item.address}: {exc}") from exc
+    for route in items["routes"]:
+        try:
+            ipr.route("replace", dst=route.dst, gateway=route.gateway,
+                      oif=_index(ipr, ns, route.ifname))
+        except NetlinkError as exc:
+            raise SpecError(f"{ns}: route {route.dst} via {route.gateway}: {exc}") from exc
+
+
+def apply_spec(spec: NetworkSpec) -> None:
+    _phase_links(spec)
+    _phase_addresses(spec)
+
+
+def main() -> int:
+    try:
+        spec = NetworkSpec.from_dict(json.loads(sys.stdin.read()))
+        apply_spec(spec)
+    except (SpecError, NetlinkError, OSError, ValueError, KeyError) as exc:
+        sys.stdout.write(json.dumps({"ok": False, "error": str(exc)}) + "\n")
+        return 1
+    sys.stdout.write(json.dumps({"ok": True}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Processes of a lab: started inside a namespace with the lab's tag, found by PID or tag,
+stopped precisely (never by name)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lab.backend.names import NETNS_DIR, TAG_VARIABLE, tag_environment
+from lab.backend.state import ProcessRecord
+from lab.errors import BackendError
+
+NSENTER = "/usr/bin/nsenter"
+# Popen objects of processes this Python process started, so they can be reaped.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot; None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in {"Z", "X"}:
+        return None
+    return int(fields[19])
+
+
+def is_alive(record: ProcessRecord) -> bool:
+    _reap()
+    return start_ticks(record.pid) == record.start_ticks
+
+
+def spawn(lab: str, node: str, kind: str, argv: Sequence[str], netns: str | None,
+          log_path: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
+    """Start ``argv`` in namespace ``netns`` (None: the caller's), tagged with the lab."""
+    command = list(argv)
+    if netns is not None:
+        command = [NSENTER, f"--net={NETNS_DIR / netns}", "--", *command]
+    env = tag_environment(lab, node)
+    env.update(extra_env or {})
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fd,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                close_fds=True)
+    except OSError as exc:
+        raise BackendError(f"cannot start {kind} for {node}: {exc}") from exc
+    finally:
+        os.close(fd)
+    _CHILDREN[proc.pid] = proc
+    ticks = start_ticks(proc.pid)
+    return ProcessRecord(proc.pid, node, kind, ticks if ticks is not None else -1)
+
+
+def tagged_pids(lab: str) -> list[int]:
+    """PIDs whose environment carries this lab's tag (exact match)."""
+    needle = f"{TAG_VARIABLE}={lab}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _reap() -> None:
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def _signal(pids: Iterable[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def stop_pids(pids: Sequence[int], grace_s: float = 1.0) -> list[int]:
+    """SIGTERM, wait up to ``grace_s``, then SIGKILL; returns the PIDs that had to be killed."""
+    alive = [p for p in pids if start_ticks(p) is not None]
+    _signal(alive, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        _reap()
+        alive = [p for p in alive if start_ticks(p) is not None]
+    _signal(alive, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(start_ticks(p) is not None for p in alive):
+        time.sleep(0.01)
+        _reap()
+    return alive
+
+
+def stop_records(records: Sequence[ProcessRecord], grace_s: float = 1.0) -> list[int]:
+    """Stop the recorded processes that are still ours (a reused PID is left alone)."""
+    return stop_pids([r.pid for r in records if is_alive(r)], grace_s)

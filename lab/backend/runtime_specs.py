@@ -1,0 +1,57 @@
+"""Spec files for the programs that run inside a lab: the anycast server of each pod and the
+agent of each cluster node (`python -m lab.server --spec`, `python -m lab.agent --spec`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lab.plan import LabPlan, NodePlan, PodPlan
+
+HEALTH_PORT = 8080
+
+
+def pod_dir(lab_directory: Path, pod: str) -> Path:
+    return lab_directory / "pods" / pod
+
+
+def node_dir(lab_directory: Path, node: str) -> Path:
+    return lab_directory / "nodes" / node
+
+
+def server_spec(lab: str, lab_directory: Path, plan: LabPlan, pod: PodPlan) -> dict[str, Any]:
+    return {
+        "lab": lab, "site": pod.site, "cluster": pod.cluster, "node": pod.node, "pod": pod.name,
+        "address": str(pod.address.ip),
+        "services": [{"name": s.name, "protocol": s.protocol, "port": s.port}
+                     for s in plan.services_of_cluster(pod.cluster)],
+        "health_port": HEALTH_PORT,
+        "unready_flag": str(pod_dir(lab_directory, pod.name) / "unready"),
+    }
+
+
+def agent_spec(lab: str, lab_directory: Path, plan: LabPlan, node: NodePlan) -> dict[str, Any]:
+    assert node.cluster is not None
+    cluster = plan.cluster(node.cluster)
+    services = plan.services_of_cluster(node.cluster)
+    needs_remote = any(s.traffic_policy == "Cluster" for s in services)
+    pods = [{"name": p.name, "address": str(p.address.ip), "health_port": HEALTH_PORT,
+             "local": p.node == node.name}
+            for name in cluster.nodes if name == node.name or needs_remote
+            for p in plan.node(name).pods]
+    folder = node_dir(lab_directory, node.name)
+    readiness = cluster.readiness
+    return {
+        "lab": lab, "node": node.name, "cluster": node.cluster, "speaker": node.speaker,
+        "gobgp_api": "127.0.0.1:50051", "vty_socket_dir": str(folder), "asn": node.asn,
+        "pod_cidr": str(node.pod_cidr),
+        "readiness": {"period_ms": round(readiness.period_ms),
+                      "timeout_ms": round(readiness.timeout_ms),
+                      "failure_threshold": readiness.failure_threshold,
+                      "success_threshold": readiness.success_threshold},
+        "services": [{"name": s.name, "vip": str(s.vip), "protocol": s.protocol,
+                      "port": s.port, "traffic_policy": s.traffic_policy} for s in services],
+        "pods": pods,
+        "events": str(folder / "agent-events.jsonl"),
+        "nft": "/usr/sbin/nft",
+    }

@@ -1,0 +1,84 @@
+"""The persisted state of a lab: what exists, which processes run, where files are.
+
+Written atomically (temporary file + rename) and readable by root only. ``down`` works from
+this file; ``down --force`` works without it, from namespace names and process tags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.backend.names import lab_dir
+from lab.errors import BackendError
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    node: str
+    kind: str  # zebra, bgpd, gobgpd, agent, server, emulator, ...
+    start_ticks: int  # /proc/PID/stat field 22: tells a reused PID from ours
+
+
+@dataclass
+class LabState:
+    lab: str
+    topology_file: str
+    topology: str
+    phase: str  # deploying, ready, failed, destroying
+    created_wall: str
+    backend: str = "netns"
+    impairment_driver: str = ""
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+
+    @property
+    def directory(self) -> Path:
+        return lab_dir(self.lab)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabState:
+        processes = [ProcessRecord(**p) for p in data.pop("processes", [])]
+        return cls(**data, processes=processes)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write atomically with mode 0600 (lab files are for root only)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).chmod(0o600)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_state(state: LabState) -> None:
+    write_private(state.directory / STATE_FILE, state.to_json())
+
+
+def load_state(lab: str) -> LabState:
+    path = lab_dir(lab) / STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return LabState.from_dict(data)
+    except FileNotFoundError:
+        raise BackendError(f"no lab named {lab!r} (no {path})") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise BackendError(f"the state of lab {lab!r} is unreadable ({exc}); "
+                           f"`anylab down --name {lab} --force` removes it") from exc

@@ -1,0 +1,69 @@
+"""Remove a lab: its processes (by recorded PID, then by tag), namespaces (by the lab's name
+prefix) and state directory. Idempotent; ``force`` works without a readable state file."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+
+from lab.backend.names import lab_dir, lab_namespaces
+from lab.backend.processes import stop_pids, stop_records, tagged_pids
+from lab.backend.state import load_state, save_state
+from lab.errors import BackendError, CommandError
+from lab.proc import run
+
+
+@dataclass
+class TeardownReport:
+    lab: str
+    existed: bool
+    processes: int = 0
+    killed: int = 0
+    namespaces: int = 0
+    leftovers: list[str] = field(default_factory=list)
+
+
+def destroy(lab: str, force: bool = False) -> TeardownReport:
+    directory = lab_dir(lab)
+    records = []
+    try:
+        state = load_state(lab)
+        state.phase = "destroying"
+        save_state(state)
+        records = state.processes
+    except BackendError:
+        if directory.exists() and not force:
+            raise
+    namespaces = lab_namespaces(lab)
+    pids = tagged_pids(lab)
+    report = TeardownReport(lab, existed=bool(directory.exists() or namespaces or pids))
+    if not report.existed:
+        return report
+    killed = stop_records(records)
+    leftover_pids = tagged_pids(lab)  # started outside the records, e.g. by an interrupted up
+    killed += stop_pids(leftover_pids, grace_s=0.5)
+    report.processes = len({r.pid for r in records} | set(pids) | set(leftover_pids))
+    report.killed = len(killed)
+    _remove_namespaces(namespaces)
+    report.namespaces = len(namespaces)
+    shutil.rmtree(directory, ignore_errors=True)
+    report.leftovers = _leftovers(lab)
+    return report
+
+
+def _remove_namespaces(names: list[str]) -> None:
+    if not names:
+        return
+    batch = "".join(f"netns del {name}\n" for name in names)
+    try:
+        run(["ip", "-force", "-batch", "-"], input_text=batch, timeout=60, check=False)
+    except CommandError as exc:
+        raise BackendError(f"cannot remove namespaces: {exc}") from exc
+
+
+def _leftovers(lab: str) -> list[str]:
+    left = [f"namespace {n}" for n in lab_namespaces(lab)]
+    left += [f"process {p}" for p in tagged_pids(lab)]
+    if lab_dir(lab).exists():
+        left.append(f"directory {lab_dir(lab)}")
+    return left

@@ -1,0 +1,40 @@
+"""Link impairments (delay, jitter, loss, rate, blackhole) that work on every kernel.
+
+``make_driver`` returns a driver: ``netem`` (kernel qdiscs) where the kernel has
+sch_netem, else ``userspace`` (one C emulator process per lab). Both create the
+link, apply per-direction settings, change them at runtime and report counters.
+"""
+
+from lab.impair.driver import ImpairmentDriver
+from lab.impair.errors import ImpairmentError
+from lab.impair.factory import DriverKind, make_driver
+from lab.impair.model import (
+    CLEAN,
+    Counters,
+    Direction,
+    DirectionStatus,
+    GilbertElliott,
+    Impairment,
+    LinkEnd,
+    LinkStatus,
+)
+from lab.impair.netem import NetemDriver, netem_available
+from lab.impair.userspace import UserspaceDriver
+
+__all__ = [
+    "CLEAN",
+    "Counters",
+    "Direction",
+    "DirectionStatus",
+    "DriverKind",
+    "GilbertElliott",
+    "Impairment",
+    "ImpairmentDriver",
+    "ImpairmentError",
+    "LinkEnd",
+    "LinkStatus",
+    "NetemDriver",
+    "UserspaceDriver",
+    "make_driver",
+    "netem_available",
+]

@@ -1,0 +1,112 @@
+"""Compile the C link emulator on demand.
+
+The binary's name carries a hash of the source and the compiler flags, so a
+changed source builds a new binary and a stale one is never used. It goes to
+``$ANYLAB_BUILD_DIR`` if set, else ``.build/`` at the project root (a source
+checkout), else ``~/.cache/anycast-lab``.
+
+``python -m lab.impair.build`` builds and prints the binary's path;
+``python -m lab.impair.build --print-command`` prints the gcc command only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lab.impair.errors import ImpairmentError
+
+SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
+EMULATOR_SOURCE = SOURCE_DIR / "linkemu.c"
+CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-pipe")
+LIBS = ("-lm",)
+COMPILE_TIMEOUT_S = 120.0
+
+
+def build_dir() -> Path:
+    """Where compiled helpers are cached."""
+    env = os.environ.get("ANYLAB_BUILD_DIR")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and os.access(root, os.W_OK):
+        return root / ".build"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "anycast-lab"
+
+
+def compiler() -> str:
+    found = shutil.which(os.environ.get("CC", "gcc"))
+    if found is None:
+        raise ImpairmentError("no C compiler found (install gcc, or set CC)")
+    return found
+
+
+def binary_path(source: Path = EMULATOR_SOURCE, out_dir: Path | None = None,
+                extra: tuple[str, ...] = ()) -> Path:
+    """The cache path for ``source`` built with the current flags."""
+    digest = hashlib.sha256(source.read_bytes())
+    digest.update(" ".join(CFLAGS + LIBS + extra).encode())
+    return (out_dir or build_dir()) / f"{source.stem}-{digest.hexdigest()[:12]}"
+
+
+def gcc_command(source: Path, output: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [compiler(), *CFLAGS, *extra, "-o", str(output), str(source), *LIBS]
+
+
+def compile_c(source: Path, out_dir: Path | None = None, extra: tuple[str, ...] = ()) -> Path:
+    """Build ``source`` (single file) into the cache unless an up-to-date binary is there."""
+    target = binary_path(source, out_dir, extra)
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: concurrent builders never see half a file.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    cmd = gcc_command(source, tmp, extra)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
+                              check=False)
+        if proc.returncode != 0:
+            raise ImpairmentError(
+                f"compiling {source.name} failed ({shlex.join(cmd)}):\n{proc.stderr.strip()}"
+            )
+        tmp.chmod(0o755)
+        tmp.replace(target)
+    except subprocess.TimeoutExpired as exc:
+        raise ImpairmentError(f"compiling {source.name} timed out") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def ensure_built() -> Path:
+    """Path of an up-to-date link emulator binary, compiling it if needed."""
+    return compile_c(EMULATOR_SOURCE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--print-command"]:
+        print(shlex.join(gcc_command(EMULATOR_SOURCE, binary_path())))
+        return 0
+    if args:
+        print("usage: python -m lab.impair.build [--print-command]", file=sys.stderr)
+        return 2
+    try:
+        path = ensure_built()
+    except ImpairmentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The interface every impairment driver offers."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from lab.impair.model import Direction, Impairment, LinkEnd, LinkStatus
+
+
+class ImpairmentDriver(Protocol):
+    """Creates impaired point-to-point links and changes them at runtime.
+
+    Every method raises ImpairmentError on failure.
+    """
+
+    @property
+    def kind(self) -> str:
+        """"netem" or "userspace"."""
+        ...
+
+    def add_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
+                 b_to_a: Impairment, mtu: int = 1500) -> None:
+        """Create the link: ``a.ifname`` appears in ``a.netns`` and ``b.ifname``
+        in ``b.netns``, both up with the given MTU and offloads handled; the
+        caller only adds addresses. Frames from a to b get ``a_to_b``."""
+        ...
+
+    def set(self, link_id: str, direction: Direction, imp: Impairment) -> None:
+        """Replace the settings of one or both directions; applies to the next frame."""
+        ...
+
+    def get(self, link_id: str) -> LinkStatus:
+        """Current settings and counters of a link."""
+        ...
+
+    def link_ids(self) -> list[str]:
+        """Ids of the links this driver manages."""
+        ...
+
+    def remove_link(self, link_id: str) -> None:
+        """Delete the link and both visible interfaces."""
+        ...
+
+    def close(self) -> None:
+        """Remove every link and everything the driver started or created."""
+        ...
+
+    def detach(self) -> None:
+        """Release this process's handles and leave the links running (a later
+        driver for the same state directory takes them over)."""
+        ...

@@ -1,0 +1,116 @@
+"""The mini lab, for real: FRR, GoBGP, nftables, pods answering on the VIP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import labs
+from lab.backend.inspect import probe, session_states
+from lab.backend.names import lab_dir, lab_namespaces, netns_name
+from lab.backend.processes import tagged_pids
+from lab.impair.namespaces import socket_in_netns
+from tests.conftest import TOPOLOGIES, require_root, require_tool
+from tests.integration.hostsnap import host_snapshot, snapshot_diff
+from tests.integration.labfixture import running_lab
+
+pytestmark = [pytest.mark.integration]
+MINI = TOPOLOGIES / "two-sites-mini.yaml"
+
+
+@pytest.fixture(scope="module")
+def host_before() -> dict[str, object]:
+    require_root()
+    return host_snapshot()
+
+
+@pytest.fixture(scope="module")
+def mini(host_before: dict[str, object]) -> Iterator[labs.UpResult]:
+    require_root()
+    require_tool("vtysh", "gobgpd", "nft", "nsenter")
+    with running_lab(MINI, "mini") as result:
+        yield result
+    assert snapshot_diff(host_before, host_snapshot()) == []
+
+
+def test_all_sessions_established(mini: labs.UpResult) -> None:
+    states = session_states(mini.state, mini.plan)
+    assert len(states) == len(mini.plan.sessions) == 11
+    assert all(s.established for s in states), [s for s in states if not s.established]
+
+
+def test_each_client_lands_on_its_nearest_site(mini: labs.UpResult) -> None:
+    expected = {"east-c1": "alpha", "west-c1": "beta"}
+    for client, site in expected.items():
+        for service in mini.plan.services:
+            answer = probe(mini.state.lab, client, service)
+            assert answer.site == site, answer
+            assert answer.rtt_ms is not None and answer.rtt_ms > 0
+
+
+def _udp_answers(lab: str, client: str, vip: str, port: int, flows: int) -> list[str]:
+    """Send one datagram from each of `flows` source ports; return the answering nodes."""
+    nodes = []
+    for seq in range(flows):
+        sock = socket_in_netns(netns_name(lab, client), socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.settimeout(1.0)
+            request = struct.pack("!QQ", seq, time.monotonic_ns())
+            sock.sendto(request, (vip, port))
+            reply = sock.recv(4096)
+            nodes.append(reply[len(request):].decode().split('"node":"')[1].split('"')[0])
+        finally:
+            sock.close()
+    return nodes
+
+
+def test_ecmp_spreads_flows_over_the_nodes_of_a_site(mini: labs.UpResult) -> None:
+    echo = next(s for s in mini.plan.services if s.name == "echo")
+    nodes = _udp_answers(mini.state.lab, "east-c1", str(echo.vip), echo.port, 40)
+    assert set(nodes) == {"alpha-k8s-n1", "alpha-k8s-n2"}
+    assert min(nodes.count(n) for n in set(nodes)) >= 5  # not a fluke of one flow
+
+
+def test_state_files_are_for_root_only(mini: labs.UpResult) -> None:
+    directory = lab_dir(mini.state.lab)
+    assert directory.stat().st_mode & 0o077 == 0
+    assert (directory / "state.json").stat().st_mode & 0o077 == 0
+
+
+def test_killed_pod_makes_its_node_withdraw_and_clients_stay_served(
+        mini: labs.UpResult) -> None:
+    lab = mini.state.lab
+    server = next(r for r in mini.state.processes
+                  if r.kind == "server" and r.node == "alpha-k8s-n1-p1")
+    os.kill(server.pid, signal.SIGKILL)
+    status_file = lab_dir(lab) / "nodes" / "alpha-k8s-n1" / "status.json"
+    deadline = time.monotonic() + 15
+    announced: list[str] = ["?"]
+    while time.monotonic() < deadline:
+        import json
+
+        announced = json.loads(status_file.read_text()).get("announced", [])
+        if not announced:
+            break
+        time.sleep(0.2)
+    assert announced == []
+    # the leaf no longer has the VIP from that node; the other node still serves
+    echo = next(s for s in mini.plan.services if s.name == "echo")
+    time.sleep(0.5)
+    nodes = _udp_answers(lab, "east-c1", str(echo.vip), echo.port, 20)
+    assert set(nodes) == {"alpha-k8s-n2"}
+
+
+def test_down_is_idempotent_and_leaves_nothing(tmp_path: Path) -> None:
+    require_root()
+    name = "gone-" + str(os.getpid() % 10000)
+    report = labs.down(name, force=True)
+    assert not report.existed
+    assert lab_namespaces(name) == [] and tagged_pids(name) == []

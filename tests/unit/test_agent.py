@@ -1,0 +1,236 @@
+"""The node agent's behaviour with a fake speaker, prober and nft (no root, no daemons)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from lab.agent import Agent, Waker, run_agent
+from lab.agent_events import EventLog, read_events
+from lab.agent_probe import ProbeOutcome, ProbeTarget
+from lab.agent_spec import AgentPod, AgentService, AgentSpec
+from lab.errors import CommandError
+from lab.readiness import ProbePolicy
+
+VIP = IPv4Address("192.0.2.53")
+VIP_PREFIX = IPv4Network("192.0.2.53/32")
+POD_CIDR = IPv4Network("10.64.0.0/24")
+
+
+class FakeSpeaker:
+    name = "gobgp"
+    originates_pod_cidr = True
+
+    def __init__(self, routes: Sequence[IPv4Network] = (), *, down: bool = False,
+                 drops: bool = False) -> None:
+        self.routes = set(routes)
+        self.down = down
+        self.drops = drops  # accepts commands but keeps nothing (a rejecting import policy)
+        self.calls: list[str] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise CommandError(["gobgp"], 1, "", "connection refused")
+
+    def announced(self) -> frozenset[IPv4Network]:
+        self._check()
+        return frozenset(self.routes)
+
+    def announce(self, prefix: IPv4Network) -> None:
+        self._check()
+        self.calls.append(f"add {prefix}")
+        if not self.drops:
+            self.routes.add(prefix)
+
+    def withdraw(self, prefix: IPv4Network) -> None:
+        self._check()
+        self.calls.append(f"del {prefix}")
+        self.routes.discard(prefix)
+
+
+class FakeProber:
+    def __init__(self) -> None:
+        self.healthy: dict[str, bool] = {}
+        self.rounds = 0
+
+    def __call__(self, targets: Sequence[ProbeTarget], timeout_s: float) -> dict[str,
+                                                                                 ProbeOutcome]:
+        self.rounds += 1
+        return {t.name: ProbeOutcome(self.healthy.get(t.name, True), self.rounds,
+                                     "200" if self.healthy.get(t.name, True) else "503")
+                for t in targets}
+
+
+def make_spec(tmp_path: Path, policy: str = "Local") -> AgentSpec:
+    return AgentSpec(
+        lab="t", node="n1", cluster="c1", speaker="gobgp", gobgp_api=("127.0.0.1", 50051),
+        vty_socket_dir=None, asn=65101, pod_cidr=POD_CIDR,
+        readiness=ProbePolicy(period_ms=10, timeout_ms=5, failure_threshold=2),
+        services=(AgentService("dns", VIP, "udp", 53, policy),),
+        pods=(AgentPod("p1", IPv4Address("10.64.0.2"), 8080, True),
+              AgentPod("q1", IPv4Address("10.64.1.2"), 8080, False)),
+        events=tmp_path / "agent-events.jsonl", nft="nft")
+
+
+class World:
+    def __init__(self, tmp_path: Path, speaker: FakeSpeaker, policy: str = "Local") -> None:
+        self.spec = make_spec(tmp_path, policy)
+        self.speaker = speaker
+        self.prober = FakeProber()
+        self.rulesets: list[str] = []
+        self.log = EventLog(self.spec.events, "n1")
+        self.agent = Agent(self.spec, speaker, self.log, prober=self.prober,
+                           apply_nft=self.rulesets.append)
+
+    def events(self) -> list[str]:
+        return [str(e["event"]) for e in read_events(self.spec.events)]
+
+    def status(self) -> dict[str, object]:
+        document: dict[str, object] = json.loads(self.spec.status_file.read_text())
+        return document
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path, FakeSpeaker())
+
+
+def test_a_healthy_node_gets_ready_announces_and_proxies_on_the_first_period(
+        world: World) -> None:
+    world.agent.start()
+    world.agent.step()
+    assert world.events() == ["agent_start", "announce", "pod_ready", "pod_ready",
+                              "nft_apply", "announce"]
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}
+    assert "dnat to 10.64.0.2:53" in world.rulesets[-1]
+    assert "10.64.1.2" not in world.rulesets[-1]  # Local: only the node's pods
+    assert world.status()["announced"] == ["192.0.2.53"]
+    assert world.status()["pods"] == {"p1": "ready", "q1": "ready"}
+    assert world.status()["endpoints"] == {"dns": ["10.64.0.2"]}
+
+
+def test_an_unready_local_pod_withdraws_after_the_failure_threshold(world: World) -> None:
+    world.agent.start()
+    world.agent.step()
+    world.prober.healthy["p1"] = False
+    world.agent.step()
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}  # one failure of two
+    world.agent.step()
+    assert world.speaker.routes == {POD_CIDR}
+    records = read_events(world.spec.events)
+    tail = records[-3:]
+    assert [r["event"] for r in tail] == ["pod_unready", "nft_apply", "withdraw"]
+    assert tail[0]["pod"] == "p1" and tail[0]["probe"] == "503"
+    assert tail[2]["vip"] == "192.0.2.53" and tail[2]["services"] == ["dns"]
+    assert int(str(tail[2]["t_ns"])) <= int(str(tail[2]["done_ns"]))
+    assert 'drop comment "no ready endpoint"' in world.rulesets[-1]
+    world.prober.healthy["p1"] = True
+    world.agent.step()
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}
+    assert world.events()[-3:] == ["pod_ready", "nft_apply", "announce"]
+
+
+def test_nothing_is_applied_or_announced_twice(world: World) -> None:
+    world.agent.start()
+    for _ in range(5):
+        world.agent.step()
+    assert len(world.rulesets) == 1
+    assert world.speaker.calls == [f"add {POD_CIDR}", f"add {VIP_PREFIX}"]
+
+
+def test_cluster_policy_announces_without_ready_pods_and_proxies_to_all(tmp_path: Path) -> None:
+    world = World(tmp_path, FakeSpeaker(), policy="Cluster")
+    world.prober.healthy = {"p1": False, "q1": False}
+    world.agent.start()
+    world.agent.step()
+    assert VIP_PREFIX in world.speaker.routes
+    world.prober.healthy = {"p1": True, "q1": True}
+    world.agent.step()
+    assert "dnat to 10.64.1.2:53" in world.rulesets[-1]
+    assert world.status()["endpoints"] == {"dns": ["10.64.0.2", "10.64.1.2"]}
+
+
+def test_a_restarted_agent_adopts_what_is_announced(tmp_path: Path) -> None:
+    stale = IPv4Network("198.51.100.7/32")  # not one of the spec's VIPs: left alone
+    world = World(tmp_path, FakeSpeaker([POD_CIDR, VIP_PREFIX, stale]))
+    world.agent.start()
+    world.agent.step()
+    assert world.speaker.calls == []
+    start = read_events(world.spec.events)[0]
+    assert start["found"] == ["10.64.0.0/24", "192.0.2.53/32", "198.51.100.7/32"]
+
+
+def test_a_restarted_agent_withdraws_what_it_should_not_announce(tmp_path: Path) -> None:
+    world = World(tmp_path, FakeSpeaker([POD_CIDR, VIP_PREFIX]))
+    world.prober.healthy["p1"] = False
+    world.agent.start()
+    world.agent.step()
+    assert world.speaker.routes == {POD_CIDR}
+
+
+def test_an_unreachable_speaker_is_retried_and_reported_once(tmp_path: Path) -> None:
+    world = World(tmp_path, FakeSpeaker(down=True))
+    world.agent.start()
+    world.agent.step()
+    world.agent.step()
+    assert world.events() == ["agent_start", "error", "pod_ready", "pod_ready", "nft_apply"]
+    assert world.status()["announced"] == []
+    world.speaker.down = False
+    world.agent.step()
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}
+
+
+def test_a_speaker_that_drops_announcements_is_reported(tmp_path: Path) -> None:
+    world = World(tmp_path, FakeSpeaker(drops=True))
+    world.agent.start()
+    world.agent.step()
+    events = read_events(world.spec.events)
+    assert [(e["event"], e.get("missing")) for e in events if e["event"] == "error"] == [
+        ("error", ["10.64.0.0/24"]), ("error", ["192.0.2.53"])]
+    error = events[-1]
+    assert error["action"] == "verify" and "import policy" in str(error["hint"])
+    assert world.status()["announced"] == []
+    calls = len(world.speaker.calls)
+    world.agent.step()  # not retried every period ...
+    assert len(world.speaker.calls) == calls
+    world.agent.synced_ns = 0  # ... but at the next resync
+    world.agent.step()
+    assert world.speaker.calls[-1] == f"add {VIP_PREFIX}"
+    # reported again after the resync, not every period
+    assert [e["event"] for e in read_events(world.spec.events)].count("error") == 4
+
+
+@pytest.mark.parametrize("withdraw", [False, True])
+def test_stop_withdraws_only_when_asked(world: World, withdraw: bool) -> None:
+    world.agent.start()
+    world.agent.step()
+    world.agent.stop("SIGTERM", withdraw)
+    stop = read_events(world.spec.events)[-1]
+    assert stop["event"] == "agent_stop" and stop["signal"] == "SIGTERM"
+    if withdraw:
+        assert world.speaker.routes == {POD_CIDR}
+        assert stop["withdrawn"] == ["192.0.2.53"] and stop["announced"] == []
+    else:
+        assert VIP_PREFIX in world.speaker.routes
+        assert stop["withdrawn"] == [] and stop["announced"] == ["192.0.2.53"]
+
+
+def test_the_loop_probes_at_once_and_stops_when_woken(world: World) -> None:
+    waker = Waker()
+    original = world.prober.__call__
+
+    def probe_then_wake(targets: Sequence[ProbeTarget], timeout_s: float) -> dict[
+            str, ProbeOutcome]:
+        if world.prober.rounds == 2:
+            waker.wake()
+        return original(targets, timeout_s)
+
+    world.agent.prober = probe_then_wake
+    run_agent(world.agent, waker, False, lambda: "SIGTERM")
+    waker.close()
+    assert world.prober.rounds == 3
+    assert world.events()[0] == "agent_start" and world.events()[-1] == "agent_stop"

@@ -1,0 +1,62 @@
+"""Building the C helper: cache paths and the compile step."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.impair import ImpairmentError, build
+
+
+def test_binary_path_follows_source_content(tmp_path: Path) -> None:
+    src = tmp_path / "tool.c"
+    src.write_text("int main(void) { return 0; }\n")
+    first = build.binary_path(src, tmp_path)
+    assert first.parent == tmp_path and first.name.startswith("tool-")
+    src.write_text("int main(void) { return 1; }\n")
+    assert build.binary_path(src, tmp_path) != first
+
+
+def test_gcc_command_is_an_argument_list(tmp_path: Path) -> None:
+    cmd = build.gcc_command(Path("/src/x.c"), tmp_path / "x")
+    assert cmd[1:] == [*build.CFLAGS, "-o", str(tmp_path / "x"), "/src/x.c", *build.LIBS]
+
+
+def test_compile_and_reuse(tmp_path: Path) -> None:
+    src = tmp_path / "ok.c"
+    src.write_text("int main(void) { return 3; }\n")
+    out = build.compile_c(src, tmp_path / "cache")
+    assert subprocess.run([str(out)], check=False, timeout=10).returncode == 3
+    mtime = out.stat().st_mtime_ns
+    assert build.compile_c(src, tmp_path / "cache") == out
+    assert out.stat().st_mtime_ns == mtime
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [out.name]
+
+
+def test_compile_errors_are_reported(tmp_path: Path) -> None:
+    src = tmp_path / "bad.c"
+    src.write_text("int main(void) { return }\n")
+    with pytest.raises(ImpairmentError, match=r"compiling bad\.c failed"):
+        build.compile_c(src, tmp_path)
+
+
+def test_build_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ANYLAB_BUILD_DIR", str(tmp_path))
+    assert build.build_dir() == tmp_path
+
+
+def test_main_prints_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build.main(["--print-command"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert "linkemu.c" in out and "-O2" in out and out.endswith("-lm")
+    assert build.main(["--bogus"]) == 2
+
+
+def test_emulator_source_compiles_without_warnings(tmp_path: Path) -> None:
+    out = tmp_path / "linkemu"
+    proc = subprocess.run(build.gcc_command(build.EMULATOR_SOURCE, out),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
