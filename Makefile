@@ -15,7 +15,11 @@ SYSTEM_COMMANDS := \
 	nft:nftables ethtool:ethtool fping:fping iperf3:iperf3 gcc:gcc unshare:util-linux \
 	pgrep:procps ping:iputils-ping ss:iproute2 nsenter:util-linux
 
-.PHONY: help setup system-packages venv test test-unit test-integration lint graph clean
+NAME ?=
+NAME_ARG := $(if $(NAME),--name $(NAME),)
+
+.PHONY: help setup system-packages venv test test-unit test-integration lint graph clean \
+	lab-up lab-down lab-status
 
 help:
 	@echo "make setup             install system packages (root) and the Python venv"
@@ -23,6 +27,9 @@ help:
 	@echo "make test-unit         tests that need no root"
 	@echo "make lint              ruff and mypy"
 	@echo "make graph [TOPO=...]  draw a topology to build/topology.png"
+	@echo "make lab-up [TOPO=...] [NAME=...]   bring a lab up (root; default: the reference lab)"
+	@echo "make lab-status [NAME=...]          sessions, announcements, where clients land"
+	@echo "make lab-down [NAME=...]            remove the lab completely"
 
 setup: system-packages venv
 
@@ -49,6 +56,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m lab.impair.build >/dev/null
 	@touch $@
 
 test: setup
@@ -67,6 +75,15 @@ lint: venv
 graph: venv
 	@mkdir -p build
 	$(ANYLAB) graph $(TOPO) -o build/topology.png
+
+lab-up: setup
+	$(ANYLAB) up $(TOPO) $(NAME_ARG)
+
+lab-status: venv
+	$(ANYLAB) status $(NAME_ARG)
+
+lab-down: venv
+	$(ANYLAB) down $(NAME_ARG)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

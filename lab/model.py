@@ -77,6 +77,8 @@ def _to_ipv4_network(value: object) -> ipaddress.IPv4Network:
             loose = ipaddress.ip_network(str(value), strict=False)
         except ValueError:
             raise _custom("network", f"{value!r} is not an IPv4 prefix") from exc
+        if not isinstance(loose, ipaddress.IPv4Network):
+            raise _custom("network_v6", f"{value!r}: IPv6 pools are not supported yet") from exc
         raise _custom("network", f"{value!r} has host bits set; the prefix is "
                                  f"{str(loose)!r}") from exc
     if not isinstance(network, ipaddress.IPv4Network):

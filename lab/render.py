@@ -64,7 +64,9 @@ def frr_daemons(node: NodePlan) -> list[str]:
         return []
     if node.role == Role.K8S_NODE and node.speaker == "gobgp":
         return ["zebra", "bfdd"]
-    daemons = ["zebra", "bgpd", "staticd"]
+    daemons = ["zebra", "bgpd"]
+    if any(line.strip().startswith("ip route") for line in node.frr_raw):
+        daemons.append("staticd")  # only raw lines can ask for static routes
     if node.timers is not None and node.timers.bfd is not None:
         daemons.append("bfdd")
     return daemons

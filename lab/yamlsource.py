@@ -50,19 +50,46 @@ class SourceDocument:
         return InputIssue(self.file, self.line_of(parts), format_path(parts), message, hint)
 
 
+MAX_VALUES = 100_000
+"""More values than any topology has; aliases of aliases can expand exponentially."""
+
+
+class _TooLargeError(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 class _DocumentBuilder:
     def __init__(self, loader: yaml.SafeLoader, doc: SourceDocument) -> None:
         self.loader = loader
         self.doc = doc
         self.issues: list[InputIssue] = []
+        self.count = 0
+        self.open: set[int] = set()  # collections being built: an alias to one is a cycle
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
-        self.doc.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        line = node.start_mark.line + 1
+        self.doc.lines.setdefault(path, line)
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _TooLargeError(line)
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self._construct(node, path)
+        if id(node) in self.open:
+            self.issues.append(
+                InputIssue(self.doc.file, line, format_path(path),
+                           "an alias refers to a mapping or list that contains it",
+                           "an anchor (&) cannot be used inside itself; write the values out")
+            )
+            return None
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._construct(node, path)
+        finally:
+            self.open.discard(id(node))
 
     def _construct(self, node: yaml.Node, path: PathKey) -> Any:
         """Construct a scalar or key; a value PyYAML cannot build (e.g. the date 2024-13-45)
@@ -130,6 +157,11 @@ def parse_yaml_text(text: str, file: str) -> tuple[SourceDocument, list[InputIss
         return doc, builder.issues
     except yaml.MarkedYAMLError as exc:
         return doc, [_syntax_issue(exc, file)]
+    except _TooLargeError as exc:
+        doc.data = None
+        return doc, [InputIssue(file, exc.line, "", f"the document expands to more than "
+                                f"{MAX_VALUES} values", "a topology is far smaller: check the "
+                                "anchors (&) and aliases (*), which copy what they refer to")]
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         return doc, [InputIssue(file, None, "", f"YAML could not be read: {exc}",
                                 "the file must be one YAML document")]

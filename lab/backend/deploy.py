@@ -19,7 +19,14 @@ from typing import cast
 
 from lab.backend import daemons
 from lab.backend.daemons import NodeFiles
-from lab.backend.names import hidden_netns, lab_dir, lab_namespaces, netns_name
+from lab.backend.names import (
+    NETNS_DIR,
+    hidden_netns,
+    lab_dir,
+    lab_namespaces,
+    netns_name,
+    tag_environment,
+)
 from lab.backend.netspec import build_network_spec, node_namespaces
 from lab.backend.processes import spawn, start_ticks
 from lab.backend.runtime_specs import agent_spec, node_dir, pod_dir, server_spec
@@ -217,22 +224,29 @@ def _wait_for(sockets: list[Path], state: LabState) -> None:
 
 
 def _start_pods_and_agents(state: LabState, plan: LabPlan) -> None:
-    lab = state.lab
-    python = sys.executable
+    """Pod servers and node agents, forked from one launcher (see lab.launcher)."""
+    jobs: list[dict[str, str]] = []
     for node in plan.nodes_with_role(Role.K8S_NODE):
         for pod in node.pods:
             folder = pod_dir(state.directory, pod.name)
-            state.processes.append(spawn(lab, pod.name, "server",
-                                         [python, "-m", "lab.server", "--spec",
-                                          str(folder / "server.json")],
-                                         netns_name(lab, pod.name), folder / "server.log"))
+            jobs.append({"program": "server", "node": pod.name,
+                         "netns": str(NETNS_DIR / netns_name(state.lab, pod.name)),
+                         "spec": str(folder / "server.json"), "log": str(folder / "server.log")})
     for node in plan.nodes_with_role(Role.K8S_NODE):
-        state.processes.append(_spawn_agent(state, node))
-    del python
-
-
-def _spawn_agent(state: LabState, node: NodePlan) -> ProcessRecord:
-    folder = node_dir(state.directory, node.name)
-    return spawn(state.lab, node.name, "agent",
-                 [sys.executable, "-m", "lab.agent", "--spec", str(folder / "agent.json")],
-                 netns_name(state.lab, node.name), folder / "agent.log")
+        folder = node_dir(state.directory, node.name)
+        jobs.append({"program": "agent", "node": node.name,
+                     "netns": str(NETNS_DIR / netns_name(state.lab, node.name)),
+                     "spec": str(folder / "agent.json"), "log": str(folder / "agent.log")})
+    if not jobs:
+        return
+    result = run([sys.executable, "-m", "lab.launcher"], input_text=json.dumps(jobs),
+                 timeout=60, check=False, env=tag_environment(state.lab))
+    try:
+        pids = json.loads(result.stdout.strip().splitlines()[-1])["pids"]
+    except (IndexError, ValueError, KeyError):
+        raise BackendError(f"could not start servers and agents: {result.stderr.strip()[-800:]}"
+                           ) from None
+    for job, pid in zip(jobs, pids, strict=True):
+        ticks = start_ticks(pid)
+        state.processes.append(ProcessRecord(pid, job["node"], job["program"],
+                                             ticks if ticks is not None else -1))

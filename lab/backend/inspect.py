@@ -133,9 +133,9 @@ def _read_line(sock: socket.socket) -> bytes:
 
 
 def probe_all(lab: str, plan: LabPlan) -> list[ClientAnswer]:
-    pairs = [(c.name, s) for c in plan.nodes_with_role(Role.CLIENT) for s in plan.services]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        return list(pool.map(lambda pair: probe(lab, pair[0], pair[1]), pairs))
+    # One at a time: parallel probes in one Python process would add GIL waits to the RTTs.
+    return [probe(lab, c.name, s) for c in plan.nodes_with_role(Role.CLIENT)
+            for s in plan.services]
 
 
 def daemons_alive(state: LabState) -> tuple[int, list[str]]:

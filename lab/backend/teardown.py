@@ -12,6 +12,8 @@ from lab.backend.state import load_state, save_state
 from lab.errors import BackendError, CommandError
 from lab.proc import run
 
+STOP_GRACE_S = 0.3
+
 
 @dataclass
 class TeardownReport:
@@ -39,9 +41,10 @@ def destroy(lab: str, force: bool = False) -> TeardownReport:
     report = TeardownReport(lab, existed=bool(directory.exists() or namespaces or pids))
     if not report.existed:
         return report
-    killed = stop_records(records)
+    # A short grace: the lab is being destroyed, nothing of it needs a clean shutdown.
+    killed = stop_records(records, grace_s=STOP_GRACE_S)
     leftover_pids = tagged_pids(lab)  # started outside the records, e.g. by an interrupted up
-    killed += stop_pids(leftover_pids, grace_s=0.5)
+    killed += stop_pids(leftover_pids, grace_s=STOP_GRACE_S)
     report.processes = len({r.pid for r in records} | set(pids) | set(leftover_pids))
     report.killed = len(killed)
     _remove_namespaces(namespaces)

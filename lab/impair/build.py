@@ -5,7 +5,8 @@ changed source builds a new binary and a stale one is never used. It goes to
 ``$ANYLAB_BUILD_DIR`` if set, else ``.build/`` at the project root (a source
 checkout), else ``~/.cache/anycast-lab``.
 
-``python -m lab.impair.build`` builds and prints the binary's path;
+``python -m lab.impair.build`` builds if needed (echoing the gcc command on
+stderr, as make does) and prints the binary's path on stdout;
 ``python -m lab.impair.build --print-command`` prints the gcc command only.
 """
 
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.impair.errors import ImpairmentError
@@ -59,8 +61,12 @@ def gcc_command(source: Path, output: Path, extra: tuple[str, ...] = ()) -> list
     return [compiler(), *CFLAGS, *extra, "-o", str(output), str(source), *LIBS]
 
 
-def compile_c(source: Path, out_dir: Path | None = None, extra: tuple[str, ...] = ()) -> Path:
-    """Build ``source`` (single file) into the cache unless an up-to-date binary is there."""
+def compile_c(source: Path, out_dir: Path | None = None, extra: tuple[str, ...] = (),
+              echo: Callable[[str], None] | None = None) -> Path:
+    """Build ``source`` (single file) into the cache unless an up-to-date binary is there.
+
+    ``echo`` receives the gcc command line before it runs (as make prints rules).
+    """
     target = binary_path(source, out_dir, extra)
     if target.is_file() and os.access(target, os.X_OK):
         return target
@@ -70,6 +76,8 @@ def compile_c(source: Path, out_dir: Path | None = None, extra: tuple[str, ...] 
     os.close(fd)
     tmp = Path(tmp_name)
     cmd = gcc_command(source, tmp, extra)
+    if echo is not None:
+        echo(shlex.join(cmd))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
                               check=False)
@@ -86,9 +94,9 @@ def compile_c(source: Path, out_dir: Path | None = None, extra: tuple[str, ...] 
     return target
 
 
-def ensure_built() -> Path:
+def ensure_built(echo: Callable[[str], None] | None = None) -> Path:
     """Path of an up-to-date link emulator binary, compiling it if needed."""
-    return compile_c(EMULATOR_SOURCE)
+    return compile_c(EMULATOR_SOURCE, echo=echo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m lab.impair.build [--print-command]", file=sys.stderr)
         return 2
     try:
-        path = ensure_built()
+        path = ensure_built(echo=lambda command: print(command, file=sys.stderr))
     except ImpairmentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from lab.impair import emulator
-from lab.impair.build import ensure_built
 from lab.impair.control import ControlClient, decode_stats, encode_add, encode_set
 from lab.impair.errors import ImpairmentError
 from lab.impair.model import (
@@ -39,6 +38,13 @@ from lab.impair.namespaces import (
     rtnl,
 )
 from lab.impair.registry import LinkRecord, Registry
+
+
+def _emulator_binary() -> Path:
+    # Imported here so that `python -m lab.impair.build` runs a fresh module.
+    from lab.impair.build import ensure_built
+
+    return ensure_built()
 
 
 def port_names(link_id: str) -> tuple[str, str]:
@@ -69,10 +75,15 @@ class UserspaceDriver:
         self.files = emulator.EmulatorFiles(Path(state_dir).resolve() / "impair")
         self._registry = Registry(self.files.dir / "links.json", self.kind)
         self._life_w: int | None = None
-        ensure_netns(hidden_netns)
-        self._pid, self._ctl = self._attach() or self._spawn(
-            binary or ensure_built(), tie_to_process, rt_priority)
-        self._reconcile()
+        created_netns = ensure_netns(hidden_netns)
+        try:
+            self._pid, self._ctl = self._attach() or self._spawn(
+                binary or _emulator_binary(), tie_to_process, rt_priority)
+            self._reconcile()
+        except BaseException:
+            if created_netns:
+                remove_netns(hidden_netns)
+            raise
 
     @property
     def pid(self) -> int:
@@ -97,6 +108,8 @@ class UserspaceDriver:
 
     def _spawn(self, binary: Path, tie_to_process: bool,
                rt_priority: int) -> tuple[int, ControlClient]:
+        for stale in emulator.emulator_pids(self.lab):  # one emulator per lab, ever
+            emulator.stop_pid(stale, self.lab)
         life_r = None
         if tie_to_process:
             # The emulator holds the read end; our death closes the write end.
@@ -149,19 +162,22 @@ class UserspaceDriver:
             if not netns_exists(end.netns):
                 raise ImpairmentError(f"namespace {end.netns} does not exist")
         record = LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a, port_names(link_id))
-        port_a, port_b = record.ports
+        taken = [p for p in record.ports if self._port_exists(p)]
+        if taken:  # a hash collision with another link's ports: never touch those
+            raise ImpairmentError(f"emulator port {taken[0]} of link {link_id!r} is in use")
+        created: list[str] = []
         try:
-            create_veth(a.netns, a.ifname, self.hidden_netns, port_a, mtu)
-            create_veth(b.netns, b.ifname, self.hidden_netns, port_b, mtu)
-            for ns, ifname in ((a.netns, a.ifname), (b.netns, b.ifname),
-                               (self.hidden_netns, port_a), (self.hidden_netns, port_b)):
-                disable_offloads(ns, ifname)
+            for end, port in zip((a, b), record.ports, strict=True):
+                create_veth(end.netns, end.ifname, self.hidden_netns, port, mtu)
+                created.append(port)
+                disable_offloads(end.netns, end.ifname)
+                disable_offloads(self.hidden_netns, port)
             # One write: the link starts with its settings, never unimpaired.
             self._ctl.request(*self._commands(record))
         except BaseException:
             with contextlib.suppress(ImpairmentError):
                 self._ctl.request(f"del {link_id}")
-            for port in (port_a, port_b):
+            for port in created:
                 with contextlib.suppress(ImpairmentError):
                     delete_link(self.hidden_netns, port)
             raise

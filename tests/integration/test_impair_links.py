@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
+import socket
 import statistics
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -37,12 +40,13 @@ from lab.impair.measure import (
     tcp_transfer,
     unique_name,
 )
-from lab.impair.namespaces import remove_netns
+from lab.impair.namespaces import remove_netns, require_index, rtnl, socket_in_netns
 
 pytestmark = pytest.mark.integration
 
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"  # benchmarking range, only inside our namespaces
 LINK = "l1"
+SOL_PACKET, PACKET_AUXDATA, TP_STATUS_VLAN_VALID, ETH_P_ALL = 263, 8, 0x10, 3
 
 
 def require_root() -> None:
@@ -65,7 +69,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           ) -> Iterator[Setup]:
     require_root()
     kind = request.param
-    if kind == "netem" and not netem_available():
+    if kind == "netem" and not netem_available(unique_name("probe")):
         pytest.skip("sch_netem not available in this kernel")
     lab, hidden = unique_name("lab"), unique_name("hid")
     state: Path = tmp_path_factory.mktemp("impair-state")
@@ -200,3 +204,39 @@ def test_status_reports_settings_and_counters(setup: Setup) -> None:
     assert status.a_to_b.counters.forwarded > 0
     assert status.b_to_a.counters.in_queue >= 0
     setup.driver.set(LINK, "b_to_a", CLEAN)
+
+
+def _mac(ns: str, ifname: str) -> bytes:
+    with rtnl(ns) as ipr:
+        mac = ipr.get_links(require_index(ipr, ifname, ns))[0].get_attr("IFLA_ADDRESS")
+    return bytes.fromhex(str(mac).replace(":", ""))
+
+
+def test_vlan_tags_survive_the_link(setup: Setup) -> None:
+    """A tagged frame arrives tagged (the emulator restores tags the kernel
+    moved into packet metadata). Raw frames: this kernel may lack 802.1Q."""
+    setup.driver.set(LINK, "a_to_b", Impairment(delay_ms=1.0))
+    rx = socket_in_netns(setup.b, socket.AF_PACKET, socket.SOCK_RAW)
+    tx = socket_in_netns(setup.a, socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        rx.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        rx.bind(("eth0", ETH_P_ALL))
+        rx.settimeout(2.0)
+        marker = secrets.token_bytes(16)
+        frame = (_mac(setup.b, "eth0") + _mac(setup.a, "eth0")
+                 + struct.pack("!HHH", 0x8100, 100, 0x88B5) + marker + bytes(30))
+        tx.bind(("eth0", 0))
+        tx.send(frame)
+        while True:
+            data, ancillary, _, _ = rx.recvmsg(2048, socket.CMSG_SPACE(32))
+            if marker in data:
+                break
+        tags = [struct.unpack_from("=IIIHHHH", cdata)[5] for level, kind, cdata in ancillary
+                if level == SOL_PACKET and kind == PACKET_AUXDATA
+                and struct.unpack_from("=I", cdata)[0] & TP_STATUS_VLAN_VALID]
+        in_band = data[12:14] == b"\x81\x00" and struct.unpack_from("!H", data, 14)[0] == 100
+        assert in_band or tags == [100]
+    finally:
+        rx.close()
+        tx.close()
+        setup.driver.set(LINK, "a_to_b", CLEAN)

@@ -36,8 +36,9 @@ class Lab:
     a: str
     b: str
 
-    def driver(self, **kw: bool) -> UserspaceDriver:
-        return UserspaceDriver(self.name, self.state, self.hidden, **kw)
+    def driver(self, tie_to_process: bool = False) -> UserspaceDriver:
+        return UserspaceDriver(self.name, self.state, self.hidden,
+                               tie_to_process=tie_to_process)
 
 
 @pytest.fixture

@@ -27,11 +27,13 @@ def test_gcc_command_is_an_argument_list(tmp_path: Path) -> None:
 def test_compile_and_reuse(tmp_path: Path) -> None:
     src = tmp_path / "ok.c"
     src.write_text("int main(void) { return 3; }\n")
-    out = build.compile_c(src, tmp_path / "cache")
+    echoed: list[str] = []
+    out = build.compile_c(src, tmp_path / "cache", echo=echoed.append)
+    assert len(echoed) == 1 and echoed[0].startswith(build.compiler())
     assert subprocess.run([str(out)], check=False, timeout=10).returncode == 3
     mtime = out.stat().st_mtime_ns
-    assert build.compile_c(src, tmp_path / "cache") == out
-    assert out.stat().st_mtime_ns == mtime
+    assert build.compile_c(src, tmp_path / "cache", echo=echoed.append) == out
+    assert out.stat().st_mtime_ns == mtime and len(echoed) == 1
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [out.name]
 
 

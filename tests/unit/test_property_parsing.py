@@ -70,7 +70,7 @@ def check_data(data: Any) -> Topology | tuple[InputIssue, ...]:
 
 # ------------------------------------------------------------------- (a) random text
 
-YAML_CHARS = list("abcxyz019 .:-_[]{},#&*!|>'\"?%@`~\\/\n\n\n\t\r") + ["  ", "- ", ": "]
+YAML_CHARS = [*"abcxyz019 .:-_[]{},#&*!|>'\"?%@`~\\/\n\n\n\t\r", "  ", "- ", ": "]
 yamlish_text = st.lists(st.sampled_from(YAML_CHARS), max_size=120).map("".join)
 
 
@@ -212,7 +212,7 @@ def test_the_reference_itself_is_valid() -> None:
 
 
 @FUZZ
-@given(st.sampled_from(MODEL_KEYS + ["unknown", "Name", "x[0]", "function-after"]),
+@given(st.sampled_from([*MODEL_KEYS, "unknown", "Name", "x[0]", "function-after"]),
        json_values)
 def test_unknown_top_level_keys_are_reported_at_their_path(key: str, value: Any) -> None:
     assume(key not in Topology.model_fields)
@@ -248,7 +248,7 @@ NAME_SLOTS: list[tuple[str | int, ...]] = [
     ("clients", 0, "name"),
     ("clients", 0, "transit"),
 ]
-SHELL_AND_PATH = list(";&|$`()<>'\"\\/ \t\n\r*?!#~{}[]=,.:_%@^+") + ["\x00", "é", "Ａ", "\u2028"]
+SHELL_AND_PATH = [*";&|$`()<>'\"\\/ \t\n\r*?!#~{}[]=,.:_%@^+", "\x00", "é", "\uff21", "\u2028"]
 
 
 def set_at(data: Any, parts: tuple[str | int, ...], value: Any) -> None:

@@ -74,7 +74,7 @@ def test_frr_speaker_node_announces_its_pod_cidr() -> None:
     files = render_node(plan, node)
     assert "gobgpd.toml" not in files
     assert f"network {node.pod_cidr}" in files["frr.conf"]
-    assert frr_daemons(node) == ["zebra", "bgpd", "staticd", "bfdd"]
+    assert frr_daemons(node) == ["zebra", "bgpd", "bfdd"]
 
 
 def test_service_proxy_spreads_over_ready_endpoints(plan: LabPlan) -> None:

@@ -577,6 +577,11 @@ def test_pool_with_host_bits_names_the_intended_prefix() -> None:
     assert issue.message == "'100.64.1.1/16' has host bits set; the prefix is '100.64.0.0/16'"
 
 
+def test_ipv6_pool_with_host_bits_is_an_ipv6_issue() -> None:
+    (issue,) = issues_of(mini(addressing={"wan": "fd00::1/64"}))
+    assert issue.message == "'fd00::1/64': IPv6 pools are not supported yet"
+
+
 def test_pool_just_big_enough() -> None:
     # 2 transits + (1 spine + 2 leafs) + (2 spines + 4 leafs) = 11 loopbacks
     validate_data(mini(addressing={"loopbacks": "10.255.0.0/28"}))

@@ -221,7 +221,7 @@ def test_written_key_twice_next_to_a_merge_is_still_a_duplicate() -> None:
     ],
 )
 def test_bad_yaml_is_an_issue_with_a_line(text: str, line: int, fragment: str) -> None:
-    doc, issues = parse_yaml_text(text, "t.yaml")
+    _, issues = parse_yaml_text(text, "t.yaml")
     assert len(issues) == 1, issues
     (issue,) = issues
     assert issue.file == "t.yaml"
@@ -240,10 +240,31 @@ def test_every_bad_scalar_is_reported() -> None:
     assert [(i.line, i.path) for i in issues] == [(1, "a"), (2, "b[0]")]
 
 
-def test_recursive_alias_does_not_raise() -> None:
-    doc, issues = parse_yaml_text("a: &x [*x]\n", "t")
-    assert doc is not None
-    assert isinstance(issues, list)
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [("a: &x [1, *x]\n", "a[1]"), ("a: &x\n  b: *x\n", "a.b"),
+     ("a:\n  - &x {b: [*x]}\n", "a[0].b[0]")],
+)
+def test_recursive_alias_is_an_issue(text: str, path: str) -> None:
+    _, issues = parse_yaml_text(text, "t")
+    assert [(i.path, i.message) for i in issues] == [
+        (path, "an alias refers to a mapping or list that contains it")]
+    assert issues[0].line is not None
+
+
+def test_alias_bomb_is_an_issue_not_a_hang() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    _, issues = parse_yaml_text("\n".join(lines) + "\n", "t")
+    assert len(issues) == 1
+    assert issues[0].message == "the document expands to more than 100000 values"
+    assert issues[0].line is not None
+
+
+def test_aliases_used_many_times_are_fine() -> None:
+    doc, issues = parse_yaml_text("d: &d {delay: 1ms}\nl: [*d, *d, *d]\n", "t")
+    assert issues == []
+    assert doc.data["l"] == [{"delay": "1ms"}] * 3
 
 
 def test_deep_nesting_does_not_raise() -> None:

@@ -833,47 +833,64 @@ static void dispatch(struct src *s)
 	}
 }
 
-int main(int argc, char **argv)
+struct options {
+	const char *netns;
+	int life_fd, ready_fd, daemonize, rt_priority;
+};
+
+static struct options parse_args(int argc, char **argv)
 {
-	const char *netns = NULL;
-	int life_fd = -1, ready_fd = -1, daemonize = 0, rt_priority = 0;
+	struct options o = {NULL, -1, -1, 0, 0};
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--daemon") == 0) { daemonize = 1; continue; }
+		if (strcmp(argv[i], "--daemon") == 0) { o.daemonize = 1; continue; }
 		if (i + 1 >= argc) usage();
 		if (strcmp(argv[i], "--control") == 0) g.control_path = argv[++i];
-		else if (strcmp(argv[i], "--netns") == 0) netns = argv[++i];
+		else if (strcmp(argv[i], "--netns") == 0) o.netns = argv[++i];
 		else if (strcmp(argv[i], "--life-file") == 0) g.life_file = argv[++i];
-		else if (strcmp(argv[i], "--life-fd") == 0) life_fd = atoi(argv[++i]);
-		else if (strcmp(argv[i], "--ready-fd") == 0) ready_fd = atoi(argv[++i]);
-		else if (strcmp(argv[i], "--rt-priority") == 0) rt_priority = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--life-fd") == 0) o.life_fd = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--ready-fd") == 0) o.ready_fd = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--rt-priority") == 0) o.rt_priority = atoi(argv[++i]);
 		else usage();
 	}
 	if (!g.control_path) usage();
+	return o;
+}
+
+/* Scheduling, namespace and control socket; detaches with --daemon. */
+static int setup_process(const struct options *o)
+{
 	if (getrandom(g.rng, sizeof(g.rng), 0) != sizeof(g.rng)) die("getrandom failed");
 	prctl(PR_SET_TIMERSLACK, 1UL); /* wake up on time, not 50 us late */
 	/* Under CPU load a normal task can wait a whole scheduler slice (ms) after
 	 * its timer fires; a low real-time priority keeps delays accurate. */
-	if (rt_priority > 0) {
-		struct sched_param sp = {.sched_priority = rt_priority};
+	if (o->rt_priority > 0) {
+		struct sched_param sp = {.sched_priority = o->rt_priority};
 		if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
 			fprintf(stderr, "linkemu: no real-time priority (%s), delays may stretch "
 				"under load\n", strerror(errno));
 	}
-	if (netns) {
-		int nfd = open(netns, O_RDONLY | O_CLOEXEC);
-		if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0) die("setns %s: %s", netns, strerror(errno));
+	if (o->netns) {
+		int nfd = open(o->netns, O_RDONLY | O_CLOEXEC);
+		if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0)
+			die("setns %s: %s", o->netns, strerror(errno));
 		close(nfd);
 	}
 	quiet_namespace();
-
 	int lfd = control_socket(g.control_path);
-	if (daemonize) { /* the starter waits for this parent, then for "ready" */
+	if (o->daemonize) { /* the starter waits for this parent, then for "ready" */
 		pid_t child = fork();
 		if (child < 0) die("fork: %s", strerror(errno));
 		if (child > 0) _exit(0);
 		setsid();
 		if (chdir("/") < 0) die("chdir: %s", strerror(errno));
 	}
+	return lfd;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = parse_args(argc, argv);
+	int lfd = setup_process(&o);
 
 	static struct src s_listen, s_timer, s_house, s_signal, s_life;
 	g.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -885,10 +902,10 @@ int main(int argc, char **argv)
 	watch(&s_timer, g.timerfd, SRC_TIMER);
 	watch(&s_house, hfd, SRC_HOUSE);
 	watch(&s_signal, signal_fd(), SRC_SIGNAL);
-	if (life_fd >= 0) watch(&s_life, life_fd, SRC_LIFE);
-	if (ready_fd >= 0) {
-		dprintf(ready_fd, "ready %d\n", (int)getpid());
-		close(ready_fd);
+	if (o.life_fd >= 0) watch(&s_life, o.life_fd, SRC_LIFE);
+	if (o.ready_fd >= 0) {
+		dprintf(o.ready_fd, "ready %d\n", (int)getpid());
+		close(o.ready_fd);
 	}
 
 	struct epoll_event evs[64];
