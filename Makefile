@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 SYSTEM_COMMANDS := \
 	vtysh:frr /usr/lib/frr/bgpd:frr gobgpd:gobgpd gobgp:gobgpd ip:iproute2 tc:iproute2 \
 	nft:nftables ethtool:ethtool fping:fping iperf3:iperf3 gcc:gcc unshare:util-linux \
-	pgrep:procps ping:iputils-ping ss:iproute2 nsenter:util-linux
+	pgrep:procps ping:iputils-ping ss:iproute2 nsenter:util-linux conntrack:conntrack
 
 NAME ?=
 NAME_ARG := $(if $(NAME),--name $(NAME),)

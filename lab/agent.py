@@ -53,6 +53,7 @@ DROP_HINT = ("gobgpd applies its global import policy to paths added with `gobgp
 
 Prober = Callable[[Sequence[ProbeTarget], float], dict[str, ProbeOutcome]]
 NftApply = Callable[[str], None]
+CONNTRACK = "/usr/sbin/conntrack"
 
 
 def nft_applier(nft: str) -> NftApply:
@@ -60,6 +61,14 @@ def nft_applier(nft: str) -> NftApply:
         run([nft, "-f", "-"], input_text=ruleset, timeout=NFT_TIMEOUT_S)
 
     return apply
+
+
+def conntrack_flusher() -> Callable[[str], None]:
+    def flush(address: str) -> None:
+        # exit status 1 only means there was nothing to delete
+        run([CONNTRACK, "-D", "--dst-nat", address], timeout=NFT_TIMEOUT_S, check=False)
+
+    return flush
 
 
 def make_speaker(spec: AgentSpec) -> Speaker:
@@ -78,17 +87,20 @@ class Agent:
     """The agent's state and one period's work (``step``); the loop lives in ``run_agent``."""
 
     def __init__(self, spec: AgentSpec, speaker: Speaker, log: EventLog, *,
-                 prober: Prober = probe_all, apply_nft: NftApply | None = None) -> None:
+                 prober: Prober = probe_all, apply_nft: NftApply | None = None,
+                 flush_conntrack: Callable[[str], None] | None = None) -> None:
         self.spec = spec
         self.speaker = speaker
         self.log = log
         self.prober = prober
         self.apply_nft = apply_nft or nft_applier(spec.nft)
+        self.flush_conntrack = flush_conntrack or conntrack_flusher()
         self.probes = {p.name: ProbeState() for p in spec.pods}
         self.targets = [ProbeTarget(p.name, p.address, p.health_port) for p in spec.pods]
         self.announced: set[IPv4Address] | None = None  # None: speaker state not known yet
         self.desired = desired_state(spec.services, spec.pods, self.ready)
         self.applied_ruleset: str | None = None
+        self.proxied: set[str] = set()  # endpoint addresses in the applied ruleset
         self.synced_ns = 0
         self.held: set[IPv4Address] = set()  # dropped by the speaker: retried at the next sync
         self._last_error: tuple[str, str] | None = None
@@ -158,8 +170,24 @@ class Agent:
             self.error("nft_apply", str(exc), t_ns)
             return
         self.applied_ruleset = ruleset
-        self.log.write("nft_apply", t_ns=t_ns, done_ns=time.monotonic_ns(),
-                       endpoints=endpoint_addresses(self.desired.endpoints))
+        endpoints = endpoint_addresses(self.desired.endpoints)
+        self.log.write("nft_apply", t_ns=t_ns, done_ns=time.monotonic_ns(), endpoints=endpoints)
+        current = {a for addresses in endpoints.values() for a in addresses}
+        self.forget_connections(self.proxied - current)
+        self.proxied = current
+
+    def forget_connections(self, addresses: set[str]) -> None:
+        """Drop conntrack entries NATed to endpoints that left, as kube-proxy does: otherwise
+        a UDP flow keeps going to a dead pod until its conntrack entry times out."""
+        for address in sorted(addresses):
+            t_ns = time.monotonic_ns()
+            try:
+                self.flush_conntrack(address)
+            except CommandError as exc:
+                self.error("conntrack_flush", str(exc), t_ns)
+                continue
+            self.log.write("conntrack_flush", t_ns=t_ns, done_ns=time.monotonic_ns(),
+                           address=address)
 
     def sync(self) -> None:
         """Learn what the speaker originates and take it as the agent's announced state."""

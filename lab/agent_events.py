@@ -3,7 +3,7 @@
 Every event carries ``t_ns`` (CLOCK_MONOTONIC, one clock for every process of a lab since all
 namespaces share the kernel), the node and the event name; commands also carry ``done_ns``, the
 instant the command returned. Event names: agent_start, agent_stop, pod_ready, pod_unready,
-nft_apply, announce, withdraw, error.
+nft_apply, conntrack_flush, announce, withdraw, error.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-EVENT_NAMES = ("agent_start", "agent_stop", "pod_ready", "pod_unready", "nft_apply", "announce",
-               "withdraw", "error")
+EVENT_NAMES = ("agent_start", "agent_stop", "pod_ready", "pod_unready", "nft_apply",
+               "conntrack_flush", "announce", "withdraw", "error")
 
 
 def event_record(t_ns: int, node: str, event: str, details: Mapping[str, object]) -> dict[str,

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab import pipeline
-from lab.errors import InputError, InputIssue, LabError
+from lab.errors import InputError, InputIssue, LabError, TopologyError
 from lab.plan import LabPlan
 from lab.units import format_duration_ms
 
@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.cli_lab import add_lab_commands
 
     add_lab_commands(sub, fmt, _examples)
+    from lab.cli_run import add_run_command
+
+    add_run_command(sub, fmt, _examples)
     return parser
 
 
@@ -236,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except InputError as exc:
+        if args.command == "run" and isinstance(exc, TopologyError):
+            err.print("the scenario's topology has problems:", style="bold red")
         for issue in exc.issues:
             err.print(issue.format(), markup=False, soft_wrap=True)
         count = len(exc.issues)

@@ -277,7 +277,7 @@ def _duplicate_names(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue
                       "service", doc)
 
 
-def _unknown(name: str, known: Sequence[str], what: str, parts: Sequence[str | int],
+def unknown_issue(name: str, known: Sequence[str], what: str, parts: Sequence[str | int],
              doc: SourceDocument) -> InputIssue:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -293,7 +293,7 @@ def _references(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
         for j, uplink in enumerate(site.uplinks):
             parts: list[str | int] = ["sites", i, "uplinks", j, "transit"]
             if uplink.transit not in transits:
-                yield _unknown(uplink.transit, transits, "transit", parts, doc)
+                yield unknown_issue(uplink.transit, transits, "transit", parts, doc)
             elif uplink.transit in seen:
                 yield doc.issue(parts, f"site {site.name!r} has two uplinks to {uplink.transit!r}",
                                 "list each transit once per site")
@@ -302,7 +302,7 @@ def _references(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
     for i, link in enumerate(topo.wan_links):
         for k, end in enumerate(link.between):
             if end not in transits:
-                yield _unknown(end, transits, "transit", ["wan_links", i, "between", k], doc)
+                yield unknown_issue(end, transits, "transit", ["wan_links", i, "between", k], doc)
         if link.between[0] == link.between[1]:
             yield doc.issue(["wan_links", i, "between"], "a WAN link cannot loop to itself",
                             "name two different transits")
@@ -315,7 +315,7 @@ def _references(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
         pairs.setdefault(pair, i)
     for i, client in enumerate(topo.clients):
         if client.transit not in transits:
-            yield _unknown(client.transit, transits, "transit", ["clients", i, "transit"], doc)
+            yield unknown_issue(client.transit, transits, "transit", ["clients", i, "transit"], doc)
     yield from _wan_connected(topo, doc, pairs)
 
 
@@ -562,7 +562,7 @@ def _services(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
         if service.clusters != "all":
             for k, name in enumerate(service.clusters):
                 if name not in clusters:
-                    yield _unknown(name, clusters, "cluster", ["services", i, "clusters", k], doc)
+                    yield unknown_issue(name, clusters, "cluster", ["services", i, "clusters", k], doc)
         elif not clusters:
             yield doc.issue(["services", i, "clusters"], "no cluster can serve this service",
                             "add a cluster to a site")

@@ -45,7 +45,8 @@ SOCKET_TIMEOUT_S = 15.0
 TOPOLOGY_COPY = "topology.yaml"  # the file as deployed; status and runs re-plan from it
 REQUIRED_PROGRAMS = ("/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd",
                      "/usr/lib/frr/staticd", "/usr/bin/vtysh", "/usr/bin/gobgpd",
-                     "/usr/bin/gobgp", "/usr/sbin/nft", "/usr/bin/nsenter", "/usr/sbin/ip")
+                     "/usr/bin/gobgp", "/usr/sbin/nft", "/usr/bin/nsenter", "/usr/sbin/ip",
+                     "/usr/sbin/conntrack")
 
 
 def check_prerequisites() -> None:

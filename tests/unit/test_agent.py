@@ -82,9 +82,11 @@ class World:
         self.speaker = speaker
         self.prober = FakeProber()
         self.rulesets: list[str] = []
+        self.flushed: list[str] = []
         self.log = EventLog(self.spec.events, "n1")
         self.agent = Agent(self.spec, speaker, self.log, prober=self.prober,
-                           apply_nft=self.rulesets.append)
+                           apply_nft=self.rulesets.append,
+                           flush_conntrack=self.flushed.append)
 
     def events(self) -> list[str]:
         return [str(e["event"]) for e in read_events(self.spec.events)]
@@ -122,11 +124,13 @@ def test_an_unready_local_pod_withdraws_after_the_failure_threshold(world: World
     world.agent.step()
     assert world.speaker.routes == {POD_CIDR}
     records = read_events(world.spec.events)
-    tail = records[-3:]
-    assert [r["event"] for r in tail] == ["pod_unready", "nft_apply", "withdraw"]
+    tail = records[-4:]
+    assert [r["event"] for r in tail] == ["pod_unready", "nft_apply", "conntrack_flush",
+                                          "withdraw"]
     assert tail[0]["pod"] == "p1" and tail[0]["probe"] == "503"
-    assert tail[2]["vip"] == "192.0.2.53" and tail[2]["services"] == ["dns"]
-    assert int(str(tail[2]["t_ns"])) <= int(str(tail[2]["done_ns"]))
+    assert world.flushed == [tail[2]["address"]]
+    assert tail[3]["vip"] == "192.0.2.53" and tail[3]["services"] == ["dns"]
+    assert int(str(tail[3]["t_ns"])) <= int(str(tail[3]["done_ns"]))
     assert 'drop comment "no ready endpoint"' in world.rulesets[-1]
     world.prober.healthy["p1"] = True
     world.agent.step()

@@ -1,0 +1,344 @@
+"""Every fault of the catalogue with its inverse. ``apply_fault`` returns what it did (the
+details recorded in events.jsonl and needed by ``undo_fault``)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lab.errors import BackendError
+from lab.faults import primitives as p
+from lab.faults.primitives import LabHandle
+from lab.impair import Impairment
+from lab.plan import LinkKind, LinkPlan, NodePlan, Role
+from lab.scenario import Step
+from lab.scenario_check import find_link
+
+FRR_SPEAKER_KINDS = ("bgpd",)
+STOP_GRACE_S = 1.0
+GSHUT_COMMUNITY = "65535:0"
+
+
+@dataclass
+class FaultContext:
+    handle: LabHandle
+    fault: str
+    target: str  # resolved: node, pod, link id, cluster or site name
+    step: Step
+
+
+Details = dict[str, Any]
+Applier = Callable[[FaultContext], Details]
+Undoer = Callable[[FaultContext, Details], Details]
+
+
+def _link(ctx: FaultContext) -> LinkPlan:
+    link = find_link(ctx.handle.plan, ctx.target)
+    if link is None:
+        raise BackendError(f"no link {ctx.target!r}")
+    return link
+
+
+def _ends(link: LinkPlan) -> list[tuple[str, str]]:
+    return [(link.a.node, link.a.ifname), (link.b.node, link.b.ifname)]
+
+
+# ---------------------------------------------------------------- links
+
+def link_down(ctx: FaultContext) -> Details:
+    ends = _ends(_link(ctx))
+    for node, ifname in ends:
+        p.set_link_state(ctx.handle, node, ifname, up=False)
+    return {"interfaces": [f"{n}:{i}" for n, i in ends]}
+
+
+def link_up(ctx: FaultContext, _: Details) -> Details:
+    ends = _ends(_link(ctx))
+    for node, ifname in ends:
+        p.set_link_state(ctx.handle, node, ifname, up=True)
+    return {"interfaces": [f"{n}:{i}" for n, i in ends]}
+
+
+def _blackhole_links(ctx: FaultContext, links: list[LinkPlan], on: bool) -> Details:
+    touched = []
+    for link in links:
+        for node, ifname in _ends(link):
+            p.set_blackhole(ctx.handle, node, ifname, on)
+            touched.append(f"{node}:{ifname}")
+    return {"interfaces": touched}
+
+
+def link_blackhole(ctx: FaultContext) -> Details:
+    return _blackhole_links(ctx, [_link(ctx)], True)
+
+
+def link_unblackhole(ctx: FaultContext, _: Details) -> Details:
+    return _blackhole_links(ctx, [_link(ctx)], False)
+
+
+def link_impair(ctx: FaultContext) -> Details:
+    link = _link(ctx)
+    driver = ctx.handle.driver()
+    before = driver.get(link.id)
+    current = before.a_to_b.impairment
+    step = ctx.step
+    new = Impairment(
+        delay_ms=step.delay if step.delay is not None else current.delay_ms,
+        jitter_ms=step.jitter if step.jitter is not None else current.jitter_ms,
+        loss_pct=step.loss if step.loss is not None else current.loss_pct,
+        rate_bps=step.rate if step.rate is not None else current.rate_bps)
+    driver.set(link.id, "both", new)
+    return {"link": link.id, "before": current.to_dict(), "after": new.to_dict()}
+
+
+def link_restore(ctx: FaultContext, applied: Details) -> Details:
+    link = _link(ctx)
+    before = Impairment.from_dict(applied["before"])
+    ctx.handle.driver().set(link.id, "both", before)
+    return {"link": link.id, "restored": before.to_dict()}
+
+
+# ---------------------------------------------------------------- nodes and daemons
+
+def _node(ctx: FaultContext) -> NodePlan:
+    return ctx.handle.plan.node(ctx.target)
+
+
+def _node_and_pod_processes(ctx: FaultContext) -> list[Any]:
+    node = _node(ctx)
+    records = ctx.handle.processes(node.name)
+    for pod in node.pods:
+        records += ctx.handle.processes(pod.name)
+    return records
+
+
+def node_crash(ctx: FaultContext) -> Details:
+    """Silent: every process of the node (and its pods) frozen, every interface dropping."""
+    node = _node(ctx)
+    frozen = p.signal_processes(_node_and_pod_processes(ctx), signal.SIGSTOP)
+    for interface in node.interfaces:
+        p.set_blackhole(ctx.handle, node.name, interface.name, True)
+    return {"frozen_pids": frozen, "interfaces": [i.name for i in node.interfaces]}
+
+
+def node_recover(ctx: FaultContext, _: Details) -> Details:
+    node = _node(ctx)
+    for interface in node.interfaces:
+        p.set_blackhole(ctx.handle, node.name, interface.name, False)
+    thawed = p.signal_processes(_node_and_pod_processes(ctx), signal.SIGCONT)
+    return {"thawed_pids": thawed}
+
+
+def node_stop(ctx: FaultContext) -> Details:
+    """Graceful: the BGP speaker and agent stop (peers get a NOTIFICATION), then the links go
+    down, as in an orderly shutdown."""
+    node = _node(ctx)
+    speakers = ctx.handle.processes(node.name, ("bgpd", "gobgpd", "agent"))
+    p.signal_processes(speakers, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and ctx.handle.processes(node.name,
+                                                               ("bgpd", "gobgpd")):
+        time.sleep(0.02)
+    for interface in node.interfaces:
+        p.set_link_state(ctx.handle, node.name, interface.name, up=False)
+    return {"stopped_pids": [r.pid for r in speakers],
+            "interfaces": [i.name for i in node.interfaces]}
+
+
+def node_start(ctx: FaultContext, _: Details) -> Details:
+    node = _node(ctx)
+    for interface in node.interfaces:
+        p.set_link_state(ctx.handle, node.name, interface.name, up=True)
+    started = []
+    if node.speaker == "gobgp":
+        started.append(p.restart_gobgpd(ctx.handle, node.name, None).pid)
+    elif "bgpd" in _frr_daemons(node):
+        started.append(p.restart_frr_daemon(ctx.handle, node.name, "bgpd", None).pid)
+    if node.role == Role.K8S_NODE:
+        started.append(p.restart_agent(ctx.handle, node.name, None).pid)
+    return {"started_pids": started}
+
+
+def _frr_daemons(node: NodePlan) -> list[str]:
+    from lab.render import frr_daemons
+
+    return frr_daemons(node)
+
+
+def _daemon(ctx: FaultContext) -> str:
+    node = _node(ctx)
+    daemon = ctx.step.daemon or ("gobgpd" if node.speaker == "gobgp" else "bgpd")
+    if daemon in ("gobgpd", "agent"):
+        if daemon == "gobgpd" and node.speaker != "gobgp":
+            raise BackendError(f"{node.name} runs no gobgpd")
+        if daemon == "agent" and node.role != Role.K8S_NODE:
+            raise BackendError(f"{node.name} runs no agent")
+    elif daemon not in _frr_daemons(node):
+        raise BackendError(f"{node.name} runs no {daemon}")
+    return daemon
+
+
+def daemon_kill(ctx: FaultContext) -> Details:
+    daemon = _daemon(ctx)
+    records = ctx.handle.processes(ctx.target, (daemon,))
+    killed = p.signal_processes(records, signal.SIGKILL)
+    return {"daemon": daemon, "killed_pids": killed}
+
+
+def daemon_start(ctx: FaultContext, _: Details) -> Details:
+    daemon = _daemon(ctx)
+    node = ctx.target
+    if daemon == "gobgpd":
+        record = p.restart_gobgpd(ctx.handle, node, None)
+        # the agent re-announces at once when it restarts; otherwise it would wait for its
+        # periodic re-read of the speaker
+        agents = ctx.handle.processes(node, ("agent",))
+        p.signal_processes(agents, signal.SIGKILL)
+        p.restart_agent(ctx.handle, node, agents[0] if agents else None)
+    elif daemon == "agent":
+        record = p.restart_agent(ctx.handle, node, None)
+    else:
+        record = p.restart_frr_daemon(ctx.handle, node, daemon, None)
+    return {"daemon": daemon, "started_pid": record.pid}
+
+
+def daemon_restart(ctx: FaultContext) -> Details:
+    killed = daemon_kill(ctx)
+    return {**killed, **daemon_start(ctx, killed)}
+
+
+# ---------------------------------------------------------------- BGP sessions and sites
+
+def _frr_side(ctx: FaultContext) -> tuple[str, str]:
+    """(FRR router, peer address) of the session on the target link."""
+    link = _link(ctx)
+    session = next(s for s in ctx.handle.plan.sessions if s.id == link.id)
+    a = ctx.handle.plan.node(session.a)
+    if a.role != Role.K8S_NODE or a.speaker == "frr":
+        return session.a, str(session.b_address)
+    return session.b, str(session.a_address)
+
+
+def session_shutdown(ctx: FaultContext) -> Details:
+    router, peer = _frr_side(ctx)
+    asn = ctx.handle.plan.node(router).asn
+    p.vtysh_configure(ctx.handle, router, f"router bgp {asn}", f"neighbor {peer} shutdown")
+    return {"router": router, "peer": peer}
+
+
+def session_enable(ctx: FaultContext, _: Details) -> Details:
+    router, peer = _frr_side(ctx)
+    asn = ctx.handle.plan.node(router).asn
+    p.vtysh_configure(ctx.handle, router, f"router bgp {asn}", f"no neighbor {peer} shutdown")
+    return {"router": router, "peer": peer}
+
+
+def _uplinks(ctx: FaultContext) -> list[LinkPlan]:
+    site = ctx.handle.plan.site(ctx.target)
+    return [link for link in ctx.handle.plan.links if link.kind == LinkKind.UPLINK
+            and (link.a.node in site.uplinkers or link.b.node in site.uplinkers)]
+
+
+def site_isolate(ctx: FaultContext) -> Details:
+    return _blackhole_links(ctx, _uplinks(ctx), True)
+
+
+def site_reconnect(ctx: FaultContext, _: Details) -> Details:
+    return _blackhole_links(ctx, _uplinks(ctx), False)
+
+
+def _drain_line(ctx: FaultContext, router: str) -> str:
+    if (ctx.step.method or "prepend") == "gshut":
+        return f"set community {GSHUT_COMMUNITY} additive"
+    asn = ctx.handle.plan.node(router).asn
+    return "set as-path prepend " + " ".join([str(asn)] * (ctx.step.prepend or 3))
+
+
+def site_drain(ctx: FaultContext) -> Details:
+    """Graceful: make the site's VIP routes less preferred in the WAN before anything fails."""
+    routers = list(ctx.handle.plan.site(ctx.target).uplinkers)
+    for router in routers:
+        p.vtysh_configure(ctx.handle, router, "route-map TO-WAN permit 10",
+                          _drain_line(ctx, router))
+        p.vtysh_exec(ctx.handle, router, "clear bgp ipv4 unicast * soft out")
+    return {"routers": routers, "method": ctx.step.method or "prepend"}
+
+
+def site_undrain(ctx: FaultContext, _: Details) -> Details:
+    routers = list(ctx.handle.plan.site(ctx.target).uplinkers)
+    for router in routers:
+        p.vtysh_configure(ctx.handle, router, "route-map TO-WAN permit 10",
+                          "no " + _drain_line(ctx, router))
+        p.vtysh_exec(ctx.handle, router, "clear bgp ipv4 unicast * soft out")
+    return {"routers": routers}
+
+
+# ---------------------------------------------------------------- pods and services
+
+def pod_kill(ctx: FaultContext) -> Details:
+    killed = p.signal_processes(ctx.handle.processes(ctx.target, ("server",)), signal.SIGKILL)
+    return {"killed_pids": killed}
+
+
+def pod_restore(ctx: FaultContext, _: Details) -> Details:
+    return {"started_pid": p.restart_server(ctx.handle, ctx.target, None).pid}
+
+
+def pod_unready(ctx: FaultContext) -> Details:
+    p.unready_flag(ctx.handle, ctx.target).touch()
+    return {"pods": [ctx.target]}
+
+
+def pod_ready(ctx: FaultContext, _: Details) -> Details:
+    p.unready_flag(ctx.handle, ctx.target).unlink(missing_ok=True)
+    return {"pods": [ctx.target]}
+
+
+def _cluster_pods(ctx: FaultContext) -> list[str]:
+    cluster = ctx.handle.plan.cluster(ctx.target)
+    return [pod.name for node in cluster.nodes for pod in ctx.handle.plan.node(node).pods]
+
+
+def service_withdraw(ctx: FaultContext) -> Details:
+    pods = _cluster_pods(ctx)
+    for pod in pods:
+        p.unready_flag(ctx.handle, pod).touch()
+    return {"pods": pods}
+
+
+def service_restore(ctx: FaultContext, _: Details) -> Details:
+    pods = _cluster_pods(ctx)
+    for pod in pods:
+        p.unready_flag(ctx.handle, pod).unlink(missing_ok=True)
+    return {"pods": pods}
+
+
+FAULTS: dict[str, tuple[Applier, Undoer]] = {
+    "link-down": (link_down, link_up),
+    "link-flap": (link_down, link_up),
+    "link-blackhole": (link_blackhole, link_unblackhole),
+    "transit-partition": (link_blackhole, link_unblackhole),
+    "link-impair": (link_impair, link_restore),
+    "wan-latency": (link_impair, link_restore),
+    "node-crash": (node_crash, node_recover),
+    "node-stop": (node_stop, node_start),
+    "daemon-kill": (daemon_kill, daemon_start),
+    "daemon-restart": (daemon_restart, lambda _c, _d: {}),
+    "bgp-session-shutdown": (session_shutdown, session_enable),
+    "pod-kill": (pod_kill, pod_restore),
+    "pod-unready": (pod_unready, pod_ready),
+    "service-withdraw": (service_withdraw, service_restore),
+    "site-isolate": (site_isolate, site_reconnect),
+    "site-drain": (site_drain, site_undrain),
+}
+
+
+def apply_fault(ctx: FaultContext) -> Details:
+    return FAULTS[ctx.fault][0](ctx)
+
+
+def undo_fault(ctx: FaultContext, applied: Details) -> Details:
+    return FAULTS[ctx.fault][1](ctx, applied)

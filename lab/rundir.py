@@ -1,0 +1,65 @@
+"""The run directory: written under a hidden ``.NAME.partial`` name, every file replaced
+atomically, renamed to its final name when the run ends (complete or not).
+
+See docs/run-format.md for the files and their columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+class RunDirectory:
+    def __init__(self, runs_root: Path, scenario: str, started: datetime | None = None) -> None:
+        stamp = (started or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+        runs_root.mkdir(parents=True, exist_ok=True)
+        name = f"{stamp}-{scenario}"
+        suffix = 1
+        while (runs_root / name).exists() or (runs_root / f".{name}.partial").exists():
+            suffix += 1
+            name = f"{stamp}-{scenario}-{suffix}"
+        self.name = name
+        self.final = runs_root / name
+        self.path = runs_root / f".{name}.partial"
+        self.path.mkdir()
+        self.scratch = self.path / "scratch"  # raw recordings; removed when finalised
+        self.scratch.mkdir()
+
+    def _replace(self, name: str, write: Any) -> Path:
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            Path(tmp).replace(self.path / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.path / name
+
+    def write_json(self, name: str, data: Any) -> Path:
+        text = json.dumps(data, indent=1, sort_keys=False, default=str) + "\n"
+        return self._replace(name, lambda p: p.write_text(text, encoding="utf-8"))
+
+    def write_jsonl(self, name: str, rows: list[dict[str, Any]]) -> Path:
+        text = "".join(json.dumps(row, separators=(",", ":"), default=str) + "\n"
+                       for row in rows)
+        return self._replace(name, lambda p: p.write_text(text, encoding="utf-8"))
+
+    def write_parquet(self, name: str, frame: pd.DataFrame) -> Path:
+        return self._replace(name, lambda p: frame.to_parquet(p, index=False))
+
+    def finalize(self, keep_scratch: bool = False) -> Path:
+        if not keep_scratch:
+            for item in sorted(self.scratch.rglob("*"), reverse=True):
+                item.rmdir() if item.is_dir() else item.unlink()
+            self.scratch.rmdir()
+        self.path.rename(self.final)
+        self.path = self.final
+        return self.final
