@@ -19,7 +19,7 @@ NAME ?=
 NAME_ARG := $(if $(NAME),--name $(NAME),)
 
 .PHONY: help setup system-packages venv test test-unit test-integration lint graph clean \
-	lab-up lab-down lab-status
+	lab-up lab-down lab-status scenario
 
 help:
 	@echo "make setup             install system packages (root) and the Python venv"
@@ -30,6 +30,7 @@ help:
 	@echo "make lab-up [TOPO=...] [NAME=...]   bring a lab up (root; default: the reference lab)"
 	@echo "make lab-status [NAME=...]          sessions, announcements, where clients land"
 	@echo "make lab-down [NAME=...]            remove the lab completely"
+	@echo "make scenario S=scenarios/X.yaml    play a scenario (brings the lab up if needed)"
 
 setup: system-packages venv
 
@@ -84,6 +85,10 @@ lab-status: venv
 
 lab-down: venv
 	$(ANYLAB) down $(NAME_ARG)
+
+S ?= scenarios/node-crash-bfd.yaml
+scenario: setup
+	$(ANYLAB) run $(S) $(NAME_ARG)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -19,22 +19,41 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{float(value):.0f}"
 
 
+def _site(client: dict[str, Any]) -> str:
+    before, after = client.get("site_before"), client.get("site_after")
+    if before is None and after is None:
+        return "-"
+    return str(before) if before == after else f"{before} -> {after}"
+
+
+def _event_title(event: dict[str, Any]) -> str:
+    title = f"step {event.get('step')}: {event.get('fault')} on {event.get('target')}"
+    if event.get("detection_ms") is not None:
+        source = event.get("detection_source")
+        title += f"; detected after {event['detection_ms']:.0f} ms ({source})"
+    last = (event.get("control_plane") or {}).get("last_fib_change_ms")
+    if last is not None:
+        title += f"; last FIB change +{last:.0f} ms"
+    return title
+
+
 def print_summary(summary: dict[str, Any], title: str) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in ("trial", "event", "client", "service", "outage ms", "lost x interval ms",
-                   "site", "RTT ms"):
-        table.add_column(column)
+    out.print(f"[bold]{title}[/bold]")
     for trial in summary.get("trials", []):
         for event in trial.get("events", []):
-            label = f"{event.get('fault')} {event.get('target')}"
+            table = Table(title=f"trial {trial.get('trial')}, {_event_title(event)}",
+                          title_justify="left")
+            for column in ("client", "service", "outage ms", "lost ms", "site", "RTT ms",
+                           "TCP broken"):
+                table.add_column(column, overflow="fold")
             for client in event.get("clients", []):
-                before, after = client.get("site_before"), client.get("site_after")
-                site = f"{before} -> {after}" if before != after else str(before)
                 rtt = f"{_ms(client.get('rtt_before_ms'))} -> {_ms(client.get('rtt_after_ms'))}"
-                table.add_row(str(trial.get("trial")), label, client.get("client", ""),
-                              client.get("service", ""), _ms(client.get("outage_ms")),
-                              _ms(client.get("loss_derived_ms")), site, rtt)
-    out.print(table)
+                if client.get("outage_ms") is None:
+                    rtt = "-"
+                table.add_row(client.get("client", ""), client.get("service", ""),
+                              _ms(client.get("outage_ms")), _ms(client.get("loss_derived_ms")),
+                              _site(client), rtt, str(client.get("tcp_broken", "-")))
+            out.print(table)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

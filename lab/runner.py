@@ -28,12 +28,12 @@ from lab.backend.state import LabState, ProcessRecord, load_state
 from lab.errors import BackendError, LabError
 from lab.faults import FaultContext, apply_fault, undo_fault
 from lab.faults.primitives import LabHandle
-from lab.plan import Role
+from lab.plan import LinkKind, Role
 from lab.proc import run
 from lab.rundir import RunDirectory
 from lab.runner_collect import collect_results
 from lab.scenario import TargetSelector
-from lab.scenario_check import Action, LoadedScenario, load_scenario
+from lab.scenario_check import SERVING_LINK_FAULTS, Action, LoadedScenario, load_scenario
 
 Progress = Callable[[str], None]
 
@@ -98,6 +98,7 @@ def run_scenario(options: RunOptions, progress: Progress) -> RunResult:
     try:
         recorder = _start_recorder(handle, recording, progress)
         for trial in range(repeat):
+            _wait_stable(handle, progress)
             progress(f"trial {trial + 1}/{repeat}")
             _run_trial(handle, loaded, recording, trial, progress)
             if trial < repeat - 1:
@@ -140,20 +141,19 @@ def _ensure_lab(loaded: LoadedScenario, lab: str, options: RunOptions,
 
 def _start_recorder(handle: LabHandle, recording: Recording,
                     progress: Progress) -> ProcessRecord:
-    from lab.recorder import RecorderSpec, start_recorder, wait_recorder_ready
+    from lab.recorder import RecorderSpec, start_recorder, wait_ready
 
     progress("starting the FIB recorder")
     scratch = recording.run_dir.scratch
-    routers = [n for n in handle.plan.nodes if n.role not in {Role.CLIENT, Role.K8S_NODE}]
-    spec = RecorderSpec(lab=handle.lab,
-                        prefixes=[str(s.prefix) for s in handle.plan.services],
-                        routers={n.name: f"/run/netns/{handle.netns(n.name)}" for n in routers},
-                        out=scratch / "routes.jsonl", ready=scratch / "recorder.ready")
-    spec_path = scratch / "recorder.json"
-    spec_path.write_text(json.dumps(spec.to_dict()))
-    recording.routes_file = spec.out
-    record = start_recorder(handle.lab, spec_path, scratch / "recorder.log")
-    wait_recorder_ready(spec.ready, 30.0)
+    routers = [n.name for n in handle.plan.nodes if n.role not in {Role.CLIENT, Role.K8S_NODE}]
+    out, ready = scratch / "routes.jsonl", scratch / "recorder.ready"
+    spec = RecorderSpec.build(handle.lab, {r: handle.netns(r) for r in routers},
+                              [str(s.prefix) for s in handle.plan.services], out, ready)
+    spec_path = spec.write(scratch / "recorder.json")
+    recording.routes_file = out
+    log = scratch / "recorder.log"
+    record = start_recorder(handle.lab, spec_path, log)
+    wait_ready(ready, 30.0, record, log)
     return record
 
 
@@ -184,7 +184,8 @@ def _start_probers(handle: LabHandle, loaded: LoadedScenario, recording: Recordi
         spec = scratch / f"tcp-{trial}.json"
         spec.write_text(json.dumps({"lab": handle.lab, "flows": flows,
                                     "message_interval_ms": 50, "timeout_ms": 1000,
-                                    "reconnect_ms": 100, "events": str(events)}))
+                                    "reconnect_ms": 100, "events": str(events),
+                                    "trial": trial}))
         records.append(start_tcp_flows(handle.lab, spec, scratch / f"tcp-{trial}.log"))
         recording.tcp_files.append(events)
     return records
@@ -211,7 +212,13 @@ def _resolve_target(handle: LabHandle, recording: Recording, trial: int,
     if answered.empty:
         raise BackendError(f"{serving.client} has no answer from {serving.service} yet")
     last = answered.sort_values("recv_ns").iloc[-1]
-    return str(last["pod"] if action.spec.fault in {"pod-kill", "pod-unready"} else last["node"])
+    if action.spec.fault in {"pod-kill", "pod-unready"}:
+        return str(last["pod"])
+    node = handle.plan.node(str(last["node"]))
+    if action.spec.fault in SERVING_LINK_FAULTS:
+        leaf = next(i for i in node.interfaces if i.kind == LinkKind.NODE)
+        return leaf.link_id
+    return node.name
 
 
 def _sleep_until(deadline_ns: int) -> None:
@@ -269,6 +276,29 @@ def _undo(handle: LabHandle, recording: Recording, trial: int, fault: ActiveFaul
     recording.event(trial, "injector", "undo", t_ns=t_ns, done_ns=time.monotonic_ns(),
                     step=fault.action.step, fault=fault.action.fault, target=fault.ctx.target,
                     cycle=fault.action.cycle, details={**details, "at_trial_end": at_trial_end})
+
+
+def _wait_stable(handle: LabHandle, progress: Progress, min_uptime_s: float = 3.0,
+                 timeout_s: float = 60.0) -> None:
+    """Every BGP session Established for a few seconds: right after a session first comes up
+    FRR's bfdd re-creates the BFD session and BGP flaps once, which must not land in a trial."""
+    from lab.backend.daemons import bgp_peer_uptimes_ms
+    from lab.backend.inspect import frr_routers
+
+    deadline = time.monotonic() + timeout_s
+    routers = [r for r in frr_routers(handle.plan) if handle.plan.node(r).role != Role.K8S_NODE]
+    while True:
+        youngest: float = float("inf")
+        for router in routers:
+            for uptime in bgp_peer_uptimes_ms(handle.files(router)).values():
+                youngest = min(youngest, -1 if uptime is None else uptime / 1000)
+        if youngest >= min_uptime_s:
+            return
+        if time.monotonic() > deadline:
+            raise BackendError("BGP sessions keep flapping; the lab is not stable enough to "
+                               "measure (`anylab status` shows which)")
+        progress(f"waiting for stable BGP sessions (youngest {max(youngest, 0):.1f} s)")
+        time.sleep(max(0.2, min_uptime_s - max(youngest, 0)))
 
 
 def _wait_recovered(handle: LabHandle, loaded: LoadedScenario, progress: Progress) -> None:

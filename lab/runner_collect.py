@@ -29,7 +29,7 @@ def _trial_of(t_ns: int, bounds: list[tuple[int, int, int]]) -> int:
 
 
 def _read_jsonl(path: Path, since_ns: int) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -64,11 +64,9 @@ def session_events(state: LabState, plan: LabPlan, clock: dict[str, int],
         addresses[str(session.b_address)] = session.b
     logs = {}
     for node in plan.nodes:
-        folder = node_dir(state.directory, node.name)
-        found = {d: folder / f"{d}.log" for d in ("bgpd", "bfdd")
-                 if (folder / f"{d}.log").exists()}
-        if found:
-            logs[node.name] = found
+        shared_log = node_dir(state.directory, node.name) / "frr.log"
+        if shared_log.exists():
+            logs[node.name] = {"frr": shared_log}
     return parse_frr_logs(logs, addresses, (clock["realtime_ns"], clock["monotonic_ns"]),
                           since_ns)
 

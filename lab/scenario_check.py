@@ -24,6 +24,9 @@ from lab.validate import schema_issues, unknown_issue, validate_document
 from lab.yamlsource import SourceDocument, parse_yaml_text, read_yaml_file
 
 EMULATED_LINKS = frozenset({LinkKind.WAN, LinkKind.UPLINK, LinkKind.ACCESS})
+# link faults whose `serving:` target means the link between the serving node and its leaf
+SERVING_LINK_FAULTS = frozenset({"link-down", "link-blackhole", "link-flap",
+                                 "bgp-session-shutdown"})
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,10 @@ def _check_step(step: Step, index: int, plan: LabPlan, doc: SourceDocument,
     target = step.target
     if isinstance(target, TargetSelector):
         issues = []
-        if kind not in {"node", "pod"}:
-            issues.append(doc.issue(parts, f"`serving:` selects a node or pod; {step.fault} "
-                                    f"needs a {kind}", f"name the {kind} directly"))
+        if kind not in {"node", "pod"} and step.fault not in SERVING_LINK_FAULTS:
+            issues.append(doc.issue(parts, f"`serving:` selects a node, a pod or a node's "
+                                    f"leaf link; {step.fault} needs a {kind}",
+                                    f"name the {kind} directly"))
         if target.serving.client not in clients:
             issues.append(unknown_issue(target.serving.client, clients, "client",
                                         [*parts, "serving", "client"], doc))

@@ -562,7 +562,8 @@ def _services(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
         if service.clusters != "all":
             for k, name in enumerate(service.clusters):
                 if name not in clusters:
-                    yield unknown_issue(name, clusters, "cluster", ["services", i, "clusters", k], doc)
+                    yield unknown_issue(name, clusters, "cluster",
+                                        ["services", i, "clusters", k], doc)
         elif not clusters:
             yield doc.issue(["services", i, "clusters"], "no cluster can serve this service",
                             "add a cluster to a site")

@@ -111,6 +111,14 @@ def vtysh_json(files: NodeFiles, command: str, daemon: str | None = None) -> Any
         raise BackendError(f"vtysh {command!r} in {files.directory}: {exc}") from exc
 
 
+def bgp_peer_uptimes_ms(files: NodeFiles) -> dict[str, int | None]:
+    """Peer address -> milliseconds the session has been Established (None when it is not)."""
+    data = vtysh_json(files, "show bgp ipv4 unicast summary json", daemon="bgpd")
+    peers = data.get("peers", {}) if isinstance(data, dict) else {}
+    return {address: int(info.get("peerUptimeMsec", 0)) if info.get("state") == "Established"
+            else None for address, info in peers.items()}
+
+
 def bgp_peer_states(files: NodeFiles) -> dict[str, str]:
     """Peer address -> BGP state, as the router's bgpd sees it."""
     data = vtysh_json(files, "show bgp ipv4 unicast summary json", daemon="bgpd")

@@ -49,6 +49,15 @@ REQUIRED_PROGRAMS = ("/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bf
                      "/usr/sbin/conntrack")
 
 
+def with_runtime_logging(frr_conf: str, folder: Path) -> str:
+    """Add the lab-specific log file: FRR applies `log timestamp precision` only to a log
+    target set in the configuration, and bfdd logs state changes only with `debug bfd peer`.
+    The recorder reads these microsecond lines (one file for every daemon of the router)."""
+    header = f"log file {folder / 'frr.log'} debugging\ndebug bfd peer\n"
+    marker = "service integrated-vtysh-config\n"
+    return frr_conf.replace(marker, marker + header, 1)
+
+
 def check_prerequisites() -> None:
     problems = []
     if os.geteuid() != 0:
@@ -174,8 +183,11 @@ def _apply_network(lab: str, plan: LabPlan) -> None:
 
 def _write_files(state: LabState, plan: LabPlan, rendered: RenderedLab) -> None:
     for node_name, files in rendered.files.items():
+        folder = node_dir(state.directory, node_name)
         for name, text in files.items():
-            write_private(node_dir(state.directory, node_name) / name, text)
+            if name == "frr.conf":
+                text = with_runtime_logging(text, folder)
+            write_private(folder / name, text)
     for node in plan.nodes_with_role(Role.K8S_NODE):
         spec = agent_spec(state.lab, state.directory, plan, node)
         write_private(node_dir(state.directory, node.name) / "agent.json", json.dumps(spec))

@@ -79,7 +79,7 @@ steps:
   - {{fault: node-crash, target: alpha-k8s-n9}}
   - {{fault: wan-latency, target: alpha-l1--alpha-k8s-n1, delay: 10ms}}
   - {{fault: site-drain, target: gamma}}
-  - {{fault: link-blackhole, target: {{serving: {{client: east-c1, service: dns}}}}}}
+  - {{fault: site-drain, target: {{serving: {{client: east-c1, service: dns}}}}}}
 """)
     text = "\n".join(_issues(path))
     assert "probe.clients[0]: unknown client 'east-c2'" in text
@@ -87,7 +87,7 @@ steps:
     assert "steps[0].target: unknown node 'alpha-k8s-n9'" in text
     assert "steps[1].target: unknown link" in text and "east--alpha-s1" in text
     assert "steps[2].target: unknown site 'gamma'" in text
-    assert "`serving:` selects a node or pod" in text
+    assert "`serving:` selects a node, a pod or a node's leaf link; site-drain needs a site" in text
     assert "unknown service 'dns'" in text
 
 
