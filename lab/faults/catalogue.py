@@ -270,8 +270,9 @@ def site_drain(ctx: FaultContext) -> Details:
 def site_undrain(ctx: FaultContext, _: Details) -> Details:
     routers = list(ctx.handle.plan.site(ctx.target).uplinkers)
     for router in routers:
-        p.vtysh_configure(ctx.handle, router, "route-map TO-WAN permit 10",
-                          "no " + _drain_line(ctx, router))
+        undo = ("no set community" if (ctx.step.method or "prepend") == "gshut"
+                else "no set as-path prepend")
+        p.vtysh_configure(ctx.handle, router, "route-map TO-WAN permit 10", undo)
         p.vtysh_exec(ctx.handle, router, "clear bgp ipv4 unicast * soft out")
     return {"routers": routers}
 

@@ -76,6 +76,17 @@ class LabHandle:
 def set_link_state(handle: LabHandle, node: str, ifname: str, up: bool) -> None:
     run(["ip", "-n", handle.netns(node), "link", "set", "dev", ifname, "up" if up else "down"],
         timeout=FAULT_CMD_TIMEOUT_S)
+    if up:
+        restore_static_routes(handle, node, ifname)
+
+
+def restore_static_routes(handle: LabHandle, node: str, ifname: str) -> None:
+    """The kernel deletes static routes through an interface that goes down; put the plan's
+    back when it comes up, as a host's network configuration would."""
+    for route in handle.plan.node(node).routes:
+        if route.dev == ifname:
+            run(["ip", "-n", handle.netns(node), "route", "replace", str(route.prefix), "via",
+                 str(route.via), "dev", route.dev], timeout=FAULT_CMD_TIMEOUT_S)
 
 
 def _blackhole_table(ifname: str) -> str:
