@@ -40,6 +40,8 @@ def _event_title(event: dict[str, Any]) -> str:
 def print_summary(summary: dict[str, Any], title: str) -> None:
     out.print(f"[bold]{title}[/bold]")
     for trial in summary.get("trials", []):
+        for warning in trial.get("warnings", []):
+            out.print(f"[red]trial {trial.get('trial')}: {warning}[/red]")
         for event in trial.get("events", []):
             table = Table(title=f"trial {trial.get('trial')}, {_event_title(event)}",
                           title_justify="left")

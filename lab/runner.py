@@ -22,9 +22,9 @@ from typing import Any
 
 from lab import __version__, labs
 from lab.backend.names import lab_dir, lab_namespaces, netns_name
-from lab.backend.processes import stop_pids
+from lab.backend.processes import is_alive, stop_pids
 from lab.backend.ready import wait_ready
-from lab.backend.state import LabState, ProcessRecord, load_state
+from lab.backend.state import LabState, ProcessRecord, load_state, save_state
 from lab.errors import BackendError, LabError
 from lab.faults import FaultContext, apply_fault, undo_fault
 from lab.faults.primitives import LabHandle
@@ -239,6 +239,7 @@ def _run_trial(handle: LabHandle, loaded: LoadedScenario, recording: Recording, 
             _sleep_until(timeline_ns + int(action.t_ms * 1e6))
             _perform(handle, recording, trial, action, active, progress)
         _sleep_until(timeline_ns + int((loaded.timeline_ms + scenario.tail) * 1e6))
+        _check_processes(handle, recording, trial, progress)
     finally:
         for fault in reversed(list(active.values())):
             _undo(handle, recording, trial, fault, at_trial_end=True)
@@ -276,6 +277,27 @@ def _undo(handle: LabHandle, recording: Recording, trial: int, fault: ActiveFaul
     recording.event(trial, "injector", "undo", t_ns=t_ns, done_ns=time.monotonic_ns(),
                     step=fault.action.step, fault=fault.action.fault, target=fault.ctx.target,
                     cycle=fault.action.cycle, details={**details, "at_trial_end": at_trial_end})
+
+
+def _check_processes(handle: LabHandle, recording: Recording, trial: int,
+                     progress: Progress) -> None:
+    """A lab process that died without the scenario killing it makes the trial's figures
+    suspect: record it (the summary marks the trial) instead of measuring it as convergence."""
+    expected: set[int] = set()
+    for row in recording.events:
+        if row["trial"] == trial and row["source"] == "injector":
+            details = row.get("details", {})
+            expected.update(details.get("killed_pids", []), details.get("stopped_pids", []))
+    dead = [r for r in handle.state.processes if not is_alive(r)]
+    for record in dead:
+        if record.pid not in expected:
+            progress(f"warning: {record.kind} on {record.node} (pid {record.pid}) died")
+            recording.event(trial, "runner", "daemon_died", node=record.node,
+                            daemon=record.kind, pid=record.pid)
+    for record in dead:
+        if record.pid in expected:
+            handle.state.processes.remove(record)  # replaced by the fault's undo, or gone
+    save_state(handle.state)
 
 
 def _wait_stable(handle: LabHandle, progress: Progress, min_uptime_s: float = 3.0,

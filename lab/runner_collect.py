@@ -121,5 +121,17 @@ def collect_results(loaded: LoadedScenario, state: LabState, recording: Recordin
         scenario=loaded.scenario.name, complete=complete, probes=probes, routes=routes,
         events=events, interval_ms=loaded.scenario.probe.interval,
         trial_bounds=recording.trial_bounds)
+    _mark_suspect_trials(summary, events)
     run_dir.write_json("summary.json", summary)
     return summary
+
+
+def _mark_suspect_trials(summary: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Trials in which a lab process died on its own get warnings and `valid: false`."""
+    for trial in summary.get("trials", []):
+        died = [e for e in events if e.get("trial") == trial.get("trial")
+                and e.get("kind") == "daemon_died"]
+        trial["warnings"] = [f"{e['daemon']} on {e['node']} (pid {e['pid']}) died outside "
+                             "the scenario; its figures may show that, not the fault"
+                             for e in died]
+        trial["valid"] = not died
