@@ -19,7 +19,7 @@ NAME ?=
 NAME_ARG := $(if $(NAME),--name $(NAME),)
 
 .PHONY: help setup system-packages venv test test-unit test-integration lint graph clean \
-	lab-up lab-down lab-status scenario
+	lab-up lab-down lab-status scenario report notebook demo
 
 help:
 	@echo "make setup             install system packages (root) and the Python venv"
@@ -31,6 +31,9 @@ help:
 	@echo "make lab-status [NAME=...]          sessions, announcements, where clients land"
 	@echo "make lab-down [NAME=...]            remove the lab completely"
 	@echo "make scenario S=scenarios/X.yaml    play a scenario (brings the lab up if needed)"
+	@echo "make report [RUNS=runs/...]         self-contained HTML report of runs"
+	@echo "make notebook                       Jupyter on notebooks/"
+	@echo "make demo                           set up, run node-crash-bfd on the reference lab, report"
 
 setup: system-packages venv
 
@@ -56,7 +59,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m pip install -q -e '.[dev,notebooks]'
 	$(VPY) -m lab.impair.build >/dev/null
 	@touch $@
 
@@ -85,6 +88,22 @@ lab-status: venv
 
 lab-down: venv
 	$(ANYLAB) down $(NAME_ARG)
+
+RUNS ?= $(shell ls -td runs/*/ 2>/dev/null | head -1)
+OUT ?= runs/report.html
+report: venv
+	@test -n "$(RUNS)" || { echo "no run yet: make scenario first, or give RUNS=runs/<dir>"; exit 2; }
+	$(ANYLAB) report $(RUNS) -o $(OUT)
+
+notebook: venv
+	$(VPY) -m ipykernel install --sys-prefix --name anycast-lab --display-name "anycast-lab"
+	$(VENV)/bin/jupyter lab notebooks/
+
+DEMO_SCENARIO := scenarios/node-crash-bfd.yaml
+demo: setup
+	$(ANYLAB) run $(DEMO_SCENARIO) --runs runs
+	$(ANYLAB) report "$$(ls -td runs/*-node-crash-bfd/ | head -1)" -o runs/demo-report.html
+	@echo "report: $(CURDIR)/runs/demo-report.html (open it in a browser)"
 
 S ?= scenarios/node-crash-bfd.yaml
 scenario: setup

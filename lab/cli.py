@@ -142,6 +142,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis import RunError, write_report
+
+    try:
+        target = write_report([Path(r) for r in args.runs], Path(args.output),
+                              title=args.title)
+    except RunError as exc:
+        raise InputError([_cli_issue(" ".join(args.runs), str(exc),
+                                     "give run directories written by `anylab run` "
+                                     "(runs/<time>-<scenario>)")]) from None
+    out.print(f"wrote {target}")
+    return EXIT_OK
+
+
 def _cli_issue(path: str, message: str, hint: str) -> InputIssue:
     return InputIssue(path, None, "", message, hint)
 
@@ -224,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.cli_run import add_run_command
 
     add_run_command(sub, fmt, _examples)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of one or more runs",
+                       formatter_class=fmt,
+                       description="Figures, tables, run metadata and the scenario's "
+                       "description in one HTML file that opens without a server; several "
+                       "runs are compared.",
+                       epilog=_examples("anylab report runs/20261127-012226-node-crash-bfd "
+                                        "-o report.html",
+                                        "anylab report runs/*-node-crash-* -o compare.html"))
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    p.add_argument("--title")
+    p.set_defaults(handler=cmd_report)
     return parser
 
 

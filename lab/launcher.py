@@ -65,6 +65,7 @@ def _child(job: dict[str, Any], main: Callable[[Sequence[str] | None], int]) -> 
 
 def main() -> int:
     jobs: list[dict[str, Any]] = json.load(sys.stdin)
+    os.umask(0o077)  # the servers' and agents' files (status, events, logs) are for root only
     programs = _programs({job["program"] for job in jobs})
     pids = []
     for job in jobs:

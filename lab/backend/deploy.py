@@ -8,8 +8,10 @@ node agents. Any failure, or Ctrl-C, removes what was built before the error is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -122,6 +124,19 @@ def _build(state: LabState, plan: LabPlan, rendered: RenderedLab, progress: Prog
     progress("anycast servers and node agents")
     _start_pods_and_agents(state, plan)
     save_state(state)
+    restrict_to_root(state.directory)
+
+
+def restrict_to_root(directory: Path) -> None:
+    """Take group and other permissions off everything under ``directory``: what this
+    process created with the caller's umask (folders, the emulator's files) and what daemons
+    create with a mode of their own whatever the umask (FRR's pid files 0644, bfdd's socket
+    0777). The lab's own processes start with a private umask (``spawn``, ``lab.launcher``)."""
+    for path in [directory, *directory.rglob("*")]:
+        with contextlib.suppress(OSError):  # a file may come and go meanwhile
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                path.chmod(stat.S_IMODE(mode) & ~0o077)
 
 
 def _create_namespaces(state: LabState, plan: LabPlan) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from lab.errors import LabError
 
-LAB_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+# used with fullmatch: `$` alone would also accept a trailing newline ("lab\n"), which would
+# split the `ip -batch` lines that create and delete the lab's namespaces
+LAB_NAME_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,23}")
 NETNS_DIR = Path("/run/netns")
 NETNS_PREFIX = "al."
 TAG_VARIABLE = "ANYLAB_LAB"
@@ -25,7 +27,7 @@ def state_root() -> Path:
 
 
 def check_lab_name(name: str) -> str:
-    if not LAB_NAME_PATTERN.match(name):
+    if not LAB_NAME_PATTERN.fullmatch(name):
         raise LabError(f"invalid lab name {name!r}: use 1-24 lowercase letters, digits or '-', "
                        "starting with a letter")
     return name
@@ -61,7 +63,7 @@ def all_lab_names() -> list[str]:
     root = state_root()
     if root.is_dir():
         names.update(p.name for p in root.iterdir()
-                     if p.is_dir() and LAB_NAME_PATTERN.match(p.name))
+                     if p.is_dir() and LAB_NAME_PATTERN.fullmatch(p.name))
     if NETNS_DIR.is_dir():
         for entry in NETNS_DIR.iterdir():
             parts = entry.name.split(".")

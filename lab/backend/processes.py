@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lab.backend.names import NETNS_DIR, TAG_VARIABLE, tag_environment
-from lab.backend.state import ProcessRecord
+from lab.backend.state import PRIVATE_UMASK, ProcessRecord
 from lab.errors import BackendError
 
 NSENTER = "/usr/bin/nsenter"
@@ -50,7 +50,7 @@ def spawn(lab: str, node: str, kind: str, argv: Sequence[str], netns: str | None
     try:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fd,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                close_fds=True)
+                                close_fds=True, umask=PRIVATE_UMASK)
     except OSError as exc:
         raise BackendError(f"cannot start {kind} for {node}: {exc}") from exc
     finally:

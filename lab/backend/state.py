@@ -17,6 +17,7 @@ from lab.backend.names import lab_dir
 from lab.errors import BackendError
 
 STATE_FILE = "state.json"
+PRIVATE_UMASK = 0o077  # the lab's files, and those of every process it starts: root only
 
 
 @dataclass

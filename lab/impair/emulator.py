@@ -27,7 +27,7 @@ _LAB_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def check_lab_name(lab: str) -> str:
-    if not _LAB_NAME.match(lab):
+    if not _LAB_NAME.fullmatch(lab):
         raise ImpairmentError(f"bad lab name {lab!r}: 1-64 characters of A-Z a-z 0-9 _ . -")
     return lab
 

@@ -160,7 +160,7 @@ class LinkEnd:
     def __post_init__(self) -> None:
         if not self.netns or "/" in self.netns or self.netns in (".", ".."):
             raise ImpairmentError(f"bad namespace name {self.netns!r}")
-        if not _IFNAME.match(self.ifname):
+        if not _IFNAME.fullmatch(self.ifname):
             raise ImpairmentError(
                 f"bad interface name {self.ifname!r}: 1-15 characters of A-Z a-z 0-9 _ . -"
             )
@@ -168,7 +168,7 @@ class LinkEnd:
 
 def check_link_id(link_id: str) -> str:
     """Link ids name emulator state and hashes: 1-64 safe characters."""
-    if not isinstance(link_id, str) or not _LINK_ID.match(link_id):
+    if not isinstance(link_id, str) or not _LINK_ID.fullmatch(link_id):
         raise ImpairmentError(
             f"bad link id {link_id!r}: 1-64 characters of A-Z a-z 0-9 _ . : -"
         )

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "tests" / "data" / "runs"
+SAMPLES = REPO / "tests" / "data" / "sample-runs"
 SAMPLE_BFD = SAMPLES / "20261127-004500-node-crash-bfd"
 SAMPLE_HOLD = SAMPLES / "20261127-011500-node-crash-hold"
 SAMPLE_ISOLATE = SAMPLES / "20261127-013000-site-isolate-bfd"

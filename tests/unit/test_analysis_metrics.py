@@ -23,11 +23,11 @@ from analysis import (
 )
 from tests.unit.test_analysis_data import (
     MS,
-    S,
     SAMPLE_BFD,
     SAMPLE_HOLD,
     SAMPLE_ISOLATE,
     T0,
+    S,
     injector,
     lane,
     meta,
@@ -114,6 +114,7 @@ def test_tcp_broken_and_tcp_only_services(tmp_path: Path) -> None:
     run = _run(tmp_path, [lane("c1")], sorted([*ACTIONS, *tcp], key=lambda e: e["t_ns"]))
     table = client_table(run)
     assert _row(table, service="web")["tcp_broken"] == 2
+    assert _row(table, service="web")["tcp_flows"] == 2 and _row(table)["tcp_flows"] == 0
     assert pd.isna(_row(table, service="web")["outage_ms"])  # no UDP probes for web
     assert _row(table, phase="undo", service="web")["tcp_broken"] == 1
     assert _row(table)["tcp_broken"] == 0

@@ -15,13 +15,12 @@ from analysis import Run, RunError, load_run, load_runs
 from lab.errors import LabError
 from tests.unit.test_analysis_data import (
     MS,
-    S,
     SAMPLE_BFD,
     SAMPLE_HOLD,
     T0,
+    S,
     injector,
     lane,
-    meta,
     runner,
     write_run,
 )
