@@ -48,6 +48,12 @@ class RouteMessage(rtmsg):  # type: ignore[misc]
     """``rtmsg`` with the attributes after ``RTA_EXPIRES`` (23), up to ``RTA_NH_ID`` (30)."""
 
     __slots__ = ()
+    # pyroute2 caches the compiled attribute table on the class: without these a subclass
+    # inherits its parent's cache once the parent was used (e.g. by IPRoute), and RTA_NH_ID
+    # would silently be missing.
+    _nlmsg_base__compiled_nla = False
+    _nlmsg_base__t_nla_map = None
+    _nlmsg_base__r_nla_map = None
     nla_map = (*rtmsg.nla_map,
                ("RTA_PAD", "hex"),
                ("RTA_UID", "uint32"),
@@ -62,6 +68,9 @@ class NexthopMessage(nlmsg):  # type: ignore[misc]
     """``struct nhmsg`` and its ``NHA_*`` attributes (include/uapi/linux/nexthop.h)."""
 
     __slots__ = ()
+    _nlmsg_base__compiled_nla = False  # see RouteMessage
+    _nlmsg_base__t_nla_map = None
+    _nlmsg_base__r_nla_map = None
     prefix = "NHA_"
     fields = (("family", "B"), ("scope", "B"), ("proto", "B"), ("resvd", "B"), ("flags", "I"))
     nla_map = (("NHA_UNSPEC", "none"),
@@ -82,6 +91,9 @@ class LinkMessage(nlmsg):  # type: ignore[misc]
     """``struct ifinfomsg`` and the interface name: all the recorder needs of a link."""
 
     __slots__ = ()
+    _nlmsg_base__compiled_nla = False  # see RouteMessage
+    _nlmsg_base__t_nla_map = None
+    _nlmsg_base__r_nla_map = None
     prefix = "IFLA_"
     fields = (("family", "B"), ("__align", "x"), ("ifi_type", "H"), ("index", "i"),
               ("flags", "I"), ("change", "I"))

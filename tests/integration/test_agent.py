@@ -298,14 +298,14 @@ def test_an_unready_pod_is_withdrawn_and_announced_again(world: World) -> None:
         world.unready_flag.unlink()
     events = world.event_list(since=touched)
     kinds = [e["event"] for e in events]
-    assert kinds[:3] == ["pod_unready", "nft_apply", "withdraw"]
-    times = [int(str(e["t_ns"])) for e in events[:3]]
+    assert kinds[:4] == ["pod_unready", "nft_apply", "conntrack_flush", "withdraw"]
+    times = [int(str(e["t_ns"])) for e in events[:4]]
     assert times == sorted(times)
     detection_ms = (times[0] - touched) / 1e6
     assert detection_ms >= (FAILURE_THRESHOLD - 1) * PERIOD_MS * 0.9
     assert detection_ms <= FAILURE_THRESHOLD * PERIOD_MS + 500
     assert events[0]["probe"] == "503"
-    assert int(str(events[2]["done_ns"])) >= times[2]
+    assert int(str(events[3]["done_ns"])) >= times[3]
     wait_for("the new announcement", world.has_route)
     assert [e["event"] for e in world.event_list(since=touched)][-3:] == [
         "pod_ready", "nft_apply", "announce"]
@@ -331,7 +331,8 @@ def test_killing_the_server_withdraws_the_vip(world: World) -> None:
     world.stop("server", signal.SIGKILL)
     wait_for("the withdrawal", lambda: not world.has_route())
     events = world.event_list(since=killed)
-    assert [e["event"] for e in events][:3] == ["pod_unready", "nft_apply", "withdraw"]
+    assert [e["event"] for e in events][:4] == ["pod_unready", "nft_apply", "conntrack_flush",
+                                                "withdraw"]
     assert events[0]["probe"] == "connection refused"
     world.start_server()
     wait_for("the new announcement", world.has_route)
