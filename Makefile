@@ -111,3 +111,13 @@ scenario: setup
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (root): every part by default, or BENCH_ARGS='--only netns,up' to rerun parts;
+# prints a table and writes bench/results/latest.json (see docs/benchmarks.md).
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	@/usr/bin/python3 -c 'import mininet.net' 2>/dev/null || { \
+		echo "installing mininet (for the side-by-side namespace benchmark)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mininet; }
+	$(VPY) bench/run_all.py $(BENCH_ARGS)

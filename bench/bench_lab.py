@@ -15,7 +15,9 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -35,15 +37,28 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def memory_by_node(state: LabState) -> dict[str, float]:
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (FRR's libraries, Python) split among the
+    processes that map them, so summing it over a lab does not count them N times."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def memory_by_node(state: LabState, measure: Callable[[int], float] = rss_mb
+                   ) -> dict[str, float]:
     per_node: dict[str, float] = defaultdict(float)
     for record in state.processes:
         if is_alive(record):
-            per_node[record.node] += rss_mb(record.pid)
+            per_node[record.node] += measure(record.pid)
     return per_node
 
 
-def one_round(topology: Path, name: str) -> dict[str, object]:
+def one_round(topology: Path, name: str) -> dict[str, Any]:
     marks: list[tuple[str, float]] = []
     started = time.monotonic()
 
@@ -58,13 +73,40 @@ def one_round(topology: Path, name: str) -> dict[str, object]:
         labs.down(name, force=True)
         raise SystemExit(f"lab not ready: {result.report.explain()}")
     memory = memory_by_node(result.state)
+    proportional = memory_by_node(result.state, pss_mb)
     routers = [n.name for n in result.plan.nodes if n.runs_frr and n.role.value != "k8s-node"]
     started = time.monotonic()
     labs.down(name)
     down_s = time.monotonic() - started
     return {"up_s": up_s, "down_s": down_s, "stages": marks,
             "rss_mb_per_router": statistics.median(memory[r] for r in routers),
-            "rss_mb_total": sum(memory.values()), "processes": len(result.state.processes)}
+            "pss_mb_per_router": statistics.median(proportional[r] for r in routers),
+            "rss_mb_total": sum(memory.values()), "pss_mb_total": sum(proportional.values()),
+            "processes": len(result.state.processes)}
+
+
+def _median(rounds: list[dict[str, Any]], key: str, digits: int) -> float:
+    return round(statistics.median(float(r[key]) for r in rounds), digits)
+
+
+def measure(topology: Path, repeats: int, name: str) -> dict[str, Any]:
+    """Medians over ``repeats`` up/down rounds of lab ``name`` (removed even on failure)."""
+    rounds: list[dict[str, Any]] = []
+    try:
+        for _ in range(repeats):
+            rounds.append(one_round(topology, name))
+    finally:
+        labs.down(name, force=True)
+    return {
+        "topology": topology.name, "repeats": repeats,
+        "lab_up_s": _median(rounds, "up_s", 2), "lab_down_s": _median(rounds, "down_s", 2),
+        "rss_mb_per_router": _median(rounds, "rss_mb_per_router", 1),
+        "pss_mb_per_router": _median(rounds, "pss_mb_per_router", 1),
+        "rss_mb_total": _median(rounds, "rss_mb_total", 0),
+        "pss_mb_total": _median(rounds, "pss_mb_total", 0),
+        "processes": rounds[0]["processes"],
+        "rounds": rounds,
+    }
 
 
 def main() -> int:
@@ -75,17 +117,7 @@ def main() -> int:
     parser.add_argument("--name", default="bench-up")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
-    rounds = [one_round(Path(args.topology), args.name) for _ in range(args.repeats)]
-    figures = {
-        "topology": Path(args.topology).name, "repeats": args.repeats,
-        "lab_up_s": round(statistics.median(r["up_s"] for r in rounds), 2),  # type: ignore[misc]
-        "lab_down_s": round(statistics.median(r["down_s"] for r in rounds), 2),  # type: ignore[misc]
-        "rss_mb_per_router": round(statistics.median(
-            r["rss_mb_per_router"] for r in rounds), 1),  # type: ignore[misc]
-        "rss_mb_total": round(statistics.median(r["rss_mb_total"] for r in rounds), 0),  # type: ignore[misc]
-        "processes": rounds[0]["processes"],
-        "rounds": rounds,
-    }
+    figures = measure(Path(args.topology), args.repeats, args.name)
     text = json.dumps(figures, indent=1)
     print(text)
     if args.out:
