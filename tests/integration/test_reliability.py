@@ -199,7 +199,9 @@ def _session_downs(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _check_own_run(runs_root: Path, lab: str, site: str, other_site: str,
-                   own_pids: set[int], other_pids: set[int]) -> None:
+                   own_pids: set[int], other_pids: set[int]) -> str:
+    """The run of ``lab`` measured its own fault (on ``site``) and nothing of the other lab;
+    returns the lab named in run.json."""
     _, meta, events, summary = read_run(runs_root)
     assert meta["lab"] == lab and meta["complete"] is True
     event = summary["trials"][0]["events"][0]
@@ -215,6 +217,7 @@ def _check_own_run(runs_root: Path, lab: str, site: str, other_site: str,
     assert downs, "the fault brought no session down"
     foreign = [d for d in downs if any(end.startswith(f"{other_site}-") for end in d)]
     assert foreign == [], f"events of the other lab in {lab}'s run"
+    return str(meta["lab"])
 
 
 def test_two_labs_side_by_side_measure_correctly_and_separately(tmp_path: Path) -> None:
@@ -230,10 +233,11 @@ def test_two_labs_side_by_side_measure_correctly_and_separately(tmp_path: Path) 
         outputs = {site: proc.communicate(timeout=180)[0] for site, proc in procs.items()}
         for site, proc in procs.items():
             assert proc.returncode == 0, outputs[site]
-        _check_own_run(tmp_path / "alpha", lab_of["alpha"], "alpha", "beta", pids["alpha"],
-                       pids["beta"])
-        _check_own_run(tmp_path / "beta", lab_of["beta"], "beta", "alpha", pids["beta"],
-                       pids["alpha"])
+        first_lab = _check_own_run(tmp_path / "alpha", lab_of["alpha"], "alpha", "beta",
+                                   pids["alpha"], pids["beta"])
+        second_lab = _check_own_run(tmp_path / "beta", lab_of["beta"], "beta", "alpha",
+                                    pids["beta"], pids["alpha"])
+        assert first_lab != second_lab
 
 
 # ------------------------------------------------------------------ one shared lab
