@@ -99,21 +99,29 @@ def ensure_built(echo: Callable[[str], None] | None = None) -> Path:
     return compile_c(EMULATOR_SOURCE, echo=echo)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_main(argv: list[str] | None, module: str, source: Path,
+               build: Callable[[Callable[[str], None]], Path],
+               errors: tuple[type[Exception], ...]) -> int:
+    """`python -m MODULE [--print-command]` for a C helper: build it, print its path."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["--print-command"]:
-        print(shlex.join(gcc_command(EMULATOR_SOURCE, binary_path())))
+        print(shlex.join(gcc_command(source, binary_path(source))))
         return 0
     if args:
-        print("usage: python -m lab.impair.build [--print-command]", file=sys.stderr)
+        print(f"usage: python -m {module} [--print-command]", file=sys.stderr)
         return 2
     try:
-        path = ensure_built(echo=lambda command: print(command, file=sys.stderr))
-    except ImpairmentError as exc:
+        path = build(lambda command: print(command, file=sys.stderr))
+    except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(path)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return build_main(argv, "lab.impair.build", EMULATOR_SOURCE,
+                      lambda echo: ensure_built(echo=echo), (ImpairmentError,))
 
 
 if __name__ == "__main__":

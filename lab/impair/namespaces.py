@@ -134,43 +134,46 @@ def socket_in_netns(name: str, family: int = socket.AF_INET,
     return sock
 
 
-def disable_offloads(ns: str, ifname: str) -> list[str]:
-    """Turn off checksum/segmentation/GRO offloads of ``ifname``; returns the names.
-
-    Uses the ethtool ioctl on a socket opened in the namespace.
-    """
+@contextlib.contextmanager
+def _ethtool(ns: str, ifname: str) -> Iterator[Any]:
+    """The ethtool ioctl for ``ifname``, on a socket opened in namespace ``ns``."""
     sock = socket_in_netns(ns)
     eth = IoctlEthtool()
     eth.sock.close()
     eth.sock = sock
     try:
         eth.change_ifname(ifname)
-        features = eth.get_features()
-        keys = features.keys()  # iterating the list itself yields tuples
-        names = [n for n in keys if _OFFLOADS.match(n) and features.is_available(n)]
-        for name in names:
-            features[name] = False
-        eth.set_features(features)
-        still_on = [n for n in names if eth.get_features().is_active(n)]
-    except OSError as exc:
-        raise ImpairmentError(f"cannot change offloads of {ns}/{ifname}: {exc}") from exc
+        yield eth
     finally:
         eth.close()
+
+
+def disable_offloads(ns: str, ifname: str) -> list[str]:
+    """Turn off checksum/segmentation/GRO offloads of ``ifname``; returns the names."""
+    try:
+        with _ethtool(ns, ifname) as eth:
+            names = _switch_off(eth)
+            still_on = [n for n in names if eth.get_features().is_active(n)]
+    except OSError as exc:
+        raise ImpairmentError(f"cannot change offloads of {ns}/{ifname}: {exc}") from exc
     if still_on:
         raise ImpairmentError(f"offloads still on for {ns}/{ifname}: {', '.join(still_on)}")
     return names
 
 
+def _switch_off(eth: Any) -> list[str]:
+    features = eth.get_features()
+    keys = features.keys()  # iterating the list itself yields tuples
+    names = [n for n in keys if _OFFLOADS.match(n) and features.is_available(n)]
+    for name in names:
+        features[name] = False
+    eth.set_features(features)
+    return names
+
+
 def active_offloads(ns: str, ifname: str) -> list[str]:
     """Offload features from the list above that are currently on (for checks)."""
-    sock = socket_in_netns(ns)
-    eth = IoctlEthtool()
-    eth.sock.close()
-    eth.sock = sock
-    try:
-        eth.change_ifname(ifname)
+    with _ethtool(ns, ifname) as eth:
         features = eth.get_features()
         keys = features.keys()
         return [n for n in keys if _OFFLOADS.match(n) and features.is_active(n)]
-    finally:
-        eth.close()

@@ -6,12 +6,10 @@ the binary's path on stdout; ``--print-command`` prints the gcc command only.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.impair.build import binary_path, compile_c, gcc_command
+from lab.impair.build import build_main, compile_c
 from lab.impair.errors import ImpairmentError
 from lab.probe.errors import ProbeError
 
@@ -28,20 +26,8 @@ def ensure_prober_built(echo: Callable[[str], None] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--print-command"]:
-        print(shlex.join(gcc_command(PROBER_SOURCE, binary_path(PROBER_SOURCE))))
-        return 0
-    if args:
-        print("usage: python -m lab.probe.build [--print-command]", file=sys.stderr)
-        return 2
-    try:
-        path = ensure_prober_built(echo=lambda command: print(command, file=sys.stderr))
-    except ProbeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+    return build_main(argv, "lab.probe.build", PROBER_SOURCE,
+                      lambda echo: ensure_prober_built(echo=echo), (ProbeError,))
 
 
 if __name__ == "__main__":

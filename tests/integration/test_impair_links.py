@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import secrets
 import socket
 import statistics
@@ -41,20 +40,13 @@ from lab.impair.measure import (
     unique_name,
 )
 from lab.impair.namespaces import remove_netns, require_index, rtnl, socket_in_netns
+from tests.conftest import require_root
 
 pytestmark = pytest.mark.integration
 
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"  # benchmarking range, only inside our namespaces
 LINK = "l1"
 SOL_PACKET, PACKET_AUXDATA, TP_STATUS_VLAN_VALID, ETH_P_ALL = 263, 8, 0x10, 3
-
-
-def require_root() -> None:
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("CI"):
-        pytest.fail("CI runs the integration tests as root")
-    pytest.skip("needs root")
 
 
 @dataclass

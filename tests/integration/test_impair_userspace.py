@@ -24,6 +24,7 @@ from lab.impair.measure import (
 )
 from lab.impair.namespaces import active_offloads, netns_exists, remove_netns, rtnl
 from lab.impair.userspace import port_names
+from tests.conftest import require_root
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +54,6 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             for pid in emulator_pids(name):
                 stop_pid(pid, name)
             remove_netns(hidden)
-
-
-def require_root() -> None:
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("CI"):
-        pytest.fail("CI runs the integration tests as root")
-    pytest.skip("needs root")
 
 
 def has_link(ns: str, ifname: str) -> bool:
