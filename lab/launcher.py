@@ -1,6 +1,6 @@
 """Start many small lab programs cheaply: import once, then fork one process per instance.
 
-``python -m lab.launcher`` reads a JSON list of jobs on stdin, each
+``python -m lab.launcher JOBS`` reads a JSON list of jobs from file JOBS, each
 ``{"program": "server"|"agent", "netns": "/run/netns/NAME", "spec": PATH, "log": PATH,
 "node": NAME}``, and prints ``{"pids": [...]}``. Every child is an ordinary, separate process
 (its own session, namespace and log), so killing one pod's server kills only that pod; what is
@@ -10,15 +10,15 @@ of times costs seconds of CPU on a small machine.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-CLONE_NEWNET = 0x40000000
+from lab.netnsenter import enter_netns
 
 
 def _programs(names: set[str]) -> dict[str, Callable[[Sequence[str] | None], int]]:
@@ -34,17 +34,6 @@ def _programs(names: set[str]) -> dict[str, Callable[[Sequence[str] | None], int
     return programs
 
 
-def _enter_netns(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"setns({path}): {os.strerror(errno)}")
-    finally:
-        os.close(fd)
-
-
 def _child(job: dict[str, Any], main: Callable[[Sequence[str] | None], int]) -> int:
     os.setsid()
     log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -56,7 +45,7 @@ def _child(job: dict[str, Any], main: Callable[[Sequence[str] | None], int]) -> 
     os.close(null)
     os.environ["ANYLAB_NODE"] = job["node"]
     try:
-        _enter_netns(job["netns"])
+        enter_netns(job["netns"])
         return main(["--spec", job["spec"]])
     except BaseException:  # the child must never return into the launcher's loop
         traceback.print_exc()
@@ -64,7 +53,7 @@ def _child(job: dict[str, Any], main: Callable[[Sequence[str] | None], int]) -> 
 
 
 def main() -> int:
-    jobs: list[dict[str, Any]] = json.load(sys.stdin)
+    jobs: list[dict[str, Any]] = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     os.umask(0o077)  # the servers' and agents' files (status, events, logs) are for root only
     programs = _programs({job["program"] for job in jobs})
     pids = []

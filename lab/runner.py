@@ -302,8 +302,9 @@ def _check_processes(handle: LabHandle, recording: Recording, trial: int,
 
 def _wait_stable(handle: LabHandle, progress: Progress, min_uptime_s: float = 3.0,
                  timeout_s: float = 60.0) -> None:
-    """Every BGP session Established for a few seconds: right after a session first comes up
-    FRR's bfdd re-creates the BFD session and BGP flaps once, which must not land in a trial."""
+    """Every BGP session Established for a few seconds before a trial: a session that has
+    just come up (a lab started moments ago, a restart in an earlier run) is still sending
+    its first updates, which must not land in a trial."""
     from lab.backend.daemons import bgp_peer_uptimes_ms
     from lab.backend.inspect import frr_routers
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.errors import BackendError, CommandError
+from lab.backend.vty import vty_commands
+from lab.errors import BackendError
 from lab.proc import run
 
 FRR_DAEMON_DIR = Path("/usr/lib/frr")
@@ -34,6 +35,11 @@ class NodeFiles:
     @property
     def frr_conf(self) -> Path:
         return self.directory / "frr.conf"
+
+    @property
+    def boot_conf(self) -> Path:
+        """What the router starts from (see lab.backend.bfdstart)."""
+        return self.directory / "frr-boot.conf"
 
     @property
     def gobgpd_toml(self) -> Path:
@@ -90,30 +96,29 @@ def wait_for_sockets(paths: list[Path], timeout_s: float) -> list[Path]:
     return missing
 
 
-def apply_frr_config(files: NodeFiles) -> None:
-    """Load the integrated configuration into the running daemons."""
-    result = run([VTYSH, "--vty_socket", str(files.directory), "-f", str(files.frr_conf)],
+def apply_frr_config(files: NodeFiles, path: Path | None = None) -> None:
+    """Load the integrated configuration (or ``path``) into the running daemons."""
+    path = path or files.frr_conf
+    result = run([VTYSH, "--vty_socket", str(files.directory), "-f", str(path)],
                  timeout=VTYSH_TIMEOUT_S, check=False)
     if result.returncode != 0:
-        raise BackendError(f"FRR refused the configuration in {files.frr_conf}: "
+        raise BackendError(f"FRR refused the configuration in {path}: "
                            f"{(result.stdout + result.stderr).strip()[-800:]}")
 
 
-def vtysh_json(files: NodeFiles, command: str, daemon: str | None = None) -> Any:
-    """Run a show command; ``daemon`` limits vtysh to that daemon's socket (cheaper)."""
-    argv = vtysh_argv(files, command)
-    if daemon is not None:
-        argv[1:1] = ["-d", daemon]
+def daemon_json(files: NodeFiles, daemon: str, command: str) -> Any:
+    """A show command's JSON, straight from one daemon's vty socket (see lab.backend.vty)."""
+    # vtysh works in enable mode; some daemons (bfdd) have their show commands only there
+    output = vty_commands(files.vty_socket(daemon), ["enable", command])[1]
     try:
-        result = run(argv, timeout=VTYSH_TIMEOUT_S)
-        return json.loads(result.stdout or "{}")
-    except (CommandError, ValueError) as exc:
-        raise BackendError(f"vtysh {command!r} in {files.directory}: {exc}") from exc
+        return json.loads(output or "{}")
+    except ValueError as exc:
+        raise BackendError(f"{daemon} in {files.directory}: {command!r}: {exc}") from exc
 
 
 def bgp_peer_uptimes_ms(files: NodeFiles) -> dict[str, int | None]:
     """Peer address -> milliseconds the session has been Established (None when it is not)."""
-    data = vtysh_json(files, "show bgp ipv4 unicast summary json", daemon="bgpd")
+    data = daemon_json(files, "bgpd", "show bgp ipv4 unicast summary json")
     peers = data.get("peers", {}) if isinstance(data, dict) else {}
     return {address: int(info.get("peerUptimeMsec", 0)) if info.get("state") == "Established"
             else None for address, info in peers.items()}
@@ -121,6 +126,6 @@ def bgp_peer_uptimes_ms(files: NodeFiles) -> dict[str, int | None]:
 
 def bgp_peer_states(files: NodeFiles) -> dict[str, str]:
     """Peer address -> BGP state, as the router's bgpd sees it."""
-    data = vtysh_json(files, "show bgp ipv4 unicast summary json", daemon="bgpd")
+    data = daemon_json(files, "bgpd", "show bgp ipv4 unicast summary json")
     peers = data.get("peers", {}) if isinstance(data, dict) else {}
     return {address: str(info.get("state", "?")) for address, info in peers.items()}

@@ -1,10 +1,12 @@
 """Bring a planned lab up on network namespaces (the embedded default backend).
 
-Steps: namespaces (one `ip -batch`), impaired WAN/uplink/access links (impairment layer),
-every other link, address, route and sysctl (one netlink worker), configuration files, FRR and
-GoBGP daemons (started in parallel, configured through vtysh), anycast servers in the pods,
-node agents. Any failure, or Ctrl-C, removes what was built before the error is raised.
-"""
+Steps: namespaces (one `ip -batch`); the impairment driver (the link emulator); every link,
+address, route and sysctl by one netlink worker (the WAN/uplink/access links as the impairment
+driver asks, handed to it afterwards), while the configuration files are written and the FRR
+daemons start; then GoBGP, and the anycast servers and node agents while each router loads its
+boot configuration through vtysh (BFD on BGP sessions follows at readiness, see
+lab.backend.bfdstart). Any failure, or Ctrl-C, removes what was built before the error is
+raised."""
 
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from lab.backend import daemons
+from lab.backend import bfdstart, daemons
 from lab.backend.daemons import NodeFiles
 from lab.backend.names import (
     NETNS_DIR,
@@ -34,17 +36,19 @@ from lab.backend.processes import spawn, start_ticks
 from lab.backend.runtime_specs import agent_spec, node_dir, pod_dir, server_spec
 from lab.backend.state import LabState, ProcessRecord, save_state, write_private
 from lab.errors import BackendError, CommandError
-from lab.impair import DriverKind, make_driver
+from lab.impair import DriverKind, ImpairmentDriver, VethPair, make_driver
 from lab.impair.errors import ImpairmentError
 from lab.impair.model import Impairment, LinkEnd
 from lab.plan import LabPlan, LinkKind, LinkPlan, NodePlan, Role
-from lab.proc import run
+from lab.proc import Background, run
 from lab.render import RenderedLab, frr_daemons
 
 Progress = Callable[[str], None]
 IMPAIRED_KINDS = frozenset({LinkKind.WAN, LinkKind.UPLINK, LinkKind.ACCESS})
 SOCKET_TIMEOUT_S = 15.0
 TOPOLOGY_COPY = "topology.yaml"  # the file as deployed; status and runs re-plan from it
+NETWORK_SPEC = "network.json"  # what the netlink worker applies
+LAUNCH_JOBS = "launch.json"  # the servers and agents the launcher forks
 REQUIRED_PROGRAMS = ("/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd",
                      "/usr/lib/frr/staticd", "/usr/bin/vtysh", "/usr/bin/gobgpd",
                      "/usr/bin/gobgp", "/usr/sbin/nft", "/usr/bin/nsenter", "/usr/sbin/ip",
@@ -111,18 +115,25 @@ def deploy(lab: str, plan: LabPlan, rendered: RenderedLab, topology_file: Path,
 
 
 def _build(state: LabState, plan: LabPlan, rendered: RenderedLab, progress: Progress) -> None:
+    """What can overlap does: files are written and FRR daemons start while the netlink
+    worker builds the links (zebra follows interfaces as they appear), and the servers and
+    agents start while the routers load their configuration."""
     lab = state.lab
     progress("namespaces")
     _create_namespaces(state, plan)
-    progress("links (impairment layer)")
-    _create_impaired_links(state, plan)
-    progress("links, addresses, routes, sysctls")
-    _apply_network(lab, plan)
-    _write_files(state, plan, rendered)
-    progress("FRR and GoBGP daemons")
-    _start_daemons(state, plan)
-    progress("anycast servers and node agents")
-    _start_pods_and_agents(state, plan)
+    progress("links, addresses, routes, sysctls; FRR daemons")
+    with _impairment_driver(state, plan) as driver:
+        veths = {link.id: driver.link_veths(link.id, *_ends(lab, link)) for link in
+                 impaired_links(plan)} if driver is not None else {}
+        with _network_worker(state, plan, veths):
+            _write_files(state, plan, rendered)
+            _start_frr_daemons(state, plan)
+        if driver is not None:
+            _adopt_impaired_links(driver, lab, plan)
+    progress("FRR configuration, GoBGP, anycast servers and node agents")
+    _start_gobgpd(state, plan)
+    with _pods_and_agents(state, plan):
+        _configure_frr(state, plan)
     save_state(state)
     restrict_to_root(state.directory)
 
@@ -150,30 +161,42 @@ def _create_namespaces(state: LabState, plan: LabPlan) -> None:
         raise BackendError(f"cannot create namespaces: {exc}") from exc
 
 
-def _create_impaired_links(state: LabState, plan: LabPlan) -> None:
-    links = impaired_links(plan)
-    if not links:
+@contextlib.contextmanager
+def _impairment_driver(state: LabState, plan: LabPlan) -> Iterator[ImpairmentDriver | None]:
+    """The lab's impairment driver (the emulator started and recorded), detached at the end:
+    the emulator keeps running and runtime faults attach to it again."""
+    if not impaired_links(plan):
+        yield None
         return
     try:
         driver = make_driver(_driver_kind(state.impairment_driver), state.lab,
                              state.directory, hidden_netns(state.lab))
+    except ImpairmentError as exc:
+        raise BackendError(f"impairment layer: {exc}") from exc
+    try:
         state.impairment_driver = driver.kind
-        save_state(state)
         emulator_pid = getattr(driver, "pid", None)
         if isinstance(emulator_pid, int):
             ticks = start_ticks(emulator_pid)
             state.processes.append(ProcessRecord(emulator_pid, "_emu", "emulator",
                                                  ticks if ticks is not None else -1))
-            save_state(state)
-        try:
-            for link in links:
-                imp = to_impairment(link)
-                driver.add_link(link.id,
-                                LinkEnd(netns_name(state.lab, link.a.node), link.a.ifname),
-                                LinkEnd(netns_name(state.lab, link.b.node), link.b.ifname),
-                                imp, imp)
-        finally:
-            driver.detach()  # the emulator keeps running; runtime faults attach again
+        save_state(state)
+        yield driver
+    finally:
+        driver.detach()
+
+
+def _ends(lab: str, link: LinkPlan) -> tuple[LinkEnd, LinkEnd]:
+    return (LinkEnd(netns_name(lab, link.a.node), link.a.ifname),
+            LinkEnd(netns_name(lab, link.b.node), link.b.ifname))
+
+
+def _adopt_impaired_links(driver: ImpairmentDriver, lab: str, plan: LabPlan) -> None:
+    """Hand the impaired links (created with the rest) to the driver, with their settings."""
+    try:
+        for link in impaired_links(plan):
+            imp = to_impairment(link)
+            driver.adopt_link(link.id, *_ends(lab, link), imp, imp)
     except ImpairmentError as exc:
         raise BackendError(f"impairment layer: {exc}") from exc
 
@@ -184,10 +207,23 @@ def _driver_kind(kind: str) -> DriverKind:
     return cast(DriverKind, kind)
 
 
-def _apply_network(lab: str, plan: LabPlan) -> None:
-    spec = build_network_spec(lab, plan, {link.id for link in impaired_links(plan)})
-    result = run([sys.executable, "-m", "lab.backend.nsworker"],
-                 input_text=json.dumps(spec.to_dict()), timeout=120, check=False)
+@contextlib.contextmanager
+def _network_worker(state: LabState, plan: LabPlan,
+                    impaired: dict[str, list[VethPair]]) -> Iterator[None]:
+    """The netlink worker (lab.backend.nsworker) runs while the body does other work; on
+    leaving, its result is checked (or, when the body failed, it is stopped)."""
+    spec_path = state.directory / NETWORK_SPEC
+    write_private(spec_path, json.dumps(build_network_spec(state.lab, plan, impaired).to_dict()))
+    worker = Background([sys.executable, "-m", "lab.backend.nsworker", str(spec_path)])
+    try:
+        yield
+    except BaseException:
+        worker.kill()
+        raise
+    try:
+        result = worker.finish(timeout=120)
+    except CommandError as exc:
+        raise BackendError(f"network set-up failed: {exc}") from exc
     try:
         reply = json.loads(result.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -202,7 +238,10 @@ def _write_files(state: LabState, plan: LabPlan, rendered: RenderedLab) -> None:
         for name, text in files.items():
             if name == "frr.conf":
                 text = with_runtime_logging(text, folder)
+                write_private(NodeFiles(folder).boot_conf,
+                              bfdstart.boot_config(plan, node_name, text))
             write_private(folder / name, text)
+    state.bfd_pending = [s.id for s in plan.sessions if bfdstart.attachments(plan, s)]
     for node in plan.nodes_with_role(Role.K8S_NODE):
         spec = agent_spec(state.lab, state.directory, plan, node)
         write_private(node_dir(state.directory, node.name) / "agent.json", json.dumps(spec))
@@ -211,9 +250,13 @@ def _write_files(state: LabState, plan: LabPlan, rendered: RenderedLab) -> None:
                           json.dumps(server_spec(state.lab, state.directory, plan, pod)))
 
 
-def _start_daemons(state: LabState, plan: LabPlan) -> None:
+def _frr_nodes(plan: LabPlan) -> list[NodePlan]:
+    return [n for n in plan.nodes if frr_daemons(n)]
+
+
+def _start_frr_daemons(state: LabState, plan: LabPlan) -> None:
+    """Every FRR daemon, with an empty configuration (``_configure_frr`` loads it)."""
     lab = state.lab
-    frr_nodes = [n for n in plan.nodes if frr_daemons(n)]
 
     def start(daemon: str, node: NodePlan) -> None:
         files = NodeFiles(node_dir(state.directory, node.name))
@@ -222,25 +265,36 @@ def _start_daemons(state: LabState, plan: LabPlan) -> None:
                                      netns_name(lab, node.name), files.log(f"{daemon}.out")))
 
     # zebra first: a client daemon that finds no zebra socket retries only seconds later
-    for node in frr_nodes:
+    for node in _frr_nodes(plan):
         start("zebra", node)
-    _wait_for([NodeFiles(node_dir(state.directory, n.name)).zserv_socket for n in frr_nodes],
-              state)
-    for node in frr_nodes:
+    save_state(state)
+    _wait_for([NodeFiles(node_dir(state.directory, n.name)).zserv_socket
+               for n in _frr_nodes(plan)], state)
+    for node in _frr_nodes(plan):
         for daemon in frr_daemons(node)[1:]:
             start(daemon, node)
+    save_state(state)
+
+
+def _start_gobgpd(state: LabState, plan: LabPlan) -> None:
+    """After the links: gobgpd binds its sessions' local addresses."""
     for node in plan.nodes:
         if node.speaker == "gobgp":
             files = NodeFiles(node_dir(state.directory, node.name))
-            state.processes.append(spawn(lab, node.name, "gobgpd", daemons.gobgpd_argv(files),
-                                         netns_name(lab, node.name), files.log("gobgpd")))
+            state.processes.append(spawn(state.lab, node.name, "gobgpd",
+                                         daemons.gobgpd_argv(files),
+                                         netns_name(state.lab, node.name), files.log("gobgpd")))
     save_state(state)
+
+
+def _configure_frr(state: LabState, plan: LabPlan) -> None:
+    """Load each router's boot configuration once all its daemons listen."""
     sockets = [NodeFiles(node_dir(state.directory, n.name)).vty_socket(d)
-               for n in frr_nodes for d in frr_daemons(n)]
+               for n in _frr_nodes(plan) for d in frr_daemons(n)]
     _wait_for(sockets, state)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda n: daemons.apply_frr_config(
-            NodeFiles(node_dir(state.directory, n.name))), frr_nodes))
+        list(pool.map(lambda files: daemons.apply_frr_config(files, files.boot_conf),
+                      [NodeFiles(node_dir(state.directory, n.name)) for n in _frr_nodes(plan)]))
 
 
 def _wait_for(sockets: list[Path], state: LabState) -> None:
@@ -251,8 +305,10 @@ def _wait_for(sockets: list[Path], state: LabState) -> None:
                            + f"; see the logs in {state.directory}/nodes/")
 
 
-def _start_pods_and_agents(state: LabState, plan: LabPlan) -> None:
-    """Pod servers and node agents, forked from one launcher (see lab.launcher)."""
+@contextlib.contextmanager
+def _pods_and_agents(state: LabState, plan: LabPlan) -> Iterator[None]:
+    """Pod servers and node agents, forked from one launcher (see lab.launcher) that runs
+    while the body does other work."""
     jobs: list[dict[str, str]] = []
     for node in plan.nodes_with_role(Role.K8S_NODE):
         for pod in node.pods:
@@ -266,13 +322,34 @@ def _start_pods_and_agents(state: LabState, plan: LabPlan) -> None:
                      "netns": str(NETNS_DIR / netns_name(state.lab, node.name)),
                      "spec": str(folder / "agent.json"), "log": str(folder / "agent.log")})
     if not jobs:
+        yield
         return
-    result = run([sys.executable, "-m", "lab.launcher"], input_text=json.dumps(jobs),
-                 timeout=60, check=False, env=tag_environment(state.lab))
+    jobs_path = state.directory / LAUNCH_JOBS
+    write_private(jobs_path, json.dumps(jobs))
+    launcher = Background([sys.executable, "-m", "lab.launcher", str(jobs_path)],
+                          env=tag_environment(state.lab))
     try:
-        pids = json.loads(result.stdout.strip().splitlines()[-1])["pids"]
+        yield
+    except BaseException:
+        # record what was started anyway (clean-up also finds them by the lab's tag)
+        with contextlib.suppress(CommandError, BackendError):
+            result = launcher.finish(timeout=60)
+            _record_launched(state, jobs, result.stdout, result.stderr)
+            save_state(state)  # clean-up stops the recorded PIDs first
+        raise
+    try:
+        result = launcher.finish(timeout=60)
+    except CommandError as exc:
+        raise BackendError(f"could not start servers and agents: {exc}") from exc
+    _record_launched(state, jobs, result.stdout, result.stderr)
+
+
+def _record_launched(state: LabState, jobs: list[dict[str, str]], stdout: str,
+                     stderr: str) -> None:
+    try:
+        pids = json.loads(stdout.strip().splitlines()[-1])["pids"]
     except (IndexError, ValueError, KeyError):
-        raise BackendError(f"could not start servers and agents: {result.stderr.strip()[-800:]}"
+        raise BackendError(f"could not start servers and agents: {stderr.strip()[-800:]}"
                            ) from None
     for job, pid in zip(jobs, pids, strict=True):
         ticks = start_ticks(pid)

@@ -11,11 +11,13 @@ import json
 import socket
 import struct
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.backend.bfdstart import bfd_peer_states
 from lab.backend.daemons import NodeFiles, bgp_peer_states
 from lab.backend.names import netns_name
 from lab.backend.processes import is_alive
@@ -52,7 +54,7 @@ class ClientAnswer:
     error: str | None = None
 
 
-def _frr_end(plan: LabPlan, session: SessionPlan) -> tuple[str, str]:
+def frr_end(plan: LabPlan, session: SessionPlan) -> tuple[str, str]:
     """(router whose bgpd reports the session, the peer address it knows it by)."""
     a = plan.node(session.a)
     if a.role != Role.K8S_NODE or a.speaker == "frr":
@@ -62,22 +64,37 @@ def _frr_end(plan: LabPlan, session: SessionPlan) -> tuple[str, str]:
 
 def session_states(state: LabState, plan: LabPlan,
                    only: list[SessionPlan] | None = None) -> list[SessionState]:
+    """BGP state of sessions, from the bgpd of their FRR end ("Established" when up)."""
     sessions = only if only is not None else list(plan.sessions)
-    routers = sorted({_frr_end(plan, s)[0] for s in sessions})
+    return _states_at_frr_ends(state, plan, sessions, bgp_peer_states, "Down")
+
+
+def bfd_states(state: LabState, plan: LabPlan,
+               sessions: list[SessionPlan]) -> list[SessionState]:
+    """BFD state of sessions that run BFD, from the bfdd of their FRR end ("up" when up)."""
+    with_bfd = [s for s in sessions if s.timers.bfd is not None]
+    return _states_at_frr_ends(state, plan, with_bfd, bfd_peer_states, "absent")
+
+
+def _states_at_frr_ends(state: LabState, plan: LabPlan, sessions: list[SessionPlan],
+                        query: Callable[[NodeFiles], dict[str, str]],
+                        missing: str) -> list[SessionState]:
+    """Ask each router once (``query``: peer address -> state); ``missing`` for peers it
+    does not know or routers that do not answer."""
 
     def peers(router: str) -> tuple[str, dict[str, str]]:
         try:
-            return router, bgp_peer_states(NodeFiles(node_dir(state.directory, router)))
+            return router, query(NodeFiles(node_dir(state.directory, router)))
         except BackendError:
             return router, {}
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        table = dict(pool.map(peers, routers))
+        table = dict(pool.map(peers, sorted({frr_end(plan, s)[0] for s in sessions})))
     result = []
     for session in sessions:
-        router, peer = _frr_end(plan, session)
+        router, peer = frr_end(plan, session)
         result.append(SessionState(session.id, session.a, session.b,
-                                   table.get(router, {}).get(peer, "Down")))
+                                   table.get(router, {}).get(peer, missing)))
     return result
 
 

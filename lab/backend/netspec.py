@@ -9,6 +9,7 @@ from typing import Any
 
 from lab import naming
 from lab.backend.names import netns_name
+from lab.impair.model import VethPair
 from lab.plan import LabPlan, NodePlan, Role
 
 ROUTER_SYSCTLS = {
@@ -36,6 +37,7 @@ class VethSpec:
     peer_ns: str
     peer_ifname: str
     mtu: int = 1500
+    offloads_off: bool = False  # both ends (links through the userspace emulator)
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,10 @@ def _is_forwarder(node: NodePlan) -> bool:
     return node.role not in {Role.CLIENT}
 
 
-def build_network_spec(lab: str, plan: LabPlan, impaired_links: set[str]) -> NetworkSpec:
-    """Everything but the impaired links, which the impairment layer creates itself
-    (their addresses are still set here)."""
+def build_network_spec(lab: str, plan: LabPlan,
+                       impaired_links: dict[str, list[VethPair]]) -> NetworkSpec:
+    """The whole kernel side. Impaired links (link id -> the veth pairs their impairment
+    driver asked for) are created here too, and then handed to the driver."""
     spec = NetworkSpec()
     for node in plan.nodes:
         ns = netns_name(lab, node.name)
@@ -109,6 +112,8 @@ def build_network_spec(lab: str, plan: LabPlan, impaired_links: set[str]) -> Net
             _add_pods(spec, lab, node)
     for link in plan.links:
         if link.id in impaired_links:
+            spec.veths += [VethSpec(p.netns, p.ifname, p.peer_netns, p.peer_ifname, p.mtu,
+                                    p.offloads_off) for p in impaired_links[link.id]]
             continue
         spec.veths.append(VethSpec(netns_name(lab, link.a.node), link.a.ifname,
                                    netns_name(lab, link.b.node), link.b.ifname))

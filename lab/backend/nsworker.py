@@ -1,15 +1,17 @@
 """Apply a NetworkSpec inside the lab's namespaces: ``python -m lab.backend.nsworker``.
 
-A separate single-threaded process reads the spec (JSON) on stdin and, for each namespace,
-enters it with setns() and talks netlink there. Entering namespaces from the CLI process
-itself would need threads or fork of a threaded process; a worker keeps that simple, and one
-netlink socket per namespace is far cheaper than one `ip` command per change.
+A separate single-threaded process reads the spec (JSON, from the file named by its argument,
+or stdin) and, for each namespace, enters it with setns() and talks netlink there. Entering
+namespaces from the CLI process itself would need threads or fork of a threaded process; a
+worker keeps that simple, and one netlink socket per namespace is far cheaper than one `ip`
+command per change.
 Prints one JSON line: {"ok": true} or {"ok": false, "error": "..."}.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -19,17 +21,16 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from lab.backend.netspec import NetworkSpec
+from lab.impair.errors import ImpairmentError
+from lab.impair.namespaces import disable_offloads
 
 
 class SpecError(Exception):
     pass
 
 
-def _index(ipr: Any, ns: str, ifname: str) -> int:
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise SpecError(f"interface {ifname} not found in {ns}")
-    return int(found[0])
+LOOPBACK_INDEX = 1  # the kernel gives lo index 1 in every namespace
+IFF_UP = 0x1
 
 
 def _write_sysctls(ns: str, values: dict[str, str]) -> None:
@@ -41,7 +42,8 @@ def _write_sysctls(ns: str, values: dict[str, str]) -> None:
 
 
 def _phase_links(spec: NetworkSpec) -> None:
-    """lo up and sysctls in every namespace, then the veth pairs (created from their A side)."""
+    """lo up and sysctls in every namespace, then the veth pairs (created from their A side,
+    which starts up; the peer comes up in the second phase)."""
     veths = defaultdict(list)
     for veth in spec.veths:
         veths[veth.ns].append(veth)
@@ -49,20 +51,25 @@ def _phase_links(spec: NetworkSpec) -> None:
         netns.setns(ns, flags=0)
         _write_sysctls(ns, spec.sysctls.get(ns, {}))
         with IPRoute() as ipr:
-            ipr.link("set", index=_index(ipr, ns, "lo"), state="up")
+            ipr.link("set", index=LOOPBACK_INDEX, state="up")
             for veth in veths.get(ns, []):
                 try:
                     ipr.link("add", ifname=veth.ifname, kind="veth", mtu=veth.mtu,
-                             peer={"ifname": veth.peer_ifname, "net_ns_fd": veth.peer_ns,
-                                   "mtu": veth.mtu})
+                             state="up", peer={"ifname": veth.peer_ifname,
+                                               "net_ns_fd": veth.peer_ns, "mtu": veth.mtu})
                 except NetlinkError as exc:
                     raise SpecError(f"veth {ns}/{veth.ifname} <-> {veth.peer_ns}/"
                                     f"{veth.peer_ifname}: {exc}") from exc
 
 
 def _phase_addresses(spec: NetworkSpec) -> None:
-    """Bridges, then every interface up with its addresses, then routes."""
+    """Bridges, then every interface up (offloads off where asked) with its addresses, then
+    routes."""
     per_ns: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for veth in spec.veths:
+        if veth.offloads_off:
+            per_ns[veth.ns]["offloads_off"].append(veth.ifname)
+            per_ns[veth.peer_ns]["offloads_off"].append(veth.peer_ifname)
     for bridge in spec.bridges:
         per_ns[bridge.ns]["bridges"].append(bridge)
     for address in spec.addresses:
@@ -75,19 +82,41 @@ def _phase_addresses(spec: NetworkSpec) -> None:
             _configure(ipr, ns, items)
 
 
+class _Links:
+    """Interface name -> (index, up) in the current namespace, from one dump."""
+
+    def __init__(self, ipr: Any, ns: str) -> None:
+        self.ns = ns
+        self.table = {link.get("IFLA_IFNAME"): (int(link["index"]), bool(link["flags"] & IFF_UP))
+                      for link in ipr.get_links()}
+
+    def index(self, ifname: str) -> int:
+        if ifname not in self.table:
+            raise SpecError(f"interface {ifname} not found in {self.ns}")
+        return self.table[ifname][0]
+
+
 def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
     for bridge in items["bridges"]:
         ipr.link("add", ifname=bridge.ifname, kind="bridge", br_stp_state=0,
-                 br_forward_delay=0)
-        master = _index(ipr, ns, bridge.ifname)
+                 br_forward_delay=0, state="up")
+    links = _Links(ipr, ns)
+    for bridge in items["bridges"]:
+        master = links.index(bridge.ifname)
         for port in bridge.ports:
-            ipr.link("set", index=_index(ipr, ns, port), master=master)
-    for link in ipr.get_links():
-        ipr.link("set", index=link["index"], state="up")
+            ipr.link("set", index=links.index(port), master=master)
+    for index, up in links.table.values():
+        if not up:
+            ipr.link("set", index=index, state="up")
+    for ifname in items["offloads_off"]:
+        try:  # a socket made here lives in this namespace: no helper process needed
+            disable_offloads(ns, ifname, socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        except ImpairmentError as exc:
+            raise SpecError(str(exc)) from exc
     for item in items["addresses"]:
         address, prefixlen = item.address.split("/")
         try:
-            ipr.addr("add", index=_index(ipr, ns, item.ifname), address=address,
+            ipr.addr("add", index=links.index(item.ifname), address=address,
                      prefixlen=int(prefixlen))
         except NetlinkError as exc:
             if exc.code != 17:  # EEXIST: already there
@@ -95,7 +124,7 @@ def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
     for route in items["routes"]:
         try:
             ipr.route("replace", dst=route.dst, gateway=route.gateway,
-                      oif=_index(ipr, ns, route.ifname))
+                      oif=links.index(route.ifname))
         except NetlinkError as exc:
             raise SpecError(f"{ns}: route {route.dst} via {route.gateway}: {exc}") from exc
 
@@ -107,7 +136,8 @@ def apply_spec(spec: NetworkSpec) -> None:
 
 def main() -> int:
     try:
-        spec = NetworkSpec.from_dict(json.loads(sys.stdin.read()))
+        text = Path(sys.argv[1]).read_text() if len(sys.argv) > 1 else sys.stdin.read()
+        spec = NetworkSpec.from_dict(json.loads(text))
         apply_spec(spec)
     except (SpecError, NetlinkError, OSError, ValueError, KeyError) as exc:
         sys.stdout.write(json.dumps({"ok": False, "error": str(exc)}) + "\n")

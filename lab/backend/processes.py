@@ -33,7 +33,9 @@ def start_ticks(pid: int) -> int | None:
 
 
 def is_alive(record: ProcessRecord) -> bool:
-    _reap()
+    child = _CHILDREN.get(record.pid)
+    if child is not None and child.poll() is not None:  # ours and ended: reap the zombie
+        del _CHILDREN[record.pid]
     return start_ticks(record.pid) == record.start_ticks
 
 

@@ -1,24 +1,36 @@
-"""Waiting until a lab is ready: every BGP session Established and every client answered on
-every service VIP. Polls observable state (vtysh JSON, real requests), never sleeps blindly."""
+"""Waiting until a lab is ready: every BGP session Established, BFD up on the sessions that run
+it, every node announcing, and every client answered on every service VIP. Polls observable
+state (vtysh JSON, real requests), never sleeps blindly. BFD is switched on per session once
+it is Established (lab.backend.bfdstart explains why)."""
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from lab.backend import bfdstart
+from lab.backend.daemons import NodeFiles
 from lab.backend.inspect import (
     ClientAnswer,
     SessionState,
     announcements,
+    bfd_states,
     daemons_alive,
-    probe_all,
+    frr_end,
+    probe,
     session_states,
 )
-from lab.backend.state import LabState
-from lab.plan import LabPlan
+from lab.backend.runtime_specs import node_dir
+from lab.backend.state import LabState, save_state
+from lab.plan import LabPlan, Role, SessionPlan
+from lab.recorder.frrlog import LogStates
 
-POLL_INTERVAL_S = 0.25
+POLL_INTERVAL_S = 0.1  # a round reads log files and status files: cheap
+AUTHORITY_INTERVAL_S = 5.0  # how often vtysh is asked about sessions the logs show down
+PROBE_TIMEOUT_S = 0.5  # readiness probes; a round of them lasts at most this long
 
 
 @dataclass
@@ -30,6 +42,7 @@ class ReadyReport:
     answers: list[ClientAnswer] = field(default_factory=list)
     dead: list[str] = field(default_factory=list)
     not_announcing: list[str] = field(default_factory=list)
+    bfd_down: list[SessionState] = field(default_factory=list)
 
     @property
     def clients_failing(self) -> list[ClientAnswer]:
@@ -43,6 +56,9 @@ class ReadyReport:
             lines.append(f"{len(self.sessions_down)} of {self.sessions_total} BGP sessions not "
                          "Established: " + ", ".join(f"{s.a}-{s.b} ({s.state})"
                                                       for s in self.sessions_down[:12]))
+        if self.bfd_down:
+            lines.append(f"{len(self.bfd_down)} BFD sessions not up: " + ", ".join(
+                f"{s.a}-{s.b} ({s.state})" for s in self.bfd_down[:12]))
         if self.not_announcing:
             lines.append("nodes not announcing their VIPs yet: "
                          + ", ".join(self.not_announcing[:12]))
@@ -68,33 +84,129 @@ def missing_announcements(state: LabState, plan: LabPlan) -> list[str]:
     return missing
 
 
+class _SessionWatch:
+    """Which sessions are up, from the FRR logs of their FRR ends (cheap, read every poll),
+    with a vtysh query now and then as the authority for what the logs do not show (a
+    configuration without neighbor-change logging, say)."""
+
+    def __init__(self, state: LabState, plan: LabPlan) -> None:
+        self.state = state
+        self.plan = plan
+        self.ends = {s.id: frr_end(plan, s) for s in plan.sessions}
+        self.logs = {router: LogStates(NodeFiles(node_dir(state.directory, router)).log("frr"))
+                     for router, _ in self.ends.values()}
+        self.confirmed_bgp: set[str] = set()
+        self.confirmed_bfd: set[str] = set()
+        self.last_query = time.monotonic()
+
+    def update(self) -> None:
+        for log in self.logs.values():
+            log.update()
+
+    def bgp_up(self, session: SessionPlan) -> bool:
+        router, peer = self.ends[session.id]
+        return self.logs[router].bgp.get(peer) == "Up" or session.id in self.confirmed_bgp
+
+    def bfd_up(self, session: SessionPlan) -> bool:
+        router, peer = self.ends[session.id]
+        return self.logs[router].bfd.get(peer) == "up" or session.id in self.confirmed_bfd
+
+    def query_now_and_then(self, bgp_down: list[SessionPlan],
+                           bfd_down: list[SessionPlan]) -> None:
+        if time.monotonic() - self.last_query < AUTHORITY_INTERVAL_S:
+            return
+        self.last_query = time.monotonic()
+        if bgp_down:
+            self.confirmed_bgp |= {st.session for st in session_states(
+                self.state, self.plan, only=bgp_down) if st.established}
+        if bfd_down:
+            self.confirmed_bfd |= {st.session for st in bfd_states(
+                self.state, self.plan, bfd_down) if st.state == "up"}
+
+
 def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
                progress: Callable[[str], None]) -> ReadyReport:
     started = time.monotonic()
-    pending = list(plan.sessions)
-    total = len(pending)
-    report = ReadyReport(False, 0.0, total)
+    progress = _changes_only(progress)
+    watch = _SessionWatch(state, plan)
+    report = ReadyReport(False, 0.0, len(plan.sessions))
+    good: dict[tuple[str, str], ClientAnswer] = {}
     while True:
-        _, dead = daemons_alive(state)
-        report.dead = dead
-        if dead:
+        _, report.dead = daemons_alive(state)
+        if report.dead:
             break
-        if pending:
-            states = session_states(state, plan, only=pending)
-            pending = [s for s, st in zip(pending, states, strict=True) if not st.established]
-            report.sessions_down = [st for st in states if not st.established]
-            progress(f"BGP sessions established: {total - len(pending)}/{total}")
-        if not pending:
-            report.not_announcing = missing_announcements(state, plan)
-        if not pending and not report.not_announcing:
-            report.answers = probe_all(state.lab, plan)
-            ok = len(report.answers) - len(report.clients_failing)
-            progress(f"clients answered: {ok}/{len(report.answers)}")
-            if not report.clients_failing:
-                report.ready = True
-                break
+        watch.update()
+        bgp_down = [s for s in plan.sessions if not watch.bgp_up(s)]
+        progress(f"BGP sessions established: {len(plan.sessions) - len(bgp_down)}"
+                 f"/{len(plan.sessions)}")
+        _switch_bfd_on(state, plan, {s.id for s in bgp_down})
+        bfd_all = [s for s in plan.sessions if s.timers.bfd is not None]
+        bfd_down = [s for s in bfd_all if not watch.bfd_up(s)]
+        if not bgp_down and bfd_all:
+            progress(f"BFD sessions up: {len(bfd_all) - len(bfd_down)}/{len(bfd_all)}")
+        report.not_announcing = missing_announcements(state, plan) if not bgp_down else []
+        if not bgp_down and not report.not_announcing:
+            report.answers = _probe_until_answered(state, plan, good)
+            progress(f"clients answered: {len(good)}/{len(report.answers)}")
+        if not bgp_down and not bfd_down and report.answers and not report.clients_failing:
+            report.ready = True
+            break
         if time.monotonic() - started > timeout_s:
             break
+        watch.query_now_and_then(bgp_down, bfd_down)
         time.sleep(POLL_INTERVAL_S)
+    if not report.ready:  # say what is not ready in the daemons' own words
+        report.sessions_down = [st for st in session_states(state, plan)
+                                if not st.established]
+        report.bfd_down = [st for st in bfd_states(state, plan, list(plan.sessions))
+                           if st.state != "up"]
     report.elapsed_s = time.monotonic() - started
     return report
+
+
+def _changes_only(progress: Callable[[str], None]) -> Callable[[str], None]:
+    """Pass a message on only when it changed since the last one of its kind (the text
+    before the colon): the loop polls every 0.1 s."""
+    last: dict[str, str] = {}
+
+    def report(message: str) -> None:
+        kind = message.split(":", 1)[0]
+        if last.get(kind) != message:
+            last[kind] = message
+            progress(message)
+
+    return report
+
+
+def _probe_until_answered(state: LabState, plan: LabPlan,
+                          good: dict[tuple[str, str], ClientAnswer]) -> list[ClientAnswer]:
+    """Probe the clients not answered yet, all at once (a round lasts one probe timeout at
+    most, however many clients are still waiting for routes); an answer once received is
+    kept."""
+    keys = [(c.name, s) for c in plan.nodes_with_role(Role.CLIENT) for s in plan.services]
+    todo = [(client, service) for client, service in keys if (client, service.name) not in good]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), 16))) as pool:
+        fresh = list(pool.map(lambda job: probe(state.lab, job[0], job[1], PROBE_TIMEOUT_S),
+                              todo))
+    for answer in fresh:
+        if answer.site is not None:
+            good[(answer.client, answer.service)] = answer
+    by_key = {(a.client, a.service): a for a in fresh}
+    return [good.get((c, s.name)) or by_key[(c, s.name)] for c, s in keys]
+
+
+def _switch_bfd_on(state: LabState, plan: LabPlan, not_established: set[str]) -> None:
+    """BFD on for the sessions that came up since the last poll (see lab.backend.bfdstart)."""
+    due = [s for s in plan.sessions if s.id in state.bfd_pending and s.id not in not_established]
+    if not due:
+        return
+    per_router: dict[str, list[bfdstart.BfdAttachment]] = defaultdict(list)
+    for session in due:
+        for item in bfdstart.attachments(plan, session):
+            per_router[item.router].append(item)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda r: bfdstart.attach(NodeFiles(node_dir(state.directory, r)),
+                                                 per_router[r]), sorted(per_router)))
+    done = {s.id for s in due}
+    state.bfd_pending = [s for s in state.bfd_pending if s not in done]
+    save_state(state)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,17 @@ class LabState:
     impairment_driver: str = ""
     namespaces: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
+    # sessions whose BFD readiness still has to switch on (lab.backend.bfdstart)
+    bfd_pending: list[str] = field(default_factory=list)
 
     @property
     def directory(self) -> Path:
         return lab_dir(self.lab)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        # vars() instead of dataclasses.asdict: this is written a dozen times per `up`
+        data = {**vars(self), "processes": [vars(p) for p in self.processes]}
+        return json.dumps(data, sort_keys=True)  # no indent: the C encoder (written often)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabState:

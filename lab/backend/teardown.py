@@ -13,6 +13,7 @@ from lab.errors import BackendError, CommandError
 from lab.proc import run
 
 STOP_GRACE_S = 0.3
+LEFTOVER_PASSES = 3
 
 
 @dataclass
@@ -43,9 +44,16 @@ def destroy(lab: str, force: bool = False) -> TeardownReport:
         return report
     # A short grace: the lab is being destroyed, nothing of it needs a clean shutdown.
     killed = stop_records(records, grace_s=STOP_GRACE_S)
-    leftover_pids = tagged_pids(lab)  # started outside the records, e.g. by an interrupted up
-    killed += stop_pids(leftover_pids, grace_s=STOP_GRACE_S)
-    report.processes = len({r.pid for r in records} | set(pids) | set(leftover_pids))
+    # Tagged processes outside the records (an interrupted up), and children that a stopping
+    # process started during its grace period: a few passes until none is left.
+    leftover_pids: set[int] = set()
+    for _ in range(LEFTOVER_PASSES):
+        found = tagged_pids(lab)
+        if not found:
+            break
+        leftover_pids |= set(found)
+        killed += stop_pids(found, grace_s=STOP_GRACE_S)
+    report.processes = len({r.pid for r in records} | set(pids) | leftover_pids)
     report.killed = len(killed)
     _remove_namespaces(namespaces)
     report.namespaces = len(namespaces)

@@ -17,6 +17,7 @@ from lab.impair.model import (
     Impairment,
     LinkEnd,
     LinkStatus,
+    VethPair,
 )
 from lab.impair.netem import NetemDriver, netem_available
 from lab.impair.userspace import UserspaceDriver
@@ -35,6 +36,7 @@ __all__ = [
     "LinkStatus",
     "NetemDriver",
     "UserspaceDriver",
+    "VethPair",
     "make_driver",
     "netem_available",
 ]

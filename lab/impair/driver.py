@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lab.impair.model import Direction, Impairment, LinkEnd, LinkStatus
+from lab.impair.model import Direction, Impairment, LinkEnd, LinkStatus, VethPair
 
 
 class ImpairmentDriver(Protocol):
@@ -23,6 +23,18 @@ class ImpairmentDriver(Protocol):
         """Create the link: ``a.ifname`` appears in ``a.netns`` and ``b.ifname``
         in ``b.netns``, both up with the given MTU and offloads handled; the
         caller only adds addresses. Frames from a to b get ``a_to_b``."""
+        ...
+
+    def link_veths(self, link_id: str, a: LinkEnd, b: LinkEnd, mtu: int = 1500
+                   ) -> list[VethPair]:
+        """The veth pairs ``add_link`` would create for this link, for a caller that builds
+        many links at once (one netlink socket per namespace) and then calls ``adopt_link``."""
+        ...
+
+    def adopt_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
+                   b_to_a: Impairment, mtu: int = 1500) -> None:
+        """Take over a link whose veth pairs (``link_veths``) the caller has created, up and
+        with offloads as asked: apply the settings and manage it like ``add_link``'s."""
         ...
 
     def set(self, link_id: str, direction: Direction, imp: Impairment) -> None:

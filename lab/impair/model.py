@@ -166,6 +166,19 @@ class LinkEnd:
             )
 
 
+@dataclass(frozen=True)
+class VethPair:
+    """One veth pair a driver needs for a link: ``ifname`` in ``netns`` and ``peer_ifname``
+    in ``peer_netns``, both up; ``offloads_off`` on both ends when set."""
+
+    netns: str
+    ifname: str
+    peer_netns: str
+    peer_ifname: str
+    mtu: int
+    offloads_off: bool
+
+
 def check_link_id(link_id: str) -> str:
     """Link ids name emulator state and hashes: 1-64 safe characters."""
     if not isinstance(link_id, str) or not _LINK_ID.fullmatch(link_id):

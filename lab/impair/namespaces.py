@@ -19,6 +19,7 @@ from pyroute2.ethtool.ioctl import IoctlEthtool
 from pyroute2.netlink.exceptions import NetlinkError
 
 from lab.impair.errors import ImpairmentError
+from lab.netnsenter import socket_at
 
 NETNS_DIR = Path("/run/netns")
 RtnlOpener = Callable[[str], AbstractContextManager[Any]]
@@ -124,23 +125,22 @@ def delete_link(ns: str, ifname: str, opener: RtnlOpener = rtnl) -> bool:
 
 def socket_in_netns(name: str, family: int = socket.AF_INET,
                     kind: int = socket.SOCK_DGRAM) -> socket.socket:
-    """A socket living in namespace ``name`` (usable from this process)."""
+    """A socket living in namespace ``name`` (usable from this process; see lab.netnsenter:
+    a helper thread opens it, so no thread of the caller changes namespace)."""
     if not netns_exists(name):
         raise ImpairmentError(f"namespace {name} does not exist")
     try:
-        sock: socket.socket = netns.create_socket(name, family, kind, flags=0)
+        return socket_at(str(NETNS_DIR / name), family, kind)
     except OSError as exc:
         raise ImpairmentError(f"cannot open a socket in namespace {name}: {exc}") from exc
-    return sock
 
 
 @contextlib.contextmanager
-def _ethtool(ns: str, ifname: str) -> Iterator[Any]:
-    """The ethtool ioctl for ``ifname``, on a socket opened in namespace ``ns``."""
-    sock = socket_in_netns(ns)
+def _ethtool(ns: str, ifname: str, sock: socket.socket | None = None) -> Iterator[Any]:
+    """The ethtool ioctl for ``ifname``, on ``sock`` or a socket opened in namespace ``ns``."""
     eth = IoctlEthtool()
     eth.sock.close()
-    eth.sock = sock
+    eth.sock = sock if sock is not None else socket_in_netns(ns)
     try:
         eth.change_ifname(ifname)
         yield eth
@@ -148,12 +148,16 @@ def _ethtool(ns: str, ifname: str) -> Iterator[Any]:
         eth.close()
 
 
-def disable_offloads(ns: str, ifname: str) -> list[str]:
-    """Turn off checksum/segmentation/GRO offloads of ``ifname``; returns the names."""
+def disable_offloads(ns: str, ifname: str, sock: socket.socket | None = None) -> list[str]:
+    """Turn off checksum/segmentation/GRO offloads of ``ifname``; returns the names.
+
+    ``sock``: a socket already living in ``ns`` (a process that entered the namespace
+    passes one to save opening it from outside); it is closed afterwards."""
     try:
-        with _ethtool(ns, ifname) as eth:
+        with _ethtool(ns, ifname, sock) as eth:
             names = _switch_off(eth)
-            still_on = [n for n in names if eth.get_features().is_active(n)]
+            features = eth.get_features()  # one read: each call parses string sets
+            still_on = [n for n in names if features.is_active(n)]
     except OSError as exc:
         raise ImpairmentError(f"cannot change offloads of {ns}/{ifname}: {exc}") from exc
     if still_on:

@@ -38,6 +38,7 @@ from lab.impair.model import (
     Impairment,
     LinkEnd,
     LinkStatus,
+    VethPair,
     check_link_id,
 )
 from lab.impair.namespaces import (
@@ -266,19 +267,35 @@ class NetemDriver:
         self._registry = Registry(Path(state_dir).resolve() / "impair" / "links.json",
                                   self.kind)
 
+    def link_veths(self, link_id: str, a: LinkEnd, b: LinkEnd, mtu: int = 1500
+                   ) -> list[VethPair]:
+        check_link_id(link_id)
+        return [VethPair(a.netns, a.ifname, b.netns, b.ifname, mtu, offloads_off=False)]
+
     def add_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
                  b_to_a: Impairment, mtu: int = 1500) -> None:
-        check_link_id(link_id)
-        if link_id in self._registry.links:
-            raise ImpairmentError(f"link {link_id!r} exists")
-        record = LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a)
+        record = self._new_record(link_id, a, b, a_to_b, b_to_a, mtu)
         create_veth(a.netns, a.ifname, b.netns, b.ifname, mtu, opener=self._open)
         try:
-            self._apply(a, a_to_b, mtu)
-            self._apply(b, b_to_a, mtu)
+            self._start(record)
         except BaseException:
             delete_link(a.netns, a.ifname, opener=self._open)
             raise
+
+    def adopt_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
+                   b_to_a: Impairment, mtu: int = 1500) -> None:
+        self._start(self._new_record(link_id, a, b, a_to_b, b_to_a, mtu))
+
+    def _new_record(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
+                    b_to_a: Impairment, mtu: int) -> LinkRecord:
+        check_link_id(link_id)
+        if link_id in self._registry.links:
+            raise ImpairmentError(f"link {link_id!r} exists")
+        return LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a)
+
+    def _start(self, record: LinkRecord) -> None:
+        self._apply(record.a, record.a_to_b, record.mtu)
+        self._apply(record.b, record.b_to_a, record.mtu)
         self._registry.put(record)
 
     def _apply(self, end: LinkEnd, imp: Impairment, mtu: int) -> None:

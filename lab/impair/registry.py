@@ -125,7 +125,7 @@ class Registry:
         data = {"driver": self.driver, "links": [r.to_dict() for r in links.values()]}
         fd, tmp = tempfile.mkstemp(prefix=".links.", dir=self.path.parent)
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
+            fh.write(json.dumps(data))  # one-shot dumps uses the C encoder
         Path(tmp).replace(self.path)
 
     def remove_file(self) -> None:

@@ -26,6 +26,7 @@ from lab.impair.model import (
     Impairment,
     LinkEnd,
     LinkStatus,
+    VethPair,
     check_link_id,
 )
 from lab.impair.namespaces import (
@@ -151,35 +152,55 @@ class UserspaceDriver:
 
     # ---- ImpairmentDriver ----
 
-    def add_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
-                 b_to_a: Impairment, mtu: int = 1500) -> None:
+    def link_veths(self, link_id: str, a: LinkEnd, b: LinkEnd, mtu: int = 1500
+                   ) -> list[VethPair]:
+        port_a, port_b = port_names(check_link_id(link_id))
+        return [VethPair(a.netns, a.ifname, self.hidden_netns, port_a, mtu, offloads_off=True),
+                VethPair(b.netns, b.ifname, self.hidden_netns, port_b, mtu, offloads_off=True)]
+
+    def _new_record(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
+                    b_to_a: Impairment, mtu: int) -> LinkRecord:
         check_link_id(link_id)
         if link_id in self._registry.links:
             raise ImpairmentError(f"link {link_id!r} exists")
         if not 68 <= mtu <= 65535:
             raise ImpairmentError(f"mtu must be within [68, 65535], got {mtu}")
+        return LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a, port_names(link_id))
+
+    def add_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
+                 b_to_a: Impairment, mtu: int = 1500) -> None:
+        record = self._new_record(link_id, a, b, a_to_b, b_to_a, mtu)
         for end in (a, b):
             if not netns_exists(end.netns):
                 raise ImpairmentError(f"namespace {end.netns} does not exist")
-        record = LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a, port_names(link_id))
         taken = [p for p in record.ports if self._port_exists(p)]
         if taken:  # a hash collision with another link's ports: never touch those
             raise ImpairmentError(f"emulator port {taken[0]} of link {link_id!r} is in use")
         created: list[str] = []
         try:
-            for end, port in zip((a, b), record.ports, strict=True):
-                create_veth(end.netns, end.ifname, self.hidden_netns, port, mtu)
-                created.append(port)
-                disable_offloads(end.netns, end.ifname)
-                disable_offloads(self.hidden_netns, port)
+            for pair in self.link_veths(link_id, a, b, mtu):
+                create_veth(pair.netns, pair.ifname, pair.peer_netns, pair.peer_ifname, mtu)
+                created.append(pair.peer_ifname)
+                disable_offloads(pair.netns, pair.ifname)
+                disable_offloads(pair.peer_netns, pair.peer_ifname)
+            self._start(record)
+        except BaseException:
+            for port in created:
+                with contextlib.suppress(ImpairmentError):
+                    delete_link(self.hidden_netns, port)
+            raise
+
+    def adopt_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
+                   b_to_a: Impairment, mtu: int = 1500) -> None:
+        self._start(self._new_record(link_id, a, b, a_to_b, b_to_a, mtu))
+
+    def _start(self, record: LinkRecord) -> None:
+        try:
             # One write: the link starts with its settings, never unimpaired.
             self._ctl.request(*self._commands(record))
         except BaseException:
             with contextlib.suppress(ImpairmentError):
-                self._ctl.request(f"del {link_id}")
-            for port in created:
-                with contextlib.suppress(ImpairmentError):
-                    delete_link(self.hidden_netns, port)
+                self._ctl.request(f"del {record.link_id}")
             raise
         self._registry.put(record)
 

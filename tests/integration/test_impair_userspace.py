@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from lab.impair import CLEAN, Impairment, LinkEnd, UserspaceDriver, make_driver, netem_available
+from lab.impair import (
+    CLEAN,
+    Impairment,
+    ImpairmentError,
+    LinkEnd,
+    UserspaceDriver,
+    make_driver,
+    netem_available,
+)
 from lab.impair.emulator import emulator_pids, stop_pid, wait_gone
 from lab.impair.measure import (
     UdpProbe,
@@ -22,7 +30,14 @@ from lab.impair.measure import (
     tcp_transfer,
     unique_name,
 )
-from lab.impair.namespaces import active_offloads, netns_exists, remove_netns, rtnl
+from lab.impair.namespaces import (
+    active_offloads,
+    create_veth,
+    disable_offloads,
+    netns_exists,
+    remove_netns,
+    rtnl,
+)
 from lab.impair.userspace import port_names
 from tests.conftest import require_root
 
@@ -120,6 +135,31 @@ def test_one_process_serves_many_links(lab: Lab) -> None:
         assert driver.get("link1").a_to_b.counters.forwarded >= 300
     finally:
         driver.close()
+
+
+def test_adopted_links_created_by_the_caller_are_impaired(lab: Lab) -> None:
+    """The lab build path: the caller creates the veth pairs the driver asks for (one
+    netlink pass for the whole lab), then hands the link over with its settings."""
+    driver = lab.driver(tie_to_process=True)
+    try:
+        a, b = LinkEnd(lab.a, "eth7"), LinkEnd(lab.b, "eth7")
+        pairs = driver.link_veths("adopted", a, b)
+        assert [(p.netns, p.ifname) for p in pairs] == [(lab.a, "eth7"), (lab.b, "eth7")]
+        assert {p.peer_netns for p in pairs} == {lab.hidden}
+        assert [p.peer_ifname for p in pairs] == list(port_names("adopted"))
+        for pair in pairs:
+            create_veth(pair.netns, pair.ifname, pair.peer_netns, pair.peer_ifname, pair.mtu)
+            disable_offloads(pair.netns, pair.ifname)
+            disable_offloads(pair.peer_netns, pair.peer_ifname)
+        driver.adopt_link("adopted", a, b, Impairment(delay_ms=12.0), CLEAN)
+        address_link(a, b, "198.18.7.1", "198.18.7.2")
+        assert driver.link_ids() == ["adopted"]
+        assert median_delay(lab, "198.18.7.2") == pytest.approx(12.0, abs=1.0)
+        with pytest.raises(ImpairmentError, match="exists"):
+            driver.adopt_link("adopted", a, b, CLEAN, CLEAN)
+    finally:
+        driver.close()
+    assert not has_link(lab.a, "eth7") and not has_link(lab.b, "eth7")
 
 
 def test_close_leaves_nothing(lab: Lab) -> None:

@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 
 from lab import labs
-from lab.backend.inspect import probe, session_states
+from lab.backend.bfdstart import attachments
+from lab.backend.daemons import NodeFiles
+from lab.backend.inspect import bfd_states, probe, session_states
 from lab.backend.names import lab_dir, lab_namespaces, netns_name
 from lab.backend.processes import tagged_pids
+from lab.backend.runtime_specs import node_dir
+from lab.backend.state import load_state
+from lab.backend.vty import vty_commands
 from lab.impair.namespaces import socket_in_netns
 from tests.conftest import TOPOLOGIES, require_root, require_tool
 from tests.integration.hostsnap import host_snapshot, snapshot_diff
@@ -44,6 +49,26 @@ def test_all_sessions_established(mini: labs.UpResult) -> None:
     states = session_states(mini.state, mini.plan)
     assert len(states) == len(mini.plan.sessions) == 11
     assert all(s.established for s in states), [s for s in states if not s.established]
+
+
+def test_start_has_no_bgp_reset_and_bfd_runs_on_every_session(mini: labs.UpResult) -> None:
+    """BFD is switched on per session once BGP is Established (lab.backend.bfdstart): no
+    session went down during the start, every BFD session is up, and each bgpd runs the BFD
+    lines of its frr.conf."""
+    bfd = bfd_states(mini.state, mini.plan, list(mini.plan.sessions))
+    assert bfd and all(s.state == "up" for s in bfd), bfd
+    assert load_state(mini.state.lab).bfd_pending == []
+    for router in {a.router for s in mini.plan.sessions for a in attachments(mini.plan, s)}:
+        files = NodeFiles(node_dir(mini.state.directory, router))
+        log = files.log("frr").read_text()
+        assert "%ADJCHANGE" in log and " Down" not in "".join(
+            line for line in log.splitlines(keepends=True) if "%ADJCHANGE" in line), log
+        assert "BFD Down" not in log
+        running = vty_commands(files.vty_socket("bgpd"), ["enable", "show running-config"])[1]
+        wanted = {a.line.strip() for s in mini.plan.sessions for a in attachments(mini.plan, s)
+                  if a.router == router}
+        assert wanted <= {line.strip() for line in running.splitlines()}
+        assert wanted <= {line.strip() for line in files.frr_conf.read_text().splitlines()}
 
 
 def test_each_client_lands_on_its_nearest_site(mini: labs.UpResult) -> None:

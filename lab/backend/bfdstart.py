@@ -1,0 +1,92 @@
+"""BFD on BGP sessions is switched on per session once BGP is Established.
+
+Why: FRR 8.4's bgpd registers a peer's BFD session with bfdd when the configuration is read,
+before it knows the local address and interface of the session. When the session comes up
+it learns them and registers the session again; bfdd deletes the first session and creates
+a new one, which starts Down, and bgpd resets the BGP session it was up for ("Cease/BFD
+Down"). Both routers do it, so a fresh fabric flaps every BFD-protected session once or
+twice, about two seconds in all. Configured after Established, the registration carries
+the final addresses and interface at once and BGP never flaps.
+
+Routers therefore boot from their ``frr.conf`` without the ``neighbor ... bfd profile``
+lines (``boot_config``); readiness adds them (``attach``) as sessions come up. The running
+configuration then equals ``frr.conf``, which daemons restarted later read whole.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from lab.backend.daemons import NodeFiles, daemon_json
+from lab.backend.vty import vty_commands
+from lab.errors import BackendError
+from lab.plan import LabPlan, SessionPlan
+from lab.render import frr_daemons
+
+
+@dataclass(frozen=True)
+class BfdAttachment:
+    """``neighbor PEER bfd profile PROFILE`` under ``router bgp ASN`` of ``router``."""
+
+    session: str
+    router: str
+    asn: int
+    peer: str
+    profile: str
+
+    @property
+    def line(self) -> str:
+        return f" neighbor {self.peer} bfd profile {self.profile}"
+
+
+def attachments(plan: LabPlan, session: SessionPlan) -> list[BfdAttachment]:
+    """The BFD lines of a session: one per end that runs bgpd (none without BFD)."""
+    if session.timers.bfd is None:
+        return []
+    found = []
+    for end in (session.a, session.b):
+        if "bgpd" in frr_daemons(plan.node(end)):
+            _, asn, _, _, peer, _ = session.side(end)
+            found.append(BfdAttachment(session.id, end, asn, str(peer),
+                                       session.timers.bfd.profile))
+    return found
+
+
+def boot_config(plan: LabPlan, router: str, frr_conf: str) -> str:
+    """``frr_conf`` without the router's BFD lines on BGP neighbors."""
+    lines = frr_conf.split("\n")
+    for item in (a for s in plan.sessions for a in attachments(plan, s) if a.router == router):
+        if lines.count(item.line) != 1:
+            raise BackendError(f"the configuration of {router} should hold {item.line.strip()!r}"
+                               " once")
+        lines.remove(item.line)
+    return "\n".join(lines)
+
+
+def attach(files: NodeFiles, items: list[BfdAttachment]) -> None:
+    """Add BFD lines to one router's running bgpd (one connection to its vty)."""
+    session = ["enable", "configure terminal"]
+    for asn, group in _by_asn(items).items():
+        session += [f"router bgp {asn}", *(item.line.strip() for item in group), "exit"]
+    session.append("end")
+    try:
+        vty_commands(files.vty_socket("bgpd"), session)
+    except BackendError as exc:
+        raise BackendError(f"cannot switch BFD on in {files.directory}: {exc}") from exc
+
+
+def _by_asn(items: list[BfdAttachment]) -> dict[int, list[BfdAttachment]]:
+    groups: dict[int, list[BfdAttachment]] = defaultdict(list)
+    for item in items:
+        groups[item.asn].append(item)
+    return groups
+
+
+def bfd_peer_states(files: NodeFiles) -> dict[str, str]:
+    """Peer address -> BFD state ("up", "down", "init", ...) as the router's bfdd sees it."""
+    data: Any = daemon_json(files, "bfdd", "show bfd peers json")
+    if not isinstance(data, list):
+        return {}
+    return {str(p.get("peer")): str(p.get("status", "?")) for p in data if isinstance(p, dict)}

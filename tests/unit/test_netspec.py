@@ -1,0 +1,72 @@
+"""lab.backend.netspec.build_network_spec on the two-sites-mini plan: one veth per link and
+pod, impaired links replaced by their driver's veth pairs, and the JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import naming, pipeline
+from lab.backend.deploy import impaired_links
+from lab.backend.names import hidden_netns, netns_name
+from lab.backend.netspec import NetworkSpec, VethSpec, build_network_spec
+from lab.impair.model import VethPair
+from lab.plan import LabPlan, LinkPlan
+from tests.conftest import TOPOLOGIES
+
+LAB = "unit"
+
+
+@pytest.fixture(scope="module")
+def plan() -> LabPlan:
+    return pipeline.render(TOPOLOGIES / "two-sites-mini.yaml")[0]
+
+
+def link_veth(link: LinkPlan) -> VethSpec:
+    return VethSpec(netns_name(LAB, link.a.node), link.a.ifname,
+                    netns_name(LAB, link.b.node), link.b.ifname)
+
+
+def driver_pairs(plan: LabPlan) -> dict[str, list[VethPair]]:
+    """Two pairs per impaired link through the emulator's namespace, as a driver asks."""
+    emu = hidden_netns(LAB)
+    return {link.id: [VethPair(netns_name(LAB, link.a.node), link.a.ifname, emu, f"i{k}a",
+                               1400 + k, True),
+                      VethPair(netns_name(LAB, link.b.node), link.b.ifname, emu, f"i{k}b",
+                               1400 + k, True)]
+            for k, link in enumerate(impaired_links(plan))}
+
+
+def test_one_veth_per_link_and_pod(plan: LabPlan) -> None:
+    spec = build_network_spec(LAB, plan, {})
+    pods = [VethSpec(netns_name(LAB, p.node), p.node_ifname, netns_name(LAB, p.name),
+                     naming.POD_IFNAME) for p in plan.pods()]
+    assert pods
+    assert sorted(spec.veths, key=repr) == sorted(
+        [link_veth(link) for link in plan.links] + pods, key=repr)
+    assert all(v.mtu == 1500 and not v.offloads_off for v in spec.veths)
+
+
+def test_impaired_links_use_the_driver_pairs(plan: LabPlan) -> None:
+    clean = build_network_spec(LAB, plan, {})
+    pairs = driver_pairs(plan)
+    assert set(pairs) == {"east--west", "east--alpha-s1", "west--beta-s1", "east--east-c1",
+                          "west--west-c1"}
+    spec = build_network_spec(LAB, plan, pairs)
+    replaced = {link_veth(link) for link in plan.links if link.id in pairs}
+    assert [v for v in spec.veths if not v.offloads_off] == [
+        v for v in clean.veths if v not in replaced]
+    assert [v for v in spec.veths if v.offloads_off] == [
+        VethSpec(p.netns, p.ifname, p.peer_netns, p.peer_ifname, p.mtu, p.offloads_off)
+        for link_pairs in pairs.values() for p in link_pairs]
+    assert (spec.addresses, spec.routes, spec.bridges, spec.sysctls) == (
+        clean.addresses, clean.routes, clean.bridges, clean.sysctls)
+
+
+@pytest.mark.parametrize("impaired", [False, True])
+def test_round_trip_through_json(plan: LabPlan, impaired: bool) -> None:
+    spec = build_network_spec(LAB, plan, driver_pairs(plan) if impaired else {})
+    back = NetworkSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == spec
+    assert any(v.offloads_off for v in back.veths) == impaired
