@@ -36,7 +36,7 @@ from lab.backend.processes import spawn, start_ticks
 from lab.backend.runtime_specs import agent_spec, node_dir, pod_dir, server_spec
 from lab.backend.state import LabState, ProcessRecord, save_state, write_private
 from lab.errors import BackendError, CommandError
-from lab.impair import DriverKind, ImpairmentDriver, VethPair, make_driver
+from lab.impair import DriverKind, ImpairmentDriver, LinkRequest, VethPair, make_driver
 from lab.impair.errors import ImpairmentError
 from lab.impair.model import Impairment, LinkEnd
 from lab.plan import LabPlan, LinkKind, LinkPlan, NodePlan, Role
@@ -193,10 +193,10 @@ def _ends(lab: str, link: LinkPlan) -> tuple[LinkEnd, LinkEnd]:
 
 def _adopt_impaired_links(driver: ImpairmentDriver, lab: str, plan: LabPlan) -> None:
     """Hand the impaired links (created with the rest) to the driver, with their settings."""
+    requests = [LinkRequest(link.id, *_ends(lab, link), to_impairment(link), to_impairment(link))
+                for link in impaired_links(plan)]
     try:
-        for link in impaired_links(plan):
-            imp = to_impairment(link)
-            driver.adopt_link(link.id, *_ends(lab, link), imp, imp)
+        driver.adopt_links(requests)
     except ImpairmentError as exc:
         raise BackendError(f"impairment layer: {exc}") from exc
 

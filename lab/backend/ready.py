@@ -1,7 +1,8 @@
 """Waiting until a lab is ready: every BGP session Established, BFD up on the sessions that run
-it, every node announcing, and every client answered on every service VIP. Polls observable
-state (vtysh JSON, real requests), never sleeps blindly. BFD is switched on per session once
-it is Established (lab.backend.bfdstart explains why)."""
+it, every node announcing, BGP routing settled, and then every client answered on every
+service VIP (so the answers say where clients land for good). Polls observable state (FRR
+logs, the daemons' own answers, real requests), never sleeps blindly. BFD is switched on per
+session once it is Established (lab.backend.bfdstart explains why)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.backend import bfdstart
-from lab.backend.daemons import NodeFiles
+from lab.backend.daemons import NodeFiles, daemon_json
 from lab.backend.inspect import (
     ClientAnswer,
     SessionState,
@@ -25,12 +27,16 @@ from lab.backend.inspect import (
 )
 from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState, save_state
+from lab.errors import BackendError
 from lab.plan import LabPlan, Role, SessionPlan
 from lab.recorder.frrlog import LogStates
+from lab.render import frr_daemons
 
 POLL_INTERVAL_S = 0.1  # a round reads log files and status files: cheap
 AUTHORITY_INTERVAL_S = 5.0  # how often vtysh is asked about sessions the logs show down
 PROBE_TIMEOUT_S = 0.5  # readiness probes; a round of them lasts at most this long
+COALESCE_S = 1.0  # FRR's default update-group coalesce time (bgp coalesce-time 1000)
+MIN_QUIET_S = 0.5  # routing counts as settled after this long without a table change
 
 
 @dataclass
@@ -43,6 +49,7 @@ class ReadyReport:
     dead: list[str] = field(default_factory=list)
     not_announcing: list[str] = field(default_factory=list)
     bfd_down: list[SessionState] = field(default_factory=list)
+    routing_settling: bool = False
 
     @property
     def clients_failing(self) -> list[ClientAnswer]:
@@ -59,6 +66,8 @@ class ReadyReport:
         if self.bfd_down:
             lines.append(f"{len(self.bfd_down)} BFD sessions not up: " + ", ".join(
                 f"{s.a}-{s.b} ({s.state})" for s in self.bfd_down[:12]))
+        if self.routing_settling:
+            lines.append("BGP routing has not settled: routers' tables keep changing")
         if self.not_announcing:
             lines.append("nodes not announcing their VIPs yet: "
                          + ", ".join(self.not_announcing[:12]))
@@ -124,13 +133,49 @@ class _SessionWatch:
                 self.state, self.plan, bfd_down) if st.state == "up"}
 
 
+class _RoutingQuiet:
+    """Whether BGP routing has settled, so that clients are asked where they land only once
+    the answer is the lasting one: every bgpd's table version unchanged for a while (longer
+    than updates take to cross the slowest links), and every session up for longer than
+    FRR's update-group coalesce time (a new session's first updates wait that long, so a
+    table can look quiet while routes are still on their way)."""
+
+    def __init__(self, state: LabState, plan: LabPlan) -> None:
+        self.files = [NodeFiles(node_dir(state.directory, n.name)) for n in plan.nodes
+                      if "bgpd" in frr_daemons(n)]
+        slowest_ms = max((link.impairment.delay_ms + link.impairment.jitter_ms
+                          for link in plan.links), default=0.0)
+        self.quiet_s = max(MIN_QUIET_S, 3 * slowest_ms / 1000)
+        self.versions: dict[str, Any] = {}
+        self.changed_at = time.monotonic()
+
+    def settled(self) -> bool:
+        versions: dict[str, Any] = {}
+        youngest_s = float("inf")
+        for files in self.files:
+            try:
+                data = daemon_json(files, "bgpd", "show bgp ipv4 unicast summary json")
+            except BackendError:
+                return False
+            versions[files.directory.name] = data.get("tableVersion")
+            for peer in data.get("peers", {}).values():
+                if peer.get("state") == "Established":
+                    youngest_s = min(youngest_s, int(peer.get("peerUptimeMsec", 0)) / 1000)
+        now = time.monotonic()
+        if versions != self.versions:
+            self.versions, self.changed_at = versions, now
+        return youngest_s >= COALESCE_S and now - self.changed_at >= self.quiet_s
+
+
 def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
                progress: Callable[[str], None]) -> ReadyReport:
     started = time.monotonic()
     progress = _changes_only(progress)
     watch = _SessionWatch(state, plan)
+    routing = _RoutingQuiet(state, plan)
     report = ReadyReport(False, 0.0, len(plan.sessions))
     good: dict[tuple[str, str], ClientAnswer] = {}
+    answered_at = 0.0
     while True:
         _, report.dead = daemons_alive(state)
         if report.dead:
@@ -145,9 +190,16 @@ def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
         if not bgp_down and bfd_all:
             progress(f"BFD sessions up: {len(bfd_all) - len(bfd_down)}/{len(bfd_all)}")
         report.not_announcing = missing_announcements(state, plan) if not bgp_down else []
-        if not bgp_down and not report.not_announcing:
+        report.routing_settling = (not bgp_down and not report.not_announcing
+                                   and not routing.settled())
+        if not bgp_down and not report.not_announcing and not report.routing_settling:
+            if routing.changed_at > answered_at:
+                good.clear()  # taken before routing last changed
+            answered_at = time.monotonic()
             report.answers = _probe_until_answered(state, plan, good)
             progress(f"clients answered: {len(good)}/{len(report.answers)}")
+        elif report.routing_settling:
+            progress("routing: settling")
         if not bgp_down and not bfd_down and report.answers and not report.clients_failing:
             report.ready = True
             break

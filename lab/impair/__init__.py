@@ -16,6 +16,7 @@ from lab.impair.model import (
     GilbertElliott,
     Impairment,
     LinkEnd,
+    LinkRequest,
     LinkStatus,
     VethPair,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ImpairmentDriver",
     "ImpairmentError",
     "LinkEnd",
+    "LinkRequest",
     "LinkStatus",
     "NetemDriver",
     "UserspaceDriver",

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from lab.impair.model import Direction, Impairment, LinkEnd, LinkStatus, VethPair
+from lab.impair.model import (
+    Direction,
+    Impairment,
+    LinkEnd,
+    LinkRequest,
+    LinkStatus,
+    VethPair,
+)
 
 
 class ImpairmentDriver(Protocol):
@@ -28,13 +36,13 @@ class ImpairmentDriver(Protocol):
     def link_veths(self, link_id: str, a: LinkEnd, b: LinkEnd, mtu: int = 1500
                    ) -> list[VethPair]:
         """The veth pairs ``add_link`` would create for this link, for a caller that builds
-        many links at once (one netlink socket per namespace) and then calls ``adopt_link``."""
+        many links at once (one netlink socket per namespace) and then calls
+        ``adopt_links``."""
         ...
 
-    def adopt_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
-                   b_to_a: Impairment, mtu: int = 1500) -> None:
-        """Take over a link whose veth pairs (``link_veths``) the caller has created, up and
-        with offloads as asked: apply the settings and manage it like ``add_link``'s."""
+    def adopt_links(self, links: Sequence[LinkRequest]) -> None:
+        """Take over links whose veth pairs (``link_veths``) the caller has created, up and
+        with offloads as asked: apply their settings and manage them like ``add_link``'s."""
         ...
 
     def set(self, link_id: str, direction: Direction, imp: Impairment) -> None:

@@ -179,6 +179,18 @@ class VethPair:
     offloads_off: bool
 
 
+@dataclass(frozen=True)
+class LinkRequest:
+    """A link to create or adopt: ends, per-direction settings and MTU."""
+
+    link_id: str
+    a: LinkEnd
+    b: LinkEnd
+    a_to_b: Impairment
+    b_to_a: Impairment
+    mtu: int = 1500
+
+
 def check_link_id(link_id: str) -> str:
     """Link ids name emulator state and hashes: 1-64 safe characters."""
     if not isinstance(link_id, str) or not _LINK_ID.fullmatch(link_id):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -37,6 +38,7 @@ from lab.impair.model import (
     DirectionStatus,
     Impairment,
     LinkEnd,
+    LinkRequest,
     LinkStatus,
     VethPair,
     check_link_id,
@@ -282,9 +284,12 @@ class NetemDriver:
             delete_link(a.netns, a.ifname, opener=self._open)
             raise
 
-    def adopt_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
-                   b_to_a: Impairment, mtu: int = 1500) -> None:
-        self._start(self._new_record(link_id, a, b, a_to_b, b_to_a, mtu))
+    def adopt_links(self, links: Sequence[LinkRequest]) -> None:
+        records = [self._new_record(r.link_id, r.a, r.b, r.a_to_b, r.b_to_a, r.mtu)
+                   for r in links]
+        if len({r.link_id for r in records}) != len(records):
+            raise ImpairmentError("a link id appears twice")
+        self._start(*records)
 
     def _new_record(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
                     b_to_a: Impairment, mtu: int) -> LinkRecord:
@@ -293,10 +298,11 @@ class NetemDriver:
             raise ImpairmentError(f"link {link_id!r} exists")
         return LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a)
 
-    def _start(self, record: LinkRecord) -> None:
-        self._apply(record.a, record.a_to_b, record.mtu)
-        self._apply(record.b, record.b_to_a, record.mtu)
-        self._registry.put(record)
+    def _start(self, *records: LinkRecord) -> None:
+        for record in records:
+            self._apply(record.a, record.a_to_b, record.mtu)
+            self._apply(record.b, record.b_to_a, record.mtu)
+        self._registry.put(*records)
 
     def _apply(self, end: LinkEnd, imp: Impairment, mtu: int) -> None:
         with self._open(end.netns) as ipr:

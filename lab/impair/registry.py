@@ -113,9 +113,10 @@ class Registry:
             yield links
             self._write(links)
 
-    def put(self, record: LinkRecord) -> None:
+    def put(self, *records: LinkRecord) -> None:
         with self._locked() as links:
-            links[record.link_id] = record
+            for record in records:
+                links[record.link_id] = record
 
     def drop(self, link_id: str) -> None:
         with self._locked() as links:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from lab.impair.model import (
     DirectionStatus,
     Impairment,
     LinkEnd,
+    LinkRequest,
     LinkStatus,
     VethPair,
     check_link_id,
@@ -190,19 +192,23 @@ class UserspaceDriver:
                     delete_link(self.hidden_netns, port)
             raise
 
-    def adopt_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
-                   b_to_a: Impairment, mtu: int = 1500) -> None:
-        self._start(self._new_record(link_id, a, b, a_to_b, b_to_a, mtu))
+    def adopt_links(self, links: Sequence[LinkRequest]) -> None:
+        records = [self._new_record(r.link_id, r.a, r.b, r.a_to_b, r.b_to_a, r.mtu)
+                   for r in links]
+        if len({r.link_id for r in records}) != len(records):
+            raise ImpairmentError("a link id appears twice")
+        self._start(*records)
 
-    def _start(self, record: LinkRecord) -> None:
+    def _start(self, *records: LinkRecord) -> None:
         try:
-            # One write: the link starts with its settings, never unimpaired.
-            self._ctl.request(*self._commands(record))
+            # One write: the links start with their settings, never unimpaired.
+            self._ctl.request(*(c for r in records for c in self._commands(r)))
         except BaseException:
-            with contextlib.suppress(ImpairmentError):
-                self._ctl.request(f"del {record.link_id}")
+            for record in records:
+                with contextlib.suppress(ImpairmentError):
+                    self._ctl.request(f"del {record.link_id}")
             raise
-        self._registry.put(record)
+        self._registry.put(*records)
 
     def set(self, link_id: str, direction: Direction, imp: Impairment) -> None:
         if direction not in DIRECTIONS:

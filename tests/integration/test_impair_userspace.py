@@ -18,6 +18,7 @@ from lab.impair import (
     Impairment,
     ImpairmentError,
     LinkEnd,
+    LinkRequest,
     UserspaceDriver,
     make_driver,
     netem_available,
@@ -151,12 +152,12 @@ def test_adopted_links_created_by_the_caller_are_impaired(lab: Lab) -> None:
             create_veth(pair.netns, pair.ifname, pair.peer_netns, pair.peer_ifname, pair.mtu)
             disable_offloads(pair.netns, pair.ifname)
             disable_offloads(pair.peer_netns, pair.peer_ifname)
-        driver.adopt_link("adopted", a, b, Impairment(delay_ms=12.0), CLEAN)
+        driver.adopt_links([LinkRequest("adopted", a, b, Impairment(delay_ms=12.0), CLEAN)])
         address_link(a, b, "198.18.7.1", "198.18.7.2")
         assert driver.link_ids() == ["adopted"]
         assert median_delay(lab, "198.18.7.2") == pytest.approx(12.0, abs=1.0)
         with pytest.raises(ImpairmentError, match="exists"):
-            driver.adopt_link("adopted", a, b, CLEAN, CLEAN)
+            driver.adopt_links([LinkRequest("adopted", a, b, CLEAN, CLEAN)])
     finally:
         driver.close()
     assert not has_link(lab.a, "eth7") and not has_link(lab.b, "eth7")

@@ -73,6 +73,8 @@ def test_start_has_no_bgp_reset_and_bfd_runs_on_every_session(mini: labs.UpResul
 
 def test_each_client_lands_on_its_nearest_site(mini: labs.UpResult) -> None:
     expected = {"east-c1": "alpha", "west-c1": "beta"}
+    # what `up` reported is the settled answer, not one taken while routes still spread
+    assert {(a.client, a.site) for a in mini.report.answers} == set(expected.items())
     for client, site in expected.items():
         for service in mini.plan.services:
             answer = probe(mini.state.lab, client, service)

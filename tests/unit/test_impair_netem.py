@@ -6,6 +6,7 @@ import contextlib
 import math
 import struct
 from collections.abc import Iterator
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWQDISC
 from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
 
-from lab.impair import GilbertElliott, Impairment, ImpairmentError, LinkEnd
+from lab.impair import GilbertElliott, Impairment, ImpairmentError, LinkEnd, LinkRequest
 from lab.impair.netem import (
     DIST_SCALE,
     FIFO_RATE,
@@ -260,3 +261,26 @@ def test_duplicate_link_is_refused(world: FakeWorld, tmp_path: Path) -> None:
     driver.add_link("l1", A, B, Impairment(), Impairment())
     with pytest.raises(ImpairmentError, match="link 'l1' exists"):
         driver.add_link("l1", A, B, Impairment(), Impairment())
+
+
+def test_adopted_links_get_qdiscs_and_no_new_veth(world: FakeWorld, tmp_path: Path) -> None:
+    driver = NetemDriver("lab", tmp_path, opener=world.open)
+    pairs = driver.link_veths("l1", A, B, mtu=1400)
+    assert [(p.netns, p.ifname, p.peer_netns, p.peer_ifname, p.mtu, p.offloads_off)
+            for p in pairs] == [("nsa", "eth0", "nsb", "eth1", 1400, False)]
+    world.add("nsa", "eth0")  # the caller created the pair
+    world.add("nsb", "eth1")
+    c = LinkEnd("nsa", "eth2"), LinkEnd("nsb", "eth3")
+    world.add(*astuple(c[0]))
+    world.add(*astuple(c[1]))
+    driver.adopt_links([LinkRequest("l1", A, B, Impairment(delay_ms=35.0), Impairment(), 1400),
+                        LinkRequest("l2", *c, Impairment(), Impairment(loss_pct=1.0))])
+    assert not [call for call in world.calls if call[1] == "link"]
+    assert [call[:2] for call in world.calls if call[1] == "netem"] == [
+        ("nsa", "netem"), ("nsb", "netem"), ("nsa", "netem"), ("nsb", "netem")]
+    assert driver.link_ids() == ["l1", "l2"]
+    assert driver.get("l1").mtu == 1400
+    with pytest.raises(ImpairmentError, match="link 'l1' exists"):
+        driver.adopt_links([LinkRequest("l1", A, B, Impairment(), Impairment())])
+    with pytest.raises(ImpairmentError, match="twice"):
+        driver.adopt_links([LinkRequest("l3", A, B, Impairment(), Impairment())] * 2)
