@@ -276,7 +276,7 @@ class NetemDriver:
 
     def add_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
                  b_to_a: Impairment, mtu: int = 1500) -> None:
-        record = self._new_record(link_id, a, b, a_to_b, b_to_a, mtu)
+        record, = self._registry.new_records([LinkRequest(link_id, a, b, a_to_b, b_to_a, mtu)])
         create_veth(a.netns, a.ifname, b.netns, b.ifname, mtu, opener=self._open)
         try:
             self._start(record)
@@ -285,18 +285,7 @@ class NetemDriver:
             raise
 
     def adopt_links(self, links: Sequence[LinkRequest]) -> None:
-        records = [self._new_record(r.link_id, r.a, r.b, r.a_to_b, r.b_to_a, r.mtu)
-                   for r in links]
-        if len({r.link_id for r in records}) != len(records):
-            raise ImpairmentError("a link id appears twice")
-        self._start(*records)
-
-    def _new_record(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
-                    b_to_a: Impairment, mtu: int) -> LinkRecord:
-        check_link_id(link_id)
-        if link_id in self._registry.links:
-            raise ImpairmentError(f"link {link_id!r} exists")
-        return LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a)
+        self._start(*self._registry.new_records(links))
 
     def _start(self, *records: LinkRecord) -> None:
         for record in records:

@@ -11,13 +11,13 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lab.impair.errors import ImpairmentError
-from lab.impair.model import Impairment, LinkEnd
+from lab.impair.model import Impairment, LinkEnd, LinkRequest, check_link_id
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,22 @@ class Registry:
             links = self.links
             yield links
             self._write(links)
+
+    def new_records(self, requests: Sequence[LinkRequest],
+                    ports: Callable[[str], tuple[str, str]] | None = None) -> list[LinkRecord]:
+        """Records for links not managed yet (ids valid, unknown here, each once);
+        ``ports`` names a link's emulator-side interfaces, if the driver has any."""
+        known = self.links
+        records: list[LinkRecord] = []
+        for r in requests:
+            check_link_id(r.link_id)
+            if r.link_id in known or any(x.link_id == r.link_id for x in records):
+                raise ImpairmentError(f"link {r.link_id!r} exists")
+            if not 68 <= r.mtu <= 65535:
+                raise ImpairmentError(f"mtu must be within [68, 65535], got {r.mtu}")
+            records.append(LinkRecord(r.link_id, r.a, r.b, r.mtu, r.a_to_b, r.b_to_a,
+                                      ports(r.link_id) if ports else ("", "")))
+        return records
 
     def put(self, *records: LinkRecord) -> None:
         with self._locked() as links:

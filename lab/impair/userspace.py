@@ -160,18 +160,10 @@ class UserspaceDriver:
         return [VethPair(a.netns, a.ifname, self.hidden_netns, port_a, mtu, offloads_off=True),
                 VethPair(b.netns, b.ifname, self.hidden_netns, port_b, mtu, offloads_off=True)]
 
-    def _new_record(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
-                    b_to_a: Impairment, mtu: int) -> LinkRecord:
-        check_link_id(link_id)
-        if link_id in self._registry.links:
-            raise ImpairmentError(f"link {link_id!r} exists")
-        if not 68 <= mtu <= 65535:
-            raise ImpairmentError(f"mtu must be within [68, 65535], got {mtu}")
-        return LinkRecord(link_id, a, b, mtu, a_to_b, b_to_a, port_names(link_id))
-
     def add_link(self, link_id: str, a: LinkEnd, b: LinkEnd, a_to_b: Impairment,
                  b_to_a: Impairment, mtu: int = 1500) -> None:
-        record = self._new_record(link_id, a, b, a_to_b, b_to_a, mtu)
+        record, = self._registry.new_records([LinkRequest(link_id, a, b, a_to_b, b_to_a, mtu)],
+                                             port_names)
         for end in (a, b):
             if not netns_exists(end.netns):
                 raise ImpairmentError(f"namespace {end.netns} does not exist")
@@ -193,11 +185,7 @@ class UserspaceDriver:
             raise
 
     def adopt_links(self, links: Sequence[LinkRequest]) -> None:
-        records = [self._new_record(r.link_id, r.a, r.b, r.a_to_b, r.b_to_a, r.mtu)
-                   for r in links]
-        if len({r.link_id for r in records}) != len(records):
-            raise ImpairmentError("a link id appears twice")
-        self._start(*records)
+        self._start(*self._registry.new_records(links, port_names))
 
     def _start(self, *records: LinkRecord) -> None:
         try:
