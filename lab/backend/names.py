@@ -7,6 +7,7 @@ carries ``ANYLAB_LAB=L`` in its environment, so leftovers can be found without t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -79,3 +80,10 @@ def tag_environment(lab: str, node: str | None = None) -> dict[str, str]:
     if node is not None:
         env["ANYLAB_NODE"] = node
     return env
+
+
+def mac_address(lab: str, node: str, ifname: str) -> str:
+    """The MAC of a node's interface: locally administered, unicast, derived from the names,
+    so both ends of a link know each other's without asking (see lab.backend.netspec)."""
+    digest = hashlib.blake2s(f"{lab}/{node}/{ifname}".encode(), digest_size=5).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest))

@@ -53,10 +53,13 @@ def _phase_links(spec: NetworkSpec) -> None:
         with IPRoute() as ipr:
             ipr.link("set", index=LOOPBACK_INDEX, state="up")
             for veth in veths.get(ns, []):
+                mine = {"address": veth.mac} if veth.mac else {}
+                peer = {"address": veth.peer_mac} if veth.peer_mac else {}
                 try:
                     ipr.link("add", ifname=veth.ifname, kind="veth", mtu=veth.mtu,
-                             state="up", peer={"ifname": veth.peer_ifname,
-                                               "net_ns_fd": veth.peer_ns, "mtu": veth.mtu})
+                             state="up", **mine, peer={"ifname": veth.peer_ifname,
+                                                       "net_ns_fd": veth.peer_ns,
+                                                       "mtu": veth.mtu, **peer})
                 except NetlinkError as exc:
                     raise SpecError(f"veth {ns}/{veth.ifname} <-> {veth.peer_ns}/"
                                     f"{veth.peer_ifname}: {exc}") from exc
@@ -64,7 +67,7 @@ def _phase_links(spec: NetworkSpec) -> None:
 
 def _phase_addresses(spec: NetworkSpec) -> None:
     """Bridges, then every interface up (offloads off where asked) with its addresses, then
-    routes."""
+    permanent neighbours and routes."""
     per_ns: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for veth in spec.veths:
         if veth.offloads_off:
@@ -76,6 +79,8 @@ def _phase_addresses(spec: NetworkSpec) -> None:
         per_ns[address.ns]["addresses"].append(address)
     for route in spec.routes:
         per_ns[route.ns]["routes"].append(route)
+    for entry in spec.neighbours:
+        per_ns[entry.ns]["neighbours"].append(entry)
     for ns, items in per_ns.items():
         netns.setns(ns, flags=0)
         with IPRoute() as ipr:
@@ -98,8 +103,9 @@ class _Links:
 
 def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
     for bridge in items["bridges"]:
+        mac = {"address": bridge.mac} if bridge.mac else {}  # set: ports never change it
         ipr.link("add", ifname=bridge.ifname, kind="bridge", br_stp_state=0,
-                 br_forward_delay=0, state="up")
+                 br_forward_delay=0, state="up", **mac)
     links = _Links(ipr, ns)
     for bridge in items["bridges"]:
         master = links.index(bridge.ifname)
@@ -121,6 +127,12 @@ def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
         except NetlinkError as exc:
             if exc.code != 17:  # EEXIST: already there
                 raise SpecError(f"{ns}/{item.ifname}: address {item.address}: {exc}") from exc
+    for entry in items["neighbours"]:
+        try:
+            ipr.neigh("replace", dst=entry.address, lladdr=entry.mac,
+                      ifindex=links.index(entry.ifname), state="permanent")
+        except NetlinkError as exc:
+            raise SpecError(f"{ns}/{entry.ifname}: neighbour {entry.address}: {exc}") from exc
     for route in items["routes"]:
         try:
             ipr.route("replace", dst=route.dst, gateway=route.gateway,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab.backend import daemons
 from lab.backend.daemons import NodeFiles
-from lab.backend.names import NETNS_DIR, netns_name
+from lab.backend.names import NETNS_DIR, mac_address, netns_name
 from lab.backend.processes import NSENTER, is_alive, spawn
 from lab.backend.runtime_specs import node_dir, pod_dir
 from lab.backend.state import LabState, ProcessRecord, save_state
@@ -78,6 +78,18 @@ def set_link_state(handle: LabHandle, node: str, ifname: str, up: bool) -> None:
         timeout=FAULT_CMD_TIMEOUT_S)
     if up:
         restore_static_routes(handle, node, ifname)
+        restore_neighbours(handle, node, ifname)
+
+
+def restore_neighbours(handle: LabHandle, node: str, ifname: str) -> None:
+    """An interface set down loses its permanent neighbour entries (lab.backend.netspec
+    explains why the lab has them); put them back when it comes up."""
+    for interface in handle.plan.node(node).interfaces:
+        if interface.name == ifname:
+            mac = mac_address(handle.lab, interface.peer, interface.peer_ifname)
+            run(["ip", "-n", handle.netns(node), "neigh", "replace",
+                 str(interface.peer_address), "lladdr", mac, "dev", ifname, "nud", "permanent"],
+                timeout=FAULT_CMD_TIMEOUT_S)
 
 
 def restore_static_routes(handle: LabHandle, node: str, ifname: str) -> None:

@@ -24,7 +24,7 @@ from lab.backend.vty import vty_commands
 from lab.impair.namespaces import socket_in_netns
 from tests.conftest import TOPOLOGIES, require_root, require_tool
 from tests.integration.hostsnap import host_snapshot, snapshot_diff
-from tests.integration.labfixture import running_lab
+from tests.integration.labfixture import assert_only_planned_neighbours, running_lab
 
 pytestmark = [pytest.mark.integration]
 MINI = TOPOLOGIES / "two-sites-mini.yaml"
@@ -103,6 +103,12 @@ def test_ecmp_spreads_flows_over_the_nodes_of_a_site(mini: labs.UpResult) -> Non
     nodes = _udp_answers(mini.state.lab, "east-c1", str(echo.vip), echo.port, 40)
     assert set(nodes) == {"alpha-k8s-n1", "alpha-k8s-n2"}
     assert min(nodes.count(n) for n in set(nodes)) >= 5  # not a fluke of one flow
+
+
+def test_no_namespace_asks_for_neighbours(mini: labs.UpResult) -> None:
+    """Every neighbour entry is a permanent one the lab installed (lab.backend.netspec): the
+    kernel's shared neighbour table, capped for all namespaces together, stays out of it."""
+    assert_only_planned_neighbours(mini)
 
 
 def test_state_files_are_for_root_only(mini: labs.UpResult) -> None:

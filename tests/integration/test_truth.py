@@ -19,7 +19,11 @@ import pytest
 from lab import labs
 from lab.runner import RunOptions, run_scenario
 from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
-from tests.integration.labfixture import running_lab, unique_lab_name
+from tests.integration.labfixture import (
+    assert_only_planned_neighbours,
+    running_lab,
+    unique_lab_name,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCENARIOS = REPO / "tests" / "data" / "scenarios"
@@ -71,6 +75,8 @@ def test_carrier_loss_is_fast(mini: labs.UpResult, tmp_path: Path,
     summary = _run("mini-link-down.yaml", mini.state.lab, tmp_path, monkeypatch)
     hit = _client(summary["trials"][0]["events"][0], "east-c1")
     assert hit["outage_ms"] < 300, hit
+    # the link came back with its permanent neighbour entries (set down, it lost them)
+    assert_only_planned_neighbours(mini)
 
 
 def test_graceful_drain_loses_close_to_nothing(mini: labs.UpResult, tmp_path: Path,
