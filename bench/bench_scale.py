@@ -18,8 +18,9 @@ neighbour table before and at the end (one ARP table for all namespaces: its ``g
 limit stops big labs), and when the lab is not ready, what the node agents report (pods
 ready, VIPs, errors).
 
-Warning: while this lab runs it can fill that shared neighbour table, so other labs on the
-machine cannot resolve new neighbours; do not run it beside other lab work.
+Labs install permanent neighbour entries (lab/backend/netspec.py), which that limit does not
+count; a lab built before that change filled the shared table and stalled. The lab still
+loads the machine heavily: do not run it beside other lab work.
 """
 
 from __future__ import annotations
