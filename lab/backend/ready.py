@@ -33,7 +33,7 @@ from lab.recorder.frrlog import LogStates
 from lab.render import frr_daemons
 
 POLL_INTERVAL_S = 0.1  # a round reads log files and status files: cheap
-AUTHORITY_INTERVAL_S = 5.0  # how often vtysh is asked about sessions the logs show down
+AUTHORITY_INTERVAL_S = 5.0  # how often the daemons are asked about sessions the logs show down
 PROBE_TIMEOUT_S = 0.5  # readiness probes; a round of them lasts at most this long
 COALESCE_S = 1.0  # FRR's default update-group coalesce time (bgp coalesce-time 1000)
 MIN_QUIET_S = 0.5  # routing counts as settled after this long without a table change
@@ -95,8 +95,8 @@ def missing_announcements(state: LabState, plan: LabPlan) -> list[str]:
 
 class _SessionWatch:
     """Which sessions are up, from the FRR logs of their FRR ends (cheap, read every poll),
-    with a vtysh query now and then as the authority for what the logs do not show (a
-    configuration without neighbor-change logging, say)."""
+    with a query to the daemons now and then as the authority for what the logs do not show
+    (a configuration without neighbor-change logging, say)."""
 
     def __init__(self, state: LabState, plan: LabPlan) -> None:
         self.state = state
@@ -199,6 +199,7 @@ def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
             report.answers = _probe_until_answered(state, plan, good)
             progress(f"clients answered: {len(good)}/{len(report.answers)}")
         elif report.routing_settling:
+            report.answers = []  # answers count only when taken after routing settled
             progress("routing: settling")
         if not bgp_down and not bfd_down and report.answers and not report.clients_failing:
             report.ready = True
