@@ -27,26 +27,25 @@ from lab.backend.processes import is_alive  # noqa: E402
 from lab.backend.state import LabState  # noqa: E402
 
 
-def rss_mb(pid: int) -> float:
+def _kb_field_mb(path: Path, key: str) -> float:
+    """A ``Key:   N kB`` line of a /proc file, in MB (0 when the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in path.read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    return _kb_field_mb(Path(f"/proc/{pid}/status"), "VmRSS:")
 
 
 def pss_mb(pid: int) -> float:
     """Proportional set size: shared pages (FRR's libraries, Python) split among the
     processes that map them, so summing it over a lab does not count them N times."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _kb_field_mb(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
 
 
 def memory_by_node(state: LabState, measure: Callable[[int], float] = rss_mb

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import string
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from lab.scenario import ProbeSettings, Scenario, ServingTarget, Step
 from lab.scenario_check import LoadedScenario, load_scenario
 from lab.validate import validate_document
 from lab.yamlsource import format_path, parse_yaml_text
+from tests.unit.docshapes import document_slots, model_keys
 
 REPO = Path(__file__).resolve().parents[2]
 MINI_TEXT = (REPO / "topologies" / "two-sites-mini.yaml").read_text(encoding="utf-8")
@@ -144,27 +144,6 @@ YAML_PIECES = [*"abcxyz019 .:-_[]{},#&*!|>'\"?%@`~\\/\n\n\n\t", "  ", "- ", ": "
 yamlish_text = st.lists(st.sampled_from(YAML_PIECES), max_size=100).map("".join)
 
 
-def model_keys(*roots: Any) -> list[str]:
-    keys: set[str] = set()
-    stack, seen = list(roots), set()
-    while stack:
-        model = stack.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, field in model.model_fields.items():
-            keys.add(name)
-            stack.extend(_models_in(field.annotation))
-    return sorted(keys)
-
-
-def _models_in(annotation: Any) -> Iterator[Any]:
-    if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
-        yield annotation
-    for arg in getattr(annotation, "__args__", ()):
-        yield from _models_in(arg)
-
-
 def json_values(keys: list[str], plausible: list[Any]) -> st.SearchStrategy[Any]:
     scalars = st.one_of(
         st.none(), st.booleans(), st.integers(min_value=-(2**66), max_value=2**66),
@@ -200,17 +179,6 @@ def mutated_lines(draw: st.DrawFn, text: str) -> str:
     return "".join(lines)
 
 
-def _slots(node: Any) -> Iterator[tuple[Any, Any]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield node, key
-            yield from _slots(value)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield node, index
-            yield from _slots(value)
-
-
 @st.composite
 def mutated_data(draw: st.DrawFn, base: dict[str, Any], keys: list[str],
                  plausible: list[Any]) -> dict[str, Any]:
@@ -218,7 +186,7 @@ def mutated_data(draw: st.DrawFn, base: dict[str, Any], keys: list[str],
     data = copy.deepcopy(base)
     values = json_values(keys, plausible)
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        slots = list(_slots(data))
+        slots = list(document_slots(data))
         if not slots:
             break
         container, key = draw(st.sampled_from(slots))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import string
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from lab.errors import InputIssue, TopologyError
 from lab.model import Topology
 from lab.validate import validate_document
 from lab.yamlsource import format_path, parse_yaml_text
+from tests.unit.docshapes import document_slots, model_keys
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_TEXT = (REPO / "topologies" / "three-sites.yaml").read_text(encoding="utf-8")
@@ -115,29 +115,7 @@ def test_mutated_reference_text_gives_only_clean_errors(text: str) -> None:
 # ------------------------------------------------------- (b) random JSON-like documents
 
 
-def _model_keys() -> list[str]:
-    keys: set[str] = set()
-    stack: list[Any] = [Topology]
-    seen: set[Any] = set()
-    while stack:
-        model = stack.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, field in model.model_fields.items():
-            keys.add(name)
-            stack.extend(_models_in(field.annotation))
-    return sorted(keys)
-
-
-def _models_in(annotation: Any) -> Iterator[Any]:
-    if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
-        yield annotation
-    for arg in getattr(annotation, "__args__", ()):
-        yield from _models_in(arg)
-
-
-MODEL_KEYS = _model_keys()
+MODEL_KEYS = model_keys(Topology)
 PLAUSIBLE = ["3s", "9s", "300ms", "0.5s", "1m", "100us", "10mbit", "1gbit", "0.5%", "100%",
              "192.0.2.1", "10.0.0.0/8", "10.0.0.1/8", "::1", "2001:db8::/32", "all", "east",
              "us-east", "nyc", "nyc-k8s", "udp", "tcp", "Local", "Cluster", "gobgp", "frr",
@@ -163,24 +141,12 @@ def test_random_documents_give_only_clean_errors(data: Any) -> None:
     check_data(data)
 
 
-def _slots(node: Any) -> Iterator[tuple[Any, Any]]:
-    """Every (container, key-or-index) in a document, depth first."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield node, key
-            yield from _slots(value)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield node, index
-            yield from _slots(value)
-
-
 @st.composite
 def mutated_reference(draw: st.DrawFn) -> dict[str, Any]:
     """The reference topology with keys dropped, values replaced, unknown keys inserted."""
     data = copy.deepcopy(REFERENCE)
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
-        slots = list(_slots(data))
+        slots = list(document_slots(data))
         if not slots:
             break
         container, key = draw(st.sampled_from(slots))
