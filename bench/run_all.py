@@ -1,6 +1,6 @@
 """Run the benchmarks and keep their figures: `make bench`, or
 
-    sudo .venv/bin/python bench/run_all.py [--only netns,up,prober,emulator,outage,scale]
+    sudo .venv/bin/python bench/run_all.py [--only netns,up,prober,emulator,outage,cycles,scale]
 
 Each part measures one thing (see docs/benchmarks.md) and is selectable with ``--only``, so one
 part can be rerun: its figures replace that part's in bench/results/latest.json and the other
@@ -38,7 +38,8 @@ from lab.proc import run  # noqa: E402
 
 REFERENCE = REPO / "topologies" / "three-sites.yaml"
 RESULTS = BENCH / "results"
-PARTS = ("netns", "netns-scale", "up", "prober", "emulator", "outage", "scale")  # scale last
+PARTS = ("netns", "netns-scale", "up", "prober", "emulator", "outage", "cycles",
+         "scale")  # scale last
 # part -> headline figures: (key, unit, goal)
 HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "netns": [("netns_build_s", "s", ""), ("netns_teardown_s", "s", ""),
@@ -53,6 +54,7 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
                ("holdtimer_outage_ms", "ms", "6000-9000"),
                ("holdtimer_outage_iqr_ms", "ms", ""),
                ("carrier_outage_ms", "ms", "< 300"), ("carrier_outage_iqr_ms", "ms", "")],
+    "cycles": [("cycles_run", "", ">= 50"), ("cycles_failed", "", "0"), ("cycle_s", "s", "")],
     "scale": [("scale_speakers", "", ">= 300"), ("scale_up_s", "s", "<= 90"),
               ("scale_ready", "", "true"), ("rss_mb_per_router", "MB", "<= 35"),
               ("pss_mb_per_router", "MB", "<= 35"), ("scale_down_s", "s", "")],
@@ -157,6 +159,12 @@ def part_outage(args: argparse.Namespace) -> dict[str, Any]:
     return bench_outage.measure(args.trials, Path(args.runs))
 
 
+def part_cycles(args: argparse.Namespace) -> dict[str, Any]:
+    import bench_cycles
+
+    return bench_cycles.measure(args.cycles)
+
+
 def part_scale(args: argparse.Namespace) -> dict[str, Any]:
     import bench_scale
 
@@ -166,7 +174,7 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
 PART_FUNCTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "netns": part_netns, "netns-scale": part_netns_scale, "up": part_up,
     "prober": part_prober, "emulator": part_emulator, "outage": part_outage,
-    "scale": part_scale}
+    "cycles": part_cycles, "scale": part_scale}
 
 
 # ------------------------------------------------------------------ results
@@ -252,6 +260,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=10, help="trials per outage scenario")
     parser.add_argument("--emulator-repeats", type=int, default=3)
     parser.add_argument("--prober-seconds", type=float, default=10.0)
+    parser.add_argument("--cycles", type=int, default=50, help="up/down cycles (reliability)")
     parser.add_argument("--scale-timeout", type=float, default=600.0)
     parser.add_argument("--runs", default=str(RESULTS / "runs"), help="outage run dirs")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))

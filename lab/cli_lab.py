@@ -32,15 +32,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             err.log(message) if args.verbose else None
 
         result = labs.up(Path(args.file), args.name, progress, timeout_s=args.timeout,
-                         driver=args.impairment_driver)
+                         driver=args.impairment_driver, keep_on_failure=args.keep_on_failure)
     elapsed = time.monotonic() - started
     report = result.report
     if not report.ready:
-        err.print(f"[red]lab {result.state.lab!r} is not ready after {report.elapsed_s:.1f} s:"
-                  "[/red]")
+        lab = result.state.lab
+        err.print(f"[red]lab {lab!r} is not ready after {report.elapsed_s:.1f} s:[/red]")
         err.print(report.explain(), markup=False, soft_wrap=True)
-        err.print(f"it is left for inspection: `anylab status --name {result.state.lab}`; "
-                  f"`anylab down --name {result.state.lab}` removes it")
+        if result.kept:
+            err.print(f"it is left up for inspection: `anylab status --name {lab}`; "
+                      f"`anylab down --name {lab}` removes it")
+        else:
+            err.print("the lab was removed (`--keep-on-failure` leaves it up for inspection)")
         return 1
     _print_answers(report.answers, f"lab {result.state.lab!r} ready in {elapsed:.1f} s "
                    f"({report.sessions_total} BGP sessions Established)")
@@ -169,6 +172,9 @@ def add_lab_commands(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any)
                    help="seconds to wait for readiness (default %(default)s)")
     p.add_argument("--impairment-driver", choices=["auto", "netem", "userspace"],
                    help="override the topology's impairment driver")
+    p.add_argument("--keep-on-failure", action="store_true",
+                   help="leave a lab that is not ready up for inspection (its evidence is "
+                   "kept either way, in $ANYLAB_EVIDENCE_DIR or /var/tmp/anylab/evidence)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     p.set_defaults(handler=cmd_up)
 

@@ -10,6 +10,7 @@ from typing import Any
 from lab import pipeline
 from lab.backend import Backend, NetnsBackend
 from lab.backend.deploy import TOPOLOGY_COPY
+from lab.backend.evidence import new_evidence_dir
 from lab.backend.names import all_lab_names, check_lab_name
 from lab.backend.ready import ReadyReport
 from lab.backend.state import LabState, load_state, save_state
@@ -25,6 +26,7 @@ class UpResult:
     state: LabState
     plan: LabPlan
     report: ReadyReport
+    kept: bool = True  # False: the lab was not ready and has been removed (evidence kept)
 
 
 def default_backend() -> Backend:
@@ -33,9 +35,11 @@ def default_backend() -> Backend:
 
 def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
        timeout_s: float = DEFAULT_READY_TIMEOUT_S, driver: str | None = None,
-       backend: Backend | None = None) -> UpResult:
-    """Build the lab and wait until it is ready (or the timeout passes: then the lab is left
-    for inspection and the report says what is not ready)."""
+       backend: Backend | None = None, keep_on_failure: bool = False) -> UpResult:
+    """Build the lab and wait until it is ready. When the timeout passes first, the report
+    says what is not ready in the daemons' words, the lab's files and views are kept in an
+    evidence directory (``report.evidence``), and the lab is removed unless
+    ``keep_on_failure``. A failed deploy keeps its evidence too (named in the error)."""
     backend = backend or default_backend()
     plan, rendered = pipeline.render(topology_file)
     lab = check_lab_name(name or plan.topology)
@@ -43,7 +47,16 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
     report = backend.wait_ready(state, plan, timeout_s, progress)
     state.phase = "ready" if report.ready else "not-ready"
     save_state(state)
-    return UpResult(state, plan, report)
+    if report.ready:
+        return UpResult(state, plan, report)
+    progress("not ready: keeping the evidence")
+    why = f"`up` was not ready after {report.elapsed_s:.1f} s:\n{report.explain()}"
+    report.evidence = backend.keep_evidence(state, plan, new_evidence_dir(lab, "not-ready"),
+                                            why)
+    if not keep_on_failure:
+        progress("not ready: removing the lab")
+        backend.destroy(lab, force=True)
+    return UpResult(state, plan, report, kept=keep_on_failure)
 
 
 def resolve_name(name: str | None) -> str:

@@ -36,6 +36,7 @@ from lab.scenario import TargetSelector
 from lab.scenario_check import SERVING_LINK_FAULTS, Action, LoadedScenario, load_scenario
 
 Progress = Callable[[str], None]
+EVIDENCE_FOLDER = "evidence"
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Recording:
     tcp_files: list[Path] = field(default_factory=list)
     routes_file: Path | None = None
     trial_bounds: list[tuple[int, int, int]] = field(default_factory=list)  # trial, start, end
+    evidence: str | None = None  # folder of the run directory with the lab's evidence
 
     def event(self, trial: int, source: str, kind: str, **fields: Any) -> dict[str, Any]:
         row = {"t_ns": fields.pop("t_ns", time.monotonic_ns()), "trial": trial,
@@ -94,6 +96,7 @@ def run_scenario(options: RunOptions, progress: Progress) -> RunResult:
     recording.run_dir.write_json("run.json", _run_meta(loaded, state, repeat, clock,
                                                        complete=False, interrupted=False))
     complete, interrupted = False, False
+    failure: str | None = None
     recorder: ProcessRecord | None = None
     try:
         recorder = _start_recorder(handle, recording, progress)
@@ -106,10 +109,14 @@ def run_scenario(options: RunOptions, progress: Progress) -> RunResult:
         complete = True
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:
+        failure = f"{type(exc).__name__}: {exc}" if not isinstance(exc, LabError) else str(exc)
+        raise
     finally:
         if recorder is not None:
             stop_pids([recorder.pid], grace_s=2.0)
         handle.release()
+        _keep_evidence_if_invalid(state, loaded, recording, failure, progress)
         summary = _finish(loaded, state, recording, repeat, complete, interrupted, progress)
         if started_lab and not options.keep_lab and not interrupted:
             progress("removing the lab")
@@ -117,6 +124,25 @@ def run_scenario(options: RunOptions, progress: Progress) -> RunResult:
     if interrupted:
         raise KeyboardInterrupt
     return RunResult(recording.run_dir.path, summary, complete, lab_name)
+
+
+def _keep_evidence_if_invalid(state: LabState, loaded: LoadedScenario, recording: Recording,
+                              failure: str | None, progress: Progress) -> None:
+    """A run that failed, or has a trial made invalid by a lab process that died, keeps the
+    lab's evidence in ``evidence/`` of its run directory (while the lab still runs)."""
+    died = [e for e in recording.events if e["kind"] == "daemon_died"]
+    if failure is None and not died:
+        return
+    progress("keeping the lab's evidence in the run directory")
+    lines = [f"run of {loaded.scenario.name!r} on lab {state.lab!r}:"]
+    if failure is not None:
+        lines.append(f"it failed: {failure}")
+    lines += [f"trial {e['trial'] + 1}: {e['daemon']} on {e['node']} (pid {e['pid']}) died "
+              "outside the scenario" for e in died]
+    folder = recording.run_dir.path / EVIDENCE_FOLDER
+    with contextlib.suppress(OSError):
+        labs.default_backend().keep_evidence(state, loaded.plan, folder, "\n".join(lines))
+        recording.evidence = EVIDENCE_FOLDER
 
 
 def _ensure_lab(loaded: LoadedScenario, lab: str, options: RunOptions,
@@ -134,8 +160,8 @@ def _ensure_lab(loaded: LoadedScenario, lab: str, options: RunOptions,
         topology.write_text(loaded.topology_yaml, encoding="utf-8")
         result = labs.up(topology, lab, progress, timeout_s=options.ready_timeout_s)
     if not result.report.ready:
-        raise BackendError(f"lab {lab!r} did not become ready:\n{result.report.explain()}\n"
-                           f"it is left for inspection; `anylab down --name {lab}` removes it")
+        raise BackendError(f"lab {lab!r} did not become ready (it was removed):\n"
+                           f"{result.report.explain()}")
     return result.state, True
 
 
@@ -384,6 +410,7 @@ def _finish(loaded: LoadedScenario, state: LabState, recording: Recording, repea
         summary = collect_results(loaded, state, recording, complete)
         meta = _run_meta(loaded, state, repeat, recording.clock, complete, interrupted)
         meta["run_id"] = recording.run_dir.name
+        meta["evidence"] = recording.evidence
         recording.run_dir.write_json("run.json", meta)
         recording.run_dir.finalize()
     return summary

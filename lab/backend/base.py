@@ -30,6 +30,9 @@ class Backend(Protocol):
 
     def exec_argv(self, lab: str, node: str, argv: list[str]) -> list[str]: ...
 
+    def keep_evidence(self, state: LabState, plan: LabPlan | None, folder: Path,
+                      why: str) -> Path: ...
+
 
 class NetnsBackend:
     """Network namespaces, FRR, GoBGP and nftables on this machine (the default)."""
@@ -63,3 +66,10 @@ class NetnsBackend:
         from lab.backend.processes import NSENTER
 
         return [NSENTER, f"--net={NETNS_DIR / netns_name(lab, node)}", "--", *argv]
+
+    def keep_evidence(self, state: LabState, plan: LabPlan | None, folder: Path,
+                      why: str) -> Path:
+        from lab.backend.evidence import keep_evidence
+
+        status = (lambda: self.status(state, plan)) if plan is not None else None
+        return keep_evidence(state, plan, folder, why, status)

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 from lab.backend import bfdstart, daemons
 from lab.backend.daemons import NodeFiles
+from lab.backend.evidence import keep_evidence, new_evidence_dir
 from lab.backend.names import (
     NETNS_DIR,
     hidden_netns,
@@ -35,7 +36,7 @@ from lab.backend.netspec import build_network_spec, node_namespaces
 from lab.backend.processes import spawn, start_ticks
 from lab.backend.runtime_specs import agent_spec, node_dir, pod_dir, server_spec
 from lab.backend.state import LabState, ProcessRecord, save_state, write_private
-from lab.errors import BackendError, CommandError
+from lab.errors import BackendError, CommandError, LabError
 from lab.impair import DriverKind, ImpairmentDriver, LinkRequest, VethPair, make_driver
 from lab.impair.errors import ImpairmentError
 from lab.impair.model import Impairment, LinkEnd
@@ -105,6 +106,12 @@ def deploy(lab: str, plan: LabPlan, rendered: RenderedLab, topology_file: Path,
     try:
         write_private(state.directory / TOPOLOGY_COPY, topology_file.read_text(encoding="utf-8"))
         _build(state, plan, rendered, progress)
+    except LabError as exc:
+        progress("failed: keeping the evidence, removing what was built")
+        folder = keep_evidence(state, plan, new_evidence_dir(lab, "deploy-failed"),
+                               f"`up` failed while building the lab:\n{exc}")
+        destroy(lab, force=True)
+        raise BackendError(f"{exc}\nevidence kept in {folder}") from exc
     except BaseException:
         progress("failed: removing what was built")
         destroy(lab, force=True)
@@ -115,9 +122,11 @@ def deploy(lab: str, plan: LabPlan, rendered: RenderedLab, topology_file: Path,
 
 
 def _build(state: LabState, plan: LabPlan, rendered: RenderedLab, progress: Progress) -> None:
-    """What can overlap does: files are written and FRR daemons start while the netlink
-    worker builds the links (zebra follows interfaces as they appear), and the servers and
-    agents start while the routers load their configuration."""
+    """What can overlap does: the zebras start and files are written while the netlink worker
+    starts up; it builds each namespace's links once the zebra there has started (zebra
+    follows interfaces and addresses as they appear, but loses those that appear while it
+    starts), while the other FRR daemons start; the servers and agents start while the
+    routers load their configuration."""
     lab = state.lab
     progress("namespaces")
     _create_namespaces(state, plan)
@@ -126,8 +135,10 @@ def _build(state: LabState, plan: LabPlan, rendered: RenderedLab, progress: Prog
         veths = {link.id: driver.link_veths(link.id, *_ends(lab, link)) for link in
                  impaired_links(plan)} if driver is not None else {}
         with _network_worker(state, plan, veths):
+            _start_frr_daemons(state, plan, "zebra")
             _write_files(state, plan, rendered)
-            _start_frr_daemons(state, plan)
+            _wait_for([_zserv(state, n) for n in _frr_nodes(plan)], state)
+            _start_frr_daemons(state, plan, "clients")
         if driver is not None:
             _adopt_impaired_links(driver, lab, plan)
     progress("FRR configuration, GoBGP, anycast servers and node agents")
@@ -210,10 +221,14 @@ def _driver_kind(kind: str) -> DriverKind:
 @contextlib.contextmanager
 def _network_worker(state: LabState, plan: LabPlan,
                     impaired: dict[str, list[VethPair]]) -> Iterator[None]:
-    """The netlink worker (lab.backend.nsworker) runs while the body does other work; on
-    leaving, its result is checked (or, when the body failed, it is stopped)."""
+    """The netlink worker (lab.backend.nsworker) runs while the body does other work; it
+    changes a namespace only once the body has started its zebra. On leaving, its result is
+    checked (or, when the body failed, it is stopped)."""
+    spec = build_network_spec(state.lab, plan, impaired)
+    spec.zebra_started = {netns_name(state.lab, n.name): str(_zserv(state, n))
+                          for n in _frr_nodes(plan)}
     spec_path = state.directory / NETWORK_SPEC
-    write_private(spec_path, json.dumps(build_network_spec(state.lab, plan, impaired).to_dict()))
+    write_private(spec_path, json.dumps(spec.to_dict()))
     worker = Background([sys.executable, "-m", "lab.backend.nsworker", str(spec_path)])
     try:
         yield
@@ -254,26 +269,25 @@ def _frr_nodes(plan: LabPlan) -> list[NodePlan]:
     return [n for n in plan.nodes if frr_daemons(n)]
 
 
-def _start_frr_daemons(state: LabState, plan: LabPlan) -> None:
-    """Every FRR daemon, with an empty configuration (``_configure_frr`` loads it)."""
-    lab = state.lab
-
-    def start(daemon: str, node: NodePlan) -> None:
+def _start_frr_daemons(state: LabState, plan: LabPlan,
+                       which: Literal["zebra", "clients"]) -> None:
+    """Every router's zebra, or every other FRR daemon, with an empty configuration
+    (``_configure_frr`` loads it). Zebra goes first: a client daemon that finds no zebra
+    socket retries only seconds later."""
+    for node in _frr_nodes(plan):
         files = NodeFiles(node_dir(state.directory, node.name))
-        state.processes.append(spawn(lab, node.name, daemon,
-                                     daemons.frr_daemon_argv(daemon, files),
-                                     netns_name(lab, node.name), files.log(f"{daemon}.out")))
+        names = frr_daemons(node)[:1] if which == "zebra" else frr_daemons(node)[1:]
+        for daemon in names:
+            state.processes.append(spawn(state.lab, node.name, daemon,
+                                         daemons.frr_daemon_argv(daemon, files),
+                                         netns_name(state.lab, node.name),
+                                         files.log(f"{daemon}.out")))
+    save_state(state)
 
-    # zebra first: a client daemon that finds no zebra socket retries only seconds later
-    for node in _frr_nodes(plan):
-        start("zebra", node)
-    save_state(state)
-    _wait_for([NodeFiles(node_dir(state.directory, n.name)).zserv_socket
-               for n in _frr_nodes(plan)], state)
-    for node in _frr_nodes(plan):
-        for daemon in frr_daemons(node)[1:]:
-            start(daemon, node)
-    save_state(state)
+
+def _zserv(state: LabState, node: NodePlan) -> Path:
+    """Zebra's API socket: it exists once zebra has started."""
+    return NodeFiles(node_dir(state.directory, node.name)).zserv_socket
 
 
 def _start_gobgpd(state: LabState, plan: LabPlan) -> None:

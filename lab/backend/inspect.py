@@ -17,15 +17,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import naming
 from lab.backend.bfdstart import bfd_peer_states
-from lab.backend.daemons import NodeFiles, bgp_peer_states
+from lab.backend.daemons import NodeFiles, bgp_peer_states, daemon_json
 from lab.backend.names import netns_name
 from lab.backend.processes import is_alive
 from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState
 from lab.errors import BackendError
 from lab.impair.namespaces import socket_in_netns
-from lab.plan import LabPlan, Role, ServicePlan, SessionPlan
+from lab.plan import LabPlan, NodePlan, Role, ServicePlan, SessionPlan
 from lab.render import frr_daemons
 
 PROBE_TIMEOUT_S = 1.0
@@ -37,6 +38,7 @@ class SessionState:
     a: str
     b: str
     state: str
+    why: str = ""  # for a session that is down: what its daemons say (lab.backend.evidence)
 
     @property
     def established(self) -> bool:
@@ -177,7 +179,10 @@ def announcements(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
 
 
 def status_document(state: LabState, plan: LabPlan) -> dict[str, Any]:
+    from lab.backend.evidence import explain_sessions
+
     sessions = session_states(state, plan)
+    down = explain_sessions(state, plan, [s for s in sessions if not s.established])
     answers = probe_all(state.lab, plan)
     alive, dead = daemons_alive(state)
     established = sum(s.established for s in sessions)
@@ -187,12 +192,42 @@ def status_document(state: LabState, plan: LabPlan) -> dict[str, Any]:
         "lab": state.lab, "topology": state.topology, "phase": state.phase, "ready": ready,
         "impairment_driver": state.impairment_driver,
         "sessions": {"established": established, "total": len(sessions),
-                     "down": [asdict(s) for s in sessions if not s.established]},
+                     "down": [asdict(s) for s in down]},
         "processes": {"alive": alive, "total": len(state.processes), "dead": dead},
         "announcements": announcements(state, plan),
         "clients": [{"client": a.client, "service": a.service, "site": a.site, "node": a.node,
                      "pod": a.pod, "rtt_ms": a.rtt_ms, "error": a.error} for a in answers],
     }
+
+
+def planned_addresses(node: NodePlan) -> set[str]:
+    """'IFNAME ADDRESS/LEN' for every address the plan gives a node's own interfaces."""
+    found = {f"{i.name} {i.address}" for i in node.interfaces}
+    if node.loopback is not None:
+        found.add(f"lo {node.loopback}/32")
+    if node.pod_gateway is not None:
+        found.add(f"{naming.POD_BRIDGE} {node.pod_gateway}")
+    return found
+
+
+def zebra_missing_addresses(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
+    """Router -> the planned addresses its zebra does not know (FRR 8.4's zebra can lose
+    addresses added while it starts; lab.backend.nsworker). A router whose zebra does not
+    answer is left out: that is reported as a dead or silent daemon elsewhere."""
+
+    def missing(node: NodePlan) -> tuple[str, list[str]]:
+        try:
+            data = daemon_json(NodeFiles(node_dir(state.directory, node.name)), "zebra",
+                               "show interface json")
+        except BackendError:
+            return node.name, []
+        known = {f"{name} {address.get('address')}" for name, info in data.items()
+                 if isinstance(info, dict) for address in info.get("ipAddresses", [])}
+        return node.name, sorted(planned_addresses(node) - known)
+
+    nodes = [n for n in plan.nodes if "zebra" in frr_daemons(n)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return {router: gaps for router, gaps in pool.map(missing, nodes) if gaps}
 
 
 def frr_routers(plan: LabPlan) -> list[str]:

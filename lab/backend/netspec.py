@@ -90,6 +90,9 @@ class NetworkSpec:
     addresses: list[AddressSpec] = field(default_factory=list)
     routes: list[RouteSpec] = field(default_factory=list)
     neighbours: list[NeighbourSpec] = field(default_factory=list)
+    # ns -> a path that exists once the namespace's zebra has started; the worker changes
+    # nothing in a namespace before that (see lab.backend.nsworker)
+    zebra_started: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +105,8 @@ class NetworkSpec:
             bridges=[BridgeSpec(**{**b, "ports": tuple(b["ports"])}) for b in data["bridges"]],
             addresses=[AddressSpec(**a) for a in data["addresses"]],
             routes=[RouteSpec(**r) for r in data["routes"]],
-            neighbours=[NeighbourSpec(**n) for n in data.get("neighbours", [])])
+            neighbours=[NeighbourSpec(**n) for n in data.get("neighbours", [])],
+            zebra_started=data.get("zebra_started", {}))
 
 
 def node_namespaces(lab: str, plan: LabPlan) -> list[str]:

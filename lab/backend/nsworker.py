@@ -6,6 +6,14 @@ namespaces from the CLI process itself would need threads or fork of a threaded 
 worker keeps that simple, and one netlink socket per namespace is far cheaper than one `ip`
 command per change.
 Prints one JSON line: {"ok": true} or {"ok": false, "error": "..."}.
+
+Zebra first: `up` starts this worker beside the routers' zebras, and the worker touches a
+namespace only once that namespace's zebra has started (``NetworkSpec.zebra_started``: its
+API socket exists). FRR 8.4's zebra loses addresses added to an interface while it starts
+(about 15-35 ms after exec, before its API socket appears; measured) and keeps the interface
+up without them, so its bgpd never reaches the peer ("Waiting for NHT") and resets every
+session the peer opens ("nexthop_set failed"). Changes after zebra's start arrive as events,
+which it handles.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,8 @@ class SpecError(Exception):
 
 LOOPBACK_INDEX = 1  # the kernel gives lo index 1 in every namespace
 IFF_UP = 0x1
+GATE_POLL_S = 0.002
+GATE_TIMEOUT_S = 120.0
 
 
 def _write_sysctls(ns: str, values: dict[str, str]) -> None:
@@ -41,13 +52,35 @@ def _write_sysctls(ns: str, values: dict[str, str]) -> None:
             raise SpecError(f"{ns}: cannot set {key.replace('/', '.')}={value}: {exc}") from exc
 
 
-def _phase_links(spec: NetworkSpec) -> None:
+def wait_for_path(path: Path, timeout_s: float = GATE_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SpecError(f"{path} did not appear within {timeout_s:.0f} s")
+        time.sleep(GATE_POLL_S)
+
+
+class ZebraGate:
+    """Holds the worker back from a namespace until its zebra has started."""
+
+    def __init__(self, started: dict[str, str]) -> None:
+        self.pending = dict(started)
+
+    def wait(self, *namespaces: str) -> None:
+        for ns in namespaces:
+            path = self.pending.pop(ns, None)
+            if path is not None:
+                wait_for_path(Path(path))
+
+
+def _phase_links(spec: NetworkSpec, gate: ZebraGate) -> None:
     """lo up and sysctls in every namespace, then the veth pairs (created from their A side,
     which starts up; the peer comes up in the second phase)."""
     veths = defaultdict(list)
     for veth in spec.veths:
         veths[veth.ns].append(veth)
     for ns in list(spec.sysctls) + [ns for ns in veths if ns not in spec.sysctls]:
+        gate.wait(ns, *(veth.peer_ns for veth in veths.get(ns, [])))
         netns.setns(ns, flags=0)
         _write_sysctls(ns, spec.sysctls.get(ns, {}))
         with IPRoute() as ipr:
@@ -65,7 +98,7 @@ def _phase_links(spec: NetworkSpec) -> None:
                                     f"{veth.peer_ifname}: {exc}") from exc
 
 
-def _phase_addresses(spec: NetworkSpec) -> None:
+def _phase_addresses(spec: NetworkSpec, gate: ZebraGate) -> None:
     """Bridges, then every interface up (offloads off where asked) with its addresses, then
     permanent neighbours and routes."""
     per_ns: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
@@ -82,6 +115,7 @@ def _phase_addresses(spec: NetworkSpec) -> None:
     for entry in spec.neighbours:
         per_ns[entry.ns]["neighbours"].append(entry)
     for ns, items in per_ns.items():
+        gate.wait(ns)
         netns.setns(ns, flags=0)
         with IPRoute() as ipr:
             _configure(ipr, ns, items)
@@ -142,8 +176,9 @@ def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
 
 
 def apply_spec(spec: NetworkSpec) -> None:
-    _phase_links(spec)
-    _phase_addresses(spec)
+    gate = ZebraGate(spec.zebra_started)
+    _phase_links(spec, gate)
+    _phase_addresses(spec, gate)
 
 
 def main() -> int:

@@ -11,10 +11,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lab.backend import bfdstart
 from lab.backend.daemons import NodeFiles, daemon_json
+from lab.backend.evidence import explain_sessions
 from lab.backend.inspect import (
     ClientAnswer,
     SessionState,
@@ -24,6 +26,7 @@ from lab.backend.inspect import (
     frr_end,
     probe,
     session_states,
+    zebra_missing_addresses,
 )
 from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState, save_state
@@ -50,6 +53,8 @@ class ReadyReport:
     not_announcing: list[str] = field(default_factory=list)
     bfd_down: list[SessionState] = field(default_factory=list)
     routing_settling: bool = False
+    zebra_gaps: dict[str, list[str]] = field(default_factory=dict)
+    evidence: Path | None = None  # where the failed lab's files and views were kept
 
     @property
     def clients_failing(self) -> list[ClientAnswer]:
@@ -61,8 +66,11 @@ class ReadyReport:
             lines.append("processes that died: " + ", ".join(self.dead))
         if self.sessions_down:
             lines.append(f"{len(self.sessions_down)} of {self.sessions_total} BGP sessions not "
-                         "Established: " + ", ".join(f"{s.a}-{s.b} ({s.state})"
-                                                      for s in self.sessions_down[:12]))
+                         "Established:")
+            lines += [f"  {s.a}-{s.b}: {s.why or s.state}" for s in self.sessions_down[:12]]
+        for router, gaps in sorted(self.zebra_gaps.items()):
+            lines.append(f"zebra on {router} lacks addresses its interfaces have: "
+                         + ", ".join(gaps))
         if self.bfd_down:
             lines.append(f"{len(self.bfd_down)} BFD sessions not up: " + ", ".join(
                 f"{s.a}-{s.b} ({s.state})" for s in self.bfd_down[:12]))
@@ -77,6 +85,8 @@ class ReadyReport:
         if failing:
             lines.append("clients without an answer: " + ", ".join(
                 f"{a.client} -> {a.service} ({a.error})" for a in failing[:12]))
+        if self.evidence is not None:
+            lines.append(f"evidence kept in {self.evidence}")
         return "\n".join(lines)
 
 
@@ -209,10 +219,11 @@ def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
         watch.query_now_and_then(bgp_down, bfd_down)
         time.sleep(POLL_INTERVAL_S)
     if not report.ready:  # say what is not ready in the daemons' own words
-        report.sessions_down = [st for st in session_states(state, plan)
-                                if not st.established]
+        report.sessions_down = explain_sessions(state, plan, [
+            st for st in session_states(state, plan) if not st.established])
         report.bfd_down = [st for st in bfd_states(state, plan, list(plan.sessions))
                            if st.state != "up"]
+        report.zebra_gaps = zebra_missing_addresses(state, plan)
     report.elapsed_s = time.monotonic() - started
     return report
 

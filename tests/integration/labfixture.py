@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import labs
+from lab.backend.inspect import zebra_missing_addresses
 from lab.backend.names import lab_namespaces
 from lab.backend.processes import tagged_pids
 
@@ -26,7 +27,8 @@ def running_lab(topology: Path, prefix: str = "it",
     name = unique_lab_name(prefix)
     try:
         result = labs.up(topology, name, lambda _m: None, timeout_s=timeout_s)
-        assert result.report.ready, result.report.explain()
+        assert result.report.ready, result.report.explain()  # names the evidence folder
+        assert zebra_missing_addresses(result.state, result.plan) == {}
         yield result
     finally:
         labs.down(name, force=True)

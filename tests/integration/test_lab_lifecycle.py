@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from lab import labs
+from lab import labs, pipeline
+from lab.backend.evidence import EVIDENCE_VARIABLE
 from lab.backend.inspect import probe
 from lab.backend.names import lab_dir, lab_namespaces
 from lab.backend.processes import tagged_pids
@@ -36,18 +40,80 @@ def _assert_gone(name: str) -> None:
     assert not lab_dir(name).exists()
 
 
-def test_a_daemon_refusing_its_config_removes_everything(tmp_path: Path) -> None:
+@pytest.fixture
+def evidence_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "evidence"
+    monkeypatch.setenv(EVIDENCE_VARIABLE, str(root))
+    return root
+
+
+def _write_topology(folder: Path, doc: dict[str, Any]) -> Path:
+    path = folder / "broken.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_a_daemon_refusing_its_config_removes_everything_and_keeps_evidence(
+        tmp_path: Path, evidence_root: Path) -> None:
     doc = yaml.safe_load(MINI.read_text())
     doc["frr_raw"] = {"spine": ["this is not an frr command"]}
-    broken = tmp_path / "broken.yaml"
-    broken.write_text(yaml.safe_dump(doc))
     name = unique_lab_name("bad")
     try:
-        with pytest.raises(BackendError, match="refused the configuration"):
-            labs.up(broken, name, lambda _m: None, timeout_s=30)
+        with pytest.raises(BackendError, match="refused the configuration") as failure:
+            labs.up(_write_topology(tmp_path, doc), name, lambda _m: None, timeout_s=30)
         _assert_gone(name)
     finally:
         labs.down(name, force=True)
+    kept = re.search(r"evidence kept in (\S+)", str(failure.value))
+    assert kept, str(failure.value)
+    folder = Path(kept.group(1))
+    assert folder.parent == evidence_root
+    assert "refused the configuration" in (folder / "README.txt").read_text()
+    spine = folder / "lab" / "nodes" / "alpha-s1"
+    assert "this is not an frr command" in (spine / "frr.conf").read_text()
+    assert (spine / "bgpd.log").is_file() and (folder / "sessions.json").is_file()
+
+
+def test_an_up_that_is_not_ready_in_time_keeps_evidence_and_removes_the_lab(
+        evidence_root: Path) -> None:
+    name = unique_lab_name("nrd")
+    try:
+        result = labs.up(MINI, name, lambda _m: None, timeout_s=0.5)
+        assert not result.report.ready and not result.kept
+        _assert_gone(name)
+    finally:
+        labs.down(name, force=True)
+    folder = result.report.evidence
+    assert folder is not None and folder.parent == evidence_root
+    assert f"evidence kept in {folder}" in result.report.explain()
+    assert len(json.loads((folder / "sessions.json").read_text())) == len(result.plan.sessions)
+    assert json.loads((folder / "status.json").read_text())["lab"] == name
+    assert {p.stem for p in (folder / "kernel").iterdir()} >= {f"al.{name}.alpha-l1"}
+    assert "show bgp neighbors" in (folder / "frr" / "alpha-l1.txt").read_text()
+
+
+def test_keep_on_failure_leaves_the_lab_up_and_says_why_sessions_are_down(
+        tmp_path: Path, evidence_root: Path) -> None:
+    """A spine that shuts its session to one leaf: the lab never becomes ready, and the
+    report gives the reason in the spine's own words."""
+    plan = pipeline.plan(MINI)
+    session = next(s for s in plan.sessions if s.id == "alpha-s1--alpha-l1")
+    doc = yaml.safe_load(MINI.read_text())
+    doc["sites"][0]["frr_raw"] = {"spine": [f"router bgp {session.a_asn}",
+                                            f" neighbor {session.b_address} shutdown"]}
+    name = unique_lab_name("kof")
+    try:
+        result = labs.up(_write_topology(tmp_path, doc), name, lambda _m: None, timeout_s=12,
+                         keep_on_failure=True)
+        assert not result.report.ready and result.kept
+        assert lab_namespaces(name), "the lab should still be up"
+        explained = result.report.explain()
+        assert re.search(r"alpha-s1-alpha-l1: Idle at alpha-s1, last reset [0-9.]+ s ago: "
+                         r"Admin\. shutdown", explained), explained
+        assert result.report.evidence is not None
+    finally:
+        labs.down(name, force=True)
+    _assert_gone(name)
 
 
 def test_ctrl_c_during_up_removes_everything() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from lab import labs
+from lab.backend.inspect import zebra_missing_addresses
 from lab.backend.names import NETNS_DIR, lab_dir, lab_namespaces, netns_prefix
 from lab.backend.processes import tagged_pids
 from lab.backend.state import load_state
@@ -137,6 +138,8 @@ def test_twenty_up_down_cycles_leak_nothing() -> None:
         for cycle in range(CYCLES):
             result = labs.up(MINI, name, lambda _m: None, timeout_s=90)
             assert result.report.ready, f"cycle {cycle}: {result.report.explain()}"
+            # zebra knows every address (it once lost those added while it started)
+            assert zebra_missing_addresses(result.state, result.plan) == {}, f"cycle {cycle}"
             assert host_link_names() - links_before == set(), f"cycle {cycle}: host links"
             assert len(netns_mounts(name)) == len(lab_namespaces(name)) > 0
             report = labs.down(name)
@@ -304,6 +307,7 @@ def test_ctrl_c_during_a_run_keeps_the_run_and_undoes_the_faults(
             reader.join(timeout=10)
     _, meta, events, summary = read_run(tmp_path)
     assert meta["complete"] is False and meta["interrupted"] is True
+    assert meta["evidence"] is None  # interrupted on purpose: nothing failed
     assert summary["complete"] is False
     undone = [e for e in events if e["source"] == "injector" and e["kind"] == "undo"]
     assert {e["fault"] for e in undone} == {"node-crash", "link-blackhole"}, undone
@@ -331,7 +335,12 @@ def test_a_daemon_dying_during_a_run_marks_the_trial_invalid(
     result = run_scenario(RunOptions(NODE_CRASH, keep_lab=True, name=lab, runs_root=tmp_path),
                           progress)
     assert killed == [bgpd.pid]
-    _, _, events, summary = read_run(tmp_path)
+    run_dir, meta, events, summary = read_run(tmp_path)
+    # the invalid run keeps the lab's evidence, the dead daemon's log included
+    assert meta["evidence"] == "evidence"
+    readme = (run_dir / "evidence" / "README.txt").read_text()
+    assert f"bgpd on beta-l2 (pid {bgpd.pid}) died outside the scenario" in readme
+    assert (run_dir / "evidence" / "lab" / "nodes" / "beta-l2" / "bgpd.log").is_file()
     died = [e for e in events if e["source"] == "runner" and e["kind"] == "daemon_died"]
     assert [(e["node"], e["daemon"], e["pid"]) for e in died] == [("beta-l2", "bgpd",
                                                                     bgpd.pid)]
