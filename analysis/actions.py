@@ -2,7 +2,7 @@
 
 A fault's window runs from its instant to the next injector action of the trial (strictly
 later) or to the trial end; its undo opens a *reversion* window bounded the same way. This is
-the runner's own rule (lab/metrics_windows.py), so the figures here and summary.json measure
+the runner's own rule (lab/measure/metrics/windows.py), so the figures here and summary.json measure
 the same stretch of time. A trial is also cut into *phases* for catchment: before the first
 action, then one phase per action.
 """

@@ -28,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import labs  # noqa: E402
+from lab.backend import labs  # noqa: E402
 
 MINI = REPO / "topologies" / "two-sites-mini.yaml"
 CONDITIONS = ("quiet", "second-lab", "busy-core")
@@ -38,7 +38,7 @@ SECOND_LAB_LOOP = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from lab import labs
+from lab.backend import labs
 topology, name, stop = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 while not stop.exists():
     try:

@@ -22,7 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import labs  # noqa: E402
+from lab.backend import labs  # noqa: E402
 from lab.backend.processes import is_alive  # noqa: E402
 from lab.backend.state import LabState  # noqa: E402
 

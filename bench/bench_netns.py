@@ -6,10 +6,10 @@ The graph is a lab's shape from its plan: every node a namespace, every plan lin
 with the plan's address on each end, every interface (and lo) up; no daemons, no bridges, no
 sysctls. Built two ways, alternating repeat by repeat so load drifts hit both alike:
 
-- ours, as lab/backend/deploy.py does it: one ``ip -batch`` for the namespaces, then one
-  ``python -m lab.backend.nsworker`` applying a NetworkSpec over netlink (the worker's start-up
-  is included: it is part of every `anylab up`); teardown is one ``ip -force -batch`` of
-  ``netns del`` (the veths go with their namespaces), as lab/backend/teardown.py does;
+- ours, as lab/backend/netns/deploy.py does it: one ``ip -batch`` for the namespaces, then one
+  ``python -m lab.backend.netns.nsworker`` applying a NetworkSpec over netlink (the worker's
+  start-up is included: it is part of every `anylab up`); teardown is one ``ip -force -batch`` of
+  ``netns del`` (the veths go with their namespaces), as lab/backend/netns/teardown.py does;
 - Mininet (Debian's package, run by /usr/bin/python3 in bench/mininet_graph.py): ``addHost``
   per node (a shell in its own namespace), ``addLink`` per link with ``params{1,2}={"ip"}``,
   ``build()``; teardown is ``net.stop()``. Only the API calls are timed (not the interpreter
@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lab import pipeline  # noqa: E402
-from lab.backend.names import lab_namespaces, netns_name  # noqa: E402
-from lab.backend.netspec import AddressSpec, NetworkSpec, VethSpec  # noqa: E402
+from lab.backend.netns.names import lab_namespaces, netns_name  # noqa: E402
+from lab.backend.netns.netspec import AddressSpec, NetworkSpec, VethSpec  # noqa: E402
 from lab.proc import run  # noqa: E402
 
 MININET_PYTHON = "/usr/bin/python3"
@@ -70,7 +70,7 @@ def ours_once(graph: dict[str, Any]) -> dict[str, float]:
         run(["ip", "-batch", "-"], input_text="".join(f"netns add {n}\n" for n in names),
             timeout=300)
         namespaces_s = time.monotonic() - started
-        result = run([sys.executable, "-m", "lab.backend.nsworker"], input_text=payload,
+        result = run([sys.executable, "-m", "lab.backend.netns.nsworker"], input_text=payload,
                      timeout=600, check=False)
         build_s = time.monotonic() - started
         if '"ok": true' not in result.stdout:

@@ -26,8 +26,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import labs  # noqa: E402
-from lab.runner import RunOptions, run_scenario  # noqa: E402
+from lab.backend import labs  # noqa: E402
+from lab.run.runner import RunOptions, run_scenario  # noqa: E402
 
 SCENARIOS = {  # figure -> (scenario file, which lab)
     "bfd_outage_ms": ("node-crash-bfd.yaml", "a"),

@@ -1,8 +1,8 @@
 """Benchmark of the UDP prober: highest sustainable rate and CPU use, printed as JSON.
 
 Needs root; builds its own world of namespaces (prefix ``albench-``): N clients behind one
-router that spreads the VIP over 2 servers (ECMP), each server a real ``lab.server`` (Python)
-answering 1-2 UDP services. One C prober per client probes every service at the rate under
+router that spreads the VIP over 2 servers (ECMP), each server a real ``lab.apps.server``
+(Python) answering 1-2 UDP services. One C prober per client probes every service at the rate under
 test for ``--seconds``; the first ``--warmup`` seconds are left out ("steady state").
 
 - ``prober_max_hz``: highest per-client probe rate (probes per second per service and flow)
@@ -37,11 +37,11 @@ import pandas as pd
 
 from lab.backend.processes import stop_pids
 from lab.backend.state import ProcessRecord
-from lab.probe.build import ensure_prober_built
-from lab.probe.tcpflows import start_tcp_flows
-from lab.probe.tcpspec import TcpFlowSpec, TcpFlowsSpec, write_tcp_flows_spec
-from lab.probe.udp import ProbeTarget, load_udp_probes, start_udp_prober
-from lab.probe.world import SERVICES, ProbeWorld, probe_world
+from lab.measure.probe.build import ensure_prober_built
+from lab.measure.probe.tcpflows import start_tcp_flows
+from lab.measure.probe.tcpspec import TcpFlowSpec, TcpFlowsSpec, write_tcp_flows_spec
+from lab.measure.probe.udp import ProbeTarget, load_udp_probes, start_udp_prober
+from tests.integration.probeworld import SERVICES, ProbeWorld, probe_world
 
 LOSS_LIMIT = 0.001
 
@@ -71,8 +71,9 @@ def run_rate(world: ProbeWorld, workdir: Path, rate: int, args: argparse.Namespa
     servers = [r.pid for r in world.processes.values()]
     try:
         for i, client in enumerate(world.clients):
-            records.append(start_udp_prober(world.lab, f"c{i}", client, targets, interval_ms,
-                                            args.flows, outs[i], logs[i], binary=binary))
+            records.append(start_udp_prober(world.spawn_in(client, f"c{i}", "prober"), f"c{i}",
+                                            targets, interval_ms, args.flows, outs[i], logs[i],
+                                            binary=binary))
         time.sleep(args.warmup)
         cpu0 = [cpu_seconds(r.pid) for r in records]
         srv0 = [cpu_seconds(p) for p in servers]
@@ -118,7 +119,7 @@ def run_tcp_flows(world: ProbeWorld, workdir: Path, per_client: int,
                   for i, ns in enumerate(world.clients) for k in range(per_client))
     spec = write_tcp_flows_spec(TcpFlowsSpec(lab=world.lab, flows=flows, events=events),
                                 workdir / "tcp.json")
-    record = start_tcp_flows(world.lab, spec, workdir / "tcp.log")
+    record = start_tcp_flows(world.spawn_outside("tcpflows"), spec, workdir / "tcp.log")
     try:
         time.sleep(1.0)
         cpu0, t0 = cpu_seconds(record.pid), time.monotonic()

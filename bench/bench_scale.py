@@ -18,7 +18,7 @@ neighbour table before and at the end (one ARP table for all namespaces: its ``g
 limit stops big labs), and when the lab is not ready, what the node agents report (pods
 ready, VIPs, errors).
 
-Labs install permanent neighbour entries (lab/backend/netspec.py), which that limit does not
+Labs install permanent neighbour entries (lab/backend/netns/netspec.py), which that limit does not
 count; a lab built before that change filled the shared table and stalled. The lab still
 loads the machine heavily: do not run it beside other lab work.
 """
@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_lab import memory_by_node, pss_mb, rss_mb  # noqa: E402
 
-from lab import labs  # noqa: E402
+from lab.backend import labs  # noqa: E402
 from lab.backend.ready import ReadyReport  # noqa: E402
-from lab.plan import LabPlan, Role  # noqa: E402
+from lab.plan.model import LabPlan, Role  # noqa: E402
 from lab.proc import run  # noqa: E402
 
 GOAL_UP_S = 90.0

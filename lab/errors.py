@@ -1,6 +1,18 @@
 """The exception tree of anycast-lab and the input-issue record used by every validator.
 
-Library code raises; only ``lab.cli`` prints and chooses exit codes.
+Library code raises; only ``lab.cli.main`` prints and chooses exit codes. The tree::
+
+    LabError
+    ├── InputError            a user's file is wrong (every issue, with file:line and hint)
+    │   ├── TopologyError
+    │   └── ScenarioError
+    ├── BackendError          a lab could not be built, changed, inspected or removed
+    │   └── RecorderError     the FIB recorder could not start or its output is unusable
+    ├── CommandError          an external command failed (argv, exit code, output)
+    ├── ImpairmentError       a link's delay/loss/rate could not be set or read
+    ├── ProbeError            a prober could not be built, started or read
+    ├── MetricsError          recorded data do not make the figures
+    └── NamespaceError        a network namespace could not be opened or entered (an OSError too)
 """
 
 from __future__ import annotations
@@ -73,3 +85,28 @@ class CommandError(LabError):
         detail = (stderr or stdout).strip()
         suffix = f": {detail}" if detail else ""
         super().__init__(f"command {' '.join(self.argv)!r} {status}{suffix}")
+
+
+class RecorderError(BackendError):
+    """The FIB recorder could not start, or its spec or output is unusable."""
+
+
+class ImpairmentError(LabError):
+    """A link could not be created, changed, read or removed by an impairment driver."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProbeError(LabError):
+    """A prober could not be built, started or read (message says which and why)."""
+
+
+class MetricsError(LabError):
+    """Recorded data cannot give the figures (missing columns, no events, ...)."""
+
+
+class NamespaceError(LabError, OSError):
+    """A network namespace could not be opened, entered or left. Also an OSError: the
+    programs that run inside a lab treat it as the system failure it is."""

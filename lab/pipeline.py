@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.model import Topology
-from lab.plan import LabPlan
-from lab.planner import build_plan
-from lab.render import RenderedLab, render_lab
-from lab.validate import load_topology
+from lab.plan.model import LabPlan
+from lab.plan.planner import build_plan
+from lab.render.configs import RenderedLab, render_lab
+from lab.topology.model import Topology
+from lab.topology.validate import load_topology
 
 
 def load(path: Path) -> Topology:

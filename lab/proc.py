@@ -73,6 +73,10 @@ class Background:
     def pid(self) -> int:
         return self._proc.pid
 
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
     def finish(self, timeout: float = DEFAULT_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         """Wait for the command; raise CommandError (after killing it) on timeout."""
         try:

@@ -1,19 +1,35 @@
-"""Backends build and remove labs. ``netns`` (default) runs everything on this machine."""
+"""Backends build, change and remove labs; every operation on a lab or one of its nodes goes
+through the protocol in ``lab.backend.protocol``. ``netns`` (the default) runs a lab as
+network namespaces on this machine; ``lab.backend.fake`` stands in for it in unit tests.
+``labs`` is the life cycle the CLI and the runner use (up, down, status, list); the other
+modules here are shared by every backend (state, names, processes, readiness, evidence).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from lab.errors import BackendError
 
 if TYPE_CHECKING:
-    from lab.backend.base import Backend, NetnsBackend
+    from lab.backend.protocol import Backend
 
-__all__ = ["Backend", "NetnsBackend"]
+DEFAULT_BACKEND = "netns"
+# name -> "module:class"; imported on first use (the netlink worker imports this package)
+BACKENDS = {"netns": "lab.backend.netns.backend:NetnsBackend",
+            "fake": "lab.backend.fake:FakeBackend"}
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy: the netlink worker imports lab.backend.netspec and should not pay for the rest.
-    if name in __all__:
-        from lab.backend import base
+def backend_named(name: str) -> Backend:
+    """The backend called ``name`` (as a lab's state records it)."""
+    try:
+        module, cls = BACKENDS[name].split(":")
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}"
+                           ) from None
+    backend: Backend = getattr(import_module(module), cls)()
+    return backend
 
-        return getattr(base, name)
-    raise AttributeError(name)
+
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "backend_named"]

@@ -22,8 +22,8 @@ from typing import Any
 from lab.backend.daemons import NodeFiles, daemon_json
 from lab.backend.vty import vty_commands
 from lab.errors import BackendError
-from lab.plan import LabPlan, SessionPlan
-from lab.render import frr_daemons
+from lab.plan.model import LabPlan, SessionPlan
+from lab.render.configs import frr_daemons
 
 
 @dataclass(frozen=True)

@@ -23,18 +23,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab.backend.daemons import NodeFiles
 from lab.backend.inspect import SessionState, frr_end
-from lab.backend.names import lab_dir, lab_namespaces
-from lab.backend.runtime_specs import node_dir
+from lab.backend.names import lab_dir
 from lab.backend.state import LabState
 from lab.backend.vty import vty_commands
 from lab.errors import LabError
-from lab.plan import LabPlan, SessionPlan
-from lab.proc import run
-from lab.render import frr_daemons
+from lab.plan.model import LabPlan, SessionPlan
+from lab.render.configs import frr_daemons
+
+if TYPE_CHECKING:
+    from lab.backend.protocol import Backend
 
 EVIDENCE_VARIABLE = "ANYLAB_EVIDENCE_DIR"
 DEFAULT_ROOT = Path("/var/tmp/anylab/evidence")
@@ -45,7 +45,6 @@ ROUTER_QUERIES = {
     "bgpd": ["show bgp summary", "show bgp neighbors", "show bgp ipv4 unicast"],
     "bfdd": ["show bfd peers"],
 }
-KERNEL_QUERIES = "link show\naddress show\nroute show\nneigh show\n"
 QUERY_TIMEOUT_S = 3.0  # a daemon that is stopped or stuck must not hold the evidence up
 NEIGHBOR_FIELDS = ("bgpState", "lastResetDueTo", "lastResetTimerMsecs", "lastErrorCodeSubcode",
                    "connectionsEstablished", "connectionsDropped", "bgpTimerUpMsec",
@@ -71,11 +70,12 @@ def new_evidence_dir(lab: str, what: str, root: Path | None = None) -> Path:
 # ------------------------------------------------------------------ sessions, in the daemons' words
 
 
-def neighbor_details(state: LabState, routers: list[str]) -> dict[str, dict[str, Any]]:
+def neighbor_details(backend: Backend, state: LabState,
+                     routers: list[str]) -> dict[str, dict[str, Any]]:
     """Router -> peer address -> what its bgpd says of the session (the fields above)."""
 
     def ask(router: str) -> tuple[str, dict[str, Any]]:
-        files = NodeFiles(node_dir(state.directory, router))
+        files = backend.router_files(state, router)
         try:
             data = json.loads(vty_commands(files.vty_socket("bgpd"),
                                            ["enable", "show bgp neighbors json"],
@@ -110,12 +110,13 @@ def describe_neighbor(router: str, info: dict[str, Any] | None) -> str:
     return text
 
 
-def session_reasons(state: LabState, plan: LabPlan,
+def session_reasons(backend: Backend, state: LabState, plan: LabPlan,
                     sessions: list[SessionPlan]) -> dict[str, str]:
     """Session id -> why it is down as its FRR ends describe it (both ends where both run
     FRR: the two often disagree, and the disagreement is the clue)."""
     ends = {s.id: _frr_ends(plan, s) for s in sessions}
-    details = neighbor_details(state, [r for pairs in ends.values() for r, _ in pairs])
+    details = neighbor_details(backend, state,
+                               [r for pairs in ends.values() for r, _ in pairs])
     reasons = {}
     for session in sessions:
         parts = []
@@ -127,13 +128,13 @@ def session_reasons(state: LabState, plan: LabPlan,
     return reasons
 
 
-def explain_sessions(state: LabState, plan: LabPlan,
+def explain_sessions(backend: Backend, state: LabState, plan: LabPlan,
                      down: list[SessionState]) -> list[SessionState]:
     """``down`` with what the daemons at their ends say of each (state, last reset, why)."""
     if not down:
         return down
     by_id = {s.id: s for s in plan.sessions}
-    reasons = session_reasons(state, plan, [by_id[st.session] for st in down])
+    reasons = session_reasons(backend, state, plan, [by_id[st.session] for st in down])
     return [dataclasses.replace(st, why=reasons.get(st.session, "")) for st in down]
 
 
@@ -152,17 +153,20 @@ def _frr_ends(plan: LabPlan, session: SessionPlan) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------ keeping it
 
 
-def keep_evidence(state: LabState, plan: LabPlan | None, folder: Path, why: str,
-                  status: Callable[[], dict[str, Any]] | None = None) -> Path:
+def keep_evidence(backend: Backend, state: LabState, plan: LabPlan | None, folder: Path,
+                  why: str, status: Callable[[], dict[str, Any]] | None = None,
+                  kernel: dict[str, str] | None = None) -> Path:
     """Copy the lab's files into ``folder`` and add what the running lab says of itself;
-    ``why`` (what failed, in words) heads the README. Returns ``folder``."""
+    ``why`` (what failed, in words) heads the README; ``kernel``: the backend's view of each
+    node's kernel networking (links, addresses, routes, neighbours). Returns ``folder``."""
     notes: list[str] = []
     _copy_state_directory(state.lab, folder / "lab", notes)
     if plan is not None:
-        _save(folder / "sessions.json", lambda: _sessions_document(state, plan), notes)
+        _save(folder / "sessions.json", lambda: _sessions_document(backend, state, plan), notes)
         _save_text_per(folder / "frr", _frr_routers(plan),
-                       lambda r: _router_view(state, plan, r), notes)
-    _save_text_per(folder / "kernel", lab_namespaces(state.lab), _kernel_view, notes)
+                       lambda r: _router_view(backend, state, plan, r), notes)
+    for name, text in (kernel or {}).items():
+        _write(folder / "kernel" / f"{name}.txt", text)
     if status is not None:
         _save(folder / "status.json", status, notes)
     _write_readme(folder, state, why, notes)
@@ -196,12 +200,13 @@ def _copy_state_directory(lab: str, target: Path, notes: list[str]) -> None:
         notes.append(f"cannot copy {source}: {exc}")
 
 
-def _sessions_document(state: LabState, plan: LabPlan) -> list[dict[str, Any]]:
+def _sessions_document(backend: Backend, state: LabState,
+                       plan: LabPlan) -> list[dict[str, Any]]:
     from lab.backend.inspect import session_states
 
-    states = {s.session: s.state for s in session_states(state, plan)}
+    states = {s.session: s.state for s in session_states(backend, state, plan)}
     sessions = list(plan.sessions)
-    reasons = session_reasons(state, plan, sessions)
+    reasons = session_reasons(backend, state, plan, sessions)
     return [{"session": s.id, "a": s.a, "b": s.b, "state": states.get(s.id),
              "why": reasons.get(s.id)} for s in sessions]
 
@@ -210,8 +215,8 @@ def _frr_routers(plan: LabPlan) -> list[str]:
     return [n.name for n in plan.nodes if frr_daemons(n)]
 
 
-def _router_view(state: LabState, plan: LabPlan, router: str) -> str:
-    files = NodeFiles(node_dir(state.directory, router))
+def _router_view(backend: Backend, state: LabState, plan: LabPlan, router: str) -> str:
+    files = backend.router_files(state, router)
     out = []
     for daemon in frr_daemons(plan.node(router)):
         for command in ROUTER_QUERIES.get(daemon, []):
@@ -222,15 +227,6 @@ def _router_view(state: LabState, plan: LabPlan, router: str) -> str:
                 text = f"(no answer: {exc})\n"
             out.append(f"### {daemon}: {command}\n{text}")
     return "\n".join(out)
-
-
-def _kernel_view(namespace: str) -> str:
-    try:
-        result = run(["ip", "-n", namespace, "-batch", "-"], input_text=KERNEL_QUERIES,
-                     timeout=20, check=False)
-    except LabError as exc:
-        return f"(cannot read: {exc})\n"
-    return result.stdout + result.stderr
 
 
 def _save(path: Path, produce: Callable[[], Any], notes: list[str]) -> None:
@@ -267,7 +263,7 @@ def _write_readme(folder: Path, state: LabState, why: str, notes: list[str]) -> 
              "               its configuration files and daemon logs (nodes/NODE/)",
              "sessions.json  every BGP session: state and why, from the daemons of its ends",
              "frr/ROUTER.txt what each FRR router says: interfaces, routes, BGP, BFD",
-             "kernel/NS.txt  each namespace's links, addresses, routes, neighbour entries",
+             "kernel/NS.txt  each node's links, addresses, routes, neighbour entries",
              "status.json    `anylab status --json` at the time"]
     if notes:
         lines += ["", "Not collected:", *(f"- {note}" for note in notes)]

@@ -15,19 +15,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab import naming
 from lab.backend.bfdstart import bfd_peer_states
 from lab.backend.daemons import NodeFiles, bgp_peer_states, daemon_json
-from lab.backend.names import netns_name
 from lab.backend.processes import is_alive
 from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState
 from lab.errors import BackendError
-from lab.impair.namespaces import socket_in_netns
-from lab.plan import LabPlan, NodePlan, Role, ServicePlan, SessionPlan
-from lab.render import frr_daemons
+from lab.netns import socket_at
+from lab.plan import naming
+from lab.plan.model import LabPlan, NodePlan, Role, ServicePlan, SessionPlan
+from lab.render.configs import frr_daemons
+
+if TYPE_CHECKING:
+    from lab.backend.protocol import Backend
 
 PROBE_TIMEOUT_S = 1.0
 
@@ -64,21 +66,22 @@ def frr_end(plan: LabPlan, session: SessionPlan) -> tuple[str, str]:
     return session.b, str(session.a_address)
 
 
-def session_states(state: LabState, plan: LabPlan,
+def session_states(backend: Backend, state: LabState, plan: LabPlan,
                    only: list[SessionPlan] | None = None) -> list[SessionState]:
     """BGP state of sessions, from the bgpd of their FRR end ("Established" when up)."""
     sessions = only if only is not None else list(plan.sessions)
-    return _states_at_frr_ends(state, plan, sessions, bgp_peer_states, "Down")
+    return _states_at_frr_ends(backend, state, plan, sessions, bgp_peer_states, "Down")
 
 
-def bfd_states(state: LabState, plan: LabPlan,
+def bfd_states(backend: Backend, state: LabState, plan: LabPlan,
                sessions: list[SessionPlan]) -> list[SessionState]:
     """BFD state of sessions that run BFD, from the bfdd of their FRR end ("up" when up)."""
     with_bfd = [s for s in sessions if s.timers.bfd is not None]
-    return _states_at_frr_ends(state, plan, with_bfd, bfd_peer_states, "absent")
+    return _states_at_frr_ends(backend, state, plan, with_bfd, bfd_peer_states, "absent")
 
 
-def _states_at_frr_ends(state: LabState, plan: LabPlan, sessions: list[SessionPlan],
+def _states_at_frr_ends(backend: Backend, state: LabState, plan: LabPlan,
+                        sessions: list[SessionPlan],
                         query: Callable[[NodeFiles], dict[str, str]],
                         missing: str) -> list[SessionState]:
     """Ask each router once (``query``: peer address -> state); ``missing`` for peers it
@@ -86,7 +89,7 @@ def _states_at_frr_ends(state: LabState, plan: LabPlan, sessions: list[SessionPl
 
     def peers(router: str) -> tuple[str, dict[str, str]]:
         try:
-            return router, query(NodeFiles(node_dir(state.directory, router)))
+            return router, query(backend.router_files(state, router))
         except BackendError:
             return router, {}
 
@@ -109,12 +112,12 @@ def _identity(payload: bytes, sent: bytes) -> dict[str, Any]:
     return data
 
 
-def probe(lab: str, client: str, service: ServicePlan,
+def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
           timeout_s: float = PROBE_TIMEOUT_S) -> ClientAnswer:
     """One request from the client's namespace to the service VIP."""
     kind = socket.SOCK_DGRAM if service.protocol == "udp" else socket.SOCK_STREAM
     try:
-        sock = socket_in_netns(netns_name(lab, client), socket.AF_INET, kind)
+        sock = socket_at(backend.netns_path(state, client), socket.AF_INET, kind)
     except Exception as exc:  # the namespace may be gone: report, don't crash status
         return ClientAnswer(client, service.name, None, None, None, None, str(exc))
     try:
@@ -151,9 +154,9 @@ def _read_line(sock: socket.socket) -> bytes:
     return data
 
 
-def probe_all(lab: str, plan: LabPlan) -> list[ClientAnswer]:
+def probe_all(backend: Backend, state: LabState, plan: LabPlan) -> list[ClientAnswer]:
     # One at a time: parallel probes in one Python process would add GIL waits to the RTTs.
-    return [probe(lab, c.name, s) for c in plan.nodes_with_role(Role.CLIENT)
+    return [probe(backend, state, c.name, s) for c in plan.nodes_with_role(Role.CLIENT)
             for s in plan.services]
 
 
@@ -178,12 +181,12 @@ def announcements(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
     return result
 
 
-def status_document(state: LabState, plan: LabPlan) -> dict[str, Any]:
+def status_document(backend: Backend, state: LabState, plan: LabPlan) -> dict[str, Any]:
     from lab.backend.evidence import explain_sessions
 
-    sessions = session_states(state, plan)
-    down = explain_sessions(state, plan, [s for s in sessions if not s.established])
-    answers = probe_all(state.lab, plan)
+    sessions = session_states(backend, state, plan)
+    down = explain_sessions(backend, state, plan, [s for s in sessions if not s.established])
+    answers = probe_all(backend, state, plan)
     alive, dead = daemons_alive(state)
     established = sum(s.established for s in sessions)
     ready = (established == len(sessions) and not dead
@@ -210,14 +213,15 @@ def planned_addresses(node: NodePlan) -> set[str]:
     return found
 
 
-def zebra_missing_addresses(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
+def zebra_missing_addresses(backend: Backend, state: LabState,
+                            plan: LabPlan) -> dict[str, list[str]]:
     """Router -> the planned addresses its zebra does not know (FRR 8.4's zebra can lose
-    addresses added while it starts; lab.backend.nsworker). A router whose zebra does not
+    addresses added while it starts; lab.backend.netns.nsworker). A router whose zebra does not
     answer is left out: that is reported as a dead or silent daemon elsewhere."""
 
     def missing(node: NodePlan) -> tuple[str, list[str]]:
         try:
-            data = daemon_json(NodeFiles(node_dir(state.directory, node.name)), "zebra",
+            data = daemon_json(backend.router_files(state, node.name), "zebra",
                                "show interface json")
         except BackendError:
             return node.name, []

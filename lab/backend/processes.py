@@ -1,5 +1,6 @@
-"""Processes of a lab: started inside a namespace with the lab's tag, found by PID or tag,
-stopped precisely (never by name)."""
+"""Processes of a lab: started with the lab's tag, found by PID or tag, stopped precisely
+(never by name). Where a process runs (which node) is the backend's business: it hands
+``launch`` the full command (``Backend.spawn``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from lab.backend.names import NETNS_DIR, TAG_VARIABLE, tag_environment
+from lab.backend.names import TAG_VARIABLE, tag_environment
 from lab.backend.state import PRIVATE_UMASK, ProcessRecord
 from lab.errors import BackendError
 
-NSENTER = "/usr/bin/nsenter"
+# Starts a command where it must run (a node, or the machine), tagged with the lab, its output
+# appended to the log: what the measurement programs are given (Backend.spawn with the place
+# and kind filled in), so that they know nothing of where nodes live.
+Spawn = Callable[[Sequence[str], Path], ProcessRecord]
 # Popen objects of processes this Python process started, so they can be reaped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -39,18 +43,16 @@ def is_alive(record: ProcessRecord) -> bool:
     return start_ticks(record.pid) == record.start_ticks
 
 
-def spawn(lab: str, node: str, kind: str, argv: Sequence[str], netns: str | None,
-          log_path: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
-    """Start ``argv`` in namespace ``netns`` (None: the caller's), tagged with the lab."""
-    command = list(argv)
-    if netns is not None:
-        command = [NSENTER, f"--net={NETNS_DIR / netns}", "--", *command]
+def launch(lab: str, node: str, kind: str, argv: Sequence[str], log_path: Path,
+           extra_env: dict[str, str] | None = None) -> ProcessRecord:
+    """Start ``argv`` as it is, tagged with the lab (and the node it belongs to), its output
+    appended to ``log_path``; in a session of its own, with the lab's private umask."""
     env = tag_environment(lab, node)
     env.update(extra_env or {})
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fd,
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fd,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                 close_fds=True, umask=PRIVATE_UMASK)
     except OSError as exc:

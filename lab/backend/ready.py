@@ -12,10 +12,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.backend import bfdstart
-from lab.backend.daemons import NodeFiles, daemon_json
+from lab.backend.daemons import daemon_json
 from lab.backend.evidence import explain_sessions
 from lab.backend.inspect import (
     ClientAnswer,
@@ -28,12 +28,14 @@ from lab.backend.inspect import (
     session_states,
     zebra_missing_addresses,
 )
-from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState, save_state
 from lab.errors import BackendError
-from lab.plan import LabPlan, Role, SessionPlan
-from lab.recorder.frrlog import LogStates
-from lab.render import frr_daemons
+from lab.measure.recorder.frrlog import LogStates
+from lab.plan.model import LabPlan, Role, SessionPlan
+from lab.render.configs import frr_daemons
+
+if TYPE_CHECKING:
+    from lab.backend.protocol import Backend
 
 POLL_INTERVAL_S = 0.1  # a round reads log files and status files: cheap
 AUTHORITY_INTERVAL_S = 5.0  # how often the daemons are asked about sessions the logs show down
@@ -108,11 +110,12 @@ class _SessionWatch:
     with a query to the daemons now and then as the authority for what the logs do not show
     (a configuration without neighbor-change logging, say)."""
 
-    def __init__(self, state: LabState, plan: LabPlan) -> None:
+    def __init__(self, backend: Backend, state: LabState, plan: LabPlan) -> None:
+        self.backend = backend
         self.state = state
         self.plan = plan
         self.ends = {s.id: frr_end(plan, s) for s in plan.sessions}
-        self.logs = {router: LogStates(NodeFiles(node_dir(state.directory, router)).log("frr"))
+        self.logs = {router: LogStates(backend.router_files(state, router).log("frr"))
                      for router, _ in self.ends.values()}
         self.confirmed_bgp: set[str] = set()
         self.confirmed_bfd: set[str] = set()
@@ -137,10 +140,10 @@ class _SessionWatch:
         self.last_query = time.monotonic()
         if bgp_down:
             self.confirmed_bgp |= {st.session for st in session_states(
-                self.state, self.plan, only=bgp_down) if st.established}
+                self.backend, self.state, self.plan, only=bgp_down) if st.established}
         if bfd_down:
             self.confirmed_bfd |= {st.session for st in bfd_states(
-                self.state, self.plan, bfd_down) if st.state == "up"}
+                self.backend, self.state, self.plan, bfd_down) if st.state == "up"}
 
 
 class _RoutingQuiet:
@@ -150,8 +153,8 @@ class _RoutingQuiet:
     FRR's update-group coalesce time (a new session's first updates wait that long, so a
     table can look quiet while routes are still on their way)."""
 
-    def __init__(self, state: LabState, plan: LabPlan) -> None:
-        self.files = [NodeFiles(node_dir(state.directory, n.name)) for n in plan.nodes
+    def __init__(self, backend: Backend, state: LabState, plan: LabPlan) -> None:
+        self.files = [backend.router_files(state, n.name) for n in plan.nodes
                       if "bgpd" in frr_daemons(n)]
         slowest_ms = max((link.impairment.delay_ms + link.impairment.jitter_ms
                           for link in plan.links), default=0.0)
@@ -177,12 +180,12 @@ class _RoutingQuiet:
         return youngest_s >= COALESCE_S and now - self.changed_at >= self.quiet_s
 
 
-def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
+def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: float,
                progress: Callable[[str], None]) -> ReadyReport:
     started = time.monotonic()
     progress = _changes_only(progress)
-    watch = _SessionWatch(state, plan)
-    routing = _RoutingQuiet(state, plan)
+    watch = _SessionWatch(backend, state, plan)
+    routing = _RoutingQuiet(backend, state, plan)
     report = ReadyReport(False, 0.0, len(plan.sessions))
     good: dict[tuple[str, str], ClientAnswer] = {}
     answered_at = 0.0
@@ -194,7 +197,7 @@ def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
         bgp_down = [s for s in plan.sessions if not watch.bgp_up(s)]
         progress(f"BGP sessions established: {len(plan.sessions) - len(bgp_down)}"
                  f"/{len(plan.sessions)}")
-        _switch_bfd_on(state, plan, {s.id for s in bgp_down})
+        _switch_bfd_on(backend, state, plan, {s.id for s in bgp_down})
         bfd_all = [s for s in plan.sessions if s.timers.bfd is not None]
         bfd_down = [s for s in bfd_all if not watch.bfd_up(s)]
         if not bgp_down and bfd_all:
@@ -206,7 +209,7 @@ def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
             if routing.changed_at > answered_at:
                 good.clear()  # taken before routing last changed
             answered_at = time.monotonic()
-            report.answers = _probe_until_answered(state, plan, good)
+            report.answers = _probe_until_answered(backend, state, plan, good)
             progress(f"clients answered: {len(good)}/{len(report.answers)}")
         elif report.routing_settling:
             report.answers = []  # answers count only when taken after routing settled
@@ -219,11 +222,11 @@ def wait_ready(state: LabState, plan: LabPlan, timeout_s: float,
         watch.query_now_and_then(bgp_down, bfd_down)
         time.sleep(POLL_INTERVAL_S)
     if not report.ready:  # say what is not ready in the daemons' own words
-        report.sessions_down = explain_sessions(state, plan, [
-            st for st in session_states(state, plan) if not st.established])
-        report.bfd_down = [st for st in bfd_states(state, plan, list(plan.sessions))
+        report.sessions_down = explain_sessions(backend, state, plan, [
+            st for st in session_states(backend, state, plan) if not st.established])
+        report.bfd_down = [st for st in bfd_states(backend, state, plan, list(plan.sessions))
                            if st.state != "up"]
-        report.zebra_gaps = zebra_missing_addresses(state, plan)
+        report.zebra_gaps = zebra_missing_addresses(backend, state, plan)
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -242,7 +245,7 @@ def _changes_only(progress: Callable[[str], None]) -> Callable[[str], None]:
     return report
 
 
-def _probe_until_answered(state: LabState, plan: LabPlan,
+def _probe_until_answered(backend: Backend, state: LabState, plan: LabPlan,
                           good: dict[tuple[str, str], ClientAnswer]) -> list[ClientAnswer]:
     """Probe the clients not answered yet, all at once (a round lasts one probe timeout at
     most, however many clients are still waiting for routes); an answer once received is
@@ -250,8 +253,8 @@ def _probe_until_answered(state: LabState, plan: LabPlan,
     keys = [(c.name, s) for c in plan.nodes_with_role(Role.CLIENT) for s in plan.services]
     todo = [(client, service) for client, service in keys if (client, service.name) not in good]
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), 16))) as pool:
-        fresh = list(pool.map(lambda job: probe(state.lab, job[0], job[1], PROBE_TIMEOUT_S),
-                              todo))
+        fresh = list(pool.map(lambda job: probe(backend, state, job[0], job[1],
+                                                PROBE_TIMEOUT_S), todo))
     for answer in fresh:
         if answer.site is not None:
             good[(answer.client, answer.service)] = answer
@@ -259,7 +262,8 @@ def _probe_until_answered(state: LabState, plan: LabPlan,
     return [good.get((c, s.name)) or by_key[(c, s.name)] for c, s in keys]
 
 
-def _switch_bfd_on(state: LabState, plan: LabPlan, not_established: set[str]) -> None:
+def _switch_bfd_on(backend: Backend, state: LabState, plan: LabPlan,
+                   not_established: set[str]) -> None:
     """BFD on for the sessions that came up since the last poll (see lab.backend.bfdstart)."""
     due = [s for s in plan.sessions if s.id in state.bfd_pending and s.id not in not_established]
     if not due:
@@ -269,7 +273,7 @@ def _switch_bfd_on(state: LabState, plan: LabPlan, not_established: set[str]) ->
         for item in bfdstart.attachments(plan, session):
             per_router[item.router].append(item)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda r: bfdstart.attach(NodeFiles(node_dir(state.directory, r)),
+        list(pool.map(lambda r: bfdstart.attach(backend.router_files(state, r),
                                                  per_router[r]), sorted(per_router)))
     done = {s.id for s in due}
     state.bfd_pending = [s for s in state.bfd_pending if s not in done]

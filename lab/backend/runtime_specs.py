@@ -1,12 +1,13 @@
 """Spec files for the programs that run inside a lab: the anycast server of each pod and the
-agent of each cluster node (`python -m lab.server --spec`, `python -m lab.agent --spec`)."""
+agent of each cluster node (`python -m lab.apps.server --spec`,
+`python -m lab.apps.agent --spec`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from lab.plan import LabPlan, NodePlan, PodPlan
+from lab.plan.model import LabPlan, NodePlan, PodPlan
 
 HEALTH_PORT = 8080
 

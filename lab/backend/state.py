@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,18 @@ from lab.backend.names import lab_dir
 from lab.errors import BackendError
 
 STATE_FILE = "state.json"
+TOPOLOGY_COPY = "topology.yaml"  # the file as deployed; status and runs re-plan from it
 PRIVATE_UMASK = 0o077  # the lab's files, and those of every process it starts: root only
+
+
+class LabPhase(StrEnum):
+    """Where a lab is in its life (state.json keeps the value)."""
+
+    DEPLOYING = "deploying"  # being built (an interrupted `up` leaves this)
+    DEPLOYED = "deployed"  # built; readiness not known yet
+    READY = "ready"  # every session up, every client answered
+    NOT_READY = "not-ready"  # built, but not ready in time (kept with --keep-on-failure)
+    DESTROYING = "destroying"  # being removed
 
 
 @dataclass
@@ -33,7 +45,7 @@ class LabState:
     lab: str
     topology_file: str
     topology: str
-    phase: str  # deploying, ready, failed, destroying
+    phase: LabPhase
     created_wall: str
     backend: str = "netns"
     impairment_driver: str = ""
@@ -54,7 +66,8 @@ class LabState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabState:
         processes = [ProcessRecord(**p) for p in data.pop("processes", [])]
-        return cls(**data, processes=processes)
+        phase = LabPhase(data.pop("phase"))
+        return cls(**data, phase=phase, processes=processes)
 
 
 def write_private(path: Path, text: str) -> None:

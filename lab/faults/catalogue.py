@@ -13,9 +13,9 @@ from lab.errors import BackendError
 from lab.faults import primitives as p
 from lab.faults.primitives import LabHandle
 from lab.impair import Impairment
-from lab.plan import LinkKind, LinkPlan, NodePlan, Role
-from lab.scenario import Step
-from lab.scenario_check import find_link
+from lab.plan.model import LinkKind, LinkPlan, NodePlan, Role
+from lab.scenario.load import find_link
+from lab.scenario.model import Step
 
 FRR_SPEAKER_KINDS = ("bgpd",)
 STOP_GRACE_S = 1.0
@@ -107,18 +107,15 @@ def _node(ctx: FaultContext) -> NodePlan:
     return ctx.handle.plan.node(ctx.target)
 
 
-def _node_and_pod_processes(ctx: FaultContext) -> list[Any]:
+def _node_and_pods(ctx: FaultContext) -> list[str]:
     node = _node(ctx)
-    records = ctx.handle.processes(node.name)
-    for pod in node.pods:
-        records += ctx.handle.processes(pod.name)
-    return records
+    return [node.name, *(pod.name for pod in node.pods)]
 
 
 def node_crash(ctx: FaultContext) -> Details:
     """Silent: every process of the node (and its pods) frozen, every interface dropping."""
     node = _node(ctx)
-    frozen = p.signal_processes(_node_and_pod_processes(ctx), signal.SIGSTOP)
+    frozen = p.freeze(ctx.handle, _node_and_pods(ctx))
     for interface in node.interfaces:
         p.set_blackhole(ctx.handle, node.name, interface.name, True)
     return {"frozen_pids": frozen, "interfaces": [i.name for i in node.interfaces]}
@@ -128,7 +125,7 @@ def node_recover(ctx: FaultContext, _: Details) -> Details:
     node = _node(ctx)
     for interface in node.interfaces:
         p.set_blackhole(ctx.handle, node.name, interface.name, False)
-    thawed = p.signal_processes(_node_and_pod_processes(ctx), signal.SIGCONT)
+    thawed = p.thaw(ctx.handle, _node_and_pods(ctx))
     return {"thawed_pids": thawed}
 
 
@@ -137,7 +134,7 @@ def node_stop(ctx: FaultContext) -> Details:
     down, as in an orderly shutdown."""
     node = _node(ctx)
     speakers = ctx.handle.processes(node.name, ("bgpd", "gobgpd", "agent"))
-    p.signal_processes(speakers, signal.SIGTERM)
+    p.signal_processes(ctx.handle, speakers, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline and ctx.handle.processes(node.name,
                                                                ("bgpd", "gobgpd")):
@@ -163,7 +160,7 @@ def node_start(ctx: FaultContext, _: Details) -> Details:
 
 
 def _frr_daemons(node: NodePlan) -> list[str]:
-    from lab.render import frr_daemons
+    from lab.render.configs import frr_daemons
 
     return frr_daemons(node)
 
@@ -184,7 +181,7 @@ def _daemon(ctx: FaultContext) -> str:
 def daemon_kill(ctx: FaultContext) -> Details:
     daemon = _daemon(ctx)
     records = ctx.handle.processes(ctx.target, (daemon,))
-    killed = p.signal_processes(records, signal.SIGKILL)
+    killed = p.signal_processes(ctx.handle, records, signal.SIGKILL)
     return {"daemon": daemon, "killed_pids": killed}
 
 
@@ -196,7 +193,7 @@ def daemon_start(ctx: FaultContext, _: Details) -> Details:
         # the agent re-announces at once when it restarts; otherwise it would wait for its
         # periodic re-read of the speaker
         agents = ctx.handle.processes(node, ("agent",))
-        p.signal_processes(agents, signal.SIGKILL)
+        p.signal_processes(ctx.handle, agents, signal.SIGKILL)
         p.restart_agent(ctx.handle, node, agents[0] if agents else None)
     elif daemon == "agent":
         record = p.restart_agent(ctx.handle, node, None)
@@ -280,7 +277,8 @@ def site_undrain(ctx: FaultContext, _: Details) -> Details:
 # ---------------------------------------------------------------- pods and services
 
 def pod_kill(ctx: FaultContext) -> Details:
-    killed = p.signal_processes(ctx.handle.processes(ctx.target, ("server",)), signal.SIGKILL)
+    killed = p.signal_processes(ctx.handle, ctx.handle.processes(ctx.target, ("server",)),
+                                signal.SIGKILL)
     return {"killed_pids": killed}
 
 

@@ -5,8 +5,8 @@ sch_netem, else ``userspace`` (one C emulator process per lab). Both create the
 link, apply per-direction settings, change them at runtime and report counters.
 """
 
+from lab.errors import ImpairmentError
 from lab.impair.driver import ImpairmentDriver
-from lab.impair.errors import ImpairmentError
 from lab.impair.factory import DriverKind, make_driver
 from lab.impair.model import (
     CLEAN,

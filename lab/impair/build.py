@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.impair.errors import ImpairmentError
+from lab.errors import ImpairmentError
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 EMULATOR_SOURCE = SOURCE_DIR / "linkemu.c"

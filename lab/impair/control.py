@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lab.impair.errors import ImpairmentError
+from lab.errors import ImpairmentError
 from lab.impair.model import Counters, Direction, Impairment, check_link_id
 
 _SUN_PATH_MAX = 107

@@ -17,8 +17,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from lab.impair.errors import ImpairmentError
-from lab.impair.namespaces import NETNS_DIR
+from lab.errors import ImpairmentError
+from lab.netns import netns_path
 
 TAG = "ANYLAB_LAB"
 COMM_PREFIX = "linkemu"
@@ -120,7 +120,7 @@ def spawn(binary: Path, lab: str, files: EmulatorFiles, hidden_netns: str,
     files.lifefile.touch()
     ready_r, ready_w = os.pipe()
     args = [str(binary), "--control", str(files.control),
-            "--netns", str(NETNS_DIR / hidden_netns), "--life-file", str(files.lifefile),
+            "--netns", str(netns_path(hidden_netns)), "--life-file", str(files.lifefile),
             "--ready-fd", str(ready_w), "--daemon"]
     pass_fds = [ready_w]
     if rt_priority > 0:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from lab.errors import ImpairmentError
 from lab.impair.driver import ImpairmentDriver
-from lab.impair.errors import ImpairmentError
 from lab.impair.netem import NetemDriver, netem_available
 from lab.impair.userspace import UserspaceDriver
 

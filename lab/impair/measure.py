@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lab.impair.errors import ImpairmentError
+from lab.errors import ImpairmentError
 from lab.impair.model import LinkEnd
 from lab.impair.namespaces import ensure_netns, remove_netns, require_index, rtnl, socket_in_netns
 

@@ -24,7 +24,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from lab.impair.errors import ImpairmentError
+from lab.errors import ImpairmentError
 
 Direction = Literal["a_to_b", "b_to_a", "both"]
 JitterDistribution = Literal["normal", "uniform", "pareto"]

@@ -11,17 +11,15 @@ import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute, netns
 from pyroute2.ethtool.ioctl import IoctlEthtool
 from pyroute2.netlink.exceptions import NetlinkError
 
-from lab.impair.errors import ImpairmentError
-from lab.netnsenter import socket_at
+from lab.errors import ImpairmentError
+from lab.netns import netns_path, socket_at
 
-NETNS_DIR = Path("/run/netns")
 RtnlOpener = Callable[[str], AbstractContextManager[Any]]
 
 # Features that hand a packet socket partial checksums or GSO/GRO super-frames
@@ -34,7 +32,7 @@ _OFFLOADS = re.compile(
 
 
 def netns_exists(name: str) -> bool:
-    return (NETNS_DIR / name).exists()
+    return netns_path(name).exists()
 
 
 def ensure_netns(name: str) -> bool:
@@ -125,12 +123,12 @@ def delete_link(ns: str, ifname: str, opener: RtnlOpener = rtnl) -> bool:
 
 def socket_in_netns(name: str, family: int = socket.AF_INET,
                     kind: int = socket.SOCK_DGRAM) -> socket.socket:
-    """A socket living in namespace ``name`` (usable from this process; see lab.netnsenter:
+    """A socket living in namespace ``name`` (usable from this process; see lab.netns:
     a helper thread opens it, so no thread of the caller changes namespace)."""
     if not netns_exists(name):
         raise ImpairmentError(f"namespace {name} does not exist")
     try:
-        return socket_at(str(NETNS_DIR / name), family, kind)
+        return socket_at(name, family, kind)
     except OSError as exc:
         raise ImpairmentError(f"cannot open a socket in namespace {name}: {exc}") from exc
 

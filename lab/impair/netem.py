@@ -29,7 +29,7 @@ from pyroute2.netlink.rtnl import RTM_NEWQDISC, TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
 
-from lab.impair.errors import ImpairmentError
+from lab.errors import ImpairmentError
 from lab.impair.model import (
     CLEAN,
     DIRECTIONS,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lab.impair.errors import ImpairmentError
+from lab.errors import ImpairmentError
 from lab.impair.model import Impairment, LinkEnd, LinkRequest, check_link_id
 
 

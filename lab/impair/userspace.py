@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.errors import ImpairmentError
 from lab.impair import emulator
 from lab.impair.control import ControlClient, decode_stats, encode_add, encode_set
-from lab.impair.errors import ImpairmentError
 from lab.impair.model import (
     DIRECTIONS,
     Direction,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import InputIssue, TopologyError
-from lab.validate import load_topology
+from lab.topology.validate import load_topology
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASES = sorted(path.stem for path in CASES_DIR.glob("*.yaml"))

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lab import labs
+from lab.backend import labs
 from lab.backend.inspect import zebra_missing_addresses
-from lab.backend.names import lab_namespaces
+from lab.backend.netns.names import lab_namespaces
 from lab.backend.processes import tagged_pids
 
 
@@ -28,7 +28,7 @@ def running_lab(topology: Path, prefix: str = "it",
     try:
         result = labs.up(topology, name, lambda _m: None, timeout_s=timeout_s)
         assert result.report.ready, result.report.explain()  # names the evidence folder
-        assert zebra_missing_addresses(result.state, result.plan) == {}
+        assert zebra_missing_addresses(result.backend, result.state, result.plan) == {}
         yield result
     finally:
         labs.down(name, force=True)
@@ -45,7 +45,7 @@ def neighbour_entries(lab: str) -> dict[str, list[dict[str, Any]]]:
 
 def assert_only_planned_neighbours(result: labs.UpResult) -> None:
     """Every neighbour entry of the lab is one of the permanent ones it installs: one per
-    link end and two per pod (lab.backend.netspec), none learnt by asking."""
+    link end and two per pod (lab.backend.netns.netspec), none learnt by asking."""
     entries = neighbour_entries(result.state.lab)
     for ns, found in entries.items():
         assert all(e.get("state") == ["PERMANENT"] for e in found), (ns, found)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.agent_events import read_events
+from lab.apps.agent.events import read_events
 from tests.conftest import REPO, require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -177,7 +177,7 @@ class World:
                 "health_port": 8080, "unready_flag": str(self.unready_flag)}
         path = self.tmp / "server.json"
         path.write_text(json.dumps(spec))
-        self.spawn("server", "pod", [sys.executable, "-m", "lab.server", "--spec", str(path)])
+        self.spawn("server", "pod", [sys.executable, "-m", "lab.apps.server", "--spec", str(path)])
 
     def start_agent(self) -> None:
         spec = {"lab": self.tag, "node": "n1", "cluster": "nyc-k8s", "speaker": self.speaker,
@@ -195,7 +195,7 @@ class World:
             spec["gobgp_api"] = "127.0.0.1:50051"
         path = self.tmp / "agent.json"
         path.write_text(json.dumps(spec))
-        self.spawn("agent", "node", [sys.executable, "-m", "lab.agent", "--spec", str(path)])
+        self.spawn("agent", "node", [sys.executable, "-m", "lab.apps.agent", "--spec", str(path)])
 
     # -- observing -------------------------------------------------------------------------
     def leaf_route(self) -> list[dict[str, object]]:
@@ -344,7 +344,7 @@ def test_killing_the_server_withdraws_the_vip(world: World) -> None:
 def test_graceful_stop_withdraws(world: World) -> None:
     world.stop("agent")
     spec = world.tmp / "agent.json"
-    world.spawn("agent", "node", [sys.executable, "-m", "lab.agent", "--spec", str(spec),
+    world.spawn("agent", "node", [sys.executable, "-m", "lab.apps.agent", "--spec", str(spec),
                                   "--withdraw-on-exit"])
     started = time.monotonic_ns()
     wait_for("the restarted agent", lambda: any(

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lab import pipeline
-from lab.configcheck import available_checkers, check_rendered_dir
-from lab.generate import ScaleParameters, scale_topology_yaml
+from lab.render.check import available_checkers, check_rendered_dir
+from lab.topology.generate import ScaleParameters, scale_topology_yaml
 from tests.conftest import SHIPPED_TOPOLOGIES, require_root, require_tool
 
 pytestmark = pytest.mark.daemons
@@ -46,7 +46,7 @@ def test_checker_catches_a_broken_line(tmp_path: Path) -> None:
     node = plan.nodes[0].name
     broken = {**rendered.files, node: {**rendered.files[node], "frr.conf":
                                        rendered.files[node]["frr.conf"] + "bogus command\n"}}
-    from lab.render import RenderedLab
+    from lab.render.configs import RenderedLab
 
     lab = RenderedLab(broken)
     lab.write(tmp_path)

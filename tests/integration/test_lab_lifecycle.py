@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import labs, pipeline
+from lab import pipeline
+from lab.backend import labs
 from lab.backend.evidence import EVIDENCE_VARIABLE
 from lab.backend.inspect import probe
-from lab.backend.names import lab_dir, lab_namespaces
+from lab.backend.names import lab_dir
+from lab.backend.netns.names import lab_namespaces
 from lab.backend.processes import tagged_pids
 from lab.errors import BackendError
 from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
@@ -116,16 +118,29 @@ def test_keep_on_failure_leaves_the_lab_up_and_says_why_sessions_are_down(
     _assert_gone(name)
 
 
-def test_ctrl_c_during_up_removes_everything() -> None:
+def _phase(name: str) -> str | None:
+    try:
+        return str(json.loads((lab_dir(name) / "state.json").read_text())["phase"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.mark.parametrize(("moment", "sig"), [("building", signal.SIGINT),
+                                             ("waiting for readiness", signal.SIGINT),
+                                             ("waiting for readiness", signal.SIGTERM)])
+def test_interrupting_up_removes_everything(moment: str, sig: signal.Signals) -> None:
+    """Ctrl-C, or SIGTERM (a cancelled CI job), at any moment of `up`: nothing is left."""
     name = unique_lab_name("int")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "up", str(MINI), "--name", name],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(tagged_pids(name)) < 10:
-            time.sleep(0.05)  # wait until daemons are starting
-        proc.send_signal(signal.SIGINT)
+        while time.monotonic() < deadline and (
+                len(tagged_pids(name)) < 10 if moment == "building"
+                else _phase(name) != "deployed"):
+            time.sleep(0.02)  # daemons are starting / the lab is built and not ready yet
+        proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 130, output.decode()
         _assert_gone(name)
@@ -140,11 +155,11 @@ def test_two_labs_side_by_side_do_not_interfere() -> None:
         assert first.state.lab != second.state.lab
         echo = next(s for s in first.plan.services if s.name == "echo")
         for result in (first, second):
-            answer = probe(result.state.lab, "west-c1", echo)
+            answer = probe(result.backend, result.state, "west-c1", echo)
             assert answer.site == "beta", answer
         labs.down(first.state.lab)
         _assert_gone(first.state.lab)
-        assert probe(second.state.lab, "east-c1", echo).site == "alpha"
+        assert probe(second.backend, second.state, "east-c1", echo).site == "alpha"
 
 
 def test_down_force_works_with_a_corrupt_state_file() -> None:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import labs
+from lab.backend import labs
 from lab.backend.bfdstart import attachments
 from lab.backend.daemons import NodeFiles
 from lab.backend.inspect import bfd_states, probe, session_states
-from lab.backend.names import lab_dir, lab_namespaces, netns_name
+from lab.backend.names import lab_dir
+from lab.backend.netns.names import lab_namespaces, netns_name
 from lab.backend.processes import tagged_pids
 from lab.backend.runtime_specs import node_dir
 from lab.backend.state import load_state
@@ -46,7 +47,7 @@ def mini(host_before: dict[str, object]) -> Iterator[labs.UpResult]:
 
 
 def test_all_sessions_established(mini: labs.UpResult) -> None:
-    states = session_states(mini.state, mini.plan)
+    states = session_states(mini.backend, mini.state, mini.plan)
     assert len(states) == len(mini.plan.sessions) == 11
     assert all(s.established for s in states), [s for s in states if not s.established]
 
@@ -55,7 +56,7 @@ def test_start_has_no_bgp_reset_and_bfd_runs_on_every_session(mini: labs.UpResul
     """BFD is switched on per session once BGP is Established (lab.backend.bfdstart): no
     session went down during the start, every BFD session is up, and each bgpd runs the BFD
     lines of its frr.conf."""
-    bfd = bfd_states(mini.state, mini.plan, list(mini.plan.sessions))
+    bfd = bfd_states(mini.backend, mini.state, mini.plan, list(mini.plan.sessions))
     assert bfd and all(s.state == "up" for s in bfd), bfd
     assert load_state(mini.state.lab).bfd_pending == []
     for router in {a.router for s in mini.plan.sessions for a in attachments(mini.plan, s)}:
@@ -77,7 +78,7 @@ def test_each_client_lands_on_its_nearest_site(mini: labs.UpResult) -> None:
     assert {(a.client, a.site) for a in mini.report.answers} == set(expected.items())
     for client, site in expected.items():
         for service in mini.plan.services:
-            answer = probe(mini.state.lab, client, service)
+            answer = probe(mini.backend, mini.state, client, service)
             assert answer.site == site, answer
             assert answer.rtt_ms is not None and answer.rtt_ms > 0
 
@@ -106,7 +107,7 @@ def test_ecmp_spreads_flows_over_the_nodes_of_a_site(mini: labs.UpResult) -> Non
 
 
 def test_no_namespace_asks_for_neighbours(mini: labs.UpResult) -> None:
-    """Every neighbour entry is a permanent one the lab installed (lab.backend.netspec): the
+    """Every neighbour entry is a permanent one the lab installed (lab.backend.netns.netspec): the
     kernel's shared neighbour table, capped for all namespaces together, stays out of it."""
     assert_only_planned_neighbours(mini)
 

@@ -1,4 +1,4 @@
-"""Sockets opened in a lab namespace by a helper thread (lab.netnsenter): they live in that
+"""Sockets opened in a lab namespace by a helper thread (lab.netns): they live in that
 namespace, and no thread of the calling process changes namespace."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import netns
 
-from lab.impair.errors import ImpairmentError
+from lab.errors import ImpairmentError
 from lab.impair.measure import scratch_namespaces
 from lab.impair.namespaces import socket_in_netns
 from tests.conftest import require_root

@@ -14,10 +14,10 @@ import pytest
 
 from lab.backend.processes import stop_pids
 from lab.backend.state import ProcessRecord
-from lab.probe import TcpFlowSpec, TcpFlowsSpec, start_tcp_flows, write_tcp_flows_spec
-from lab.probe.tcpflows import tcp_flows_argv
-from lab.probe.world import ProbeWorld, probe_world
+from lab.measure.probe import TcpFlowSpec, TcpFlowsSpec, start_tcp_flows, write_tcp_flows_spec
+from lab.measure.probe.tcpflows import tcp_flows_argv
 from tests.conftest import require_root
+from tests.integration.probeworld import ProbeWorld, probe_world
 
 pytestmark = pytest.mark.integration
 Event = dict[str, Any]
@@ -41,7 +41,8 @@ class Flows:
                             message_interval_ms=20, timeout_ms=500, reconnect_ms=50)
         self.count = len(flows)
         self.record: ProcessRecord = start_tcp_flows(
-            world.lab, write_tcp_flows_spec(spec, tmp_path / "tcp.json"), tmp_path / "tcp.log")
+            world.spawn_outside("tcpflows"), write_tcp_flows_spec(spec, tmp_path / "tcp.json"),
+            tmp_path / "tcp.log")
 
     def read(self) -> list[Event]:
         if not self.events.exists():

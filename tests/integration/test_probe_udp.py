@@ -1,4 +1,5 @@
-"""The C UDP prober for real: client and server namespaces behind a router, lab.server answering.
+"""The C UDP prober for real: client and server namespaces behind a router, lab.apps.server
+answering.
 
 Each test builds its own world (namespaces ``altest-PID-RAND-w-*``) and removes it, stopping
 only the processes it started.
@@ -17,10 +18,10 @@ import pandas as pd
 import pytest
 
 from lab.backend.processes import stop_pids
-from lab.probe import ProbeTarget, ensure_prober_built, load_udp_probes, read_prober_file
-from lab.probe.udp import prober_argv, start_udp_prober
-from lab.probe.world import ProbeWorld, probe_world
+from lab.measure.probe import ProbeTarget, ensure_prober_built, load_udp_probes, read_prober_file
+from lab.measure.probe.udp import prober_argv, start_udp_prober
 from tests.conftest import require_root
+from tests.integration.probeworld import ProbeWorld, probe_world
 
 pytestmark = pytest.mark.integration
 HOST_SYSCTLS = ("ip_forward", "fib_multipath_hash_policy")
@@ -54,8 +55,8 @@ def ecmp_world(tmp_path: Path) -> Iterator[ProbeWorld]:
 def run_prober(world: ProbeWorld, tmp_path: Path, binary: Path, targets: list[ProbeTarget],
                seconds: float, flows: int = 1) -> pd.DataFrame:
     out = tmp_path / "c0.txt"
-    record = start_udp_prober(world.lab, "c0", world.clients[0], targets, 1.0, flows, out,
-                              tmp_path / "c0.log", binary=binary)
+    record = start_udp_prober(world.spawn_in(world.clients[0], "c0", "prober"), "c0", targets,
+                              1.0, flows, out, tmp_path / "c0.log", binary=binary)
     try:
         time.sleep(seconds)
     finally:
@@ -93,7 +94,7 @@ def test_one_ms_probes_are_all_answered(world: ProbeWorld, tmp_path: Path,
 def test_a_blackhole_shows_as_a_gap_of_lost_probes(world: ProbeWorld, tmp_path: Path,
                                                    binary: Path) -> None:
     out = tmp_path / "c0.txt"
-    record = start_udp_prober(world.lab, "c0", world.clients[0],
+    record = start_udp_prober(world.spawn_in(world.clients[0], "c0", "prober"), "c0",
                               [ProbeTarget("dns", world.vip, 53)], 1.0, 1, out,
                               tmp_path / "c0.log", binary=binary)
     try:

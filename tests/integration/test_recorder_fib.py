@@ -22,8 +22,8 @@ import pytest
 from lab.backend import processes
 from lab.backend.state import ProcessRecord
 from lab.impair.measure import scratch_namespaces
-from lab.recorder import RecorderSpec, load_routes, start_recorder, wait_ready
-from lab.recorder.fib import read_rows
+from lab.measure.recorder import RecorderSpec, load_routes, start_recorder, wait_ready
+from lab.measure.recorder.fib import read_rows
 from tests.conftest import require_root, require_tool
 from tests.integration.hostsnap import host_snapshot, snapshot_diff
 
@@ -87,7 +87,9 @@ def recording(tmp_path: Path) -> Iterator[Recording]:
         spec_path = spec.write(tmp_path / "recorder.json")
         lab = f"altest{os.getpid()}{secrets.token_hex(2)}"
         log = tmp_path / "recorder.log"
-        record = start_recorder(lab, spec_path, log)
+        record = start_recorder(
+            lambda argv, out: processes.launch(lab, "_recorder", "recorder", argv, out),
+            spec_path, log)
         proc = processes._CHILDREN[record.pid]
         try:
             wait_ready(tmp_path / "ready", 10.0, record, log)

@@ -21,7 +21,7 @@ import pytest
 
 from lab.backend import processes
 from lab.impair.measure import scratch_namespaces
-from lab.recorder import (
+from lab.measure.recorder import (
     RecorderSpec,
     load_routes,
     parse_frr_logs,
@@ -29,7 +29,7 @@ from lab.recorder import (
     start_recorder,
     wait_ready,
 )
-from lab.recorder.fib import read_rows
+from lab.measure.recorder.fib import read_rows
 from tests.conftest import require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -186,8 +186,10 @@ def test_blackhole_detected_by_bfd_and_recorded(tmp_path: Path) -> None:
         spec = RecorderSpec.build("altest", {"ra": ra.netns, "rb": rb.netns}, [VIP],
                                   tmp_path / "fib.jsonl", tmp_path / "ready")
         log = tmp_path / "recorder.log"
-        record = start_recorder(f"altest{os.getpid()}{secrets.token_hex(2)}",
-                                spec.write(tmp_path / "recorder.json"), log)
+        lab = f"altest{os.getpid()}{secrets.token_hex(2)}"
+        record = start_recorder(
+            lambda argv, out: processes.launch(lab, "_recorder", "recorder", argv, out),
+            spec.write(tmp_path / "recorder.json"), log)
         try:
             wait_ready(tmp_path / "ready", 10, record, log)
             for router, peer in ((ra, rb), (rb, ra)):

@@ -22,12 +22,14 @@ from typing import Any
 
 import pytest
 
-from lab import labs
+from lab.backend import labs
 from lab.backend.inspect import zebra_missing_addresses
-from lab.backend.names import NETNS_DIR, lab_dir, lab_namespaces, netns_prefix
+from lab.backend.names import lab_dir
+from lab.backend.netns.names import lab_namespaces, netns_prefix
 from lab.backend.processes import tagged_pids
 from lab.backend.state import load_state
-from lab.runner import RunOptions, run_scenario
+from lab.netns import NETNS_DIR
+from lab.run.runner import RunOptions, run_scenario
 from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
 from tests.integration.hostsnap import host_snapshot, snapshot_diff
 from tests.integration.labfixture import running_lab, unique_lab_name
@@ -139,7 +141,8 @@ def test_twenty_up_down_cycles_leak_nothing() -> None:
             result = labs.up(MINI, name, lambda _m: None, timeout_s=90)
             assert result.report.ready, f"cycle {cycle}: {result.report.explain()}"
             # zebra knows every address (it once lost those added while it started)
-            assert zebra_missing_addresses(result.state, result.plan) == {}, f"cycle {cycle}"
+            assert zebra_missing_addresses(result.backend, result.state, result.plan) == {}, \
+                f"cycle {cycle}"
             assert host_link_names() - links_before == set(), f"cycle {cycle}: host links"
             assert len(netns_mounts(name)) == len(lab_namespaces(name)) > 0
             report = labs.down(name)

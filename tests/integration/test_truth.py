@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from lab import labs
-from lab.runner import RunOptions, run_scenario
+from lab.backend import labs
+from lab.run.runner import RunOptions, run_scenario
 from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
 from tests.integration.labfixture import (
     assert_only_planned_neighbours,

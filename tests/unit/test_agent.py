@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.agent import Agent, Waker, run_agent
-from lab.agent_events import EventLog, read_events
-from lab.agent_probe import ProbeOutcome, ProbeTarget
-from lab.agent_spec import AgentPod, AgentService, AgentSpec
+from lab.apps.agent.events import EventLog, read_events
+from lab.apps.agent.main import Agent, Waker, run_agent
+from lab.apps.agent.probe import ProbeOutcome, ProbeTarget
+from lab.apps.agent.readiness import ProbePolicy
+from lab.apps.agent.spec import AgentPod, AgentService, AgentSpec
 from lab.errors import CommandError
-from lab.readiness import ProbePolicy
 
 VIP = IPv4Address("192.0.2.53")
 VIP_PREFIX = IPv4Network("192.0.2.53/32")

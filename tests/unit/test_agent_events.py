@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.agent_events import EventLog, event_line, event_record, read_events, write_json_atomic
+from lab.apps.agent.events import EventLog, event_line, event_record, read_events, write_json_atomic
 
 
 def test_event_lines_are_compact_json_with_the_common_fields_first() -> None:

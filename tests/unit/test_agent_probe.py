@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.agent_probe import ProbeTarget, outcome_from_status, parse_status, probe_all
-from lab.server import AnycastServer
-from lab.server_spec import ServerSpec
+from lab.apps.agent.probe import ProbeTarget, outcome_from_status, parse_status, probe_all
+from lab.apps.server.main import AnycastServer
+from lab.apps.server.spec import ServerSpec
 
 LOOPBACK = IPv4Address("127.0.0.1")
 

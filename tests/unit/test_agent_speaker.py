@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.agent_speaker import FrrSpeaker, GobgpSpeaker, parse_frr_networks, parse_gobgp_rib
+from lab.apps.agent.speaker import FrrSpeaker, GobgpSpeaker, parse_frr_networks, parse_gobgp_rib
 from lab.errors import CommandError
 
 # As printed by gobgp 3.10 (`gobgp global rib -a ipv4 -j`): a local path and a learned one.

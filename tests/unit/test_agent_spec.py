@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.agent_spec import AgentPod, AgentService, load_agent_spec
-from lab.readiness import ProbePolicy
-from lab.server_spec import SpecError
+from lab.apps.agent.readiness import ProbePolicy
+from lab.apps.agent.spec import AgentPod, AgentService, load_agent_spec
+from lab.apps.server.spec import SpecError
 
 GOOD: dict[str, object] = {
     "lab": "demo", "node": "nyc-k8s-n1", "cluster": "nyc-k8s", "speaker": "gobgp",

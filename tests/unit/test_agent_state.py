@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from lab.agent_spec import AgentPod, AgentService
-from lab.agent_state import desired_state, service_rules, status_document
-from lab.serviceproxy import Endpoint, render_service_rules
+from lab.apps.agent.spec import AgentPod, AgentService
+from lab.apps.agent.state import desired_state, service_rules, status_document
+from lab.render.serviceproxy import Endpoint, render_service_rules
 
 VIP = IPv4Address("192.0.2.53")
 OTHER_VIP = IPv4Address("192.0.2.80")

@@ -20,8 +20,8 @@ from lab.backend.bfdstart import (
 )
 from lab.backend.daemons import NodeFiles
 from lab.errors import BackendError
-from lab.plan import LabPlan
-from lab.render import RenderedLab, frr_daemons
+from lab.plan.model import LabPlan
+from lab.render.configs import RenderedLab, frr_daemons
 from tests.conftest import TOPOLOGIES
 from tests.unit.fakevty import FakeVty, Reply, short_dir
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import build_parser, main
+from lab.cli.main import build_parser, main
 from tests.conftest import SHIPPED_TOPOLOGIES, TOPOLOGIES
 
 

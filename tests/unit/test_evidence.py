@@ -1,19 +1,18 @@
 """lab.backend.evidence and what `up` does when a lab is not ready: why sessions are down in
 the daemons' words (fake vty sockets), the evidence folder (a fake state directory), and
-labs.up keeping evidence and removing the lab unless told to keep it (a fake backend)."""
+labs.up keeping evidence and removing the lab unless told to keep it (the fake backend)."""
 
 from __future__ import annotations
 
 import json
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from lab import labs, pipeline
+from lab import pipeline
+from lab.backend import labs
 from lab.backend.evidence import (
     EVIDENCE_VARIABLE,
     README,
@@ -22,11 +21,9 @@ from lab.backend.evidence import (
     new_evidence_dir,
     session_reasons,
 )
-from lab.backend.ready import ReadyReport
-from lab.backend.state import LabState, save_state
-from lab.backend.teardown import TeardownReport
-from lab.plan import LabPlan
-from lab.render import RenderedLab
+from lab.backend.fake import FakeBackend
+from lab.backend.state import LabPhase, LabState, save_state
+from lab.plan.model import LabPlan
 from tests.conftest import TOPOLOGIES
 from tests.unit.fakevty import FakeVty, Reply, short_dir
 
@@ -48,7 +45,7 @@ def state_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def make_state(lab: str = "evl") -> LabState:
     state = LabState(lab=lab, topology_file=str(MINI), topology="two-sites-mini",
-                     phase="not-ready", created_wall="2026-12-02T00:00:00+00:00")
+                     phase=LabPhase.NOT_READY, created_wall="2026-12-02T00:00:00+00:00")
     save_state(state)
     return state
 
@@ -76,7 +73,7 @@ def test_session_reasons_ask_both_frr_ends(state_root: Path, plan: LabPlan) -> N
                                           "connectionsEstablished": 0,
                                           "connectionsDropped": 0, "messageStats": {"x": 1}}}
     with FakeVty(spine / "bgpd.vty", {"show bgp neighbors json": Reply(json.dumps(neighbors))}):
-        reasons = session_reasons(state, plan, [session])
+        reasons = session_reasons(FakeBackend(), state, plan, [session])
     why = reasons[session.id]
     assert why.startswith("Idle at alpha-s1, last reset 2.0 s ago: Waiting for NHT")
     assert "; alpha-l2 does not answer" in why  # no bgpd socket at the leaf's end
@@ -89,9 +86,11 @@ def test_evidence_keeps_files_but_not_sockets(state_root: Path, plan: LabPlan) -
     (node / "frr.log").write_text("a log line\n")
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(node / "zebra.vty"))
-        folder = keep_evidence(state, plan, new_evidence_dir(state.lab, "not-ready"),
+        folder = keep_evidence(FakeBackend(), state, plan,
+                               new_evidence_dir(state.lab, "not-ready"),
                                "not ready: 1 of 11 sessions down",
-                               status=lambda: {"ready": False})
+                               status=lambda: {"ready": False},
+                               kernel={"al.evl.alpha-l1": "2: alpha-s1@if2: <UP>"})
     assert folder.parent == state_root / "e"
     assert folder.name.endswith("-evl-not-ready")
     assert (folder / "lab" / "nodes" / "alpha-l1" / "frr.log").read_text() == "a log line\n"
@@ -102,6 +101,7 @@ def test_evidence_keeps_files_but_not_sockets(state_root: Path, plan: LabPlan) -
     readme = (folder / README).read_text()
     assert "not ready: 1 of 11 sessions down" in readme
     assert (folder / "frr" / "alpha-l1.txt").read_text().count("(no answer") >= 3
+    assert (folder / "kernel" / "al.evl.alpha-l1.txt").read_text() == "2: alpha-s1@if2: <UP>"
 
 
 def test_evidence_folders_of_one_second_stay_apart(state_root: Path) -> None:
@@ -112,48 +112,15 @@ def test_evidence_folders_of_one_second_stay_apart(state_root: Path) -> None:
 # ------------------------------------------------------------------ labs.up with a fake backend
 
 
-@dataclass
-class NeverReady:
-    """A backend whose lab deploys but never becomes ready."""
-
-    name: str = "fake"
-    destroyed: list[str] = field(default_factory=list)
-    kept: list[Path] = field(default_factory=list)
-
-    def deploy(self, lab: str, plan: LabPlan, rendered: RenderedLab, topology_file: Path,
-               progress: Any, driver_kind: str | None = None) -> LabState:
-        return make_state(lab)
-
-    def wait_ready(self, state: LabState, plan: LabPlan, timeout_s: float,
-                   progress: Any) -> ReadyReport:
-        return ReadyReport(False, timeout_s, len(plan.sessions), routing_settling=True)
-
-    def destroy(self, lab: str, force: bool = False) -> TeardownReport:
-        self.destroyed.append(lab)
-        return TeardownReport(lab, existed=True)
-
-    def status(self, state: LabState, plan: LabPlan) -> dict[str, Any]:
-        return {}
-
-    def exec_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
-        return argv
-
-    def keep_evidence(self, state: LabState, plan: LabPlan | None, folder: Path,
-                      why: str) -> Path:
-        (folder / README).write_text(why)
-        self.kept.append(folder)
-        return folder
-
-
 @pytest.mark.parametrize("keep_on_failure", [False, True])
 def test_up_that_is_not_ready_keeps_evidence(state_root: Path, keep_on_failure: bool) -> None:
-    backend = NeverReady()
+    backend = FakeBackend(ready=False)
     result = labs.up(MINI, "evu", lambda _m: None, timeout_s=0.5, backend=backend,
                      keep_on_failure=keep_on_failure)
     assert not result.report.ready
-    assert backend.kept == [result.report.evidence]
     assert result.report.evidence is not None
-    assert "routing has not settled" in (result.report.evidence / README).read_text()
+    assert ("keep_evidence", "evu", str(result.report.evidence)) in backend.journal
+    assert "was not ready after" in (result.report.evidence / README).read_text()
     assert f"evidence kept in {result.report.evidence}" in result.report.explain()
     assert result.kept is keep_on_failure
-    assert backend.destroyed == ([] if keep_on_failure else ["evu"])
+    assert (("destroy", "evu") in backend.journal) is not keep_on_failure

@@ -1,11 +1,11 @@
-"""lab.recorder.frrlog.LogStates: latest BGP and BFD state per peer from an FRR 8.4 log that
+"""lab.measure.recorder.frrlog.LogStates: latest BGP and BFD state per peer from an FRR 8.4 log that
 grows between reads (only new bytes parsed, partial last lines held back)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lab.recorder.frrlog import LogStates
+from lab.measure.recorder.frrlog import LogStates
 
 BGP_UP = ("2026/11/27 03:11:24.671597 BGP: [N9HHH-F8H1M] %ADJCHANGE: neighbor 10.254.0.0(vm) "
           "in vrf default Up")

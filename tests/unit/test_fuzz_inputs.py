@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 from lab.backend.names import check_lab_name
 from lab.errors import InputIssue, LabError, ScenarioError, TopologyError
-from lab.model import BgpSettings, Topology
-from lab.scenario import ProbeSettings, Scenario, ServingTarget, Step
-from lab.scenario_check import LoadedScenario, load_scenario
-from lab.validate import validate_document
-from lab.yamlsource import format_path, parse_yaml_text
+from lab.scenario.load import LoadedScenario, load_scenario
+from lab.scenario.model import ProbeSettings, Scenario, ServingTarget, Step
+from lab.source.yamldoc import format_path, parse_yaml_text
+from lab.topology.model import BgpSettings, Topology
+from lab.topology.validate import validate_document
 from tests.unit.docshapes import document_slots, model_keys
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from lab.graph import DPI, MAX_WIDTH, draw_topology
-from lab.model import Topology
-from lab.plan import LabPlan
-from lab.planner import build_plan
-from lab.validate import load_topology
+from lab.plan.model import LabPlan
+from lab.plan.planner import build_plan
+from lab.topology.graph import DPI, MAX_WIDTH, draw_topology
+from lab.topology.model import Topology
+from lab.topology.validate import load_topology
 from tests.conftest import TOPOLOGIES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

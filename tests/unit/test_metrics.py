@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lab.metrics import (
+from lab.errors import MetricsError
+from lab.measure.metrics.summary import (
     EventWindow,
-    MetricsError,
     aggregate,
     client_metrics,
     control_plane,

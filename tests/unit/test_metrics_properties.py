@@ -12,7 +12,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab.metrics import EventWindow, client_metrics, event_windows
+from lab.measure.metrics.summary import EventWindow, client_metrics, event_windows
 from tests.unit.test_metrics import EVENT, MS, T0, TRIAL_END, S, injector, probe_stream, window
 
 PROPERTY = settings(deadline=None,

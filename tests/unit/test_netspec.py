@@ -1,21 +1,21 @@
-"""lab.backend.netspec.build_network_spec on the two-sites-mini plan: one veth per link and
+"""lab.backend.netns.netspec.build_network_spec on the two-sites-mini plan: one veth per link and
 pod, impaired links replaced by their driver's veth pairs, MACs and permanent neighbour
 entries that agree with each other, and the JSON round trip."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from lab import naming, pipeline
-from lab.backend.deploy import impaired_links
-from lab.backend.names import hidden_netns, mac_address, netns_name
-from lab.backend.netspec import NetworkSpec, VethSpec, build_network_spec
-from lab.backend.nsworker import SpecError, ZebraGate, wait_for_path
+from lab import pipeline
+from lab.backend.names import mac_address
+from lab.backend.netns.deploy import impaired_links
+from lab.backend.netns.names import hidden_netns, netns_name
+from lab.backend.netns.netspec import NetworkSpec, VethSpec, build_network_spec
 from lab.impair.model import VethPair
-from lab.plan import LabPlan, LinkPlan
+from lab.plan import naming
+from lab.plan.model import LabPlan, LinkPlan
 from tests.conftest import TOPOLOGIES
 
 LAB = "unit"
@@ -99,20 +99,3 @@ def test_round_trip_through_json(plan: LabPlan, impaired: bool) -> None:
     back = NetworkSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert back == spec
     assert any(v.offloads_off for v in back.veths) == impaired
-
-
-def test_the_worker_gate_waits_for_its_path_and_gives_up_in_time(tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    with pytest.raises(SpecError, match="did not appear"):
-        wait_for_path(gate, timeout_s=0.05)
-    gate.touch()
-    wait_for_path(gate, timeout_s=0.05)
-
-
-def test_the_zebra_gate_waits_once_per_namespace_and_not_for_others(tmp_path: Path) -> None:
-    gate = ZebraGate({"al.x.r1": str(tmp_path / "zserv.api")})
-    gate.wait("al.x.c1")  # no zebra there: no wait
-    (tmp_path / "zserv.api").touch()
-    gate.wait("al.x.r1", "al.x.c1")
-    (tmp_path / "zserv.api").unlink()
-    gate.wait("al.x.r1")  # zebra started once: later phases do not wait again

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from lab import pipeline
-from lab.generate import ScaleParameters, scale_topology
-from lab.model import Topology
-from lab.plan import LabPlan, LinkKind, Role
-from lab.planner import build_plan
+from lab.plan.model import LabPlan, LinkKind, Role
+from lab.plan.planner import build_plan
+from lab.topology.generate import ScaleParameters, scale_topology
+from lab.topology.model import Topology
 from tests.conftest import SHIPPED_TOPOLOGIES, TOPOLOGIES
 
 

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.probe import ProbeError, load_udp_probes, read_prober_file
-from lab.probe.udp import PROBE_COLUMNS
+from lab.errors import ProbeError
+from lab.measure.probe import load_udp_probes, read_prober_file
+from lab.measure.probe.udp import PROBE_COLUMNS
 
 INTERVAL = 1_000_000
 IDENT_A = {"site": "nyc", "cluster": "k1", "node": "n1", "pod": "p1", "service": "dns"}

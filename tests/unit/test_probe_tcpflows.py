@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from lab.probe.tcpflows import EventLog, Flow, FlowRunner, identity_of, main, reason_for
-from lab.probe.tcpspec import TcpFlowSpec, TcpFlowsSpec
+from lab.measure.probe.tcpflows import EventLog, Flow, FlowRunner, identity_of, main, reason_for
+from lab.measure.probe.tcpspec import TcpFlowSpec, TcpFlowsSpec
 
 MS = 1_000_000
 REPLY = b'0 0 {"site":"nyc","cluster":"k","node":"n1","pod":"p1","service":"web"}\n'

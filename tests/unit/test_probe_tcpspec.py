@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from lab.probe import TcpFlowSpec, TcpFlowsSpec, load_tcp_flows_spec, write_tcp_flows_spec
-from lab.probe.tcpflows import tcp_flows_argv
-from lab.server_spec import SpecError
+from lab.apps.server.spec import SpecError
+from lab.measure.probe import TcpFlowSpec, TcpFlowsSpec, load_tcp_flows_spec, write_tcp_flows_spec
+from lab.measure.probe.tcpflows import tcp_flows_argv
 
 
 def flow(**changes: Any) -> dict[str, Any]:
@@ -76,4 +76,4 @@ def test_not_json(tmp_path: Path) -> None:
 
 def test_program_command_line(tmp_path: Path) -> None:
     argv = tcp_flows_argv(tmp_path / "s.json")
-    assert argv[1:] == ["-m", "lab.probe.tcpflows", "--spec", str(tmp_path / "s.json")]
+    assert argv[1:] == ["-m", "lab.measure.probe.tcpflows", "--spec", str(tmp_path / "s.json")]

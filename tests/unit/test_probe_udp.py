@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import lab.probe
+import lab.measure.probe
 from lab.backend.state import ProcessRecord
-from lab.probe import ProbeError, ProbeTarget, prober_argv, start_udp_prober
-from lab.probe import udp as udp_module
-from lab.probe.build import PROBER_SOURCE, ensure_prober_built
-from lab.probe.build import main as build_main
+from lab.errors import ProbeError
+from lab.measure.probe import ProbeTarget, prober_argv, start_udp_prober
+from lab.measure.probe import udp as udp_module
+from lab.measure.probe.build import PROBER_SOURCE, ensure_prober_built
+from lab.measure.probe.build import main as build_main
 
 BIN = Path("/opt/prober")
 DNS = ProbeTarget("dns", "192.0.2.53", 53)
@@ -60,24 +62,19 @@ def test_bad_arguments_are_refused(tmp_path: Path, targets: list[ProbeTarget], f
         prober_argv(BIN, targets, 1.0, flows, tmp_path / "o")
 
 
-def test_start_spawns_a_tagged_prober_in_the_client_namespace(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_hands_the_prober_to_the_spawn_it_is_given(tmp_path: Path) -> None:
     calls: list[dict[str, Any]] = []
 
-    def fake_spawn(lab: str, node: str, kind: str, argv: list[str], netns: str | None,
-                   log: Path) -> ProcessRecord:
-        calls.append({"lab": lab, "node": node, "kind": kind, "argv": argv, "netns": netns,
-                      "log": log})
-        return ProcessRecord(4242, node, kind, 1)
+    def fake_spawn(argv: Sequence[str], log: Path) -> ProcessRecord:
+        calls.append({"argv": list(argv), "log": log})
+        return ProcessRecord(4242, "us-c1", "prober", 1)
 
-    monkeypatch.setattr(udp_module, "spawn", fake_spawn)
     out = tmp_path / "run" / "c1.txt"
-    record = start_udp_prober("lab1", "us-c1", "al.lab1.us-c1", [DNS], 1.0, 2, out,
-                              tmp_path / "c1.log", binary=BIN)
+    record = start_udp_prober(fake_spawn, "us-c1", [DNS], 1.0, 2, out, tmp_path / "c1.log",
+                              binary=BIN)
     assert record.pid == 4242 and out.parent.is_dir()
     [call] = calls
-    assert (call["lab"], call["node"], call["kind"], call["netns"]) == \
-        ("lab1", "us-c1", "prober", "al.lab1.us-c1")
+    assert call["log"] == tmp_path / "c1.log"
     assert call["argv"][:3] == [str(BIN), "--interval-us", "1000"]
 
 
@@ -100,7 +97,7 @@ def test_build_command_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_the_public_names_resolve() -> None:
-    for name in lab.probe.__all__:
-        assert getattr(lab.probe, name) is not None
+    for name in lab.measure.probe.__all__:
+        assert getattr(lab.measure.probe, name) is not None
     with pytest.raises(AttributeError):
-        _ = lab.probe.nothing_here  # type: ignore[attr-defined]
+        _ = lab.measure.probe.nothing_here  # type: ignore[attr-defined]

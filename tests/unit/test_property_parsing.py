@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lab.errors import InputIssue, TopologyError
-from lab.model import Topology
-from lab.validate import validate_document
-from lab.yamlsource import format_path, parse_yaml_text
+from lab.source.yamldoc import format_path, parse_yaml_text
+from lab.topology.model import Topology
+from lab.topology.validate import validate_document
 from tests.unit.docshapes import document_slots, model_keys
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.readiness import ProbePolicy, ProbeState, Transition, run_results, transition
+from lab.apps.agent.readiness import ProbePolicy, ProbeState, Transition, run_results, transition
 
 DEFAULT = ProbePolicy()  # failure 3, success 1
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-import lab.recorder.fib as fib
+import lab.measure.recorder.fib as fib
 from lab.backend.state import ProcessRecord
-from lab.recorder import (
+from lab.measure.recorder import (
     ROUTE_COLUMNS,
     RecorderError,
     RecorderSpec,
@@ -21,11 +22,12 @@ from lab.recorder import (
     start_recorder,
     wait_ready,
 )
-from lab.recorder.monitor import RowWriter, main
+from lab.measure.recorder.monitor import RowWriter, main
 
 
 def spec_for(tmp_path: Path, **routers: str) -> RecorderSpec:
-    return RecorderSpec.build("demo", routers or ["nyc-l1", "nyc-s1"],
+    return RecorderSpec.build("demo", routers or {"nyc-l1": "al.demo.nyc-l1",
+                                                  "nyc-s1": "al.demo.nyc-s1"},
                               ["192.0.2.53", "198.51.100.0/24"], tmp_path / "fib.jsonl",
                               tmp_path / "ready")
 
@@ -53,7 +55,8 @@ def test_spec_build_and_round_trip(tmp_path: Path) -> None:
 def test_spec_errors(tmp_path: Path, prefixes: list[str], routers: list[str],
                      message: str) -> None:
     with pytest.raises(RecorderError, match=message):
-        RecorderSpec.build("demo", routers, prefixes, tmp_path / "o", tmp_path / "r")
+        RecorderSpec.build("demo", {r: f"al.demo.{r}" for r in routers}, prefixes,
+                           tmp_path / "o", tmp_path / "r")
 
 
 def test_spec_load_errors(tmp_path: Path) -> None:
@@ -117,24 +120,21 @@ def test_load_routes_window_truncated_tail_and_empty(tmp_path: Path) -> None:
         load_routes(broken, 0)
 
 
-def test_start_recorder_uses_spawn_in_callers_namespace(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
+def test_start_recorder_hands_its_command_to_the_spawn_it_is_given(tmp_path: Path) -> None:
     calls: list[dict[str, Any]] = []
 
-    def fake_spawn(lab: str, **kwargs: Any) -> ProcessRecord:
-        calls.append({"lab": lab, **kwargs})
-        return ProcessRecord(123, kwargs["node"], kwargs["kind"], 1)
+    def fake_spawn(argv: Sequence[str], log: Path) -> ProcessRecord:
+        calls.append({"argv": list(argv), "log": log})
+        return ProcessRecord(123, "_recorder", "recorder", 1)
 
-    monkeypatch.setattr(fib, "spawn", fake_spawn)
     spec_for(tmp_path).write(tmp_path / "spec.json")
     (tmp_path / "ready").touch()  # left by an earlier run
-    record = start_recorder("demo", tmp_path / "spec.json", tmp_path / "recorder.log")
+    record = start_recorder(fake_spawn, tmp_path / "spec.json", tmp_path / "recorder.log")
     assert not (tmp_path / "ready").exists()
     assert (record.pid, record.node, record.kind) == (123, "_recorder", "recorder")
     (call,) = calls
-    assert call["netns"] is None and call["log_path"] == tmp_path / "recorder.log"
-    assert call["argv"] == [sys.executable, "-m", "lab.recorder", "--spec",
+    assert call["log"] == tmp_path / "recorder.log"
+    assert call["argv"] == [sys.executable, "-m", "lab.measure.recorder", "--spec",
                             str(tmp_path / "spec.json")]
 
 

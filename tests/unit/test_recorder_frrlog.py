@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.recorder import frrlog
-from lab.recorder.frrlog import (
+from lab.measure.recorder import frrlog
+from lab.measure.recorder.frrlog import (
     ClockPair,
     log_realtime_ns,
     parse_frr_logs,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lab.recorder.messages import (
+from lab.measure.recorder.messages import (
     RTM_DELLINK,
     RTM_DELNEXTHOP,
     RTM_DELROUTE,
@@ -31,7 +31,7 @@ from lab.recorder.messages import (
     sort_addresses,
     split_messages,
 )
-from lab.recorder.tracker import FibTracker, rows_of
+from lab.measure.recorder.tracker import FibTracker, rows_of
 
 VIP = "192.0.2.53/32"
 WATCHED = frozenset({VIP})
@@ -283,7 +283,7 @@ def test_dump_replies_are_present_rows_and_resync_deletes_missing() -> None:
 
 def test_prefilter_skips_other_prefixes_without_decoding(monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    import lab.recorder.tracker as tracker_module
+    import lab.measure.recorder.tracker as tracker_module
 
     calls: list[bytes] = []
     real = parse_route

@@ -8,8 +8,8 @@ import jinja2
 import pytest
 
 from lab import pipeline
-from lab.plan import LabPlan, Role
-from lab.render import (
+from lab.plan.model import LabPlan, Role
+from lab.render.configs import (
     Endpoint,
     frr_daemons,
     render_gobgpd_toml,
@@ -107,8 +107,8 @@ def test_templates_refuse_undefined_values() -> None:
 def test_raw_frr_lines_are_appended_per_role() -> None:
     import yaml
 
-    from lab.model import Topology
-    from lab.planner import build_plan
+    from lab.plan.planner import build_plan
+    from lab.topology.model import Topology
 
     doc = yaml.safe_load((TOPOLOGIES / "two-sites-mini.yaml").read_text())
     doc["frr_raw"] = {"leaf": ["ip prefix-list EXTRA seq 5 permit 203.0.113.0/24"]}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ScenarioError
-from lab.scenario import Scenario
-from lab.scenario_check import build_schedule, load_scenario
+from lab.scenario.load import build_schedule, load_scenario
+from lab.scenario.model import Scenario
 from tests.conftest import REPO
 
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import server as server_module
-from lab.server import (
+from lab.apps.server import main as server_module
+from lab.apps.server.main import (
     MAX_LINE,
     AnycastServer,
     health_request_complete,
@@ -21,7 +21,7 @@ from lab.server import (
     take_lines,
     udp_reply,
 )
-from lab.server_spec import ServerSpec, ServiceSpec
+from lab.apps.server.spec import ServerSpec, ServiceSpec
 
 IDENTITY = {"site": "nyc", "cluster": "nyc-k8s", "node": "n1", "pod": "p1"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.server_spec import ServiceSpec, SpecError, load_server_spec
+from lab.apps.server.spec import ServiceSpec, SpecError, load_server_spec
 
 GOOD = {"lab": "demo", "site": "nyc", "cluster": "nyc-k8s", "node": "n1", "pod": "p1",
         "address": "10.64.0.2",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.units import format_duration_ms, parse_duration_ms, parse_percent, parse_rate_bps
+from lab.source.units import format_duration_ms, parse_duration_ms, parse_percent, parse_rate_bps
 
 # ------------------------------------------------------------------------------ durations
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from lab.errors import InputIssue, TopologyError
-from lab.model import Topology
-from lab.validate import check_files, load_topology, validate_document
-from lab.yamlsource import parse_yaml_text
+from lab.source.yamldoc import parse_yaml_text
+from lab.topology.model import Topology
+from lab.topology.validate import check_files, load_topology, validate_document
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "topologies").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""YAML reading with line numbers: lab.yamlsource never raises, whatever the text."""
+"""YAML reading with line numbers: lab.source.yamldoc never raises, whatever the text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import InputIssue
-from lab.yamlsource import SourceDocument, format_path, parse_yaml_text, read_yaml_file
+from lab.source.yamldoc import SourceDocument, format_path, parse_yaml_text, read_yaml_file
 
 # ------------------------------------------------------------------------------ format_path
 

@@ -1,0 +1,406 @@
+"""The node agent: readiness probes, the service proxy and VIP announcements for one node.
+
+``python -m lab.apps.agent --spec FILE [--withdraw-on-exit]`` runs inside a Kubernetes node's
+namespace and does, every readiness period, what kubelet, kube-proxy and kube-router (or MetalLB)
+do together:
+1. probe every pod's ``GET /ready`` concurrently (Kubernetes thresholds, see
+   ``lab.apps.agent.readiness``);
+2. keep the nftables service proxy equal to the ready endpoints (``nft -f -``, atomic);
+3. announce each service VIP /32 while the node should attract its traffic and withdraw it
+   otherwise (``lab.apps.agent.state``), through gobgpd or FRR (``lab.apps.agent.speaker``).
+Every transition and command is an event on the lab's one clock (``lab.apps.agent.events``), and
+``status.json`` beside the event log always shows the current state.
+
+On start the agent reads what the speaker already announces and converges from there, so it
+can be restarted at any time. On SIGTERM/SIGINT it exits *without* withdrawing (as a crashed
+agent would: the BGP session stays up) unless ``--withdraw-on-exit`` asks for a graceful stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from types import FrameType
+
+from lab.apps.agent.events import EventLog, write_json_atomic
+from lab.apps.agent.probe import ProbeOutcome, ProbeTarget, probe_all
+from lab.apps.agent.readiness import ProbeState, observe, transition
+from lab.apps.agent.speaker import FrrSpeaker, GobgpSpeaker, Speaker
+from lab.apps.agent.spec import AgentSpec, load_agent_spec
+from lab.apps.agent.state import (
+    desired_state,
+    endpoint_addresses,
+    service_rules,
+    status_document,
+)
+from lab.apps.server.spec import SpecError
+from lab.errors import CommandError
+from lab.proc import run
+from lab.render.serviceproxy import render_service_rules
+
+RESYNC_S = 30.0  # re-read the speaker's state this often (it may have been restarted)
+NFT_TIMEOUT_S = 10.0
+DROP_HINT = ("gobgpd applies its global import policy to paths added with `gobgp global rib "
+             "add`: default-import-policy must accept them")
+
+Prober = Callable[[Sequence[ProbeTarget], float], dict[str, ProbeOutcome]]
+NftApply = Callable[[str], None]
+CONNTRACK = "/usr/sbin/conntrack"
+
+
+def nft_applier(nft: str) -> NftApply:
+    def apply(ruleset: str) -> None:
+        run([nft, "-f", "-"], input_text=ruleset, timeout=NFT_TIMEOUT_S)
+
+    return apply
+
+
+def conntrack_flusher() -> Callable[[str], None]:
+    def flush(address: str) -> None:
+        # exit status 1 only means there was nothing to delete
+        run([CONNTRACK, "-D", "--dst-nat", address], timeout=NFT_TIMEOUT_S, check=False)
+
+    return flush
+
+
+def make_speaker(spec: AgentSpec) -> Speaker:
+    if spec.speaker == "frr":
+        assert spec.vty_socket_dir is not None  # the spec loader requires it
+        return FrrSpeaker(spec.vty_socket_dir, spec.asn)
+    host, port = spec.gobgp_api
+    return GobgpSpeaker(host, port)
+
+
+def host_prefix(vip: IPv4Address) -> IPv4Network:
+    return IPv4Network(f"{vip}/32")
+
+
+class Agent:
+    """The agent's state and one period's work (``step``); the loop lives in ``run_agent``."""
+
+    def __init__(self, spec: AgentSpec, speaker: Speaker, log: EventLog, *,
+                 prober: Prober = probe_all, apply_nft: NftApply | None = None,
+                 flush_conntrack: Callable[[str], None] | None = None) -> None:
+        self.spec = spec
+        self.speaker = speaker
+        self.log = log
+        self.prober = prober
+        self.apply_nft = apply_nft or nft_applier(spec.nft)
+        self.flush_conntrack = flush_conntrack or conntrack_flusher()
+        self.probes = {p.name: ProbeState() for p in spec.pods}
+        self.targets = [ProbeTarget(p.name, p.address, p.health_port) for p in spec.pods]
+        self.announced: set[IPv4Address] | None = None  # None: speaker state not known yet
+        self.desired = desired_state(spec.services, spec.pods, self.ready)
+        self.applied_ruleset: str | None = None
+        self.proxied: set[str] = set()  # endpoint addresses in the applied ruleset
+        self.synced_ns = 0
+        self.held: set[IPv4Address] = set()  # dropped by the speaker: retried at the next sync
+        self._last_error: tuple[str, str] | None = None
+        self._last_status: object = None
+
+    @property
+    def ready(self) -> dict[str, bool]:
+        return {name: state.ready for name, state in self.probes.items()}
+
+    def start(self) -> None:
+        """Record the start with what the speaker already originates, then adopt that."""
+        spec = self.spec
+        t_ns = time.monotonic_ns()
+        try:
+            found: frozenset[IPv4Network] | None = self.speaker.announced()
+        except CommandError as exc:
+            found, failure = None, exc
+        self.log.write("agent_start", t_ns=t_ns, pid=os.getpid(), speaker=self.speaker.name,
+                       cluster=spec.cluster, pods=[p.name for p in spec.pods],
+                       services=[s.name for s in spec.services],
+                       period_ms=spec.readiness.period_ms,
+                       found=None if found is None else sorted(str(p) for p in found))
+        if found is None:
+            self.error("sync", str(failure))
+        else:
+            self.adopt(found)
+
+    def step(self) -> None:
+        """One readiness period: probe, update readiness, converge proxy and announcements."""
+        self.probe_round()
+        self.desired = desired_state(self.spec.services, self.spec.pods, self.ready)
+        self.converge()
+
+    def probe_round(self) -> None:
+        started = time.monotonic_ns()
+        outcomes = self.prober(self.targets, self.spec.readiness.timeout_ms / 1000)
+        for pod in self.spec.pods:
+            outcome = outcomes.get(pod.name) or ProbeOutcome(False, time.monotonic_ns(),
+                                                             "no result")
+            before = self.probes[pod.name]
+            after = observe(before, outcome.ok, self.spec.readiness)
+            self.probes[pod.name] = after
+            change = transition(before, after)
+            if change is not None:
+                self.log.write(change.value, t_ns=outcome.done_ns, pod=pod.name,
+                               address=pod.address, local=pod.local, probe=outcome.detail,
+                               probe_start_ns=started, successes=after.successes,
+                               failures=after.failures)
+
+    def converge(self) -> None:
+        self.converge_proxy()
+        if self.announced is None or time.monotonic_ns() - self.synced_ns > RESYNC_S * 1e9:
+            self.sync()
+        if self.announced is not None:
+            self.converge_announcements()
+        self.write_status()
+
+    def converge_proxy(self) -> None:
+        rules = service_rules(self.spec.services, self.desired.endpoints)
+        ruleset = render_service_rules(self.spec.node, rules)
+        if ruleset == self.applied_ruleset:
+            return
+        t_ns = time.monotonic_ns()
+        try:
+            self.apply_nft(ruleset)
+        except CommandError as exc:
+            self.error("nft_apply", str(exc), t_ns)
+            return
+        self.applied_ruleset = ruleset
+        endpoints = endpoint_addresses(self.desired.endpoints)
+        self.log.write("nft_apply", t_ns=t_ns, done_ns=time.monotonic_ns(), endpoints=endpoints)
+        current = {a for addresses in endpoints.values() for a in addresses}
+        self.forget_connections(self.proxied - current)
+        self.proxied = current
+
+    def forget_connections(self, addresses: set[str]) -> None:
+        """Drop conntrack entries NATed to endpoints that left, as kube-proxy does: otherwise
+        a UDP flow keeps going to a dead pod until its conntrack entry times out."""
+        for address in sorted(addresses):
+            t_ns = time.monotonic_ns()
+            try:
+                self.flush_conntrack(address)
+            except CommandError as exc:
+                self.error("conntrack_flush", str(exc), t_ns)
+                continue
+            self.log.write("conntrack_flush", t_ns=t_ns, done_ns=time.monotonic_ns(),
+                           address=address)
+
+    def sync(self) -> None:
+        """Learn what the speaker originates and take it as the agent's announced state."""
+        found = self.read_speaker()
+        if found is not None:
+            self.adopt(found)
+
+    def read_speaker(self) -> frozenset[IPv4Network] | None:
+        try:
+            return self.speaker.announced()
+        except CommandError as exc:
+            self.error("sync", str(exc))
+            self.announced = None
+            return None
+
+    def adopt(self, found: frozenset[IPv4Network]) -> None:
+        """Only the spec's VIPs are the agent's to manage; originate the pod CIDR if needed."""
+        self.synced_ns = time.monotonic_ns()
+        self._last_error = None
+        self.held.clear()
+        self.announced = {v for v in self.spec.vips if host_prefix(v) in found}
+        if self.speaker.originates_pod_cidr and self.spec.pod_cidr not in found:
+            self.originate_pod_cidr()
+
+    def originate_pod_cidr(self) -> None:
+        if not self.originate(self.spec.pod_cidr, "pod_cidr"):
+            self.synced_ns = 0  # try again next period
+            return
+        try:
+            kept = self.spec.pod_cidr in self.speaker.announced()
+        except CommandError:
+            return  # checked again at the next sync
+        if not kept:
+            self.error("verify", "the speaker dropped the pod CIDR",
+                       missing=[str(self.spec.pod_cidr)], unexpected=[], hint=DROP_HINT)
+
+    def converge_announcements(self) -> None:
+        assert self.announced is not None
+        wanted = self.desired.vips
+        changes = [(v, True) for v in sorted(wanted - self.announced - self.held)]
+        changes += [(v, False) for v in sorted(self.announced - wanted)]
+        for vip, add in changes:
+            if add and self.originate(host_prefix(vip), "vip"):
+                self.announced.add(vip)
+            elif not add and self.stop_originating(vip):
+                self.announced.discard(vip)
+        if changes:
+            self.verify()
+
+    def originate(self, prefix: IPv4Network, kind: str) -> bool:
+        services = self._services_of(prefix)
+        t_ns = time.monotonic_ns()
+        try:
+            self.speaker.announce(prefix)
+        except CommandError as exc:
+            self.error("announce", str(exc), t_ns, prefix=prefix)
+            return False
+        done_ns = time.monotonic_ns()
+        if kind == "vip":
+            self.log.write("announce", t_ns=t_ns, done_ns=done_ns, prefix=prefix,
+                           vip=prefix.network_address, kind=kind, services=services)
+        else:
+            self.log.write("announce", t_ns=t_ns, done_ns=done_ns, prefix=prefix, kind=kind)
+        return True
+
+    def stop_originating(self, vip: IPv4Address) -> bool:
+        prefix = host_prefix(vip)
+        t_ns = time.monotonic_ns()
+        try:
+            self.speaker.withdraw(prefix)
+        except CommandError as exc:
+            self.error("withdraw", str(exc), t_ns, prefix=prefix)
+            return False
+        self.log.write("withdraw", t_ns=t_ns, done_ns=time.monotonic_ns(), prefix=prefix,
+                       vip=vip, kind="vip", services=self._services_of(prefix))
+        return True
+
+    def verify(self) -> None:
+        """Re-read the speaker after changes: an accepted command is not always a route
+        (gobgpd silently drops local paths when its global import policy rejects them)."""
+        expected = set(self.announced or ())
+        found = self.read_speaker()
+        if found is None:
+            return
+        self.announced = {v for v in self.spec.vips if host_prefix(v) in found}
+        if self.announced != expected:
+            self.held = expected - self.announced
+            self.error("verify", "the speaker's routes differ from what the agent asked for",
+                       missing=sorted(str(v) for v in expected - self.announced),
+                       unexpected=sorted(str(v) for v in self.announced - expected),
+                       hint=DROP_HINT)
+
+    def _services_of(self, prefix: IPv4Network) -> list[str]:
+        return [s.name for s in self.spec.services if host_prefix(s.vip) == prefix]
+
+    def error(self, action: str, message: str, t_ns: int | None = None,
+              **details: object) -> None:
+        """Record a failure; repeats of the same failure are recorded once."""
+        key = (action, message)
+        if key == self._last_error:
+            return
+        self._last_error = key
+        self.log.write("error", t_ns=t_ns, action=action, message=message, **details)
+        print(f"lab.apps.agent.main {self.spec.node}: {action} failed: {message}", file=sys.stderr,
+              flush=True)
+
+    def write_status(self) -> None:
+        key = (self.ready, sorted(self.announced or ()), endpoint_addresses(self.desired.endpoints))
+        if key == self._last_status:
+            return
+        self._last_status = key
+        document = status_document(self.spec.node, time.monotonic_ns(), self.ready,
+                                   self.announced or (), self.desired.endpoints)
+        write_json_atomic(self.spec.status_file, document)
+
+    def stop(self, signame: str, withdraw: bool) -> None:
+        withdrawn: list[IPv4Address] = []
+        if withdraw and self.announced:
+            for vip in sorted(self.announced):
+                if self.stop_originating(vip):
+                    withdrawn.append(vip)
+            self.announced -= set(withdrawn)
+            self.write_status()
+        self.log.write("agent_stop", signal=signame, withdrawn=withdrawn,
+                       announced=sorted(self.announced or ()))
+
+
+class Waker:
+    """Sleeps until a deadline unless a signal handler calls ``wake`` (self-pipe)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._r, selectors.EVENT_READ)
+        self.woken = False
+
+    def wake(self) -> None:
+        self.woken = True
+        with contextlib.suppress(OSError):  # full or closed: a wake-up is pending anyway
+            self._w.send(b"x")
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0 and not self.woken:
+            self._selector.select(seconds)
+
+    def close(self) -> None:
+        self._selector.close()
+        self._r.close()
+        self._w.close()
+
+
+def run_agent(agent: Agent, waker: Waker, withdraw_on_exit: bool,
+              signame: Callable[[], str]) -> None:
+    """Probe at once, then every period (on a fixed grid; missed periods are skipped)."""
+    period_s = agent.spec.readiness.period_ms / 1000
+    agent.start()
+    next_s = time.monotonic()
+    while not waker.woken:
+        agent.step()
+        next_s += period_s
+        now = time.monotonic()
+        if next_s < now:
+            next_s = now
+        waker.sleep(next_s - now)
+    agent.stop(signame(), withdraw_on_exit)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab.apps.agent",
+                                     description="readiness, service proxy and VIP "
+                                                 "announcements for one Kubernetes node")
+    parser.add_argument("--spec", required=True, type=Path, help="the node's agent spec (JSON)")
+    parser.add_argument("--withdraw-on-exit", action="store_true",
+                        help="withdraw announced VIPs on SIGTERM/SIGINT (graceful stop); by "
+                             "default they stay announced, as after a crash")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        spec = load_agent_spec(args.spec)
+        log = EventLog(spec.events, spec.node)
+    except SpecError as exc:
+        print(f"lab.apps.agent.main: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lab.apps.agent.main: cannot open the event log: {exc}", file=sys.stderr)
+        return 1
+    waker = Waker()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        waker.wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent = Agent(spec, make_speaker(spec), log)
+    print(f"lab.apps.agent.main {spec.node}: {spec.speaker} speaker, {len(spec.pods)} pods, "
+          f"{len(spec.services)} services, period {spec.readiness.period_ms} ms",
+          file=sys.stderr, flush=True)
+    try:
+        run_agent(agent, waker, args.withdraw_on_exit,
+                  lambda: received[0] if received else "")
+    finally:
+        log.close()
+        waker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

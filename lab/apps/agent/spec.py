@@ -1,0 +1,152 @@
+"""The node agent's spec file: what to probe, which services to proxy and announce, and how."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from lab.apps.agent.readiness import ProbePolicy
+from lab.apps.server.spec import PROTOCOLS, SpecReader, read_spec_document
+
+SPEAKERS = ("gobgp", "frr")
+TRAFFIC_POLICIES = ("Local", "Cluster")
+DEFAULT_GOBGP_API = "127.0.0.1:50051"
+MAX_ASN = 4294967295
+MAX_PERIOD_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class AgentService:
+    name: str
+    vip: IPv4Address
+    protocol: str
+    port: int
+    traffic_policy: str  # "Local" | "Cluster" (Kubernetes externalTrafficPolicy)
+
+
+@dataclass(frozen=True)
+class AgentPod:
+    """A pod the agent probes: one of the node's (local) or, for Cluster services, another."""
+
+    name: str
+    address: IPv4Address
+    health_port: int
+    local: bool
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    lab: str
+    node: str
+    cluster: str
+    speaker: str  # "gobgp" | "frr"
+    gobgp_api: tuple[str, int]
+    vty_socket_dir: Path | None
+    asn: int
+    pod_cidr: IPv4Network
+    readiness: ProbePolicy
+    services: tuple[AgentService, ...]
+    pods: tuple[AgentPod, ...]
+    events: Path
+    nft: str
+
+    @property
+    def status_file(self) -> Path:
+        return self.events.parent / "status.json"
+
+    @property
+    def vips(self) -> frozenset[IPv4Address]:
+        return frozenset(s.vip for s in self.services)
+
+
+AGENT_FIELDS = ("lab", "node", "cluster", "speaker", "gobgp_api", "vty_socket_dir", "asn",
+                "pod_cidr", "readiness", "services", "pods", "events", "nft")
+READINESS_FIELDS = ("period_ms", "timeout_ms", "failure_threshold", "success_threshold")
+SERVICE_FIELDS = ("name", "vip", "protocol", "port", "traffic_policy")
+POD_FIELDS = ("name", "address", "health_port", "local")
+
+
+def load_agent_spec(path: Path) -> AgentSpec:
+    """Read and validate an agent spec; raise SpecError listing every problem."""
+    reader, document = read_spec_document(path)
+    top = reader.mapping(document, "", AGENT_FIELDS)
+    speaker = reader.choice(top, "speaker", "", SPEAKERS)
+    vty_dir = reader.text(top, "vty_socket_dir", default="")
+    if speaker == "frr" and not vty_dir:
+        reader.fail("vty_socket_dir", "field required with speaker frr",
+                    "the directory of the node's FRR vty sockets (vtysh --vty_socket)")
+    spec = AgentSpec(
+        lab=reader.text(top, "lab"), node=reader.text(top, "node"),
+        cluster=reader.text(top, "cluster"), speaker=speaker,
+        gobgp_api=_host_port(reader, reader.text(top, "gobgp_api", default=DEFAULT_GOBGP_API)),
+        vty_socket_dir=Path(vty_dir) if vty_dir else None,
+        asn=reader.integer(top, "asn", low=1, high=MAX_ASN),
+        pod_cidr=_network(reader, reader.text(top, "pod_cidr")),
+        readiness=_readiness(reader, top.get("readiness", {})),
+        services=tuple(_service(reader, p, item) for p, item in reader.items(top, "services")),
+        pods=tuple(_pod(reader, p, item) for p, item in reader.items(top, "pods")),
+        events=Path(reader.text(top, "events")),
+        nft=reader.text(top, "nft", default="nft"))
+    _check_unique(reader, "services", [s.name for s in spec.services])
+    _check_unique(reader, "pods", [p.name for p in spec.pods])
+    reader.check()
+    return spec
+
+
+def _readiness(reader: SpecReader, value: object) -> ProbePolicy:
+    obj = reader.mapping(value, "readiness", READINESS_FIELDS)
+    defaults = ProbePolicy()
+    return ProbePolicy(
+        period_ms=reader.integer(obj, "period_ms", "readiness", low=1, high=MAX_PERIOD_MS,
+                                 default=defaults.period_ms),
+        timeout_ms=reader.integer(obj, "timeout_ms", "readiness", low=1, high=MAX_PERIOD_MS,
+                                  default=defaults.timeout_ms),
+        failure_threshold=reader.integer(obj, "failure_threshold", "readiness", low=1,
+                                         high=1000, default=defaults.failure_threshold),
+        success_threshold=reader.integer(obj, "success_threshold", "readiness", low=1,
+                                         high=1000, default=defaults.success_threshold))
+
+
+def _service(reader: SpecReader, path: str, value: object) -> AgentService:
+    obj: Mapping[str, Any] = reader.mapping(value, path, SERVICE_FIELDS)
+    return AgentService(
+        name=reader.text(obj, "name", path), vip=reader.ipv4(obj, "vip", path),
+        protocol=reader.choice(obj, "protocol", path, PROTOCOLS),
+        port=reader.integer(obj, "port", path, low=1, high=65535),
+        traffic_policy=reader.choice(obj, "traffic_policy", path, TRAFFIC_POLICIES))
+
+
+def _pod(reader: SpecReader, path: str, value: object) -> AgentPod:
+    obj: Mapping[str, Any] = reader.mapping(value, path, POD_FIELDS)
+    return AgentPod(
+        name=reader.text(obj, "name", path), address=reader.ipv4(obj, "address", path),
+        health_port=reader.integer(obj, "health_port", path, low=1, high=65535),
+        local=reader.boolean(obj, "local", path))
+
+
+def _network(reader: SpecReader, text: str) -> IPv4Network:
+    try:
+        return IPv4Network(text)
+    except ValueError:
+        if text:
+            reader.fail("pod_cidr", f"must be an IPv4 prefix with no host bits, not {text!r}")
+        return IPv4Network("0.0.0.0/32")
+
+
+def _host_port(reader: SpecReader, text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return host, int(port)
+    reader.fail("gobgp_api", f"must be HOST:PORT, not {text!r}", f"e.g. {DEFAULT_GOBGP_API}")
+    return "127.0.0.1", 50051
+
+
+def _check_unique(reader: SpecReader, field: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name and name in seen:
+            reader.fail(f"{field}[{i}].name", f"duplicate name {name!r}")
+        seen.add(name)

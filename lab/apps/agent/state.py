@@ -1,0 +1,71 @@
+"""What a node should do given its pods' readiness: endpoints to proxy to, VIPs to announce.
+
+Pure functions (kube-proxy's endpoint selection and kube-router/MetalLB's announcement rule):
+- Local: a service's endpoints are the node's ready pods, and the node announces the VIP while
+  it has at least one;
+- Cluster: the endpoints are every ready pod of the cluster (the node's own flagged local), and
+  the node announces the VIP always;
+- several services may share a VIP (different ports): the VIP is announced if any wants it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from lab.apps.agent.spec import AgentPod, AgentService
+from lab.render.serviceproxy import Endpoint, ServiceRules
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    endpoints: Mapping[str, tuple[Endpoint, ...]]  # service name -> ready endpoints
+    vips: frozenset[IPv4Address]
+
+
+def service_endpoints(service: AgentService, pods: Sequence[AgentPod],
+                      ready: Mapping[str, bool]) -> tuple[Endpoint, ...]:
+    """Ready endpoints in a stable order: the node's own pods first, then the others."""
+    local = [Endpoint(p.address, True) for p in pods if p.local and ready.get(p.name, False)]
+    if service.traffic_policy == "Local":
+        return tuple(local)
+    others = [Endpoint(p.address, False) for p in pods
+              if not p.local and ready.get(p.name, False)]
+    return tuple(local + others)
+
+
+def wants_vip(service: AgentService, endpoints: Sequence[Endpoint]) -> bool:
+    if service.traffic_policy == "Cluster":
+        return True
+    return any(ep.local for ep in endpoints)
+
+
+def desired_state(services: Sequence[AgentService], pods: Sequence[AgentPod],
+                  ready: Mapping[str, bool]) -> DesiredState:
+    endpoints = {s.name: service_endpoints(s, pods, ready) for s in services}
+    vips = frozenset(s.vip for s in services if wants_vip(s, endpoints[s.name]))
+    return DesiredState(endpoints, vips)
+
+
+def service_rules(services: Sequence[AgentService],
+                  endpoints: Mapping[str, tuple[Endpoint, ...]]) -> list[ServiceRules]:
+    return [ServiceRules(s.name, s.vip, s.protocol, s.port, endpoints.get(s.name, ()))
+            for s in services]
+
+
+def endpoint_addresses(endpoints: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, list[str]]:
+    return {name: [str(ep.address) for ep in eps] for name, eps in endpoints.items()}
+
+
+def status_document(node: str, t_ns: int, ready: Mapping[str, bool],
+                    announced: Iterable[IPv4Address],
+                    endpoints: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, object]:
+    """The agent's status.json: readiness per pod, announced VIPs, endpoints per service."""
+    return {
+        "node": node,
+        "t_ns": t_ns,
+        "pods": {name: "ready" if ok else "unready" for name, ok in ready.items()},
+        "announced": [str(v) for v in sorted(announced)],
+        "endpoints": endpoint_addresses(endpoints),
+    }

@@ -1,0 +1,327 @@
+"""The anycast server: one process per pod, answering every service with its identity.
+
+``python -m lab.apps.server --spec FILE`` runs inside the pod's network namespace, bound to the pod
+address:
+- UDP services echo each datagram followed by ``\\n`` and the identity as compact JSON
+  (``{"site":..,"cluster":..,"node":..,"pod":..,"service":..}``), so probers can tell who
+  answered;
+- TCP services answer each line (up to 4 KiB) with the line, a space, the identity and ``\\n``;
+  connections stay open until the client closes them;
+- an HTTP/1.0 health port serves ``GET /live`` (always 200) and ``GET /ready`` (200, or 503
+  while the spec's unready flag file exists), like a Kubernetes httpGet probe target.
+
+One thread, one non-blocking selector loop; imports are kept to the standard library (and the
+small spec module) because a lab starts this program hundreds of times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import selectors
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from lab.apps.server.spec import ServerSpec, SpecError, load_server_spec
+
+MAX_LINE = 4096
+MAX_HEALTH_REQUEST = 8192
+RECV_SIZE = 65535
+UDP_BURST = 256  # datagrams served per wake-up before other sockets get their turn
+OUTBOX_LIMIT = 256 * 1024  # stop reading a TCP client that does not read its replies
+LISTEN_BACKLOG = 1024
+
+_Handler = Callable[[int], None]
+
+
+def identity_bytes(spec: ServerSpec, service: str) -> bytes:
+    return json.dumps(spec.identity(service), separators=(",", ":")).encode()
+
+
+def udp_reply(request: bytes, suffix: bytes) -> bytes:
+    """The answer to one datagram: the request verbatim, then ``suffix`` (``\\n`` + identity)."""
+    return request + suffix
+
+
+def take_lines(inbox: bytearray, suffix: bytes) -> bytes | None:
+    """Answer the complete lines in ``inbox`` (consuming them): each as line + ``suffix``
+    (a space, the identity and ``\\n``). None when a line exceeds MAX_LINE bytes."""
+    replies = bytearray()
+    start = 0
+    while (end := inbox.find(b"\n", start)) >= 0:
+        line = inbox[start:end]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > MAX_LINE:
+            return None
+        replies += line
+        replies += suffix
+        start = end + 1
+    del inbox[:start]
+    if len(inbox) > MAX_LINE:
+        return None
+    return bytes(replies)
+
+
+def _http(status: str, body: str) -> bytes:
+    return (f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n{body}").encode()
+
+
+def health_response(request: bytes, unready_flag: Path) -> bytes:
+    """The response to one health request (only its request line matters)."""
+    parts = request.split(b"\r\n", 1)[0].split(b"\n", 1)[0].split()
+    if len(parts) < 2 or not parts[0].isalpha():
+        return _http("400 Bad Request", "bad request\n")
+    method, target = parts[0], parts[1].split(b"?", 1)[0]
+    if method not in (b"GET", b"HEAD"):
+        return _http("405 Method Not Allowed", "method not allowed\n")
+    if target == b"/live":
+        response = _http("200 OK", "ok")
+    elif target == b"/ready":
+        ready = not unready_flag.exists()
+        response = _http("200 OK", "ok") if ready else _http("503 Service Unavailable", "unready")
+    else:
+        response = _http("404 Not Found", "not found\n")
+    if method == b"HEAD":
+        return response[:response.index(b"\r\n\r\n") + 4]
+    return response
+
+
+def health_request_complete(inbox: bytes | bytearray) -> bool:
+    return b"\r\n\r\n" in inbox or b"\n\n" in inbox or len(inbox) >= MAX_HEALTH_REQUEST
+
+
+class _Connection:
+    """One accepted TCP connection: a service client (suffix set) or a health check."""
+
+    __slots__ = ("closing", "inbox", "outbox", "sock", "suffix")
+
+    def __init__(self, sock: socket.socket, suffix: bytes | None) -> None:
+        self.sock = sock
+        self.suffix = suffix
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.closing = False
+
+
+class AnycastServer:
+    """Every socket of one pod's server on one selector; ``serve`` runs until ``stop``."""
+
+    def __init__(self, spec: ServerSpec) -> None:
+        self.spec = spec
+        self.ports: dict[str, int] = {}
+        self._selector = selectors.DefaultSelector()
+        self._listeners: list[socket.socket] = []
+        self._stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        for end in (self._wake_r, self._wake_w):
+            end.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        try:
+            self._bind_all()
+        except OSError:
+            self.close()
+            raise
+
+    def _bind_all(self) -> None:
+        address = str(self.spec.address)
+        for service in self.spec.services:
+            suffix_id = identity_bytes(self.spec, service.name)
+            if service.protocol == "udp":
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self._listeners.append(sock)
+                sock.bind((address, service.port))
+                sock.setblocking(False)
+                self._register(sock, self._udp_handler(sock, b"\n" + suffix_id))
+            else:
+                sock = self._listen(address, service.port)
+                self._register(sock, self._accept_handler(sock, b" " + suffix_id + b"\n"))
+            self.ports[service.name] = sock.getsockname()[1]
+        health = self._listen(address, self.spec.health_port)
+        self._register(health, self._accept_handler(health, None))
+        self.ports["health"] = health.getsockname()[1]
+
+    def _listen(self, address: str, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listeners.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+        return sock
+
+    def _register(self, sock: socket.socket, handler: _Handler,
+                  events: int = selectors.EVENT_READ) -> None:
+        self._selector.register(sock, events, handler)
+
+    def describe(self) -> str:
+        services = ", ".join(f"{s.protocol}/{self.ports[s.name]} ({s.name})"
+                             for s in self.spec.services)
+        return (f"anycast server {self.spec.pod} ready on {self.spec.address}: "
+                f"{services or 'no services'}; health tcp/{self.ports['health']}")
+
+    def serve(self) -> None:
+        while not self._stopping:
+            self.poll(None)
+
+    def poll(self, timeout: float | None) -> None:
+        """Handle whatever is ready now (waiting up to ``timeout`` seconds for something)."""
+        for key, mask in self._selector.select(timeout):
+            handler: _Handler = key.data
+            handler(mask)
+
+    def stop(self) -> None:
+        """Ask ``serve`` to return; safe from a signal handler or another thread."""
+        self._stopping = True
+        with contextlib.suppress(OSError):  # full or closed: the loop is waking anyway
+            self._wake_w.send(b"x")
+
+    def close(self) -> None:
+        for key in list(self._selector.get_map().values()):
+            sock = key.fileobj
+            if isinstance(sock, socket.socket):
+                sock.close()
+        for sock in (*self._listeners, self._wake_r, self._wake_w):
+            sock.close()
+        self._selector.close()
+
+    def _on_wake(self, _mask: int) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            return
+
+    def _udp_handler(self, sock: socket.socket, suffix: bytes) -> _Handler:
+        recvfrom, sendto = sock.recvfrom, sock.sendto
+
+        def on_datagrams(_mask: int) -> None:
+            for _ in range(UDP_BURST):
+                try:
+                    data, peer = recvfrom(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    continue  # a queued ICMP error: nothing to answer
+                try:  # noqa: SIM105 (the hot path: no context manager per datagram)
+                    sendto(data + suffix, peer)
+                except OSError:
+                    pass  # full send buffer or unreachable sender: a lost reply, as on a wire
+
+        return on_datagrams
+
+    def _accept_handler(self, listener: socket.socket, suffix: bytes | None) -> _Handler:
+        def on_accept(_mask: int) -> None:
+            while True:
+                try:
+                    sock, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return  # e.g. out of descriptors: try again on the next wake-up
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._register(sock, self._connection_handler(_Connection(sock, suffix)))
+
+        return on_accept
+
+    def _connection_handler(self, conn: _Connection) -> _Handler:
+        def on_connection(mask: int) -> None:
+            if mask & selectors.EVENT_WRITE:
+                self._flush(conn)
+            if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0 and not conn.closing:
+                self._read(conn)
+
+        return on_connection
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        conn.inbox += data
+        if conn.suffix is None:
+            if health_request_complete(conn.inbox):
+                conn.closing = True
+                self._send(conn, health_response(bytes(conn.inbox), self.spec.unready_flag))
+            return
+        replies = take_lines(conn.inbox, conn.suffix)
+        if replies is None:
+            self._drop(conn)  # a line longer than the protocol allows
+        elif replies:
+            self._send(conn, replies)
+
+    def _send(self, conn: _Connection, data: bytes) -> None:
+        conn.outbox += data
+        self._flush(conn)
+
+    def _flush(self, conn: _Connection) -> None:
+        try:
+            sent = conn.sock.send(conn.outbox) if conn.outbox else 0
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._drop(conn)
+            return
+        del conn.outbox[:sent]
+        if not conn.outbox and conn.closing:
+            self._drop(conn)
+            return
+        events = selectors.EVENT_READ
+        if conn.outbox:
+            events = selectors.EVENT_WRITE
+            if len(conn.outbox) < OUTBOX_LIMIT:
+                events |= selectors.EVENT_READ
+        if self._selector.get_key(conn.sock).events != events:
+            self._selector.modify(conn.sock, events, self._selector.get_key(conn.sock).data)
+
+    def _drop(self, conn: _Connection) -> None:
+        self._selector.unregister(conn.sock)
+        conn.sock.close()
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab.apps.server",
+                                     description="anycast server for one pod")
+    parser.add_argument("--spec", required=True, type=Path, help="the pod's server spec (JSON)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        spec = load_server_spec(args.spec)
+        server = AnycastServer(spec)
+    except SpecError as exc:
+        print(f"lab.apps.server.main: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lab.apps.server.main: cannot bind: {exc}", file=sys.stderr)
+        return 1
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(server.describe(), file=sys.stderr, flush=True)
+    try:
+        server.serve()
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

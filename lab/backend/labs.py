@@ -1,0 +1,130 @@
+"""Lab life cycle for the CLI and the scenario runner: up, down, status, which labs exist.
+
+A lab is acted on through the backend its state names (``LabState.backend``); a new lab
+through the one asked for (the default: netns)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import pipeline
+from lab.backend import DEFAULT_BACKEND, backend_named
+from lab.backend.evidence import new_evidence_dir
+from lab.backend.names import check_lab_name, state_labs
+from lab.backend.protocol import Backend, TeardownReport
+from lab.backend.ready import ReadyReport
+from lab.backend.state import TOPOLOGY_COPY, LabPhase, LabState, load_state, save_state
+from lab.errors import BackendError
+from lab.plan.model import LabPlan
+
+DEFAULT_READY_TIMEOUT_S = 120.0
+MACHINE_BACKENDS = (DEFAULT_BACKEND,)  # the backends whose labs `list` and `down` look for
+
+
+@dataclass
+class UpResult:
+    state: LabState
+    plan: LabPlan
+    report: ReadyReport
+    backend: Backend
+    kept: bool = True  # False: the lab was not ready and has been removed (evidence kept)
+
+
+def default_backend() -> Backend:
+    return backend_named(DEFAULT_BACKEND)
+
+
+def backend_for(state: LabState) -> Backend:
+    """The backend that built this lab."""
+    return backend_named(state.backend)
+
+
+def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
+       timeout_s: float = DEFAULT_READY_TIMEOUT_S, driver: str | None = None,
+       backend: Backend | None = None, keep_on_failure: bool = False) -> UpResult:
+    """Build the lab and wait until it is ready. When the timeout passes first, the report
+    says what is not ready in the daemons' words, the lab's files and views are kept in an
+    evidence directory (``report.evidence``), and the lab is removed unless
+    ``keep_on_failure``. A failed deploy keeps its evidence too (named in the error)."""
+    backend = backend or default_backend()
+    plan, rendered = pipeline.render(topology_file)
+    lab = check_lab_name(name or plan.topology)
+    state = backend.deploy(lab, plan, rendered, topology_file, progress, driver)
+    try:
+        report = backend.wait_ready(state, plan, timeout_s, progress)
+    except BaseException:  # Ctrl-C while waiting, as during the build, removes the lab
+        if not keep_on_failure:
+            progress("interrupted: removing the lab")
+            backend.destroy(lab, force=True)
+        raise
+    state.phase = LabPhase.READY if report.ready else LabPhase.NOT_READY
+    save_state(state)
+    if report.ready:
+        return UpResult(state, plan, report, backend)
+    progress("not ready: keeping the evidence")
+    why = f"`up` was not ready after {report.elapsed_s:.1f} s:\n{report.explain()}"
+    report.evidence = backend.keep_evidence(state, plan, new_evidence_dir(lab, "not-ready"),
+                                            why)
+    if not keep_on_failure:
+        progress("not ready: removing the lab")
+        backend.destroy(lab, force=True)
+    return UpResult(state, plan, report, backend, kept=keep_on_failure)
+
+
+def resolve_name(name: str | None) -> str:
+    """The lab to act on: the one named, or the only one on this machine."""
+    if name is not None:
+        return check_lab_name(name)
+    labs = all_labs()
+    if len(labs) == 1:
+        return labs[0]
+    if not labs:
+        raise BackendError("no lab is running on this machine; start one with `anylab up FILE`")
+    raise BackendError(f"several labs run here ({', '.join(labs)}); choose one with --name")
+
+
+def plan_of(state: LabState) -> LabPlan:
+    return pipeline.plan(state.directory / TOPOLOGY_COPY)
+
+
+def all_labs() -> list[str]:
+    """Labs on this machine: with a state directory, or found by a backend (namespaces,
+    containers) without one."""
+    names = set(state_labs())
+    for backend in MACHINE_BACKENDS:
+        names |= set(backend_named(backend).labs())
+    return sorted(names)
+
+
+def down(name: str | None, force: bool = False,
+         backend: Backend | None = None) -> TeardownReport:
+    """Remove a lab through the backend its state names; without a readable state (force),
+    through the default backend, which finds what is left by the lab's name and tags."""
+    lab = check_lab_name(name) if name else resolve_name(None)
+    if backend is None:
+        try:
+            backend = backend_for(load_state(lab))
+        except BackendError:
+            backend = default_backend()
+    return backend.destroy(lab, force)
+
+
+def status(name: str | None, backend: Backend | None = None) -> dict[str, Any]:
+    state = load_state(resolve_name(name))
+    return (backend or backend_for(state)).status(state, plan_of(state))
+
+
+def list_labs() -> list[dict[str, Any]]:
+    labs = []
+    for lab in all_labs():
+        try:
+            state = load_state(lab)
+            labs.append({"lab": lab, "topology": state.topology, "phase": state.phase,
+                         "created": state.created_wall, "processes": len(state.processes)})
+        except BackendError:
+            labs.append({"lab": lab, "topology": None, "phase": "broken (no state)",
+                         "created": None, "processes": 0})
+    return labs

@@ -1,0 +1,174 @@
+"""What the kernel side of a lab looks like, as plain data: namespaces and their sysctls, veth
+pairs, bridges, addresses, static routes and neighbour entries. Built from the plan (pure),
+applied by ``lab.backend.netns.nsworker`` in one process through netlink.
+
+Every interface gets a MAC derived from its names, and each end of a link and each pod a
+permanent neighbour entry for the other side: the kernel's neighbour (ARP) table is one for
+all namespaces, capped at ``net.ipv4.neigh.default.gc_thresh3`` (1024 by default, settable
+only in the host namespace), and permanent entries do not count against the cap. Without them
+a lab of a few hundred speakers fills it and its ARP requests fail ("neighbor table
+overflow"); a link is a point-to-point wire, so nothing is lost by not asking."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lab.backend.names import mac_address
+from lab.backend.netns.names import netns_name
+from lab.impair.model import VethPair
+from lab.plan import naming
+from lab.plan.model import LabPlan, NodePlan, Role
+
+ROUTER_SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/default/rp_filter": "0",
+    "net/ipv4/fib_multipath_hash_policy": "1",  # ECMP on the L4 5-tuple, so flows spread
+    "net/ipv4/conf/all/ignore_routes_with_linkdown": "1",  # carrier loss drops routes at once
+    "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
+    "net/ipv6/conf/all/disable_ipv6": "1",
+    "net/ipv6/conf/default/disable_ipv6": "1",
+}
+HOST_SYSCTLS = {
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/default/rp_filter": "0",
+    "net/ipv6/conf/all/disable_ipv6": "1",
+    "net/ipv6/conf/default/disable_ipv6": "1",
+}
+
+
+@dataclass(frozen=True)
+class VethSpec:
+    ns: str
+    ifname: str
+    peer_ns: str
+    peer_ifname: str
+    mtu: int = 1500
+    offloads_off: bool = False  # both ends (links through the userspace emulator)
+    mac: str = ""  # "" lets the kernel choose
+    peer_mac: str = ""
+
+
+@dataclass(frozen=True)
+class AddressSpec:
+    ns: str
+    ifname: str
+    address: str  # "10.0.0.1/31"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    ns: str
+    dst: str
+    gateway: str
+    ifname: str
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    ns: str
+    ifname: str
+    ports: tuple[str, ...]
+    mac: str = ""
+
+
+@dataclass(frozen=True)
+class NeighbourSpec:
+    """A permanent neighbour entry: ``address`` is at ``mac`` through ``ifname``."""
+
+    ns: str
+    ifname: str
+    address: str
+    mac: str
+
+
+@dataclass
+class NetworkSpec:
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # ns -> key -> value
+    veths: list[VethSpec] = field(default_factory=list)
+    bridges: list[BridgeSpec] = field(default_factory=list)
+    addresses: list[AddressSpec] = field(default_factory=list)
+    routes: list[RouteSpec] = field(default_factory=list)
+    neighbours: list[NeighbourSpec] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkSpec:
+        return cls(
+            sysctls=data["sysctls"],
+            veths=[VethSpec(**v) for v in data["veths"]],
+            bridges=[BridgeSpec(**{**b, "ports": tuple(b["ports"])}) for b in data["bridges"]],
+            addresses=[AddressSpec(**a) for a in data["addresses"]],
+            routes=[RouteSpec(**r) for r in data["routes"]],
+            neighbours=[NeighbourSpec(**n) for n in data.get("neighbours", [])])
+
+
+def node_namespaces(lab: str, plan: LabPlan) -> list[str]:
+    """Every namespace of the lab except the emulator's: nodes, then pods."""
+    names = [netns_name(lab, n.name) for n in plan.nodes]
+    names += [netns_name(lab, p.name) for p in plan.pods()]
+    return names
+
+
+def _is_forwarder(node: NodePlan) -> bool:
+    return node.role not in {Role.CLIENT}
+
+
+def build_network_spec(lab: str, plan: LabPlan,
+                       impaired_links: dict[str, list[VethPair]]) -> NetworkSpec:
+    """The whole kernel side. Impaired links (link id -> the veth pairs their impairment
+    driver asked for) are created here too, and then handed to the driver."""
+    spec = NetworkSpec()
+    for node in plan.nodes:
+        ns = netns_name(lab, node.name)
+        spec.sysctls[ns] = dict(ROUTER_SYSCTLS if _is_forwarder(node) else HOST_SYSCTLS)
+        if node.loopback is not None:
+            spec.addresses.append(AddressSpec(ns, "lo", f"{node.loopback}/32"))
+        for interface in node.interfaces:
+            spec.addresses.append(AddressSpec(ns, interface.name, str(interface.address)))
+            spec.neighbours.append(NeighbourSpec(
+                ns, interface.name, str(interface.peer_address),
+                mac_address(lab, interface.peer, interface.peer_ifname)))
+        for route in node.routes:
+            spec.routes.append(RouteSpec(ns, str(route.prefix), str(route.via), route.dev))
+        if node.pods:
+            _add_pods(spec, lab, node)
+    for link in plan.links:
+        macs = {netns_name(lab, end.node): {end.ifname: mac_address(lab, end.node, end.ifname)}
+                for end in (link.a, link.b)}
+        if link.id in impaired_links:
+            spec.veths += [VethSpec(p.netns, p.ifname, p.peer_netns, p.peer_ifname, p.mtu,
+                                    p.offloads_off, macs.get(p.netns, {}).get(p.ifname, ""),
+                                    macs.get(p.peer_netns, {}).get(p.peer_ifname, ""))
+                           for p in impaired_links[link.id]]
+            continue
+        spec.veths.append(VethSpec(netns_name(lab, link.a.node), link.a.ifname,
+                                   netns_name(lab, link.b.node), link.b.ifname,
+                                   mac=mac_address(lab, link.a.node, link.a.ifname),
+                                   peer_mac=mac_address(lab, link.b.node, link.b.ifname)))
+    return spec
+
+
+def _add_pods(spec: NetworkSpec, lab: str, node: NodePlan) -> None:
+    ns = netns_name(lab, node.name)
+    assert node.pod_gateway is not None
+    bridge_mac = mac_address(lab, node.name, naming.POD_BRIDGE)
+    spec.bridges.append(BridgeSpec(ns, naming.POD_BRIDGE, tuple(p.node_ifname for p in node.pods),
+                                   bridge_mac))
+    spec.addresses.append(AddressSpec(ns, naming.POD_BRIDGE, str(node.pod_gateway)))
+    for pod in node.pods:
+        pod_ns = netns_name(lab, pod.name)
+        pod_mac = mac_address(lab, pod.name, naming.POD_IFNAME)
+        spec.sysctls[pod_ns] = dict(HOST_SYSCTLS)
+        spec.veths.append(VethSpec(ns, pod.node_ifname, pod_ns, naming.POD_IFNAME,
+                                   mac=mac_address(lab, node.name, pod.node_ifname),
+                                   peer_mac=pod_mac))
+        spec.addresses.append(AddressSpec(pod_ns, naming.POD_IFNAME, str(pod.address)))
+        spec.routes.append(RouteSpec(pod_ns, "0.0.0.0/0", str(pod.gateway), naming.POD_IFNAME))
+        spec.neighbours.append(NeighbourSpec(pod_ns, naming.POD_IFNAME, str(pod.gateway),
+                                             bridge_mac))
+        spec.neighbours.append(NeighbourSpec(ns, naming.POD_BRIDGE, str(pod.address.ip),
+                                             pod_mac))

@@ -1,0 +1,128 @@
+"""The backend protocol: every operation on a lab or one of its nodes.
+
+Faults, probes, the recorder, the runner and the CLI act on a lab only through this protocol,
+so a backend is a folder of its own (``lab.backend.netns`` is the default; ``lab.backend.fake``
+serves unit tests). What a backend must give:
+
+- the lab as a whole: build it (``deploy``), wait until it is ready, remove it (``destroy``,
+  also from its tags alone with ``force``), describe it (``status``), keep its evidence when
+  it fails, and list the labs it has on this machine;
+- one node: the network namespace to enter (``netns_path``: a path that ``lab.netns`` can
+  open, whether a named namespace or ``/proc/PID/ns/net``), a command line that runs inside it
+  (``exec_argv``), starting a process in it (``spawn``) or on the machine outside every node
+  (``node=None``: programs such as the recorder that enter nodes themselves), its live
+  processes, sending them a signal, freezing and thawing it, setting one of its interfaces
+  down/up or silently dropping everything on it (blackhole); for a router: where its daemons
+  keep their vty sockets and logs (``router_files``), vtysh commands, and (re)starting one of
+  its FRR daemons with its configuration;
+- the lab's impairment driver (delay, jitter, loss and rate of links, at runtime).
+
+Errors: a backend raises ``BackendError`` (or another ``LabError``) with a message that says
+what failed and why; it never lets a lower-level exception through.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lab.backend.daemons import NodeFiles
+from lab.backend.ready import ReadyReport
+from lab.backend.state import LabState, ProcessRecord
+from lab.impair import ImpairmentDriver
+from lab.plan.model import LabPlan
+from lab.render.configs import RenderedLab
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TeardownReport:
+    """What removing a lab found and did; ``leftovers`` names what is still there."""
+
+    lab: str
+    existed: bool
+    processes: int = 0
+    killed: int = 0
+    namespaces: int = 0  # the backend's own units: namespaces, containers, hosts
+    leftovers: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    name: str
+
+    # ------------------------------------------------------------------ the lab
+
+    def deploy(self, lab: str, plan: LabPlan, rendered: RenderedLab, topology_file: Path,
+               progress: Progress, driver_kind: str | None = None) -> LabState:
+        """Build the lab; on failure remove what was built (evidence kept) and raise."""
+        ...
+
+    def wait_ready(self, state: LabState, plan: LabPlan, timeout_s: float,
+                   progress: Progress) -> ReadyReport: ...
+
+    def destroy(self, lab: str, force: bool = False) -> TeardownReport: ...
+
+    def status(self, state: LabState, plan: LabPlan) -> dict[str, Any]: ...
+
+    def keep_evidence(self, state: LabState, plan: LabPlan | None, folder: Path,
+                      why: str) -> Path: ...
+
+    def labs(self) -> list[str]:
+        """Labs of this backend on this machine (also those without a readable state)."""
+        ...
+
+    def impairment_driver(self, state: LabState) -> ImpairmentDriver: ...
+
+    # ------------------------------------------------------------------ one node
+
+    def netns_path(self, state: LabState, node: str) -> Path: ...
+
+    def exec_argv(self, state: LabState, node: str, argv: Sequence[str]) -> list[str]: ...
+
+    def spawn(self, state: LabState, node: str | None, kind: str, argv: Sequence[str],
+              log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
+        """Start ``argv`` inside ``node`` (None: on the machine), tagged with the lab. The
+        caller records the process in the state when it belongs to the lab's life."""
+        ...
+
+    def processes(self, state: LabState, node: str,
+                  kinds: Iterable[str] | None = None) -> list[ProcessRecord]:
+        """The node's recorded processes that are alive (of these kinds)."""
+        ...
+
+    def signal(self, records: Iterable[ProcessRecord], sig: signal.Signals) -> list[int]:
+        """Send ``sig`` to these processes; the PIDs that got it."""
+        ...
+
+    def freeze(self, state: LabState, nodes: Sequence[str]) -> list[int]:
+        """Stop every process of these nodes where it stands (a silent crash)."""
+        ...
+
+    def thaw(self, state: LabState, nodes: Sequence[str]) -> list[int]: ...
+
+    def set_link(self, state: LabState, plan: LabPlan, node: str, ifname: str,
+                 up: bool) -> None:
+        """Administratively down (carrier loss at the peer) or up again, as configured."""
+        ...
+
+    def set_blackhole(self, state: LabState, node: str, ifname: str, on: bool) -> None:
+        """Drop every frame in and out of the interface, silently (carrier stays up)."""
+        ...
+
+    def router_files(self, state: LabState, router: str) -> NodeFiles:
+        """Where the router's daemons keep configuration, logs and vty sockets, as seen from
+        this machine (direct vty queries use it)."""
+        ...
+
+    def vtysh(self, state: LabState, router: str, commands: Sequence[str]) -> str:
+        """Run vtysh commands (each as ``-c``) on a router; their output. BackendError when
+        vtysh fails."""
+        ...
+
+    def start_frr_daemon(self, state: LabState, router: str, daemon: str) -> ProcessRecord:
+        """Start one FRR daemon of a router (again) and load the router's configuration."""
+        ...

@@ -1,0 +1,218 @@
+"""`anylab up/down/status/list/exec/shell/vtysh`: the lab life-cycle commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.backend import labs
+from lab.backend.daemons import vtysh_argv
+from lab.backend.state import load_state
+from lab.errors import BackendError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with err.status("starting", spinner="dots") as spinner:
+        def progress(message: str) -> None:
+            spinner.update(message)
+            err.log(message) if args.verbose else None
+
+        result = labs.up(Path(args.file), args.name, progress, timeout_s=args.timeout,
+                         driver=args.impairment_driver, keep_on_failure=args.keep_on_failure)
+    elapsed = time.monotonic() - started
+    report = result.report
+    if not report.ready:
+        lab = result.state.lab
+        err.print(f"[red]lab {lab!r} is not ready after {report.elapsed_s:.1f} s:[/red]")
+        err.print(report.explain(), markup=False, soft_wrap=True)
+        if result.kept:
+            err.print(f"it is left up for inspection: `anylab status --name {lab}`; "
+                      f"`anylab down --name {lab}` removes it")
+        else:
+            err.print("the lab was removed (`--keep-on-failure` leaves it up for inspection)")
+        return 1
+    _print_answers(report.answers, f"lab {result.state.lab!r} ready in {elapsed:.1f} s "
+                   f"({report.sessions_total} BGP sessions Established)")
+    return 0
+
+
+def _print_answers(answers: Any, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("client", "service", "site", "node", "pod", "RTT ms"):
+        table.add_column(column)
+    for a in answers:
+        get = a.get if isinstance(a, dict) else lambda k, a=a: getattr(a, k)
+        rtt = get("rtt_ms")
+        table.add_row(get("client"), get("service"), get("site") or "[red]none[/red]",
+                      get("node") or "-", get("pod") or "-",
+                      f"{rtt:.2f}" if rtt is not None else str(get("error") or "-"))
+    out.print(table)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    report = labs.down(args.name, force=args.force)
+    elapsed = time.monotonic() - started
+    if not report.existed:
+        out.print(f"no lab named {report.lab!r}: nothing to remove")
+        return 0
+    out.print(f"lab {report.lab!r} removed in {elapsed:.2f} s: {report.processes} processes "
+              f"stopped, {report.namespaces} namespaces deleted")
+    if report.leftovers:
+        err.print("[red]left behind:[/red] " + ", ".join(report.leftovers))
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    document = labs.status(args.name)
+    if args.json:
+        sys.stdout.write(json.dumps(document, indent=1) + "\n")
+        return 0 if document["ready"] else 1
+    sessions = document["sessions"]
+    processes = document["processes"]
+    state = "[green]ready[/green]" if document["ready"] else "[red]not ready[/red]"
+    out.print(f"lab {document['lab']!r} ({document['topology']}): {state}; BGP sessions "
+              f"{sessions['established']}/{sessions['total']}; processes "
+              f"{processes['alive']}/{processes['total']} alive; impairments: "
+              f"{document['impairment_driver']}")
+    for dead in processes["dead"]:
+        out.print(f"  [red]dead:[/red] {dead}")
+    for down in sessions["down"]:
+        out.print(f"  [red]session down:[/red] {down['a']} - {down['b']} ({down['state']})")
+    for service, nodes in document["announcements"].items():
+        out.print(f"  {service}: announced by {len(nodes)} nodes: {', '.join(nodes) or '-'}")
+    _print_answers(document["clients"], "where each client lands")
+    return 0 if document["ready"] else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    found = labs.list_labs()
+    if args.json:
+        sys.stdout.write(json.dumps(found, indent=1) + "\n")
+        return 0
+    if not found:
+        out.print("no labs on this machine")
+        return 0
+    table = Table()
+    for column in ("lab", "topology", "phase", "created", "processes"):
+        table.add_column(column)
+    for item in found:
+        table.add_row(*(str(item[k] if item[k] is not None else "-") for k in
+                        ("lab", "topology", "phase", "created", "processes")))
+    out.print(table)
+    return 0
+
+
+def _node_argv(lab: str, node: str, argv: list[str]) -> list[str]:
+    state = load_state(lab)
+    plan = labs.plan_of(state)
+    known = {n.name for n in plan.nodes} | {p.name for p in plan.pods()}
+    if node not in known:
+        raise BackendError(f"lab {lab!r} has no node {node!r}; `anylab plan` lists them")
+    return labs.backend_for(state).exec_argv(state, node, argv)
+
+
+def _exec(argv: list[str]) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)  # replaces this process; an argument list, no shell
+    return 0  # not reached
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = [c for c in args.cmd if c != "--"] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise BackendError("give a command after --, e.g. anylab exec nyc-l1 -- ip route")
+    return _exec(_node_argv(labs.resolve_name(args.name), args.node, command))
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    shell = os.environ.get("SHELL", "/bin/bash")
+    return _exec(_node_argv(labs.resolve_name(args.name), args.node, [shell]))
+
+
+def cmd_vtysh(args: argparse.Namespace) -> int:
+    lab = labs.resolve_name(args.name)
+    state = load_state(lab)
+    files = labs.backend_for(state).router_files(state, args.node)
+    if not files.vty_socket("zebra").exists():
+        raise BackendError(f"{args.node!r} runs no FRR in lab {lab!r}")
+    return _exec(vtysh_argv(files, *(args.command or [])))
+
+
+def add_lab_commands(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) -> None:
+    name_help = "lab name (default: the topology's name, or the only lab running)"
+    p = sub.add_parser("up", help="build a lab and wait until it is ready", formatter_class=fmt,
+                       description="Build the lab on network namespaces with FRR, GoBGP and "
+                       "nftables; return when every BGP session is Established and every client "
+                       "is answered on every VIP, then show where each client lands.",
+                       epilog=examples("anylab up topologies/three-sites.yaml",
+                                       "anylab up topologies/two-sites-mini.yaml --name mini"))
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", help=name_help)
+    p.add_argument("--timeout", type=float, default=labs.DEFAULT_READY_TIMEOUT_S,
+                   help="seconds to wait for readiness (default %(default)s)")
+    p.add_argument("--impairment-driver", choices=["auto", "netem", "userspace"],
+                   help="override the topology's impairment driver")
+    p.add_argument("--keep-on-failure", action="store_true",
+                   help="leave a lab that is not ready up for inspection (its evidence is "
+                   "kept either way, in $ANYLAB_EVIDENCE_DIR or /var/tmp/anylab/evidence)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    p.set_defaults(handler=cmd_up)
+
+    p = sub.add_parser("down", help="remove a lab completely", formatter_class=fmt,
+                       description="Stop every process of the lab (by PID and by its tag), "
+                       "delete its namespaces and state. Idempotent.",
+                       epilog=examples("anylab down --name mini",
+                                       "anylab down --name mini --force"))
+    p.add_argument("--name", help=name_help)
+    p.add_argument("--force", action="store_true",
+                   help="also work when the state file is missing or corrupt")
+    p.set_defaults(handler=cmd_down)
+
+    p = sub.add_parser("status", help="sessions, announcements, where clients land",
+                       formatter_class=fmt, description="Check a running lab now.",
+                       epilog=examples("anylab status", "anylab status --name mini --json"))
+    p.add_argument("--name", help=name_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("list", help="labs on this machine", formatter_class=fmt,
+                       epilog=examples("anylab list", "anylab list --json"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("exec", help="run a command inside a node", formatter_class=fmt,
+                       epilog=examples("anylab exec nyc-l1 -- ip route",
+                                       "anylab exec us-c1 -- ping -c3 192.0.2.53"))
+    p.add_argument("--name", help=name_help)
+    p.add_argument("node")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    p.set_defaults(handler=cmd_exec)
+
+    p = sub.add_parser("shell", help="a shell inside a node", formatter_class=fmt,
+                       epilog=examples("anylab shell nyc-k8s-n1"))
+    p.add_argument("--name", help=name_help)
+    p.add_argument("node")
+    p.set_defaults(handler=cmd_shell)
+
+    p = sub.add_parser("vtysh", help="FRR's shell on a router", formatter_class=fmt,
+                       epilog=examples("anylab vtysh nyc-s1",
+                                       "anylab vtysh nyc-l1 -c 'show bgp summary'"))
+    p.add_argument("--name", help=name_help)
+    p.add_argument("node")
+    p.add_argument("-c", "--command", action="append", help="run this command and exit")
+    p.set_defaults(handler=cmd_vtysh)

@@ -1,0 +1,95 @@
+"""`anylab run`: play a scenario and print what it did to clients."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.run.runner import RunOptions, run_scenario
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f}"
+
+
+def _site(client: dict[str, Any]) -> str:
+    before, after = client.get("site_before"), client.get("site_after")
+    if before is None and after is None:
+        return "-"
+    return str(before) if before == after else f"{before} -> {after}"
+
+
+def _event_title(event: dict[str, Any]) -> str:
+    title = f"step {event.get('step')}: {event.get('fault')} on {event.get('target')}"
+    if event.get("detection_ms") is not None:
+        source = event.get("detection_source")
+        title += f"; detected after {event['detection_ms']:.0f} ms ({source})"
+    last = (event.get("control_plane") or {}).get("last_fib_change_ms")
+    if last is not None:
+        title += f"; last FIB change +{last:.0f} ms"
+    return title
+
+
+def print_summary(summary: dict[str, Any], title: str) -> None:
+    out.print(f"[bold]{title}[/bold]")
+    for trial in summary.get("trials", []):
+        for warning in trial.get("warnings", []):
+            out.print(f"[red]trial {trial.get('trial')}: {warning}[/red]")
+        for event in trial.get("events", []):
+            table = Table(title=f"trial {trial.get('trial')}, {_event_title(event)}",
+                          title_justify="left")
+            for column in ("client", "service", "outage ms", "lost ms", "site", "RTT ms",
+                           "TCP broken"):
+                table.add_column(column, overflow="fold")
+            for client in event.get("clients", []):
+                rtt = f"{_ms(client.get('rtt_before_ms'))} -> {_ms(client.get('rtt_after_ms'))}"
+                if client.get("outage_ms") is None:
+                    rtt = "-"
+                table.add_row(client.get("client", ""), client.get("service", ""),
+                              _ms(client.get("outage_ms")), _ms(client.get("loss_derived_ms")),
+                              _site(client), rtt, str(client.get("tcp_broken", "-")))
+            out.print(table)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    options = RunOptions(scenario_file=Path(args.scenario),
+                         topology=Path(args.topology) if args.topology else None,
+                         repeat=args.repeat, keep_lab=args.keep_lab, name=args.name,
+                         runs_root=Path(args.runs))
+    with err.status("starting", spinner="dots") as spinner:
+        def progress(message: str) -> None:
+            spinner.update(message)
+            if args.verbose:
+                err.log(message)
+
+        result = run_scenario(options, progress)
+    print_summary(result.summary, f"{result.summary.get('scenario')} on lab {result.lab!r}")
+    state = "complete" if result.complete else "[red]incomplete[/red]"
+    out.print(f"run directory ({state}): {result.run_dir}")
+    return 0 if result.complete else 1
+
+
+def add_run_command(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) -> None:
+    p = sub.add_parser("run", help="play a failure scenario and measure it", formatter_class=fmt,
+                       description="Bring the scenario's lab up if it is not running, play the "
+                       "timeline of faults while probers and recorders measure on one clock, "
+                       "and write runs/<time>-<scenario>/ (see docs/run-format.md).",
+                       epilog=examples("anylab run scenarios/node-crash-bfd.yaml",
+                                       "anylab run scenarios/site-drain.yaml --repeat 5 "
+                                       "--keep-lab"))
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--topology", help="run against this topology instead of the scenario's")
+    p.add_argument("--repeat", type=int, help="trials back to back (default: the scenario's)")
+    p.add_argument("--keep-lab", action="store_true",
+                   help="leave a lab this command started running afterwards")
+    p.add_argument("--name", help="lab name (default: derived from the topology)")
+    p.add_argument("--runs", default="runs", help="folder for run directories (default runs/)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    p.set_defaults(handler=cmd_run)

@@ -1,0 +1,274 @@
+"""Per client and service figures of one event window, from the UDP probe stream.
+
+The probe table is split once per trial into one sorted stream per flow (client, service,
+flow: one source port, so one ECMP hash); every window is then a pair of binary searches and a
+few vectorised passes over the probes it holds, so a dozen windows over 720k probes stay well
+under a second.
+
+Which probes are charged to a window (see the Definitions in docs/run-format.md):
+- probes sent in ``[t_ns, end_ns)`` of the window, except those sent in the last
+  ``reply_timeout_ns`` before the flow's probes end (the trial end, or the flow's last probe
+  plus one interval if that is earlier): the prober stopped before their replies were due;
+- a trailing run of losses that lasts until the next injector action and began less than one
+  round trip (plus one interval) before it is that action's in-flight loss, charged to neither
+  window; a run that began earlier is an outage that did not recover within the window.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from lab.errors import MetricsError
+from lab.measure.metrics.windows import (
+    NS_PER_MS,
+    NS_PER_S,
+    Event,
+    EventWindow,
+    event_int,
+    is_event,
+)
+
+DEFAULT_REPLY_TIMEOUT_NS = 2 * NS_PER_S
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class FlowStream:
+    """The probes of one flow of one trial, in send order."""
+
+    client: str
+    service: str
+    flow: int
+    send_ns: IntArray
+    answered: BoolArray
+    site: IntArray  # index into ProbeStreams.sites; -1 when the probe was lost
+    rtt_ms: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeStreams:
+    """Every flow of one trial, sorted by (client, service, flow)."""
+
+    trial: int
+    sites: tuple[str, ...]
+    flows: tuple[FlowStream, ...]
+
+
+def probe_streams(probes: pd.DataFrame, trial: int) -> ProbeStreams:
+    """Split the rows of one trial of probes.parquet into sorted per-flow arrays."""
+    rows = probes.loc[probes["trial"] == trial]
+    if rows.empty:
+        return ProbeStreams(trial, (), ())
+    send = rows["send_ns"].to_numpy(dtype=np.int64)
+    answered = rows["recv_ns"].notna().to_numpy(dtype=np.bool_)
+    rtt = rows["rtt_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+    categories = pd.Categorical(rows["site"].astype(object))
+    site = np.where(answered, categories.codes.astype(np.int64), -1)
+    flows: list[FlowStream] = []
+    groups = rows.groupby(["client", "service", "flow"], sort=True).indices
+    for key, positions in groups.items():
+        client, service, flow = cast(tuple[object, object, int], key)
+        order = positions[np.argsort(send[positions], kind="stable")]
+        flows.append(FlowStream(str(client), str(service), int(flow), send[order],
+                                answered[order], site[order], rtt[order]))
+    flows.sort(key=lambda f: (f.client, f.service, f.flow))
+    return ProbeStreams(trial, tuple(str(s) for s in categories.categories), tuple(flows))
+
+
+def ns_to_ms(ns: int) -> float:
+    return round(ns / NS_PER_MS, 6)
+
+
+def _index(send: IntArray, instant: int) -> int:
+    return int(np.searchsorted(send, instant, side="left"))
+
+
+def _mode_site(codes: IntArray) -> int:
+    """The site answering most often (ties: the one seen last); -1 when none answered."""
+    valid = codes[codes >= 0]
+    if valid.size == 0:
+        return -1
+    counts = np.bincount(valid)
+    best = np.flatnonzero(counts == counts.max())
+    last_seen = [int(np.flatnonzero(codes == code)[-1]) for code in best]
+    return int(best[int(np.argmax(last_seen))])
+
+
+def _median_rtt(stream: FlowStream, part: slice) -> float | None:
+    rtt = stream.rtt_ms[part][stream.answered[part]]
+    rtt = rtt[~np.isnan(rtt)]
+    return round(float(np.median(rtt)), 6) if rtt.size else None
+
+
+def _inflight_ns(stream: FlowStream, after: slice, before: slice, interval_ns: int) -> int:
+    """How long before an action a probe may still be in flight: the largest round trip seen
+    in the last second of the window (else the second before the event), plus one interval."""
+    for part in (after, before):
+        rtt = stream.rtt_ms[part][stream.answered[part]]
+        rtt = rtt[~np.isnan(rtt)]
+        if rtt.size:
+            return int(float(rtt.max()) * NS_PER_MS) + interval_ns
+    return interval_ns
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Indexes into one stream: the window [first, stop), probes judged for loss
+    [first, judged), and the second before the event and the last second of the window."""
+
+    first: int
+    stop: int
+    judged: int
+    before: slice
+    after: slice
+
+
+def _span(stream: FlowStream, window: EventWindow, reply_timeout_ns: int,
+          interval_ns: int) -> _Span:
+    send = stream.send_ns
+    first, stop = _index(send, window.t_ns), _index(send, window.end_ns)
+    stream_end = min(window.trial_end_ns, int(send[-1]) + interval_ns) if send.size else 0
+    judged_end = min(window.end_ns, stream_end - reply_timeout_ns)
+    judged = min(stop, max(first, _index(send, judged_end)))
+    before = slice(_index(send, window.t_ns - NS_PER_S), first)
+    after = slice(max(first, _index(send, window.end_ns - NS_PER_S)), stop)
+    return _Span(first, stop, judged, before, after)
+
+
+def _charged_losses(stream: FlowStream, window: EventWindow, span: _Span,
+                    inflight_ns: int | None, interval_ns: int) -> IntArray:
+    """Indexes of the lost probes charged to the window (see the module docstring)."""
+    lost = span.first + np.flatnonzero(~stream.answered[span.first:span.judged])
+    if lost.size == 0 or not window.ends_at_action:
+        return lost
+    last = int(lost[-1])
+    if stream.answered[last + 1:span.stop].any():
+        return lost
+    answered = np.flatnonzero(stream.answered[span.first:last])
+    previous = span.first + int(answered[-1]) if answered.size else span.first - 1
+    run_start = int(stream.send_ns[lost[lost > previous][0]])
+    guard = (inflight_ns if inflight_ns is not None
+             else _inflight_ns(stream, span.after, span.before, interval_ns))
+    if run_start >= window.end_ns - guard:
+        return lost[lost <= previous]
+    return lost
+
+
+def _outage(stream: FlowStream, window: EventWindow, lost: IntArray,
+            stop: int) -> tuple[int, bool]:
+    """Rate-derived outage in ns and whether a reply followed the last charged loss."""
+    if lost.size == 0:
+        return 0, True
+    last = int(lost[-1])
+    following = np.flatnonzero(stream.answered[last + 1:stop])
+    if following.size == 0:
+        return window.length_ns, False
+    return int(stream.send_ns[last + 1 + int(following[0])]) - window.t_ns, True
+
+
+def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
+                 interval_ms: float, reply_timeout_ns: int = DEFAULT_REPLY_TIMEOUT_NS,
+                 inflight_ns: int | None = None) -> dict[str, Any]:
+    """Every figure of one flow in one window (keys in the order of run-format.md)."""
+    interval_ns = round(interval_ms * NS_PER_MS)
+    span = _span(stream, window, reply_timeout_ns, interval_ns)
+    lost = _charged_losses(stream, window, span, inflight_ns, interval_ns)
+    outage_ns, recovered = _outage(stream, window, lost, span.stop)
+    before, after = _mode_site(stream.site[span.before]), _mode_site(stream.site[span.after])
+    flip: int | None = None
+    if before >= 0:
+        others = stream.site[span.first:span.stop]
+        hits = np.flatnonzero((others >= 0) & (others != before))
+        flip = int(stream.send_ns[span.first + int(hits[0])]) if hits.size else None
+    return {
+        "flow": stream.flow, "outage_ms": ns_to_ms(outage_ns),
+        "loss_derived_ms": round(int(lost.size) * interval_ms, 6), "lost": int(lost.size),
+        "resolution_ms": interval_ms,
+        "site_before": sites[before] if before >= 0 else None,
+        "site_after": sites[after] if after >= 0 else None, "flip_ns": flip,
+        "rtt_before_ms": _median_rtt(stream, span.before),
+        "rtt_after_ms": _median_rtt(stream, span.after),
+        "recovered": recovered,
+        "first_loss_ns": int(stream.send_ns[lost[0]]) if lost.size else None,
+        "last_loss_ns": int(stream.send_ns[lost[-1]]) if lost.size else None,
+        "probes": span.judged - span.first,
+    }
+
+
+def _tcp_pairs(tcp_events: Sequence[Event], window: EventWindow) -> tuple[
+        set[tuple[str, str]], Counter[tuple[str, str]]]:
+    """The (client, service) pairs with TCP flows in the trial, and their breaks in the
+    window."""
+    pairs: set[tuple[str, str]] = set()
+    broken: Counter[tuple[str, str]] = Counter()
+    for event in tcp_events:
+        if not is_event(event, window.trial, "tcp", ("flow_connected", "flow_broken")):
+            continue
+        pair = (str(event.get("client")), str(event.get("service")))
+        pairs.add(pair)
+        if (event.get("kind") == "flow_broken"
+                and window.t_ns <= event_int(event, "t_ns") < window.end_ns):
+            broken[pair] += 1
+    return pairs, broken
+
+
+def _client_entry(client: str, service: str, figures: list[dict[str, Any]],
+                  interval_ms: float, tcp_broken: int) -> dict[str, Any]:
+    """One client and service: the worst flow's figures (largest outage, then most lost,
+    then lowest flow index) and, with several flows, every flow's under ``flows``."""
+    if not figures:  # a TCP-only service: no UDP figures
+        worst: dict[str, Any] = dict.fromkeys(_FIGURE_KEYS)
+        worst.update(resolution_ms=interval_ms, lost=0, probes=0)
+    else:
+        worst = max(figures, key=lambda f: (f["outage_ms"], f["lost"]))
+    entry: dict[str, Any] = {"client": client, "service": service}
+    entry.update({key: worst[key] for key in _FIGURE_KEYS if key not in _TAIL_KEYS})
+    entry["tcp_broken"] = tcp_broken
+    entry.update({key: worst[key] for key in _TAIL_KEYS})
+    if len(figures) > 1:
+        entry["flows"] = figures
+    return entry
+
+
+_FIGURE_KEYS = ("outage_ms", "loss_derived_ms", "lost", "resolution_ms", "site_before",
+                "site_after", "flip_ns", "rtt_before_ms", "rtt_after_ms", "recovered",
+                "first_loss_ns", "last_loss_ns", "probes", "flow")
+_TAIL_KEYS = ("recovered", "first_loss_ns", "last_loss_ns", "probes", "flow")
+
+
+def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
+                   interval_ms: float, *, tcp_events: Sequence[Event] = (),
+                   reply_timeout_ns: int = DEFAULT_REPLY_TIMEOUT_NS,
+                   inflight_ns: int | None = None) -> list[dict[str, Any]]:
+    """The ``clients`` list of one event (or reversion) window, sorted by client and service.
+
+    ``probes`` is probes.parquet (any trials) or the streams of the window's trial from
+    ``probe_streams``; ``tcp_events`` are the events of the run (others are skipped);
+    ``inflight_ns`` overrides the measured in-flight guard before the next action."""
+    streams = probes if isinstance(probes, ProbeStreams) else probe_streams(probes,
+                                                                            window.trial)
+    if streams.trial != window.trial:
+        raise MetricsError(f"probe streams of trial {streams.trial} given for a window of "
+                           f"trial {window.trial}")
+    tcp_pairs, broken = _tcp_pairs(tcp_events, window)
+    per_pair: dict[tuple[str, str], list[dict[str, Any]]] = {pair: [] for pair in tcp_pairs}
+    for pair, flows in itertools.groupby(streams.flows, key=lambda f: (f.client, f.service)):
+        per_pair[pair] = [flow_figures(f, streams.sites, window, interval_ms,
+                                       reply_timeout_ns, inflight_ns) for f in flows]
+    return [_client_entry(client, service, per_pair[(client, service)], interval_ms,
+                          broken[(client, service)])
+            for client, service in sorted(per_pair)]
+
+
+__all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "FlowStream", "ProbeStreams", "client_metrics",
+           "flow_figures", "ns_to_ms", "probe_streams"]

@@ -1,0 +1,286 @@
+"""The deterministic lab plan: every node, interface, address, ASN, session and route.
+
+Frozen dataclasses, built by ``lab.plan.planner.build_plan`` from a validated Topology. The plan
+does not depend on the lab's name, so the same file always gives the same plan.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+IPv4Address = ipaddress.IPv4Address
+IPv4Interface = ipaddress.IPv4Interface
+IPv4Network = ipaddress.IPv4Network
+
+
+class Role(StrEnum):
+    TRANSIT = "transit"
+    SPINE = "spine"
+    LEAF = "leaf"
+    BORDER = "border"
+    K8S_NODE = "k8s-node"
+    CLIENT = "client"
+
+
+FRR_ROUTER_ROLES = frozenset({Role.TRANSIT, Role.SPINE, Role.LEAF, Role.BORDER})
+
+
+class LinkKind(StrEnum):
+    WAN = "wan"  # transit - transit
+    UPLINK = "uplink"  # site border - transit
+    FABRIC = "fabric"  # spine - leaf / border leaf
+    NODE = "node"  # leaf - cluster node
+    ACCESS = "access"  # transit - client
+
+
+@dataclass(frozen=True)
+class BfdTimers:
+    interval_ms: int
+    multiplier: int
+
+    @property
+    def profile(self) -> str:
+        return f"bfd-{self.interval_ms}x{self.multiplier}"
+
+    @property
+    def detection_ms(self) -> int:
+        return self.interval_ms * self.multiplier
+
+
+@dataclass(frozen=True)
+class BgpTimers:
+    keepalive_s: int
+    hold_s: int
+    connect_retry_s: int
+    ecmp: int
+    bfd: BfdTimers | None
+
+
+@dataclass(frozen=True)
+class Impairment:
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    rate_bps: int | None = None
+
+    @property
+    def is_clean(self) -> bool:
+        return not (self.delay_ms or self.jitter_ms or self.loss_pct or self.rate_bps)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    node: str
+    ifname: str
+    address: IPv4Interface
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    id: str
+    kind: LinkKind
+    a: Endpoint
+    b: Endpoint
+    impairment: Impairment = Impairment()
+
+
+@dataclass(frozen=True)
+class InterfacePlan:
+    """One end of a link as its own node sees it."""
+
+    name: str
+    address: IPv4Interface
+    peer: str
+    peer_ifname: str
+    peer_address: IPv4Address
+    link_id: str
+    kind: LinkKind
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """One eBGP session; BFD runs on it when ``timers.bfd`` is set."""
+
+    id: str
+    kind: LinkKind
+    a: str
+    a_address: IPv4Address
+    a_asn: int
+    a_ifname: str
+    b: str
+    b_address: IPv4Address
+    b_asn: int
+    b_ifname: str
+    timers: BgpTimers
+
+    def side(self, node: str) -> tuple[IPv4Address, int, str, str, IPv4Address, int]:
+        """(local address, local ASN, local ifname, peer name, peer address, peer ASN)."""
+        if node == self.a:
+            return self.a_address, self.a_asn, self.a_ifname, self.b, self.b_address, self.b_asn
+        if node == self.b:
+            return self.b_address, self.b_asn, self.b_ifname, self.a, self.a_address, self.a_asn
+        raise KeyError(f"{node} is not an end of session {self.id}")
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    prefix: IPv4Network
+    via: IPv4Address
+    dev: str
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    name: str
+    node: str
+    cluster: str
+    site: str
+    index: int
+    address: IPv4Interface
+    gateway: IPv4Address
+    node_ifname: str
+
+
+@dataclass(frozen=True)
+class ReadinessPlan:
+    period_ms: float
+    timeout_ms: float
+    failure_threshold: int
+    success_threshold: int
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    role: Role
+    site: str | None = None
+    cluster: str | None = None
+    location: str | None = None
+    asn: int | None = None
+    router_id: IPv4Address | None = None
+    loopback: IPv4Address | None = None
+    speaker: Literal["frr", "gobgp"] | None = None
+    interfaces: tuple[InterfacePlan, ...] = ()
+    routes: tuple[RoutePlan, ...] = ()
+    pod_cidr: IPv4Network | None = None
+    pod_gateway: IPv4Interface | None = None
+    pods: tuple[PodPlan, ...] = ()
+    timers: BgpTimers | None = None
+    frr_raw: tuple[str, ...] = ()
+
+    @property
+    def runs_frr(self) -> bool:
+        return self.role in FRR_ROUTER_ROLES or self.speaker == "frr" or self.bfd_companion
+
+    @property
+    def bfd_companion(self) -> bool:
+        """GoBGP has no BFD: a gobgp node runs FRR's bfdd beside it when BFD is on."""
+        return self.speaker == "gobgp" and self.timers is not None and self.timers.bfd is not None
+
+    def interface_to(self, peer: str) -> InterfacePlan:
+        for interface in self.interfaces:
+            if interface.peer == peer:
+                return interface
+        raise KeyError(f"{self.name} has no link to {peer}")
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    name: str
+    site: str
+    asn: int
+    speaker: Literal["frr", "gobgp"]
+    nodes: tuple[str, ...]
+    readiness: ReadinessPlan
+    services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    vip: IPv4Address
+    protocol: Literal["udp", "tcp"]
+    port: int
+    traffic_policy: Literal["Local", "Cluster"]
+    clusters: tuple[str, ...]
+
+    @property
+    def prefix(self) -> IPv4Network:
+        return IPv4Network(f"{self.vip}/32")
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    name: str
+    location: str | None
+    spine_asn: int
+    spines: tuple[str, ...]
+    leafs: tuple[str, ...]
+    borders: tuple[str, ...]
+    uplinkers: tuple[str, ...]
+    transits: tuple[str, ...]
+    clusters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    topology: str
+    description: str
+    impairment_driver: str
+    pools: dict[str, IPv4Network]
+    sites: tuple[SitePlan, ...]
+    nodes: tuple[NodePlan, ...]
+    links: tuple[LinkPlan, ...]
+    sessions: tuple[SessionPlan, ...]
+    clusters: tuple[ClusterPlan, ...]
+    services: tuple[ServicePlan, ...]
+    _by_name: dict[str, NodePlan] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({n.name: n for n in self.nodes})
+
+    def node(self, name: str) -> NodePlan:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no node named {name!r} in lab plan {self.topology!r}") from None
+
+    def nodes_with_role(self, *roles: Role) -> list[NodePlan]:
+        return [n for n in self.nodes if n.role in roles]
+
+    def sessions_of(self, node: str) -> list[SessionPlan]:
+        return [s for s in self.sessions if node in (s.a, s.b)]
+
+    def cluster(self, name: str) -> ClusterPlan:
+        return next(c for c in self.clusters if c.name == name)
+
+    def site(self, name: str) -> SitePlan:
+        return next(s for s in self.sites if s.name == name)
+
+    def services_of_cluster(self, cluster: str) -> list[ServicePlan]:
+        return [s for s in self.services if cluster in s.clusters]
+
+    def pods(self) -> list[PodPlan]:
+        return [p for n in self.nodes for p in n.pods]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (addresses as strings), for `plan --json` and golden files."""
+        data = asdict(self)
+        data.pop("_by_name", None)
+        result: dict[str, Any] = _jsonable(data)
+        return result
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv4Interface | ipaddress.IPv4Network):
+        return str(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value

@@ -1,0 +1,239 @@
+"""Expand a validated Topology into a LabPlan: names, addresses, ASNs, links, sessions, routes.
+
+Deterministic by construction: everything is allocated in file order from fixed pools, so the
+same file gives the same plan (golden tests pin it). ASNs follow RFC 7938: the spines of a site
+share one ASN, each leaf has its own, from the private 4-byte range; transits use 2-byte
+private ASNs; all nodes of a cluster share the cluster's ASN (the kube-router default).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Interface, IPv4Network
+
+from lab.plan import naming
+from lab.plan.addressing import PoolAllocator
+from lab.plan.model import (
+    BfdTimers,
+    BgpTimers,
+    ClusterPlan,
+    Endpoint,
+    Impairment,
+    InterfacePlan,
+    LabPlan,
+    LinkKind,
+    LinkPlan,
+    NodePlan,
+    PodPlan,
+    ReadinessPlan,
+    Role,
+    RoutePlan,
+    ServicePlan,
+    SessionPlan,
+    SitePlan,
+)
+from lab.topology.model import BgpSettings, Cluster, LinkProperties, Site, Topology
+
+TRANSIT_ASN_BASE = 65000
+SITE_ASN_BASE = 4_200_000_000
+SITE_ASN_STRIDE = 1000
+BORDER_ASN_OFFSET = 200
+CLUSTER_ASN_OFFSET = 500
+DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+
+BUILTIN_TIMERS = BgpTimers(keepalive_s=3, hold_s=9, connect_retry_s=2, ecmp=16,
+                           bfd=BfdTimers(interval_ms=300, multiplier=3))
+
+
+def resolve_timers(*layers: BgpSettings) -> BgpTimers:
+    """Built-in defaults, then each layer (defaults, site) overriding the fields it sets."""
+    timers = BUILTIN_TIMERS
+    for layer in layers:
+        if layer.keepalive is not None:
+            timers = replace(timers, keepalive_s=round(layer.keepalive / 1000))
+        if layer.hold is not None:
+            timers = replace(timers, hold_s=round(layer.hold / 1000))
+        if layer.connect_retry is not None:
+            timers = replace(timers, connect_retry_s=round(layer.connect_retry / 1000))
+        if layer.ecmp is not None:
+            timers = replace(timers, ecmp=layer.ecmp)
+        if layer.bfd is not None:
+            bfd = (BfdTimers(round(layer.bfd.interval), layer.bfd.multiplier)
+                   if layer.bfd.enabled else None)
+            timers = replace(timers, bfd=bfd)
+    return timers
+
+
+def _impairment(props: LinkProperties) -> Impairment:
+    return Impairment(props.delay, props.jitter, props.loss, props.rate)
+
+
+@dataclass
+class _Builder:
+    topo: Topology
+    nodes: dict[str, NodePlan] = field(default_factory=dict)
+    links: list[LinkPlan] = field(default_factory=list)
+    sessions: list[SessionPlan] = field(default_factory=list)
+    routes: dict[str, list[RoutePlan]] = field(default_factory=lambda: defaultdict(list))
+
+    def __post_init__(self) -> None:
+        pools = self.topo.addressing
+        self.loopbacks = PoolAllocator("loopbacks", pools.loopbacks)
+        self.fabric = PoolAllocator("fabric", pools.fabric)
+        self.wan = PoolAllocator("wan", pools.wan)
+        self.pods = PoolAllocator("pods", pools.pods)
+        self.clients = PoolAllocator("clients", pools.clients)
+        self.default_timers = resolve_timers(self.topo.defaults.bgp)
+
+    def add_node(self, node: NodePlan) -> None:
+        self.nodes[node.name] = node
+
+    def link(self, kind: LinkKind, a: str, b: str, pool: PoolAllocator,
+             impairment: Impairment | None = None) -> LinkPlan:
+        a_addr, b_addr = pool.p2p()
+        plan = LinkPlan(f"{a}--{b}", kind, Endpoint(a, b, a_addr), Endpoint(b, a, b_addr),
+                        impairment or Impairment())
+        self.links.append(plan)
+        return plan
+
+    def session(self, link: LinkPlan, timers: BgpTimers) -> None:
+        a, b = self.nodes[link.a.node], self.nodes[link.b.node]
+        assert a.asn is not None and b.asn is not None
+        self.sessions.append(SessionPlan(
+            link.id, link.kind, a.name, link.a.address.ip, a.asn, link.a.ifname,
+            b.name, link.b.address.ip, b.asn, link.b.ifname, timers))
+
+
+def build_plan(topo: Topology) -> LabPlan:
+    builder = _Builder(topo)
+    raw = topo.frr_raw
+    for index, transit in enumerate(topo.transits, start=1):
+        builder.add_node(NodePlan(
+            name=transit.name, role=Role.TRANSIT, location=transit.location,
+            asn=transit.asn or TRANSIT_ASN_BASE + index, loopback=builder.loopbacks.host(),
+            timers=builder.default_timers, frr_raw=tuple(raw.transit)))
+    for wan_link in topo.wan_links:
+        link = builder.link(LinkKind.WAN, *wan_link.between, builder.wan, _impairment(wan_link))
+        builder.session(link, builder.default_timers)
+    sites = [_plan_site(builder, index, site) for index, site in enumerate(topo.sites, start=1)]
+    clusters = [c for site in topo.sites for c in _plan_clusters(builder, site)]
+    _plan_clients(builder)
+    services = _plan_services(topo)
+    clusters = [replace(c, services=tuple(s.name for s in services if c.name in s.clusters))
+                for c in clusters]
+    nodes = [_with_interfaces(builder, node) for node in builder.nodes.values()]
+    return LabPlan(
+        topology=topo.name, description=topo.description,
+        impairment_driver=topo.defaults.impairment_driver,
+        pools=dict(topo.addressing.model_dump()),
+        sites=tuple(sites), nodes=tuple(nodes), links=tuple(builder.links),
+        sessions=tuple(builder.sessions), clusters=tuple(clusters), services=tuple(services))
+
+
+def _plan_site(builder: _Builder, index: int, site: Site) -> SitePlan:
+    topo = builder.topo
+    timers = resolve_timers(topo.defaults.bgp, site.bgp)
+    base = SITE_ASN_BASE + index * SITE_ASN_STRIDE
+    fabric = site.fabric
+    spines = [naming.spine_name(site.name, i) for i in range(1, fabric.spines + 1)]
+    leafs = [naming.leaf_name(site.name, i) for i in range(1, fabric.leafs + 1)]
+    borders = ([naming.border_name(site.name, i) for i in range(1, fabric.border_leafs + 1)]
+               if fabric.border == "leafs" else [])
+
+    def router(name: str, role: Role, asn: int, extra: list[str]) -> None:
+        builder.add_node(NodePlan(
+            name=name, role=role, site=site.name, location=site.location, asn=asn,
+            loopback=builder.loopbacks.host(), timers=timers,
+            frr_raw=tuple(getattr(topo.frr_raw, role.value)) + tuple(extra)))
+
+    for name in spines:
+        router(name, Role.SPINE, base, site.frr_raw.spine)
+    for i, name in enumerate(leafs, start=1):
+        router(name, Role.LEAF, base + i, site.frr_raw.leaf)
+    for i, name in enumerate(borders, start=1):
+        router(name, Role.BORDER, base + BORDER_ASN_OFFSET + i, site.frr_raw.border)
+    for spine in spines:
+        for below in leafs + borders:
+            builder.session(builder.link(LinkKind.FABRIC, spine, below, builder.fabric), timers)
+    uplinkers = borders or spines
+    for uplink in site.uplinks:
+        for border in uplinkers:
+            link = builder.link(LinkKind.UPLINK, uplink.transit, border, builder.wan,
+                                _impairment(uplink))
+            builder.session(link, timers)
+    cluster_names = tuple(c.name for c in site.clusters)
+    return SitePlan(site.name, site.location, base, tuple(spines), tuple(leafs), tuple(borders),
+                    tuple(uplinkers), tuple(u.transit for u in site.uplinks), cluster_names)
+
+
+def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
+    site_index = next(i for i, s in enumerate(builder.topo.sites, start=1) if s.name == site.name)
+    timers = resolve_timers(builder.topo.defaults.bgp, site.bgp)
+    for index, cluster in enumerate(site.clusters, start=1):
+        site_base = SITE_ASN_BASE + site_index * SITE_ASN_STRIDE
+        asn = cluster.asn or site_base + CLUSTER_ASN_OFFSET + index
+        nodes = list(_plan_cluster_nodes(builder, site, cluster, asn, timers))
+        probe = cluster.readiness
+        yield ClusterPlan(cluster.name, site.name, asn, cluster.speaker, tuple(nodes),
+                          ReadinessPlan(probe.period, probe.timeout, probe.failure_threshold,
+                                        probe.success_threshold), services=())
+
+
+def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: int,
+                        timers: BgpTimers) -> Iterator[str]:
+    leaf_numbers = (list(range(1, site.fabric.leafs + 1)) if cluster.leafs == "all"
+                    else cluster.leafs)
+    for index in range(1, cluster.nodes + 1):
+        name = naming.k8s_node_name(cluster.name, index)
+        leaf = naming.leaf_name(site.name, leaf_numbers[(index - 1) % len(leaf_numbers)])
+        pod_cidr = builder.pods.block(cluster.pod_cidr_size)
+        gateway = IPv4Interface((pod_cidr[1], cluster.pod_cidr_size))
+        pods = tuple(
+            PodPlan(naming.pod_name(cluster.name, index, k), name, cluster.name, site.name, k,
+                    IPv4Interface((pod_cidr[1 + k], cluster.pod_cidr_size)), gateway.ip,
+                    naming.pod_veth_name(k))
+            for k in range(1, cluster.pods_per_node + 1))
+        link = builder.link(LinkKind.NODE, leaf, name, builder.fabric)
+        builder.add_node(NodePlan(
+            name=name, role=Role.K8S_NODE, site=site.name, cluster=cluster.name,
+            location=site.location, asn=asn, router_id=link.b.address.ip,
+            speaker=cluster.speaker, pod_cidr=pod_cidr, pod_gateway=gateway, pods=pods,
+            timers=timers,
+            frr_raw=tuple(builder.topo.frr_raw.node) + tuple(site.frr_raw.node)))
+        builder.routes[name].append(RoutePlan(DEFAULT_ROUTE, link.a.address.ip, link.b.ifname))
+        builder.session(link, timers)
+        yield name
+
+
+def _plan_clients(builder: _Builder) -> None:
+    for client in builder.topo.clients:
+        builder.add_node(NodePlan(name=client.name, role=Role.CLIENT,
+                                  location=builder.nodes[client.transit].location))
+        link = builder.link(LinkKind.ACCESS, client.transit, client.name, builder.clients,
+                            _impairment(client))
+        builder.routes[client.name].append(
+            RoutePlan(DEFAULT_ROUTE, link.a.address.ip, link.b.ifname))
+
+
+def _plan_services(topo: Topology) -> list[ServicePlan]:
+    all_clusters = tuple(c.name for s in topo.sites for c in s.clusters)
+    return [ServicePlan(s.name, s.vip, s.protocol, s.port, s.traffic_policy,
+                        all_clusters if s.clusters == "all" else tuple(s.clusters))
+            for s in topo.services]
+
+
+def _with_interfaces(builder: _Builder, node: NodePlan) -> NodePlan:
+    interfaces = []
+    for link in builder.links:
+        for here, there in ((link.a, link.b), (link.b, link.a)):
+            if here.node == node.name:
+                interfaces.append(InterfacePlan(here.ifname, here.address, there.node,
+                                                there.ifname, there.address.ip, link.id,
+                                                link.kind))
+    router_id = node.router_id or node.loopback
+    if router_id is None and interfaces:
+        router_id = interfaces[0].address.ip
+    return replace(node, interfaces=tuple(interfaces), routes=tuple(builder.routes[node.name]),
+                   router_id=router_id)

@@ -1,0 +1,137 @@
+"""Turn a run's raw recordings into the run directory's files and its summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from lab.backend.runtime_specs import node_dir
+from lab.backend.state import LabState
+from lab.plan.model import LabPlan, Role
+
+if TYPE_CHECKING:
+    from lab.run.runner import Recording
+    from lab.scenario.load import LoadedScenario
+
+PROBE_COLUMNS = ["trial", "client", "service", "flow", "seq", "send_ns", "recv_ns", "rtt_ms",
+                 "site", "cluster", "node", "pod"]
+ROUTE_COLUMNS = ["trial", "t_ns", "router", "prefix", "action", "nexthops", "n_nexthops"]
+
+
+def _trial_of(t_ns: int, bounds: list[tuple[int, int, int]]) -> int:
+    for trial, start, end in bounds:
+        if t_ns <= end:
+            return trial if t_ns >= start or trial == 0 else trial - 1
+    return bounds[-1][0] if bounds else 0
+
+
+def _read_jsonl(path: Path, since_ns: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a crash
+        if isinstance(row, dict) and int(row.get("t_ns", 0)) >= since_ns:
+            rows.append(row)
+    return rows
+
+
+def agent_events(state: LabState, plan: LabPlan, since_ns: int) -> list[dict[str, Any]]:
+    rows = []
+    for node in plan.nodes_with_role(Role.K8S_NODE):
+        for row in _read_jsonl(node_dir(state.directory, node.name) / "agent-events.jsonl",
+                               since_ns):
+            kind = row.pop("event", "agent")
+            rows.append({**row, "source": "agent", "kind": kind, "node": node.name})
+    return rows
+
+
+def session_events(state: LabState, plan: LabPlan, clock: dict[str, int],
+                   since_ns: int) -> list[dict[str, Any]]:
+    from lab.measure.recorder import parse_frr_logs
+
+    addresses: dict[str, str] = {}
+    for session in plan.sessions:
+        addresses[str(session.a_address)] = session.a
+        addresses[str(session.b_address)] = session.b
+    logs = {}
+    for node in plan.nodes:
+        shared_log = node_dir(state.directory, node.name) / "frr.log"
+        if shared_log.exists():
+            logs[node.name] = {"frr": shared_log}
+    return parse_frr_logs(logs, addresses, (clock["realtime_ns"], clock["monotonic_ns"]),
+                          since_ns)
+
+
+def _probes(recording: Recording) -> pd.DataFrame:
+    from lab.measure.probe.udp import load_udp_probes
+
+    frames = [load_udp_probes(path, client, trial)
+              for trial, client, path in recording.prober_files if path.exists()]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in PROBE_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _routes(recording: Recording) -> pd.DataFrame:
+    from lab.measure.recorder import load_routes
+
+    if recording.routes_file is None or not recording.routes_file.exists():
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in ROUTE_COLUMNS})
+    routes = load_routes(recording.routes_file, 0)
+    if not routes.empty and recording.trial_bounds:
+        routes["trial"] = [_trial_of(int(t), recording.trial_bounds) for t in routes["t_ns"]]
+        routes["trial"] = routes["trial"].astype("int16")
+    return routes
+
+
+def collect_results(loaded: LoadedScenario, state: LabState, recording: Recording,
+                    complete: bool) -> dict[str, Any]:
+    from lab.measure.metrics.summary import summarize_run
+
+    since = recording.clock["monotonic_ns"]
+    events = list(recording.events)
+    events += agent_events(state, loaded.plan, since)
+    for path in recording.tcp_files:
+        events += _read_jsonl(path, since)
+    try:
+        events += session_events(state, loaded.plan, recording.clock, since)
+    except (OSError, ValueError) as exc:
+        events.append({"t_ns": since, "source": "runner", "kind": "note",
+                       "message": f"FRR logs could not be read: {exc}"})
+    for row in events:
+        row.setdefault("trial", _trial_of(int(row["t_ns"]), recording.trial_bounds))
+    events.sort(key=lambda r: int(r["t_ns"]))
+    probes = _probes(recording)
+    routes = _routes(recording)
+    run_dir = recording.run_dir
+    run_dir.write_jsonl("events.jsonl", events)
+    run_dir.write_parquet("probes.parquet", probes)
+    run_dir.write_parquet("routes.parquet", routes)
+    summary = summarize_run(
+        scenario=loaded.scenario.name, complete=complete, probes=probes, routes=routes,
+        events=events, interval_ms=loaded.scenario.probe.interval,
+        trial_bounds=recording.trial_bounds)
+    _mark_suspect_trials(summary, events)
+    run_dir.write_json("summary.json", summary)
+    return summary
+
+
+def _mark_suspect_trials(summary: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Trials in which a lab process died on its own get warnings and `valid: false`."""
+    for trial in summary.get("trials", []):
+        died = [e for e in events if e.get("trial") == trial.get("trial")
+                and e.get("kind") == "daemon_died"]
+        trial["warnings"] = [f"{e['daemon']} on {e['node']} (pid {e['pid']}) died outside "
+                             "the scenario; its figures may show that, not the fault"
+                             for e in died]
+        trial["valid"] = not died

@@ -1,0 +1,144 @@
+"""What a run measures with, started and stopped by the runner: the FIB recorder for the whole
+run, and per trial the UDP probers (one per client) and the long-lived TCP flows. Every
+process is started through the lab's backend, which puts it in the right node (probers) or
+on the machine (the recorder and the TCP flows enter the nodes they need themselves).
+
+The runner takes the class as a parameter: unit tests drive the timeline and the faults with
+``NoMeasurement`` and the fake backend, without root.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from lab.backend.processes import Spawn, stop_pids
+from lab.backend.state import ProcessRecord
+from lab.errors import BackendError
+from lab.plan.model import Role
+
+if TYPE_CHECKING:
+    from lab.faults.primitives import LabHandle
+    from lab.run.runner import Progress, Recording
+    from lab.scenario.load import LoadedScenario
+
+STABLE_UPTIME_S = 3.0  # every session Established this long before a trial starts
+STABLE_TIMEOUT_S = 60.0
+RECORDER_READY_S = 30.0
+TCP_MESSAGE_INTERVAL_MS, TCP_TIMEOUT_MS, TCP_RECONNECT_MS = 50, 1000, 100
+
+
+class Measurement:
+    """The recorder, probers and TCP flows of one run."""
+
+    def __init__(self, handle: LabHandle, loaded: LoadedScenario, recording: Recording,
+                 progress: Progress) -> None:
+        self.handle = handle
+        self.loaded = loaded
+        self.recording = recording
+        self.progress = progress
+        self.recorder: ProcessRecord | None = None
+        self.trial_processes: list[ProcessRecord] = []
+
+    def _spawner(self, node: str | None, kind: str) -> Spawn:
+        handle = self.handle
+        return lambda argv, log: handle.backend.spawn(handle.state, node, kind, argv, log)
+
+    def start(self) -> None:
+        """The FIB recorder, watching every router's table, until ``stop``."""
+        from lab.measure.recorder import RecorderSpec, start_recorder, wait_ready
+
+        self.progress("starting the FIB recorder")
+        handle, scratch = self.handle, self.recording.run_dir.scratch
+        routers = [n.name for n in handle.plan.nodes
+                   if n.role not in {Role.CLIENT, Role.K8S_NODE}]
+        out, ready = scratch / "routes.jsonl", scratch / "recorder.ready"
+        spec = RecorderSpec.build(handle.lab, {r: str(handle.netns_path(r)) for r in routers},
+                                  [str(s.prefix) for s in handle.plan.services], out, ready)
+        spec_path = spec.write(scratch / "recorder.json")
+        self.recording.routes_file = out
+        log = scratch / "recorder.log"
+        self.recorder = start_recorder(self._spawner(None, "recorder"), spec_path, log)
+        wait_ready(ready, RECORDER_READY_S, self.recorder, log)
+
+    def settle(self) -> None:
+        """Every BGP session Established for a few seconds before a trial: a session that has
+        just come up (a lab started moments ago, a restart in an earlier trial) is still
+        sending its first updates, which must not land in a trial."""
+        from lab.backend.daemons import bgp_peer_uptimes_ms
+        from lab.backend.inspect import frr_routers
+
+        handle = self.handle
+        deadline = time.monotonic() + STABLE_TIMEOUT_S
+        routers = [r for r in frr_routers(handle.plan)
+                   if handle.plan.node(r).role != Role.K8S_NODE]
+        while True:
+            youngest: float = float("inf")
+            for router in routers:
+                for uptime in bgp_peer_uptimes_ms(handle.files(router)).values():
+                    youngest = min(youngest, -1 if uptime is None else uptime / 1000)
+            if youngest >= STABLE_UPTIME_S:
+                return
+            if time.monotonic() > deadline:
+                raise BackendError("BGP sessions keep flapping; the lab is not stable enough "
+                                   "to measure (`anylab status` shows which)")
+            self.progress(f"waiting for stable BGP sessions (youngest "
+                          f"{max(youngest, 0):.1f} s)")
+            time.sleep(max(0.2, STABLE_UPTIME_S - max(youngest, 0)))
+
+    def start_trial(self, trial: int) -> None:
+        """The probers of every probed client and the TCP flows, until ``stop_trial``."""
+        from lab.measure.probe.tcpflows import start_tcp_flows
+        from lab.measure.probe.udp import ProbeTarget, start_udp_prober
+
+        handle, probe, recording = self.handle, self.loaded.scenario.probe, self.recording
+        plan, scratch = handle.plan, recording.run_dir.scratch
+        clients = [n.name for n in plan.nodes_with_role(Role.CLIENT)
+                   if probe.clients == "all" or n.name in probe.clients]
+        services = [s for s in plan.services
+                    if probe.services == "all" or s.name in probe.services]
+        udp = [ProbeTarget(s.name, str(s.vip), s.port) for s in services if s.protocol == "udp"]
+        for client in clients if udp else []:
+            out = scratch / f"probes-{trial}-{client}.txt"
+            self.trial_processes.append(start_udp_prober(
+                self._spawner(client, "prober"), client, udp, probe.interval, probe.flows, out,
+                scratch / f"prober-{client}.log"))
+            recording.prober_files.append((trial, client, out))
+        tcp = [s for s in services if s.protocol == "tcp"]
+        if tcp and probe.tcp_flows:
+            events = scratch / f"tcp-{trial}.jsonl"
+            flows = [{"client": c, "netns": str(handle.netns_path(c)), "service": s.name,
+                      "vip": str(s.vip), "port": s.port, "flow": k}
+                     for c in clients for s in tcp for k in range(probe.tcp_flows)]
+            spec = scratch / f"tcp-{trial}.json"
+            spec.write_text(json.dumps({
+                "lab": handle.lab, "flows": flows,
+                "message_interval_ms": TCP_MESSAGE_INTERVAL_MS, "timeout_ms": TCP_TIMEOUT_MS,
+                "reconnect_ms": TCP_RECONNECT_MS, "events": str(events), "trial": trial}))
+            self.trial_processes.append(start_tcp_flows(
+                self._spawner(None, "tcpflows"), spec, scratch / f"tcp-{trial}.log"))
+            recording.tcp_files.append(events)
+
+    def stop_trial(self) -> None:
+        stop_pids([r.pid for r in self.trial_processes], grace_s=3.0)
+        self.trial_processes = []
+
+    def stop(self) -> None:
+        if self.recorder is not None:
+            stop_pids([self.recorder.pid], grace_s=2.0)
+            self.recorder = None
+
+
+class NoMeasurement(Measurement):
+    """Measures nothing: the timeline and its faults alone (unit tests, with the fake
+    backend). Targets must be named (``serving:`` needs the probers' answers)."""
+
+    def start(self) -> None:
+        pass
+
+    def settle(self) -> None:
+        pass
+
+    def start_trial(self, trial: int) -> None:
+        pass
