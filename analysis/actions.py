@@ -1,20 +1,19 @@
 """Injector actions (faults and undos) and the windows they are measured in.
 
-A fault's window runs from its instant to the next injector action of the trial (strictly
-later) or to the trial end; its undo opens a *reversion* window bounded the same way. This is
-the runner's own rule (lab/measure/metrics/windows.py), so the figures here and summary.json measure
-the same stretch of time. A trial is also cut into *phases* for catchment: before the first
-action, then one phase per action.
+The windows are the runner's own (``lab.measure.metrics.windows``, the one definition): a
+fault's window runs from its instant to the next injector action of the trial (strictly
+later) or to the trial end; its undo opens a *reversion* window bounded the same way. So the
+figures here and summary.json measure the same stretch of time, with the same code. A trial
+is also cut into *phases* for catchment: before the first action, then one per action.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pandas as pd
+from lab.measure.metrics.windows import EventWindow, event_windows
 
 ActionKind = Literal["fault", "undo"]
 
@@ -22,7 +21,8 @@ ActionKind = Literal["fault", "undo"]
 @dataclass(frozen=True)
 class FaultEvent:
     """One injector action of one trial and its window ``[t_ns, end_ns)``. For a fault,
-    ``undo`` is the action that reverted it (None when it was never undone)."""
+    ``undo`` is the action that reverted it (None when it was never undone); ``window`` is
+    the runner's record of it, which the figures are computed from."""
 
     trial: int
     kind: ActionKind
@@ -31,6 +31,7 @@ class FaultEvent:
     target: str
     t_ns: int
     end_ns: int
+    window: EventWindow = field(compare=False, hash=False, repr=False)
     done_ns: int | None = None
     cycle: int = 0
     details: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -58,52 +59,31 @@ class Phase:
     action: FaultEvent | None = None
 
 
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, float):
-        return None if math.isnan(value) else int(value)
-    return int(value) if isinstance(value, int) else None
+def _event(window: EventWindow, details: Mapping[tuple[str, int, int], Any],
+           undo: FaultEvent | None = None) -> FaultEvent:
+    found = details.get((window.kind, window.step, window.t_ns))
+    return FaultEvent(trial=window.trial, kind=window.kind, step=window.step,
+                      fault=window.fault, target=window.target, t_ns=window.t_ns,
+                      end_ns=window.end_ns, window=window, done_ns=window.done_ns,
+                      cycle=window.cycle, details=found if isinstance(found, Mapping) else {},
+                      undo=undo)
 
 
-def _action(row: Mapping[Hashable, Any], end_ns: int) -> FaultEvent:
-    details = row.get("details")
-    return FaultEvent(
-        trial=int(row["trial"]), kind="undo" if row["kind"] == "undo" else "fault",
-        step=_int_or_none(row.get("step")) or 0, fault=str(row.get("fault") or ""),
-        target=str(row.get("target") or ""), t_ns=int(row["t_ns"]), end_ns=end_ns,
-        done_ns=_int_or_none(row.get("done_ns")), cycle=_int_or_none(row.get("cycle")) or 0,
-        details=details if isinstance(details, Mapping) else {})
-
-
-def build_actions(events: pd.DataFrame,
-                  bounds: Mapping[int, tuple[int, int]]) -> list[FaultEvent]:
-    """Every injector action with its window; faults carry their undo."""
-    if events.empty:
-        return []
-    injector = events[(events["source"] == "injector")
-                      & events["kind"].isin(["fault", "undo"])]
+def build_actions(records: Sequence[Mapping[str, Any]],
+                  trial_ends: Mapping[int, int]) -> list[FaultEvent]:
+    """Every injector action with its window, in time order; faults carry their undo.
+    ``records`` are events.jsonl's objects; ``trial_ends`` each trial's end instant."""
     out: list[FaultEvent] = []
-    for trial, (_, trial_end) in sorted(bounds.items()):
-        rows = injector[(injector["trial"] == trial) & (injector["t_ns"] < trial_end)]
-        records = rows.sort_values("t_ns", kind="stable").to_dict("records")
-        instants = [int(r["t_ns"]) for r in records]
-        actions = [_action(r, next((t for t in instants if t > int(r["t_ns"])), trial_end))
-                   for r in records]
-        out += _pair_undos(actions)
-    return out
-
-
-def _pair_undos(actions: list[FaultEvent]) -> list[FaultEvent]:
-    """An undo pairs with the latest earlier fault of its step that has no undo yet."""
-    paired = list(actions)
-    open_faults: dict[int, int] = {}
-    for i, action in enumerate(actions):
-        if action.kind == "fault":
-            open_faults[action.step] = i
-        elif (j := open_faults.pop(action.step, None)) is not None:
-            paired[j] = replace(paired[j], undo=action)
-    return paired
+    for trial, end in sorted(trial_ends.items()):
+        own = [e for e in records if e.get("trial") == trial]
+        details = {(str(e.get("kind")), int(e.get("step", 0)), int(e.get("t_ns", 0))):
+                   e.get("details") for e in own if e.get("source") == "injector"}
+        for window in event_windows(own, trial, end):
+            undo = _event(window.reversion, details) if window.reversion else None
+            out.append(_event(window, details, undo))
+            if undo is not None:
+                out.append(undo)
+    return sorted(out, key=lambda a: (a.trial, a.t_ns))
 
 
 def trial_phases(actions: list[FaultEvent], trial: int, start_ns: int,

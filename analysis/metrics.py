@@ -1,30 +1,35 @@
-"""Convergence figures per event, client and service, computed from a run's raw files.
+"""Convergence figures per event, client and service, for tables, plots and reports.
 
-Definitions are docs/run-format.md's (RFC 6412 / RFC 7747 terms), measured in each action's
-window ``[t_ns, end_ns)`` (see :mod:`analysis.actions`):
+Every figure is computed by ``lab.measure.metrics`` (the code that writes summary.json), on
+the windows of ``analysis.actions``, so a table here and summary.json give the same value for
+the same run; this module only arranges them in DataFrames. The definitions (docs/run-format.md,
+RFC 6412 / RFC 7747 terms):
 
-- **loss-derived outage**: lost probes x probe interval;
-- **rate-derived outage** (``outage_ms``): send instant of the first answered probe after the
-  last lost probe of the window, minus the action instant (0 when nothing was lost; the window
-  end, with ``recovered`` False, when nothing was answered after the last loss);
-- **site before/after**: the answering site most often seen in the second before the action
-  and in the second before the window ends; **flip**: the send instant of the first probe
-  answered by another site than the site before;
+- **loss-derived outage**: charged lost probes x probe interval; **rate-derived outage**
+  (``outage_ms``): send instant of the first answered probe after the last charged loss of
+  the window, minus the action instant (0 when nothing was lost; the window's length, with
+  ``recovered`` False, when nothing was answered after the last loss). Not charged: probes
+  sent in the last reply timeout (2 s) before the flow's probes end, and a trailing run of
+  losses that began less than one round trip before the next action (that action's);
+- **site (node) before/after**: the answering site (node) seen most often in the second
+  before the action and in the last second of its window, ties to the one seen last;
+  **flip**: the send instant of the first probe answered by another site;
 - **RTT before/after**: median RTT over the same two seconds;
-- **TCP flows broken**: ``flow_broken`` events of the client's TCP flows to the service in the
-  window (``tcp_flows`` says how many flows it runs; 0: none, nothing could break).
+- **detection**: the first BFD or BGP session down in the window among sessions touching
+  the target (else any session);
+- **TCP flows broken**: ``flow_broken`` events of the client's TCP flows to the service in
+  the window (``tcp_flows`` says how many flows it runs).
 
-A client sends one probe stream per flow (source port), and each flow is hashed on its own
-path. Per flow every figure is exact; per client and service the outage figures are those of
-the worst flow (``lost`` is that flow's count, ``lost_total`` the sum over flows) and
-``flows_hit`` says how many flows lost anything. Every figure has the resolution of the probe
-interval (``resolution_ms``).
+A client sends one probe stream per flow (source port), each hashed on its own path. Per flow
+every figure is exact; per client and service the figures are those of the worst flow
+(largest outage, then most lost), ``lost_total`` sums the flows and ``flows_hit`` counts the
+flows that lost anything. Every figure has the resolution of the probe interval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -32,114 +37,63 @@ import pandas as pd
 
 from analysis.actions import FaultEvent
 from analysis.run import NS_PER_MS, NS_PER_S, Run
+from lab.measure.metrics.probes import ProbeStreams, client_metrics, flow_figures, probe_streams
+from lab.measure.metrics.summary import control_plane
+from lab.measure.metrics.summary import detection as first_detection
+from lab.measure.metrics.summary import fib_changes as fib_changes_in
 
-FLOW_KEYS = ["client", "service", "flow"]
 CLIENT_KEYS = ["client", "service"]
-STEADY_S = 1.0  # the "second before" of site and RTT before/after
+FLOW_COLUMNS = ["client", "service", "flow", "probes", "lost", "loss_derived_ms", "outage_ms",
+                "recovered", "site_before", "site_after", "flip_ns", "rtt_before_ms",
+                "rtt_after_ms", "node_before", "node_after", "first_loss_ns", "last_loss_ns"]
+# every frame of a client table has these dtypes, so that tables concatenate cleanly
+CLIENT_DTYPES = {"client": "object", "service": "object", "flows": "int64", "flows_hit": "int64",
+                 "lost": "int64", "lost_total": "int64", "loss_derived_ms": "float64",
+                 "outage_ms": "float64", "recovered": "object", "site_before": "object",
+                 "site_after": "object", "flip_ns": "Int64", "rtt_before_ms": "float64",
+                 "rtt_after_ms": "float64", "tcp_broken": "int64"}
+_STREAMS: WeakKeyDictionary[Run, dict[int, ProbeStreams]] = WeakKeyDictionary()
 
 
-def _mode(frame: pd.DataFrame, keys: list[str], column: str = "site") -> pd.Series:
-    """The most frequent value of ``column`` among answered probes, per key (ties: the
-    first in category order)."""
-    answered = frame[~frame["lost"]]
-    if answered.empty:
-        return pd.Series(dtype="object", name=column)
-    counts = answered.groupby([*keys, column], observed=True).size().rename("n").reset_index()
-    counts = counts.sort_values([*keys, "n"], ascending=[True] * len(keys) + [False],
-                                kind="stable")
-    return counts.drop_duplicates(keys).set_index(keys)[column].astype("object")
+def _streams(run: Run, trial: int) -> ProbeStreams:
+    """The probes of one trial as per-flow streams, split once per run and trial."""
+    cached = _STREAMS.setdefault(run, {})
+    if trial not in cached:
+        cached[trial] = probe_streams(run.probes, trial)
+    return cached[trial]
 
 
-@dataclass(frozen=True)
-class Window:
-    """The probes an action is measured on: the second before it, its window, and the last
-    second of its window."""
-
-    before: pd.DataFrame
-    inside: pd.DataFrame
-    tail: pd.DataFrame
-
-    @classmethod
-    def of(cls, run: Run, action: FaultEvent) -> Window:
-        steady = round(STEADY_S * NS_PER_S)
-        probes = run.trial_probes(action.trial, action.t_ns - steady, action.end_ns)
-        inside = probes[probes["send_ns"] >= action.t_ns]
-        return cls(before=probes[probes["send_ns"] < action.t_ns], inside=inside,
-                   tail=inside[inside["send_ns"] >= action.end_ns - steady])
+def _trial_records(run: Run, trial: int) -> list[Mapping[str, Any]]:
+    return [e for e in run.records if e.get("trial") == trial]
 
 
-def _outage(inside: pd.DataFrame, keys: list[str], t_ns: int, end_ns: int) -> pd.DataFrame:
-    """Per key: lost probes, rate-derived outage (ms) and whether it recovered."""
-    grouped = inside.groupby(keys, observed=True)
-    out = pd.DataFrame({"sent": grouped.size(), "lost": grouped["lost"].sum().astype("int64")})
-    last_lost = inside[inside["lost"]].groupby(keys, observed=True)["send_ns"].max()
-    answered = inside.loc[~inside["lost"], [*keys, "send_ns"]]
-    answered = answered.join(last_lost.rename("last_lost"), on=keys)
-    after = answered[answered["send_ns"] > answered["last_lost"]]
-    recovered_ns = after.groupby(keys, observed=True)["send_ns"].min()
-    out = out.join(last_lost.rename("last_lost_ns")).join(recovered_ns.rename("recovered_ns"))
-    out["recovered"] = (out["lost"] == 0) | out["recovered_ns"].notna()
-    until = out["recovered_ns"].fillna(end_ns)
-    out["outage_ms"] = np.where(out["lost"] > 0, (until - t_ns) / NS_PER_MS, 0.0)
-    return out
-
-
-def _steady(window: Window, keys: list[str], out: pd.DataFrame) -> pd.DataFrame:
-    out["site_before"] = _mode(window.before, keys)
-    out["site_after"] = _mode(window.tail, keys)
-    out["rtt_before_ms"] = window.before.groupby(keys, observed=True)["rtt_ms"].median()
-    out["rtt_after_ms"] = window.tail.groupby(keys, observed=True)["rtt_ms"].median()
-    return out
-
-
-def flow_table(run: Run, action: FaultEvent, window: Window | None = None) -> pd.DataFrame:
+def flow_table(run: Run, action: FaultEvent) -> pd.DataFrame:
     """One row per client, service and flow for one action's window."""
-    window = window or Window.of(run, action)
-    out = _outage(window.inside, FLOW_KEYS, action.t_ns, action.end_ns)
-    out["loss_derived_ms"] = out["lost"] * run.interval_ms
-    out = _steady(window, FLOW_KEYS, out)
-    out["node_before"] = _mode(window.before, FLOW_KEYS, "node")
-    out["node_after"] = _mode(window.tail, FLOW_KEYS, "node")
-    return out.reset_index()
+    streams = _streams(run, action.trial)
+    rows = [{"client": f.client, "service": f.service,
+             **flow_figures(f, streams.sites, action.window, run.interval_ms,
+                            nodes=streams.nodes)} for f in streams.flows]
+    return pd.DataFrame(rows, columns=FLOW_COLUMNS)
 
 
 def _client_probe_rows(run: Run, action: FaultEvent) -> pd.DataFrame:
-    window = Window.of(run, action)
-    flows = _outage(window.inside, FLOW_KEYS, action.t_ns, action.end_ns)
-    flows["loss_derived_ms"] = flows["lost"] * run.interval_ms
-    flows = flows.reset_index()
-    if flows.empty:
-        return pd.DataFrame(columns=CLIENT_KEYS)
-    worst = flows.sort_values(["outage_ms", "lost"], ascending=False, kind="stable")
-    worst = worst.drop_duplicates(CLIENT_KEYS).set_index(CLIENT_KEYS)
-    grouped = flows.groupby(CLIENT_KEYS, observed=True)
-    out = pd.DataFrame({
-        "flows": grouped.size(), "flows_hit": grouped["lost"].agg(lambda s: int((s > 0).sum())),
-        "lost": worst["lost"], "lost_total": grouped["lost"].sum(),
-        "loss_derived_ms": worst["loss_derived_ms"], "outage_ms": worst["outage_ms"],
-        "recovered": grouped["recovered"].all()})
-    out = _steady(window, CLIENT_KEYS, out)
-    out["flip_ns"] = _flip(window.inside, out["site_before"])
-    return out.reset_index()
-
-
-def _flip(inside: pd.DataFrame, site_before: pd.Series) -> pd.Series:
-    answered = inside.loc[~inside["lost"], [*CLIENT_KEYS, "send_ns", "site"]]
-    if answered.empty or site_before.empty:
-        return pd.Series(dtype="Int64")
-    joined = answered.join(site_before.rename("site_before"), on=CLIENT_KEYS)
-    moved = joined[joined["site"].astype("object") != joined["site_before"]]
-    return moved.groupby(CLIENT_KEYS, observed=True)["send_ns"].min().astype("Int64")
-
-
-def _tcp_broken(run: Run, action: FaultEvent) -> pd.Series:
-    ev = run.events
-    if "client" not in ev.columns or "service" not in ev.columns:
-        return pd.Series(dtype="int64")
-    broken = ev[(ev["source"] == "tcp") & (ev["kind"] == "flow_broken")
-                & (ev["trial"] == action.trial) & (ev["t_ns"] >= action.t_ns)
-                & (ev["t_ns"] < action.end_ns)]
-    return broken.groupby(CLIENT_KEYS).size()
+    entries = client_metrics(_streams(run, action.trial), action.window, run.interval_ms,
+                             tcp_events=_trial_records(run, action.trial))
+    rows = []
+    for entry in entries:
+        flows = entry.get("flows") or ([entry] if entry.get("probes") else [])
+        rows.append({
+            "client": entry["client"], "service": entry["service"], "flows": len(flows),
+            "flows_hit": sum(f["lost"] > 0 for f in flows), "lost": entry["lost"],
+            "lost_total": sum(f["lost"] for f in flows),
+            **{key: entry[key] for key in (
+                "loss_derived_ms", "outage_ms", "recovered", "site_before", "site_after",
+                "flip_ns", "rtt_before_ms", "rtt_after_ms", "tcp_broken")}})
+    frame = pd.DataFrame(rows, columns=[*CLIENT_KEYS, "flows", "flows_hit", "lost", "lost_total",
+                                        "loss_derived_ms", "outage_ms", "recovered",
+                                        "site_before", "site_after", "flip_ns", "rtt_before_ms",
+                                        "rtt_after_ms", "tcp_broken"])
+    return frame.astype(CLIENT_DTYPES)
 
 
 def _tcp_lanes(run: Run, trial: int | None = None) -> pd.DataFrame:
@@ -166,16 +120,9 @@ def action_client_table(run: Run, action: FaultEvent) -> pd.DataFrame:
 
 def _action_client_table(run: Run, action: FaultEvent) -> pd.DataFrame:
     rows = _client_probe_rows(run, action)
-    lanes = pd.concat([rows[CLIENT_KEYS].astype("object"), _tcp_lanes(run)[CLIENT_KEYS]])
-    lanes = lanes.drop_duplicates().reset_index(drop=True)
-    rows = lanes.merge(rows.astype({"client": "object", "service": "object"}),
-                       on=CLIENT_KEYS, how="left")
     flows = _tcp_lanes(run, action.trial).set_index(CLIENT_KEYS)["tcp_flows"]
     rows["tcp_flows"] = [int(flows.get((c, s), 0)) for c, s in
                          zip(rows["client"], rows["service"], strict=True)]
-    broken = _tcp_broken(run, action)
-    rows["tcp_broken"] = [int(broken.get((c, s), 0)) for c, s in
-                          zip(rows["client"], rows["service"], strict=True)]
     rows["resolution_ms"] = run.interval_ms
     rows["flip_ms"] = (rows["flip_ns"] - action.t_ns) / NS_PER_MS if len(rows) else []
     rows.insert(0, "target", action.target)
@@ -214,20 +161,14 @@ def client_table(run: Run, *, phases: Sequence[str] = ("fault", "undo"),
 
 
 def detection(run: Run, action: FaultEvent) -> tuple[float | None, str | None]:
-    """The first BFD or BGP session down in the window, in ms after the action."""
-    ev = run.events
-    downs = ev[(ev["trial"] == action.trial) & (ev["t_ns"] >= action.t_ns)
-               & (ev["t_ns"] < action.end_ns) & ev["kind"].isin(["bfd_down", "session_down"])]
-    if downs.empty:
-        return None, None
-    first = downs.iloc[0]
-    return (int(first["t_ns"]) - action.t_ns) / NS_PER_MS, str(first["source"])
+    """The first BFD or BGP session down in the window (sessions touching the target first),
+    in ms after the action, and its source."""
+    return first_detection(_trial_records(run, action.trial), action.window)
 
 
 def fib_changes(run: Run, action: FaultEvent) -> pd.DataFrame:
-    """The FIB changes in an action's window (every router, every service prefix)."""
-    r = run.routes
-    return r[(r["t_ns"] >= action.t_ns) & (r["t_ns"] < action.end_ns)]
+    """The FIB changes (add/del) of the service prefixes in an action's window."""
+    return fib_changes_in(run.routes, action.window)
 
 
 def event_table(run: Run) -> pd.DataFrame:
@@ -236,8 +177,7 @@ def event_table(run: Run) -> pd.DataFrame:
     rows = []
     for action in run.actions:
         detect_ms, source = detection(run, action)
-        changes = fib_changes(run, action)
-        rel = (changes["t_ns"] - action.t_ns) / NS_PER_MS
+        plane = control_plane(run.routes, action.window)
         clients = action_client_table(run, action)
         rows.append({
             "run": run.label, "trial": action.trial, "step": action.step, "phase": action.kind,
@@ -245,9 +185,9 @@ def event_table(run: Run) -> pd.DataFrame:
             "t_s": (action.t_ns - run.origin_ns(action.trial)) / NS_PER_S,
             "window_s": (action.end_ns - action.t_ns) / NS_PER_S,
             "detection_ms": detect_ms, "detection_source": source,
-            "first_fib_ms": float(rel.min()) if len(rel) else None,
-            "last_fib_ms": float(rel.max()) if len(rel) else None,
-            "routers_changed": int(changes["router"].nunique()),
+            "first_fib_ms": plane["first_fib_change_ms"],
+            "last_fib_ms": plane["last_fib_change_ms"],
+            "routers_changed": len(plane["routers"]),
             "clients_hit": int((clients["lost"].fillna(0) > 0).sum()),
             "worst_outage_ms": float(clients["outage_ms"].max()) if clients["outage_ms"].notna(
             ).any() else None,

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.actions import FaultEvent, build_actions
-from lab.errors import LabError
+from lab.errors import LabError, MetricsError
+from lab.measure.metrics.summary import trial_end_ns
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -55,6 +56,7 @@ class Run:
     routes: pd.DataFrame
     events: pd.DataFrame
     missing_files: tuple[str, ...] = field(default=())
+    records: tuple[dict[str, Any], ...] = field(default=(), repr=False)  # events.jsonl as is
 
     # ------------------------------------------------------------------ identity
     @property
@@ -130,7 +132,7 @@ class Run:
     def actions(self) -> list[FaultEvent]:
         """Every injector action (faults and undos) of every trial, in time order, each with
         its measurement window ``[t_ns, end_ns)``."""
-        return build_actions(self.events, {t: self.trial_bounds(t) for t in self.trials})
+        return build_actions(self.records, {t: self.trial_bounds(t)[1] for t in self.trials})
 
     @property
     def fault_events(self) -> list[FaultEvent]:
@@ -141,20 +143,21 @@ class Run:
         return [a for a in self.actions if a.trial == trial]
 
     def trial_bounds(self, trial: int) -> tuple[int, int]:
-        """``(start_ns, end_ns)`` of a trial: the runner's trial_start/trial_end events, or
-        the first probe and one interval after the last one when those are missing."""
+        """``(start_ns, end_ns)`` of a trial: the runner's trial_start event (else its first
+        probe or event), and the trial end as summary.json takes it (the runner's trial_end,
+        else just after the last probe or event: ``lab.measure.metrics.summary``)."""
         ev = self.events[self.events["trial"] == trial]
         starts = ev.loc[(ev["source"] == "runner") & (ev["kind"] == "trial_start"), "t_ns"]
-        ends = ev.loc[(ev["source"] == "runner") & (ev["kind"] == "trial_end"), "t_ns"]
         sends = self.probes.loc[self.probes["trial"] == trial, "send_ns"]
-        start = int(starts.min()) if len(starts) else (int(sends.min()) if len(sends) else None)
-        end = int(ends.max()) if len(ends) else (
-            int(sends.max()) + self.interval_ns if len(sends) else None)
-        if start is None or end is None:
-            if len(ev):
-                return int(ev["t_ns"].min()), int(ev["t_ns"].max()) + 1
-            raise RunError(f"{self.path}: trial {trial} has neither events nor probes")
-        return start, end
+        try:
+            end = trial_end_ns([e for e in self.records if e.get("trial") == trial],
+                               self.probes, trial)
+        except MetricsError as exc:
+            raise RunError(f"{self.path}: {exc}") from exc
+        firsts = [int(x) for x in (starts.min() if len(starts) else None,
+                                   sends.min() if len(sends) else None,
+                                   ev["t_ns"].min() if len(ev) else None) if x is not None]
+        return (firsts[0] if firsts else end - 1), end
 
     def origin_ns(self, trial: int = 0) -> int:
         """The zero of a trial's time axis: its start."""
@@ -210,12 +213,13 @@ def load_run(path: str | Path, *, require_complete: bool = False) -> Run:
     sites = _topology_sites(meta)
     probes = read_probes(root / "probes.parquet", probe_meta.get("clients", []),
                          probe_meta.get("services", []), sites)
-    events = read_events(root / "events.jsonl") if "events.jsonl" not in missing else (
-        _empty_events())
+    records = (read_event_records(root / "events.jsonl") if "events.jsonl" not in missing
+               else [])
+    events = events_frame(records)
     routes = read_routes(root / "routes.parquet") if "routes.parquet" not in missing else (
         _empty_routes())
     summary = _read_json_object(root / "summary.json") if "summary.json" not in missing else {}
-    return Run(root, meta, summary, probes, routes, events, missing)
+    return Run(root, meta, summary, probes, routes, events, missing, tuple(records))
 
 
 def load_runs(paths: Iterable[str | Path], *, require_complete: bool = False) -> list[Run]:
@@ -316,9 +320,8 @@ def read_routes(path: Path) -> pd.DataFrame:
     return frame.sort_values("t_ns", kind="stable").reset_index(drop=True)
 
 
-def read_events(path: Path) -> pd.DataFrame:
-    """events.jsonl as a DataFrame: the common keys as columns, every other key too (NaN
-    where an event lacks it), sorted by time."""
+def read_event_records(path: Path) -> list[dict[str, Any]]:
+    """events.jsonl's objects, checked, in file order."""
     records: list[dict[str, Any]] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -328,9 +331,20 @@ def read_events(path: Path) -> pd.DataFrame:
         if not line.strip():
             continue
         records.append(_parse_event(path, number, line))
+    return records
+
+
+def read_events(path: Path) -> pd.DataFrame:
+    """events.jsonl as a DataFrame (see ``events_frame``)."""
+    return events_frame(read_event_records(path))
+
+
+def events_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Events as a DataFrame: the common keys as columns, every other key too (NaN where an
+    event lacks it), sorted by time."""
     if not records:
         return _empty_events()
-    frame = pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(list(records))
     frame = frame.astype({"t_ns": "int64", "trial": "int16"})
     return frame.sort_values("t_ns", kind="stable").reset_index(drop=True)
 
@@ -363,5 +377,5 @@ def _empty_routes() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=kinds.get(c, "object")) for c in ROUTE_COLUMNS})
 
 
-__all__ = ["NS_PER_MS", "NS_PER_S", "Run", "RunError", "load_run", "load_runs",
-           "read_events", "read_probes", "read_routes"]
+__all__ = ["NS_PER_MS", "NS_PER_S", "Run", "RunError", "events_frame", "load_run",
+           "load_runs", "read_event_records", "read_events", "read_probes", "read_routes"]

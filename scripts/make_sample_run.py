@@ -12,8 +12,8 @@ transit prefers, so a fault moves exactly the flows a real fabric would move. Sc
 - ``site-isolate`` of nyc (its WAN uplinks blackholed): us clients fail over to ams after BFD
   detection and come back after the undo.
 
-Every figure the summary holds is computed from the fabricated probes with the contract's
-definitions, independently of ``analysis/``. Usage::
+summary.json is written by the runner's own code (``lab.measure.metrics.summary``) from the
+fabricated records, as for a real run. Usage::
 
     python scripts/make_sample_run.py tests/data/sample-runs/20261127-004500-node-crash-bfd
     python scripts/make_sample_run.py OUT --scenario node-crash --detection hold --trials 5
@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sample_run_summary import Shape, summarize
+
+from lab.measure.metrics.summary import summarize_run
 
 NS_MS = 1_000_000
 NS_S = 1_000_000_000
@@ -506,9 +507,10 @@ def write_run(out: Path, settings: Settings) -> Path:
                                     "recv_ns": "DELTA_BINARY_PACKED",
                                     "seq": "DELTA_BINARY_PACKED"})
     pq.write_table(routes, out / "routes.parquet", compression="zstd")
-    shape = Shape(settings.name, settings.interval_ms, tuple(CLIENTS), tuple(SERVICES),
-                  tuple(plan.end_ns for plan in plans))
-    summary = summarize(shape, events, probes, routes)
+    summary = summarize_run(
+        scenario=settings.name, complete=True, probes=probes.to_pandas(),
+        routes=routes.to_pandas(), events=events, interval_ms=settings.interval_ms,
+        trial_bounds=[(trial, plan.start_ns, plan.end_ns) for trial, plan in enumerate(plans)])
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return out
 

@@ -22,12 +22,14 @@ from tests.unit.test_analysis_data import (
     write_run,
 )
 
+# the lane runs 2 s (the reply timeout) past the undo's window, which is judged
 EVENTS = [runner("trial_start", T0), injector("fault", T0 + 1000 * MS),
-          injector("undo", T0 + 2000 * MS), runner("trial_end", T0 + 3000 * MS)]
+          injector("undo", T0 + 2000 * MS), runner("trial_end", T0 + 5000 * MS)]
 
 
 def _tiny(root: Path, **overrides: object) -> Path:
-    return write_run(root, [lane("c1", lost=range(1000, 1200), sites={1500: "ams"})], EVENTS,
+    return write_run(root, [lane("c1", count=5000, lost=range(1000, 1200), sites={1500: "ams"})],
+                     EVENTS,
                      run_meta=meta(**overrides))
 
 

@@ -171,13 +171,14 @@ def test_incomplete_run_refused_when_required(copy: Path) -> None:
 
 
 def test_trial_bounds_without_runner_events(tmp_path: Path) -> None:
-    """An interrupted run may lack trial_end: the probes bound the trial."""
+    """An interrupted run may lack trial_end: the trial ends just after its last probe or
+    event (as summary.json takes it)."""
     root = write_run(tmp_path / "r", [lane("c1", count=2000)],
                      [runner("trial_start", T0), injector("fault", T0 + S)])
     run = load_run(root)
-    assert run.trial_bounds(0) == (T0, T0 + 1999 * MS + MS)
+    assert run.trial_bounds(0) == (T0, T0 + 1999 * MS + 1)
     (fault,) = run.fault_events
-    assert fault.undo is None and fault.end_ns == T0 + 2000 * MS
+    assert fault.undo is None and fault.end_ns == T0 + 1999 * MS + 1
 
 
 def test_nullable_recv_written_as_double(tmp_path: Path) -> None:

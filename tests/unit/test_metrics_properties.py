@@ -41,7 +41,8 @@ def stream_from(send: np.ndarray, answered: np.ndarray, sites: list[str]) -> pd.
         "send_ns": send,
         "recv_ns": pd.arrays.IntegerArray(send + 10 * MS, ~answered),
         "rtt_ms": np.where(answered, 10.0, np.nan),
-        "site": [site if ok else None for site, ok in zip(sites, answered, strict=True)]})
+        "site": [site if ok else None for site, ok in zip(sites, answered, strict=True)],
+        "node": [f"{site}-n1" if ok else None for site, ok in zip(sites, answered, strict=True)]})
 
 
 def reference(send: list[int], answered: list[bool], win: EventWindow, reply_timeout: int,

@@ -52,6 +52,7 @@ class FlowStream:
     send_ns: IntArray
     answered: BoolArray
     site: IntArray  # index into ProbeStreams.sites; -1 when the probe was lost
+    node: IntArray  # index into ProbeStreams.nodes; -1 when the probe was lost
     rtt_ms: FloatArray
 
 
@@ -62,6 +63,7 @@ class ProbeStreams:
     trial: int
     sites: tuple[str, ...]
     flows: tuple[FlowStream, ...]
+    nodes: tuple[str, ...] = ()
 
 
 def probe_streams(probes: pd.DataFrame, trial: int) -> ProbeStreams:
@@ -74,15 +76,18 @@ def probe_streams(probes: pd.DataFrame, trial: int) -> ProbeStreams:
     rtt = rows["rtt_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
     categories = pd.Categorical(rows["site"].astype(object))
     site = np.where(answered, categories.codes.astype(np.int64), -1)
+    node_names = pd.Categorical(rows["node"].astype(object))
+    node = np.where(answered, node_names.codes.astype(np.int64), -1)
     flows: list[FlowStream] = []
-    groups = rows.groupby(["client", "service", "flow"], sort=True).indices
+    groups = rows.groupby(["client", "service", "flow"], sort=True, observed=True).indices
     for key, positions in groups.items():
         client, service, flow = cast(tuple[object, object, int], key)
         order = positions[np.argsort(send[positions], kind="stable")]
         flows.append(FlowStream(str(client), str(service), int(flow), send[order],
-                                answered[order], site[order], rtt[order]))
+                                answered[order], site[order], node[order], rtt[order]))
     flows.sort(key=lambda f: (f.client, f.service, f.flow))
-    return ProbeStreams(trial, tuple(str(s) for s in categories.categories), tuple(flows))
+    return ProbeStreams(trial, tuple(str(s) for s in categories.categories), tuple(flows),
+                        tuple(str(n) for n in node_names.categories))
 
 
 def ns_to_ms(ns: int) -> float:
@@ -93,8 +98,9 @@ def _index(send: IntArray, instant: int) -> int:
     return int(np.searchsorted(send, instant, side="left"))
 
 
-def _mode_site(codes: IntArray) -> int:
-    """The site answering most often (ties: the one seen last); -1 when none answered."""
+def most_frequent(codes: IntArray) -> int:
+    """The code seen most often (ties: the one seen last); -1 when none (lost probes are
+    -1). The answering site (or node) before and after an event is this of its probes."""
     valid = codes[codes >= 0]
     if valid.size == 0:
         return -1
@@ -178,13 +184,16 @@ def _outage(stream: FlowStream, window: EventWindow, lost: IntArray,
 
 def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
                  interval_ms: float, reply_timeout_ns: int = DEFAULT_REPLY_TIMEOUT_NS,
-                 inflight_ns: int | None = None) -> dict[str, Any]:
+                 inflight_ns: int | None = None,
+                 nodes: Sequence[str] = ()) -> dict[str, Any]:
     """Every figure of one flow in one window (keys in the order of run-format.md)."""
     interval_ns = round(interval_ms * NS_PER_MS)
     span = _span(stream, window, reply_timeout_ns, interval_ns)
     lost = _charged_losses(stream, window, span, inflight_ns, interval_ns)
     outage_ns, recovered = _outage(stream, window, lost, span.stop)
-    before, after = _mode_site(stream.site[span.before]), _mode_site(stream.site[span.after])
+    before, after = most_frequent(stream.site[span.before]), most_frequent(stream.site[span.after])
+    node_before = most_frequent(stream.node[span.before])
+    node_after = most_frequent(stream.node[span.after])
     flip: int | None = None
     if before >= 0:
         others = stream.site[span.first:span.stop]
@@ -202,6 +211,8 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
         "first_loss_ns": int(stream.send_ns[lost[0]]) if lost.size else None,
         "last_loss_ns": int(stream.send_ns[lost[-1]]) if lost.size else None,
         "probes": span.judged - span.first,
+        "node_before": nodes[node_before] if node_before >= 0 and nodes else None,
+        "node_after": nodes[node_after] if node_after >= 0 and nodes else None,
     }
 
 
@@ -242,8 +253,9 @@ def _client_entry(client: str, service: str, figures: list[dict[str, Any]],
 
 _FIGURE_KEYS = ("outage_ms", "loss_derived_ms", "lost", "resolution_ms", "site_before",
                 "site_after", "flip_ns", "rtt_before_ms", "rtt_after_ms", "recovered",
-                "first_loss_ns", "last_loss_ns", "probes", "flow")
-_TAIL_KEYS = ("recovered", "first_loss_ns", "last_loss_ns", "probes", "flow")
+                "first_loss_ns", "last_loss_ns", "probes", "flow", "node_before", "node_after")
+_TAIL_KEYS = ("recovered", "first_loss_ns", "last_loss_ns", "probes", "flow", "node_before",
+              "node_after")
 
 
 def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
@@ -264,11 +276,12 @@ def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
     per_pair: dict[tuple[str, str], list[dict[str, Any]]] = {pair: [] for pair in tcp_pairs}
     for pair, flows in itertools.groupby(streams.flows, key=lambda f: (f.client, f.service)):
         per_pair[pair] = [flow_figures(f, streams.sites, window, interval_ms,
-                                       reply_timeout_ns, inflight_ns) for f in flows]
+                                       reply_timeout_ns, inflight_ns, streams.nodes)
+                          for f in flows]
     return [_client_entry(client, service, per_pair[(client, service)], interval_ms,
                           broken[(client, service)])
             for client, service in sorted(per_pair)]
 
 
 __all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "FlowStream", "ProbeStreams", "client_metrics",
-           "flow_figures", "ns_to_ms", "probe_streams"]
+           "flow_figures", "most_frequent", "ns_to_ms", "probe_streams"]

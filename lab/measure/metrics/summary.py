@@ -61,15 +61,22 @@ def detection(events: Sequence[Event], window: EventWindow, *,
     return ns_to_ms(event_int(first, "t_ns") - window.t_ns), str(first.get("source"))
 
 
-def control_plane(routes: pd.DataFrame, window: EventWindow,
-                  prefixes: Collection[str] | None = None) -> dict[str, Any]:
-    """First and last FIB change (``add``/``del``; ``present`` rows are the initial dump) of a
-    service prefix in the window, network-wide and per router, in ms from the instant."""
+def fib_changes(routes: pd.DataFrame, window: EventWindow,
+                prefixes: Collection[str] | None = None) -> pd.DataFrame:
+    """The FIB changes (``add``/``del``; ``present`` rows are the initial dump) of service
+    prefixes (of these, when given) in the window."""
     in_window = ((routes["trial"] == window.trial) & routes["action"].isin(FIB_ACTIONS)
                  & (routes["t_ns"] >= window.t_ns) & (routes["t_ns"] < window.end_ns))
     if prefixes is not None:
         in_window &= routes["prefix"].isin(list(prefixes))
-    rows = routes.loc[in_window, ["router", "t_ns"]]
+    return routes.loc[in_window]
+
+
+def control_plane(routes: pd.DataFrame, window: EventWindow,
+                  prefixes: Collection[str] | None = None) -> dict[str, Any]:
+    """First and last FIB change of a service prefix in the window, network-wide and per
+    router, in ms from the instant."""
+    rows = fib_changes(routes, window, prefixes)[["router", "t_ns"]]
     if rows.empty:
         return {"first_fib_change_ms": None, "last_fib_change_ms": None, "routers": {}}
     bounds = rows.groupby("router", sort=True)["t_ns"].agg(["min", "max"])
@@ -222,7 +229,6 @@ def aggregate(trials: Sequence[Mapping[str, Any]], *,
     return rows
 
 
-__all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "EventWindow", "MetricsError", "ProbeStreams",
-           "aggregate", "client_metrics", "control_plane", "describe", "detection",
-           "event_windows", "probe_streams", "summarize_run", "summarize_trial",
-           "trial_end_ns"]
+__all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "EventWindow", "ProbeStreams", "aggregate",
+           "client_metrics", "control_plane", "describe", "detection", "event_windows",
+           "fib_changes", "probe_streams", "summarize_run", "summarize_trial", "trial_end_ns"]
