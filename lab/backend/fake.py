@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lab.atomicfile import write_atomic
 from lab.backend.daemons import NodeFiles
 from lab.backend.names import lab_dir, state_labs
 from lab.backend.processes import start_ticks
@@ -31,7 +32,6 @@ from lab.backend.state import (
     ProcessRecord,
     load_state,
     save_state,
-    write_private,
 )
 from lab.errors import BackendError, ImpairmentError
 from lab.impair import (
@@ -124,7 +124,7 @@ class FakeBackend:
                          created_wall=datetime.now(UTC).isoformat(timespec="seconds"),
                          impairment_driver="fake")
         save_state(state)
-        write_private(state.directory / TOPOLOGY_COPY, topology_file.read_text(encoding="utf-8"))
+        write_atomic(state.directory / TOPOLOGY_COPY, topology_file.read_text(encoding="utf-8"))
         self.journal.append(("deploy", lab))
         return state
 

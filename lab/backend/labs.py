@@ -52,9 +52,9 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
     backend = backend or default_backend()
     plan, rendered = pipeline.render(topology_file)
     lab = check_lab_name(name or plan.topology)
-    state = backend.deploy(lab, plan, rendered, topology_file, progress, driver)
+    state = pipeline.deploy(backend, lab, plan, rendered, topology_file, progress, driver)
     try:
-        report = backend.wait_ready(state, plan, timeout_s, progress)
+        report = pipeline.ready(backend, state, plan, timeout_s, progress)
     except BaseException:  # Ctrl-C while waiting, as during the build, removes the lab
         if not keep_on_failure:
             progress("interrupted: removing the lab")

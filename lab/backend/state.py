@@ -1,19 +1,18 @@
 """The persisted state of a lab: what exists, which processes run, where files are.
 
-Written atomically (temporary file + rename) and readable by root only. ``down`` works from
+Written atomically (lab.atomicfile) and readable by root only. ``down`` works from
 this file; ``down --force`` works without it, from namespace names and process tags.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from lab.atomicfile import write_atomic
 from lab.backend.names import lab_dir
 from lab.errors import BackendError
 
@@ -70,24 +69,8 @@ class LabState:
         return cls(**data, phase=phase, processes=processes)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write atomically with mode 0600 (lab files are for root only)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(0o600)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_state(state: LabState) -> None:
-    write_private(state.directory / STATE_FILE, state.to_json())
+    write_atomic(state.directory / STATE_FILE, state.to_json())
 
 
 def load_state(lab: str) -> LabState:

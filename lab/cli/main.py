@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab import pipeline
+from lab.atomicfile import write_atomic
 from lab.errors import InputError, InputIssue, LabError, TopologyError
 from lab.plan.model import LabPlan
 from lab.source.units import format_duration_ms
@@ -138,10 +139,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return EXIT_OK
     target = Path(args.output)
-    with tempfile.NamedTemporaryFile("w", dir=target.parent or ".", delete=False,
-                                     suffix=".tmp") as handle:
-        handle.write(text)
-    Path(handle.name).replace(target)
+    write_atomic(target, text, mode=0o644, durable=False)
     err.print(f"wrote {target}: {params.speakers} BGP speakers")
     return EXIT_OK
 
@@ -264,14 +262,27 @@ def _version() -> str:
     return __version__
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+def _interrupter(owner: int) -> Callable[[int, FrameType | None], None]:
+    """A handler that interrupts the command in process ``owner`` only. A library may fork
+    this process without exec (pyroute2 does, for a namespace) and stop the child with
+    SIGTERM: the child inherits the handler and must simply end, not unwind a copy of the
+    command (which would remove the lab its parent is building)."""
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    return interrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    interrupt = _interrupter(os.getpid())
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return handler(args)
     except InputError as exc:

@@ -1,7 +1,8 @@
 """Compile the C link emulator on demand.
 
-The binary's name carries a hash of the source and the compiler flags, so a
-changed source builds a new binary and a stale one is never used. It goes to
+The binary's name carries a hash of the source, the shared header (lab/csrc/anylab.h)
+and the compiler flags, so a changed source builds a new binary and a stale one is never
+used. It goes to
 ``$ANYLAB_BUILD_DIR`` if set, else ``.build/`` at the project root (a source
 checkout), else ``~/.cache/anycast-lab``.
 
@@ -18,13 +19,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from lab.atomicfile import replace_file
 from lab.errors import ImpairmentError
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
+SHARED_HEADERS = Path(__file__).resolve().parents[1] / "csrc"  # lab/csrc/anylab.h
 EMULATOR_SOURCE = SOURCE_DIR / "linkemu.c"
 CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-pipe")
 LIBS = ("-lm",)
@@ -53,12 +55,15 @@ def binary_path(source: Path = EMULATOR_SOURCE, out_dir: Path | None = None,
                 extra: tuple[str, ...] = ()) -> Path:
     """The cache path for ``source`` built with the current flags."""
     digest = hashlib.sha256(source.read_bytes())
+    for header in sorted(SHARED_HEADERS.glob("*.h")):
+        digest.update(header.read_bytes())
     digest.update(" ".join(CFLAGS + LIBS + extra).encode())
     return (out_dir or build_dir()) / f"{source.stem}-{digest.hexdigest()[:12]}"
 
 
 def gcc_command(source: Path, output: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    return [compiler(), *CFLAGS, *extra, "-o", str(output), str(source), *LIBS]
+    return [compiler(), *CFLAGS, "-I", str(SHARED_HEADERS), *extra, "-o", str(output),
+            str(source), *LIBS]
 
 
 def compile_c(source: Path, out_dir: Path | None = None, extra: tuple[str, ...] = (),
@@ -70,28 +75,22 @@ def compile_c(source: Path, out_dir: Path | None = None, extra: tuple[str, ...] 
     target = binary_path(source, out_dir, extra)
     if target.is_file() and os.access(target, os.X_OK):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: concurrent builders never see half a file.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    cmd = gcc_command(source, tmp, extra)
-    if echo is not None:
-        echo(shlex.join(cmd))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
-                              check=False)
+
+    def build(tmp: Path) -> None:  # beside the target: concurrent builders never see half
+        cmd = gcc_command(source, tmp, extra)
+        if echo is not None:
+            echo(shlex.join(cmd))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=COMPILE_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ImpairmentError(f"compiling {source.name} timed out") from exc
         if proc.returncode != 0:
             raise ImpairmentError(
                 f"compiling {source.name} failed ({shlex.join(cmd)}):\n{proc.stderr.strip()}"
             )
-        tmp.chmod(0o755)
-        tmp.replace(target)
-    except subprocess.TimeoutExpired as exc:
-        raise ImpairmentError(f"compiling {source.name} timed out") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+    return replace_file(target, build, mode=0o755, durable=False)
 
 
 def ensure_built(echo: Callable[[str], None] | None = None) -> Path:

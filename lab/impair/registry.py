@@ -9,13 +9,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lab.atomicfile import write_atomic
 from lab.errors import ImpairmentError
 from lab.impair.model import Impairment, LinkEnd, LinkRequest, check_link_id
 
@@ -140,10 +139,7 @@ class Registry:
 
     def _write(self, links: dict[str, LinkRecord]) -> None:
         data = {"driver": self.driver, "links": [r.to_dict() for r in links.values()]}
-        fd, tmp = tempfile.mkstemp(prefix=".links.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data))  # one-shot dumps uses the C encoder
-        Path(tmp).replace(self.path)
+        write_atomic(self.path, json.dumps(data))  # one-shot dumps uses the C encoder
 
     def remove_file(self) -> None:
         self.path.unlink(missing_ok=True)

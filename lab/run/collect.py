@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from lab import pipeline
 from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState
 from lab.plan.model import LabPlan, Role
@@ -96,8 +97,6 @@ def _routes(recording: Recording) -> pd.DataFrame:
 
 def collect_results(loaded: LoadedScenario, state: LabState, recording: Recording,
                     complete: bool) -> dict[str, Any]:
-    from lab.measure.metrics.summary import summarize_run
-
     since = recording.clock["monotonic_ns"]
     events = list(recording.events)
     events += agent_events(state, loaded.plan, since)
@@ -117,7 +116,7 @@ def collect_results(loaded: LoadedScenario, state: LabState, recording: Recordin
     run_dir.write_jsonl("events.jsonl", events)
     run_dir.write_parquet("probes.parquet", probes)
     run_dir.write_parquet("routes.parquet", routes)
-    summary = summarize_run(
+    summary = pipeline.summarize(
         scenario=loaded.scenario.name, complete=complete, probes=probes, routes=routes,
         events=events, interval_ms=loaded.scenario.probe.interval,
         trial_bounds=recording.trial_bounds)

@@ -7,13 +7,14 @@ See docs/run-format.md for the files and their columns.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from lab.atomicfile import replace_file
 
 
 class RunDirectory:
@@ -32,16 +33,8 @@ class RunDirectory:
         self.scratch = self.path / "scratch"  # raw recordings; removed when finalised
         self.scratch.mkdir()
 
-    def _replace(self, name: str, write: Any) -> Path:
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(Path(tmp))
-            Path(tmp).replace(self.path / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self.path / name
+    def _replace(self, name: str, write: Callable[[Path], object]) -> Path:
+        return replace_file(self.path / name, write)
 
     def write_json(self, name: str, data: Any) -> Path:
         text = json.dumps(data, indent=1, sort_keys=False, default=str) + "\n"

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lab import __version__
+from lab import __version__, pipeline
 from lab.backend import labs
 from lab.backend.processes import is_alive
 from lab.backend.protocol import Backend
@@ -31,7 +31,6 @@ from lab.faults import FaultContext, apply_fault, undo_fault
 from lab.faults.primitives import LabHandle
 from lab.plan.model import LinkKind, Role
 from lab.proc import run
-from lab.run.collect import collect_results
 from lab.run.measurement import Measurement
 from lab.run.rundir import RunDirectory
 from lab.scenario.load import SERVING_LINK_FAULTS, Action, LoadedScenario, load_scenario
@@ -342,7 +341,7 @@ def _finish(loaded: LoadedScenario, state: LabState, recording: Recording, repea
     """Write every result file (even after an interruption) and rename the directory."""
     progress("writing the run directory")
     with _ignore_sigint():
-        summary = collect_results(loaded, state, recording, complete)
+        summary = pipeline.collect(loaded, state, recording, complete)
         meta = _run_meta(loaded, state, repeat, recording.clock, complete, interrupted)
         meta["run_id"] = recording.run_dir.name
         meta["evidence"] = recording.evidence

@@ -143,6 +143,7 @@ def test_interrupting_up_removes_everything(moment: str, sig: signal.Signals) ->
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 130, output.decode()
+        assert lab_namespaces(name) == [], output.decode()
         _assert_gone(name)
     finally:
         if proc.poll() is None:

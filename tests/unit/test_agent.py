@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from lab.apps.agent.events import EventLog, read_events
-from lab.apps.agent.main import Agent, Waker, run_agent
+from lab.apps.agent.main import Agent, run_agent
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget
 from lab.apps.agent.readiness import ProbePolicy
 from lab.apps.agent.spec import AgentPod, AgentService, AgentSpec
+from lab.apps.mainloop import MainLoop
 from lab.errors import CommandError
 
 VIP = IPv4Address("192.0.2.53")
@@ -224,17 +225,17 @@ def test_stop_withdraws_only_when_asked(world: World, withdraw: bool) -> None:
 
 
 def test_the_loop_probes_at_once_and_stops_when_woken(world: World) -> None:
-    waker = Waker()
+    loop = MainLoop()
     original = world.prober.__call__
 
     def probe_then_wake(targets: Sequence[ProbeTarget], timeout_s: float) -> dict[
             str, ProbeOutcome]:
         if world.prober.rounds == 2:
-            waker.wake()
+            loop.stop("SIGTERM")
         return original(targets, timeout_s)
 
     world.agent.prober = probe_then_wake
-    run_agent(world.agent, waker, False, lambda: "SIGTERM")
-    waker.close()
+    run_agent(world.agent, loop, False)
+    loop.close()
     assert world.prober.rounds == 3
     assert world.events()[0] == "agent_start" and world.events()[-1] == "agent_stop"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,24 @@ def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> 
         build_parser().parse_args([command, "--help"])
     assert exit_info.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_sigterm_interrupts_the_command_but_ends_a_forked_copy_quietly() -> None:
+    """A library's forked child (pyroute2's) inherits the handler: SIGTERM must end it as
+    the default would, not raise KeyboardInterrupt in a copy of the command."""
+    from lab.cli.main import _interrupter
+
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        _interrupter(os.getpid())(signal.SIGTERM, None)
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:  # the copy: wait for SIGTERM with the command's handler installed
+        signal.signal(signal.SIGTERM, _interrupter(parent))
+        try:
+            time.sleep(30)
+        finally:
+            os._exit(7)  # reached only if the handler let the copy carry on
+    time.sleep(0.2)
+    os.kill(child, signal.SIGTERM)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

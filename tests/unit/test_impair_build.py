@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.impair import ImpairmentError, build
+from lab.measure.probe.build import PROBER_SOURCE
 
 
 def test_binary_path_follows_source_content(tmp_path: Path) -> None:
@@ -21,7 +22,8 @@ def test_binary_path_follows_source_content(tmp_path: Path) -> None:
 
 def test_gcc_command_is_an_argument_list(tmp_path: Path) -> None:
     cmd = build.gcc_command(Path("/src/x.c"), tmp_path / "x")
-    assert cmd[1:] == [*build.CFLAGS, "-o", str(tmp_path / "x"), "/src/x.c", *build.LIBS]
+    assert cmd[1:] == [*build.CFLAGS, "-I", str(build.SHARED_HEADERS), "-o", str(tmp_path / "x"),
+                       "/src/x.c", *build.LIBS]
 
 
 def test_compile_and_reuse(tmp_path: Path) -> None:
@@ -56,9 +58,22 @@ def test_main_prints_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert build.main(["--bogus"]) == 2
 
 
-def test_emulator_source_compiles_without_warnings(tmp_path: Path) -> None:
-    out = tmp_path / "linkemu"
-    proc = subprocess.run(build.gcc_command(build.EMULATOR_SOURCE, out),
+@pytest.mark.parametrize("source", [build.EMULATOR_SOURCE, PROBER_SOURCE],
+                         ids=lambda p: p.name)
+def test_the_c_sources_compile_without_warnings(tmp_path: Path, source: Path) -> None:
+    out = tmp_path / source.stem
+    proc = subprocess.run(build.gcc_command(source, out),
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_the_shared_header_is_part_of_the_binary_name(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = tmp_path / "csrc"
+    headers.mkdir()
+    (headers / "anylab.h").write_text("/* one */\n")
+    monkeypatch.setattr(build, "SHARED_HEADERS", headers)
+    first = build.binary_path(build.EMULATOR_SOURCE, tmp_path)
+    (headers / "anylab.h").write_text("/* two */\n")
+    assert build.binary_path(build.EMULATOR_SOURCE, tmp_path) != first

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from lab.atomicfile import write_atomic
+
 EVENT_NAMES = ("agent_start", "agent_stop", "pod_ready", "pod_unready", "nft_apply",
                "conntrack_flush", "announce", "withdraw", "error")
 
@@ -56,10 +58,9 @@ class EventLog:
 
 
 def write_json_atomic(path: Path, document: Mapping[str, object]) -> None:
-    """Replace ``path`` in one rename, so readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """Replace ``path`` in one rename, so readers see the old or the new file, never half
+    (rewritten at every change, on a tmpfs: not flushed to disk)."""
+    write_atomic(path, json.dumps(document, indent=1, default=str) + "\n", durable=False)
 
 
 def read_events(path: Path) -> list[dict[str, object]]:

@@ -19,17 +19,12 @@ agent would: the BGP session stays up) unless ``--withdraw-on-exit`` asks for a 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import selectors
-import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from types import FrameType
 
 from lab.apps.agent.events import EventLog, write_json_atomic
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget, probe_all
@@ -42,6 +37,7 @@ from lab.apps.agent.state import (
     service_rules,
     status_document,
 )
+from lab.apps.mainloop import MainLoop
 from lab.apps.server.spec import SpecError
 from lab.errors import CommandError
 from lab.proc import run
@@ -316,46 +312,20 @@ class Agent:
                        announced=sorted(self.announced or ()))
 
 
-class Waker:
-    """Sleeps until a deadline unless a signal handler calls ``wake`` (self-pipe)."""
-
-    def __init__(self) -> None:
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._r, selectors.EVENT_READ)
-        self.woken = False
-
-    def wake(self) -> None:
-        self.woken = True
-        with contextlib.suppress(OSError):  # full or closed: a wake-up is pending anyway
-            self._w.send(b"x")
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0 and not self.woken:
-            self._selector.select(seconds)
-
-    def close(self) -> None:
-        self._selector.close()
-        self._r.close()
-        self._w.close()
-
-
-def run_agent(agent: Agent, waker: Waker, withdraw_on_exit: bool,
-              signame: Callable[[], str]) -> None:
-    """Probe at once, then every period (on a fixed grid; missed periods are skipped)."""
+def run_agent(agent: Agent, loop: MainLoop, withdraw_on_exit: bool) -> None:
+    """Probe at once, then every period (on a fixed grid; missed periods are skipped), until
+    the loop is stopped."""
     period_s = agent.spec.readiness.period_ms / 1000
     agent.start()
     next_s = time.monotonic()
-    while not waker.woken:
+    while not loop.stopping:
         agent.step()
         next_s += period_s
         now = time.monotonic()
         if next_s < now:
             next_s = now
-        waker.sleep(next_s - now)
-    agent.stop(signame(), withdraw_on_exit)
+        loop.wait(next_s - now)
+    agent.stop(loop.stop_reason or "", withdraw_on_exit)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -380,25 +350,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"lab.apps.agent.main: cannot open the event log: {exc}", file=sys.stderr)
         return 1
-    waker = Waker()
-    received: list[str] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signal.Signals(signum).name)
-        waker.wake()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    loop = MainLoop()
     agent = Agent(spec, make_speaker(spec), log)
     print(f"lab.apps.agent.main {spec.node}: {spec.speaker} speaker, {len(spec.pods)} pods, "
           f"{len(spec.services)} services, period {spec.readiness.period_ms} ms",
           file=sys.stderr, flush=True)
     try:
-        run_agent(agent, waker, args.withdraw_on_exit,
-                  lambda: received[0] if received else "")
+        with loop.stopped_by_signals():
+            run_agent(agent, loop, args.withdraw_on_exit)
     finally:
         log.close()
-        waker.close()
+        loop.close()
     return 0
 
 

@@ -17,16 +17,14 @@ small spec module) because a lab starts this program hundreds of times.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import selectors
-import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 
+from lab.apps.mainloop import MainLoop
 from lab.apps.server.spec import ServerSpec, SpecError, load_server_spec
 
 MAX_LINE = 4096
@@ -116,13 +114,9 @@ class AnycastServer:
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
         self.ports: dict[str, int] = {}
-        self._selector = selectors.DefaultSelector()
+        self.loop = MainLoop()
+        self._selector = self.loop.selector
         self._listeners: list[socket.socket] = []
-        self._stopping = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        for end in (self._wake_r, self._wake_w):
-            end.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         try:
             self._bind_all()
         except OSError:
@@ -167,36 +161,27 @@ class AnycastServer:
                 f"{services or 'no services'}; health tcp/{self.ports['health']}")
 
     def serve(self) -> None:
-        while not self._stopping:
+        while not self.loop.stopping:
             self.poll(None)
 
     def poll(self, timeout: float | None) -> None:
         """Handle whatever is ready now (waiting up to ``timeout`` seconds for something)."""
-        for key, mask in self._selector.select(timeout):
+        for key, mask in self.loop.wait(timeout):
             handler: _Handler = key.data
             handler(mask)
 
     def stop(self) -> None:
         """Ask ``serve`` to return; safe from a signal handler or another thread."""
-        self._stopping = True
-        with contextlib.suppress(OSError):  # full or closed: the loop is waking anyway
-            self._wake_w.send(b"x")
+        self.loop.stop()
 
     def close(self) -> None:
         for key in list(self._selector.get_map().values()):
             sock = key.fileobj
-            if isinstance(sock, socket.socket):
+            if key.data is not None and isinstance(sock, socket.socket):
                 sock.close()
-        for sock in (*self._listeners, self._wake_r, self._wake_w):
+        for sock in self._listeners:
             sock.close()
-        self._selector.close()
-
-    def _on_wake(self, _mask: int) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            return
+        self.loop.close()
 
     def _udp_handler(self, sock: socket.socket, suffix: bytes) -> _Handler:
         recvfrom, sendto = sock.recvfrom, sock.sendto
@@ -310,14 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lab.apps.server.main: cannot bind: {exc}", file=sys.stderr)
         return 1
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        server.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     print(server.describe(), file=sys.stderr, flush=True)
     try:
-        server.serve()
+        with server.loop.stopped_by_signals():
+            server.serve()
     finally:
         server.close()
     return 0

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from lab.atomicfile import write_atomic
 from lab.backend import bfdstart, daemons
 from lab.backend.daemons import NodeFiles
 from lab.backend.evidence import new_evidence_dir
@@ -36,7 +37,6 @@ from lab.backend.state import (
     LabState,
     ProcessRecord,
     save_state,
-    write_private,
 )
 from lab.errors import BackendError, CommandError, ImpairmentError, LabError
 from lab.impair import DriverKind, ImpairmentDriver, LinkRequest, VethPair, make_driver
@@ -110,7 +110,7 @@ def deploy(backend: NetnsBackend, lab: str, plan: LabPlan, rendered: RenderedLab
                      impairment_driver=driver_kind or plan.impairment_driver)
     save_state(state)
     try:
-        write_private(state.directory / TOPOLOGY_COPY, topology_file.read_text(encoding="utf-8"))
+        write_atomic(state.directory / TOPOLOGY_COPY, topology_file.read_text(encoding="utf-8"))
         _build(backend, state, plan, rendered, progress)
     except LabError as exc:
         progress("failed: keeping the evidence, removing what was built")
@@ -231,10 +231,10 @@ class _NetworkWorker:
     def __init__(self, state: LabState, plan: LabPlan,
                  impaired: dict[str, list[VethPair]]) -> None:
         spec_path = state.directory / NETWORK_SPEC
-        write_private(spec_path, json.dumps(build_network_spec(state.lab, plan,
+        write_atomic(spec_path, json.dumps(build_network_spec(state.lab, plan,
                                                                impaired).to_dict()))
         self.progress = state.directory / NETWORK_PROGRESS
-        write_private(self.progress, "")
+        write_atomic(self.progress, "")
         self.worker = Background([sys.executable, "-m", "lab.backend.netns.nsworker",
                                   str(spec_path), str(self.progress)])
         self.result_checked = False
@@ -283,15 +283,15 @@ def _write_files(state: LabState, plan: LabPlan, rendered: RenderedLab) -> None:
         for name, text in files.items():
             if name == "frr.conf":
                 text = with_runtime_logging(text, folder)
-                write_private(NodeFiles(folder).boot_conf,
+                write_atomic(NodeFiles(folder).boot_conf,
                               bfdstart.boot_config(plan, node_name, text))
-            write_private(folder / name, text)
+            write_atomic(folder / name, text)
     state.bfd_pending = [s.id for s in plan.sessions if bfdstart.attachments(plan, s)]
     for node in plan.nodes_with_role(Role.K8S_NODE):
         spec = agent_spec(state.lab, state.directory, plan, node)
-        write_private(node_dir(state.directory, node.name) / "agent.json", json.dumps(spec))
+        write_atomic(node_dir(state.directory, node.name) / "agent.json", json.dumps(spec))
         for pod in node.pods:
-            write_private(pod_dir(state.directory, pod.name) / "server.json",
+            write_atomic(pod_dir(state.directory, pod.name) / "server.json",
                           json.dumps(server_spec(state.lab, state.directory, plan, pod)))
 
 
@@ -389,7 +389,7 @@ def _pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan
         yield
         return
     jobs_path = state.directory / LAUNCH_JOBS
-    write_private(jobs_path, json.dumps(jobs))
+    write_atomic(jobs_path, json.dumps(jobs))
     launcher = Background([sys.executable, "-m", "lab.apps.launcher", str(jobs_path)],
                           env=tag_environment(state.lab))
     try:

@@ -28,6 +28,8 @@
  * Build: gcc -O2 -std=gnu11 -Wall -Wextra -o linkemu linkemu.c -lm
  */
 #define _GNU_SOURCE
+#define ANYLAB_PROGRAM "linkemu"
+#include "anylab.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -146,13 +148,6 @@ static struct {
 } g;
 
 /* ---------- time, random ---------- */
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -734,17 +729,6 @@ static void accept_client(int lfd)
 
 /* ---------- setup ---------- */
 
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "linkemu: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(2);
-}
-
 static void watch(struct src *s, int fd, enum src_kind kind)
 {
 	*s = (struct src){kind, fd, NULL};
@@ -795,18 +779,6 @@ static void usage(void)
 {
 	die("usage: linkemu --control PATH [--netns PATH] [--life-file PATH] [--life-fd N] "
 	    "[--ready-fd N] [--rt-priority N] [--daemon]");
-}
-
-static int signal_fd(void)
-{
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 static void housekeeping(int fd)
@@ -860,15 +832,7 @@ static struct options parse_args(int argc, char **argv)
 static int setup_process(const struct options *o)
 {
 	if (getrandom(g.rng, sizeof(g.rng), 0) != sizeof(g.rng)) die("getrandom failed");
-	prctl(PR_SET_TIMERSLACK, 1UL); /* wake up on time, not 50 us late */
-	/* Under CPU load a normal task can wait a whole scheduler slice (ms) after
-	 * its timer fires; a low real-time priority keeps delays accurate. */
-	if (o->rt_priority > 0) {
-		struct sched_param sp = {.sched_priority = o->rt_priority};
-		if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
-			fprintf(stderr, "linkemu: no real-time priority (%s), delays may stretch "
-				"under load\n", strerror(errno));
-	}
+	precise_timing(o->rt_priority); /* delays stay accurate under CPU load */
 	if (o->netns) {
 		int nfd = open(o->netns, O_RDONLY | O_CLOEXEC);
 		if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0)

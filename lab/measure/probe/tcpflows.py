@@ -31,7 +31,6 @@ import errno
 import json
 import os
 import selectors
-import signal
 import socket
 import struct
 import sys
@@ -39,9 +38,9 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from lab.apps.mainloop import MainLoop
 from lab.apps.server.spec import SpecError
 from lab.errors import ProbeError
 from lab.measure.probe.tcpspec import TcpFlowSpec, TcpFlowsSpec, load_tcp_flows_spec
@@ -246,23 +245,20 @@ class Flow:
 
 
 class FlowRunner:
-    """Every flow on one selector; ``run`` until ``stop``."""
+    """Every flow on one main loop; ``run`` until ``stop``."""
 
     def __init__(self, spec: TcpFlowsSpec, log: EventLog) -> None:
         self.interval_ns = spec.message_interval_ms * 1_000_000
         self.timeout_ns = spec.timeout_ms * 1_000_000
         self.reconnect_ns = spec.reconnect_ms * 1_000_000
         self.log = log
-        self.selector = selectors.DefaultSelector()
+        self.loop = MainLoop()
+        self.selector = self.loop.selector
         self.flows = [Flow(f, self) for f in spec.flows]
-        self.stopping = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        for end in (self._wake_r, self._wake_w):
-            end.setblocking(False)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
 
-    def wakeup_fd(self) -> int:
-        return self._wake_w.fileno()
+    @property
+    def stopping(self) -> bool:
+        return self.loop.stopping
 
     def run(self) -> None:
         while not self.stopping:
@@ -272,30 +268,18 @@ class FlowRunner:
                     return
                 flow.on_time(now)
             wait = min((f.deadline() for f in self.flows), default=now + 1_000_000_000) - now
-            for key, mask in self.selector.select(max(wait, 0) / 1e9):
+            for key, mask in self.loop.wait(wait / 1e9):
                 if self.stopping:
                     break
-                if key.data is None:
-                    self._drain_wake()
-                    continue
                 key.data.on_ready(mask, time.monotonic_ns())
 
     def stop(self) -> None:
-        self.stopping = True
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            return
+        self.loop.stop()
 
     def close(self) -> None:
         for flow in self.flows:
             flow.close()
-        self.selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self.loop.close()
 
 
 def tcp_flows_argv(spec_path: Path) -> list[str]:
@@ -335,17 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lab.measure.probe.tcpflows: cannot open the events file: {exc}", file=sys.stderr)
         return 1
     runner = FlowRunner(spec, log)
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        runner.stop()
-
-    signal.set_wakeup_fd(runner.wakeup_fd(), warn_on_full_buffer=False)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     print(f"tcp flows: {len(spec.flows)} flows, events to {spec.events}", file=sys.stderr,
           flush=True)
     try:
-        runner.run()
+        with runner.loop.stopped_by_signals():
+            runner.run()
     except ProbeError as exc:
         print(f"lab.measure.probe.tcpflows: {exc}", file=sys.stderr)
         return 1

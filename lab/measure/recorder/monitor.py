@@ -14,14 +14,13 @@ import errno
 import json
 import os
 import selectors
-import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from lab.apps.mainloop import MainLoop
 from lab.errors import RecorderError
 from lab.measure.recorder.messages import RTM_GETNEXTHOP, RTM_GETROUTE, dump_request
 from lab.measure.recorder.netlink import port_id, route_monitor_socket
@@ -141,50 +140,34 @@ def _open_monitors(spec: RecorderSpec, emit: Emit) -> list[RouterMonitor]:
 
 def record(spec: RecorderSpec) -> int:
     """Watch until SIGTERM or SIGINT; returns the number of rows written."""
-    wake_r, wake_w = socket.socketpair()
-    wake_w.setblocking(False)
-    stopping: list[int] = []
-
-    def stop(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    previous = [signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)]
-    old_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    loop = MainLoop()
     try:
-        out = os.open(spec.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        with open(out, "a", encoding="utf-8") as handle:  # noqa: PTH123 (an fd)
-            writer = RowWriter(handle)
-            monitors = _open_monitors(spec, writer.write)
-            writer.flush(force=True)
-            Path(spec.ready).touch()
-            try:
-                _loop(monitors, wake_r, writer, stopping)
-            finally:
+        with loop.stopped_by_signals():
+            out = os.open(spec.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                          0o600)
+            with open(out, "a", encoding="utf-8") as handle:  # noqa: PTH123 (an fd)
+                writer = RowWriter(handle)
+                monitors = _open_monitors(spec, writer.write)
                 writer.flush(force=True)
-                for monitor in monitors:
-                    monitor.close()
-            return writer.rows
+                Path(spec.ready).touch()
+                try:
+                    _loop(monitors, loop, writer)
+                finally:
+                    writer.flush(force=True)
+                    for monitor in monitors:
+                        monitor.close()
+                return writer.rows
     finally:
-        signal.set_wakeup_fd(old_fd)
-        for sig, handler in zip((signal.SIGTERM, signal.SIGINT), previous, strict=True):
-            signal.signal(sig, handler)
-        wake_r.close()
-        wake_w.close()
+        loop.close()
 
 
-def _loop(monitors: list[RouterMonitor], wake: socket.socket, writer: RowWriter,
-          stopping: list[int]) -> None:
-    with selectors.DefaultSelector() as selector:
-        selector.register(wake, selectors.EVENT_READ, None)
-        for monitor in monitors:
-            selector.register(monitor, selectors.EVENT_READ, monitor)
-        while not stopping:
-            for key, _events in selector.select(SELECT_TIMEOUT_S):
-                if key.data is None:
-                    wake.recv(4096)
-                else:
-                    key.data.receive()
-            writer.flush()
+def _loop(monitors: list[RouterMonitor], loop: MainLoop, writer: RowWriter) -> None:
+    for monitor in monitors:
+        loop.selector.register(monitor, selectors.EVENT_READ, monitor)
+    while not loop.stopping:
+        for key, _events in loop.wait(SELECT_TIMEOUT_S):
+            key.data.receive()
+        writer.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

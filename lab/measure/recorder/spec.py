@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.atomicfile import write_atomic
 from lab.errors import RecorderError
 from lab.netns import netns_path
 
@@ -56,11 +57,7 @@ class RecorderSpec:
             "out": self.out, "ready": self.ready}, indent=1)
 
     def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_atomic(path, self.to_json() + "\n", durable=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecorderSpec:

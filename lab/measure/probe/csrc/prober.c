@@ -45,6 +45,8 @@
  * Build: gcc -O2 -std=gnu11 -Wall -Wextra -o prober prober.c
  */
 #define _GNU_SOURCE
+#define ANYLAB_PROGRAM "prober"
+#include "anylab.h"
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
@@ -129,34 +131,6 @@ static struct {
 } g;
 
 /* ---------- helpers ---------- */
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("prober: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(2);
-}
-
-static int64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-
-static struct timespec to_timespec(int64_t ns)
-{
-	struct timespec ts = {ns / 1000000000LL, ns % 1000000000LL};
-	return ts;
-}
 
 static int64_t parse_int(const char *text, const char *what, int64_t low, int64_t high)
 {
@@ -514,19 +488,6 @@ static void open_flows(void)
 	}
 }
 
-static int signal_fd(void)
-{
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (fd < 0) die("signalfd: %s", strerror(errno));
-	return fd;
-}
-
 static void write_header(void)
 {
 	int64_t head[6] = {1, g.nonce, g.interval_ns, g.flows_per_target, g.late_ns, g.start_ns};
@@ -547,13 +508,7 @@ static void write_header(void)
 
 static void setup(void)
 {
-	prctl(PR_SET_TIMERSLACK, 1UL); /* wake on time, not 50 us late */
-	if (g.rt_priority > 0) { /* a normal task can wait a scheduler slice under load */
-		struct sched_param sp = {.sched_priority = g.rt_priority};
-		if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
-			fprintf(stderr, "prober: no real-time priority (%s), timing may stretch "
-				"under load\n", strerror(errno));
-	}
+	precise_timing(g.rt_priority);
 	if (getrandom(&g.nonce, sizeof(g.nonce), 0) != sizeof(g.nonce)) g.nonce = (uint32_t)getpid();
 	g.nonce &= 0x7fffffffu;
 	g.window = (uint64_t)(g.late_ns / g.interval_ns) + 2;
