@@ -2,11 +2,12 @@
 
 Steps: namespaces (one `ip -batch`); the impairment driver (the link emulator); every link,
 address, route and sysctl by one netlink worker (the WAN/uplink/access links as the impairment
-driver asks, handed to it afterwards), while the configuration files are written and the FRR
-daemons start; then GoBGP, and the anycast servers and node agents while each router loads its
-boot configuration through vtysh (BFD on BGP sessions follows at readiness, see
+driver asks, handed to it afterwards), while the configuration files are written; each
+router's zebra as soon as the worker has completed its namespace, the other FRR daemons once
+every zebra listens; then GoBGP, and the anycast servers and node agents while each router
+loads its boot configuration through vtysh (BFD on BGP sessions follows at readiness, see
 lab.backend.bfdstart). Any failure, or Ctrl-C, removes what was built before the error is
-raised."""
+raised; a failure keeps the evidence first (lab.backend.evidence)."""
 
 from __future__ import annotations
 
