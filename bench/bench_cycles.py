@@ -82,7 +82,7 @@ def one_cycle(topology: Path, name: str) -> dict[str, Any]:
     up_s = time.monotonic() - started
     down_started = time.monotonic()
     report = labs.down(name, force=True)
-    cycle = {"ready": result.report.ready, "up_s": round(up_s, 2),
+    cycle: dict[str, Any] = {"ready": result.report.ready, "up_s": round(up_s, 2),
              "down_s": round(time.monotonic() - down_started, 2),
              "cycle_s": round(time.monotonic() - started, 2)}
     if not result.report.ready:

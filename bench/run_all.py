@@ -32,7 +32,7 @@ sys.path.insert(0, str(BENCH))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lab.backend.names import all_lab_names  # noqa: E402
+from lab.backend.labs import all_labs  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 from lab.proc import run  # noqa: E402
 
@@ -91,7 +91,7 @@ def load_now() -> dict[str, Any]:
     """What else loads the machine: load average and the other labs running now."""
     return {"at": datetime.now(UTC).isoformat(timespec="seconds"),
             "load_avg": [round(x, 2) for x in os.getloadavg()],
-            "labs_running": all_lab_names()}
+            "labs_running": all_labs()}
 
 
 def last_json(text: str) -> dict[str, Any]:
