@@ -18,12 +18,13 @@ SYSTEM_COMMANDS := \
 NAME ?=
 NAME_ARG := $(if $(NAME),--name $(NAME),)
 
-.PHONY: help setup system-packages venv test test-unit test-integration lint graph clean \
+.PHONY: help setup containerlab-setup system-packages venv test test-unit test-integration lint graph clean \
 	lab-up lab-down lab-status scenario report notebook demo
 
 help:
 	@echo "make setup             install system packages (root) and the Python venv"
-	@echo "make test              set up, then run every test (integration tests need root)"
+	@echo "make test              set up (both backends), then run every test (root)"
+	@echo "make containerlab-setup          Docker engine, containerlab and images (root)"
 	@echo "make test-unit         tests that need no root"
 	@echo "make lint              ruff and mypy"
 	@echo "make graph [TOPO=...]  draw a topology to build/topology.png"
@@ -63,14 +64,19 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m lab.impair.build >/dev/null
 	@touch $@
 
-test: setup
-	$(VPY) -m pytest $(PYTEST_ARGS)
+# the containerlab backend's tools: docker.io and mmdebstrap, the engine (started when not
+# running), containerlab built from its Go module into .tools/, the images (when missing)
+containerlab-setup: setup
+	$(VPY) -m lab.backend.containerlab.tools
+
+test: setup containerlab-setup
+	ANYLAB_FULL_SETUP=1 $(VPY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(VPY) -m pytest -m 'not integration' $(PYTEST_ARGS)
 
-test-integration: setup
-	$(VPY) -m pytest -m integration $(PYTEST_ARGS)
+test-integration: setup containerlab-setup
+	ANYLAB_FULL_SETUP=1 $(VPY) -m pytest -m integration $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check lab analysis tests bench
@@ -116,7 +122,7 @@ clean:
 # prints a table and writes bench/results/latest.json (see docs/benchmarks.md).
 BENCH_ARGS ?=
 .PHONY: bench
-bench: setup
+bench: setup containerlab-setup
 	@/usr/bin/python3 -c 'import mininet.net' 2>/dev/null || { \
 		echo "installing mininet (for the side-by-side namespace benchmark)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mininet; }

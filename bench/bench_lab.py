@@ -22,7 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab.backend import labs  # noqa: E402
+from lab.backend import DEFAULT_BACKEND, backend_named, labs  # noqa: E402
 from lab.backend.processes import is_alive  # noqa: E402
 from lab.backend.state import LabState  # noqa: E402
 
@@ -48,16 +48,27 @@ def pss_mb(pid: int) -> float:
     return _kb_field_mb(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
 
 
-def memory_by_node(state: LabState, measure: Callable[[int], float] = rss_mb
-                   ) -> dict[str, float]:
-    per_node: dict[str, float] = defaultdict(float)
+def node_pids(state: LabState) -> dict[str, set[int]]:
+    """The live processes of each node: those the lab recorded, and on the containerlab
+    backend every process of the node's container (its idle shell too)."""
+    per_node: dict[str, set[int]] = defaultdict(set)
     for record in state.processes:
         if is_alive(record):
-            per_node[record.node] += measure(record.pid)
+            per_node[record.node].add(record.pid)
+    if state.backend == "containerlab":
+        from lab.backend.containerlab.backend import container_pids
+
+        for node in list(per_node):
+            per_node[node] |= container_pids(state.lab, node)
     return per_node
 
 
-def one_round(topology: Path, name: str) -> dict[str, Any]:
+def memory_by_node(state: LabState, measure: Callable[[int], float] = rss_mb
+                   ) -> dict[str, float]:
+    return {node: sum(measure(pid) for pid in pids) for node, pids in node_pids(state).items()}
+
+
+def one_round(topology: Path, name: str, backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
     marks: list[tuple[str, float]] = []
     started = time.monotonic()
 
@@ -66,7 +77,7 @@ def one_round(topology: Path, name: str) -> dict[str, Any]:
         if not marks or marks[-1][0] != stage:
             marks.append((stage, time.monotonic() - started))
 
-    result = labs.up(topology, name, progress, timeout_s=180)
+    result = labs.up(topology, name, progress, timeout_s=180, backend=backend_named(backend))
     up_s = time.monotonic() - started
     if not result.report.ready:
         labs.down(name, force=True)

@@ -1,6 +1,6 @@
 """Run the benchmarks and keep their figures: `make bench`, or
 
-    sudo .venv/bin/python bench/run_all.py [--only netns,up,prober,emulator,outage,cycles,scale]
+    sudo .venv/bin/python bench/run_all.py [--only netns,up,clab,prober,outage,cycles,scale]
 
 Each part measures one thing (see docs/benchmarks.md) and is selectable with ``--only``, so one
 part can be rerun: its figures replace that part's in bench/results/latest.json and the other
@@ -38,7 +38,7 @@ from lab.proc import run  # noqa: E402
 
 REFERENCE = REPO / "topologies" / "three-sites.yaml"
 RESULTS = BENCH / "results"
-PARTS = ("netns", "netns-scale", "up", "prober", "emulator", "outage", "cycles",
+PARTS = ("netns", "netns-scale", "up", "clab", "prober", "emulator", "outage", "cycles",
          "scale")  # scale last
 # part -> headline figures: (key, unit, goal)
 HEADLINES: dict[str, list[tuple[str, str, str]]] = {
@@ -48,6 +48,8 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
                     ("scale_mininet_build_s", "s", ""), ("scale_mininet_teardown_s", "s", "")],
     "up": [("lab_up_s", "s", ""), ("lab_down_s", "s", ""),
            ("ref_rss_mb_per_router", "MB", ""), ("ref_pss_mb_per_router", "MB", "")],
+    "clab": [("clab_up_s", "s", ""), ("clab_down_s", "s", ""),
+             ("clab_rss_mb_per_router", "MB", ""), ("clab_up_ratio", "", "<= 3")],
     "prober": [("prober_max_hz", "Hz", ">= 1000")],
     "emulator": [("emulator_delay_err_ms", "ms", ""), ("emulator_max_pps", "pps", "")],
     "outage": [("bfd_outage_ms", "ms", "~900-1200"), ("bfd_outage_iqr_ms", "ms", ""),
@@ -145,6 +147,12 @@ def part_up(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def part_clab(args: argparse.Namespace) -> dict[str, Any]:
+    import bench_clab
+
+    return bench_clab.measure(REFERENCE, args.repeats)
+
+
 def part_prober(args: argparse.Namespace) -> dict[str, Any]:
     return script("bench_prober.py", "--seconds", str(args.prober_seconds))
 
@@ -172,7 +180,7 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
 
 
 PART_FUNCTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "netns": part_netns, "netns-scale": part_netns_scale, "up": part_up,
+    "netns": part_netns, "netns-scale": part_netns_scale, "up": part_up, "clab": part_clab,
     "prober": part_prober, "emulator": part_emulator, "outage": part_outage,
     "cycles": part_cycles, "scale": part_scale}
 

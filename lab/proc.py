@@ -13,13 +13,13 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 def run(argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        input_text: str | None = None, env: Mapping[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` (never through a shell); raise CommandError on failure or timeout."""
     try:
         result = subprocess.run(
             list(argv), input=input_text, capture_output=True, text=True, timeout=timeout,
-            check=False, env=dict(env) if env is not None else None)
+            check=False, env=dict(env) if env is not None else None, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         raise CommandError(argv, None, _text(exc.stdout), _text(exc.stderr)) from exc
     except OSError as exc:

@@ -1,6 +1,8 @@
 """Backends build, change and remove labs; every operation on a lab or one of its nodes goes
 through the protocol in ``lab.backend.protocol``. ``netns`` (the default) runs a lab as
-network namespaces on this machine; ``lab.backend.fake`` stands in for it in unit tests.
+network namespaces on this machine, ``containerlab`` as containers deployed by containerlab
+(both share the bring-up steps of ``bringup``); ``lab.backend.fake`` stands in for them in
+unit tests.
 ``labs`` is the life cycle the CLI and the runner use (up, down, status, list); the other
 modules here are shared by every backend (state, names, processes, readiness, evidence).
 """
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_BACKEND = "netns"
 # name -> "module:class"; imported on first use (the netlink worker imports this package)
 BACKENDS = {"netns": "lab.backend.netns.backend:NetnsBackend",
+            "containerlab": "lab.backend.containerlab.backend:ContainerlabBackend",
             "fake": "lab.backend.fake:FakeBackend"}
 
 

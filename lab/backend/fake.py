@@ -181,6 +181,13 @@ class FakeBackend:
         pid = os.getpid()
         return ProcessRecord(pid, node or f"_{kind}", kind, start_ticks(pid) or -1)
 
+    def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
+                      log: Path) -> ProcessRecord:
+        return self.spawn(state, node, kind, argv, log)
+
+    def app_argv(self, program: str, spec: Path) -> list[str]:
+        return ["fake-app", program, str(spec)]
+
     def processes(self, state: LabState, node: str,
                   kinds: Iterable[str] | None = None) -> list[ProcessRecord]:
         wanted = set(kinds) if kinds is not None else None

@@ -21,7 +21,7 @@ from lab.errors import BackendError
 from lab.plan.model import LabPlan
 
 DEFAULT_READY_TIMEOUT_S = 120.0
-MACHINE_BACKENDS = (DEFAULT_BACKEND,)  # the backends whose labs `list` and `down` look for
+MACHINE_BACKENDS = (DEFAULT_BACKEND, "containerlab")  # whose labs `list` and `down` look for
 
 
 @dataclass
@@ -102,14 +102,26 @@ def all_labs() -> list[str]:
 def down(name: str | None, force: bool = False,
          backend: Backend | None = None) -> TeardownReport:
     """Remove a lab through the backend its state names; without a readable state (force),
-    through the default backend, which finds what is left by the lab's name and tags."""
+    through every backend of this machine, each finding what is left of it by the lab's
+    name, labels and tags."""
     lab = check_lab_name(name) if name else resolve_name(None)
-    if backend is None:
-        try:
-            backend = backend_for(load_state(lab))
-        except BackendError:
-            backend = default_backend()
-    return backend.destroy(lab, force)
+    if backend is not None:
+        return backend.destroy(lab, force)
+    try:
+        return backend_for(load_state(lab)).destroy(lab, force)
+    except BackendError:
+        if not force:
+            return default_backend().destroy(lab, force)
+    reports = [backend_named(b).destroy(lab, force=True) for b in MACHINE_BACKENDS]
+    merged = TeardownReport(lab, existed=any(r.existed for r in reports))
+    for report in reports:
+        merged.processes += report.processes
+        merged.killed += report.killed
+        merged.namespaces += report.namespaces
+        if report.namespaces:
+            merged.units = report.units
+        merged.leftovers += report.leftovers
+    return merged
 
 
 def status(name: str | None, backend: Backend | None = None) -> dict[str, Any]:

@@ -44,9 +44,11 @@ def is_alive(record: ProcessRecord) -> bool:
 
 
 def launch(lab: str, node: str, kind: str, argv: Sequence[str], log_path: Path,
-           extra_env: dict[str, str] | None = None) -> ProcessRecord:
+           extra_env: dict[str, str] | None = None,
+           cgroup_procs: Sequence[Path] = ()) -> ProcessRecord:
     """Start ``argv`` as it is, tagged with the lab (and the node it belongs to), its output
-    appended to ``log_path``; in a session of its own, with the lab's private umask."""
+    appended to ``log_path``; in a session of its own, with the lab's private umask; in the
+    control groups whose ``cgroup.procs`` files are given (a container's), from its start."""
     env = tag_environment(lab, node)
     env.update(extra_env or {})
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -54,7 +56,8 @@ def launch(lab: str, node: str, kind: str, argv: Sequence[str], log_path: Path,
     try:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fd,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                close_fds=True, umask=PRIVATE_UMASK)
+                                close_fds=True, umask=PRIVATE_UMASK,
+                                preexec_fn=_joiner(cgroup_procs) if cgroup_procs else None)
     except OSError as exc:
         raise BackendError(f"cannot start {kind} for {node}: {exc}") from exc
     finally:
@@ -62,6 +65,22 @@ def launch(lab: str, node: str, kind: str, argv: Sequence[str], log_path: Path,
     _CHILDREN[proc.pid] = proc
     ticks = start_ticks(proc.pid)
     return ProcessRecord(proc.pid, node, kind, ticks if ticks is not None else -1)
+
+
+def _joiner(cgroup_procs: Sequence[Path]) -> Callable[[], None]:
+    """Runs in the child between fork and exec: only raw writes, no locks taken."""
+    paths = [str(p).encode() for p in cgroup_procs]
+
+    def join() -> None:
+        pid = str(os.getpid()).encode()
+        for path in paths:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+
+    return join
 
 
 def tagged_pids(lab: str) -> list[int]:
@@ -112,3 +131,19 @@ def stop_pids(pids: Sequence[int], grace_s: float = 1.0) -> list[int]:
 def stop_records(records: Sequence[ProcessRecord], grace_s: float = 1.0) -> list[int]:
     """Stop the recorded processes that are still ours (a reused PID is left alone)."""
     return stop_pids([r.pid for r in records if is_alive(r)], grace_s)
+
+
+def stop_lab_processes(lab: str, records: Sequence[ProcessRecord],
+                       grace_s: float = 0.3, passes: int = 3) -> tuple[int, int]:
+    """Stop a lab's processes being removed: the recorded ones, then those with the lab's tag
+    (an interrupted up, children started during a grace period), a few passes until none is
+    left. Returns (processes found, processes that had to be killed)."""
+    found = {r.pid for r in records} | set(tagged_pids(lab))
+    killed = stop_records(records, grace_s=grace_s)
+    for _ in range(passes):
+        left = tagged_pids(lab)
+        if not left:
+            break
+        found |= set(left)
+        killed += stop_pids(left, grace_s=grace_s)
+    return len(found), len(killed)

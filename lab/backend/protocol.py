@@ -9,8 +9,11 @@ serves unit tests). What a backend must give:
   it fails, and list the labs it has on this machine;
 - one node: the network namespace to enter (``netns_path``: a path that ``lab.netns`` can
   open, whether a named namespace or ``/proc/PID/ns/net``), a command line that runs inside it
-  (``exec_argv``), starting a process in it (``spawn``) or on the machine outside every node
-  (``node=None``: programs such as the recorder that enter nodes themselves), its live
+  (``exec_argv``), starting one of the node's own programs in it as the node runs them
+  (``start_in_node``: FRR, GoBGP, the node agent, the pod server; ``app_argv`` gives the
+  command line of the project's programs there), starting a program of this machine in the
+  node's network (``spawn``: the instrument, e.g. a prober) or on the machine outside every
+  node (``node=None``: programs such as the recorder that enter nodes themselves), its live
   processes, sending them a signal, freezing and thawing it, setting one of its interfaces
   down/up or silently dropping everything on it (blackhole); for a router: where its daemons
   keep their vty sockets and logs (``router_files``), vtysh commands, and (re)starting one of
@@ -48,6 +51,7 @@ class TeardownReport:
     processes: int = 0
     killed: int = 0
     namespaces: int = 0  # the backend's own units: namespaces, containers, hosts
+    units: str = "namespaces"  # what ``namespaces`` counts, in words
     leftovers: list[str] = field(default_factory=list)
 
 
@@ -87,6 +91,17 @@ class Backend(Protocol):
               log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
         """Start ``argv`` inside ``node`` (None: on the machine), tagged with the lab. The
         caller records the process in the state when it belongs to the lab's life."""
+        ...
+
+    def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
+                      log: Path) -> ProcessRecord:
+        """Start one of the node's own programs (``argv`` as the node sees its files) where
+        the node runs its software, tagged with the lab; the caller records it."""
+        ...
+
+    def app_argv(self, program: str, spec: Path) -> list[str]:
+        """The command line of the project's program ``program`` (``agent``, ``server``)
+        with its spec file, as ``start_in_node`` runs it."""
         ...
 
     def processes(self, state: LabState, node: str,

@@ -83,3 +83,17 @@ def load_state(lab: str) -> LabState:
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise BackendError(f"the state of lab {lab!r} is unreadable ({exc}); "
                            f"`anylab down --name {lab} --force` removes it") from exc
+
+
+def mark_destroying(lab: str, force: bool) -> list[ProcessRecord]:
+    """Mark the lab as being removed; its recorded processes. Without a readable state that
+    is an error, unless ``force`` (then the lab is found by its names and tags alone)."""
+    try:
+        state = load_state(lab)
+    except BackendError:
+        if lab_dir(lab).exists() and not force:
+            raise
+        return []
+    state.phase = LabPhase.DESTROYING
+    save_state(state)
+    return state.processes

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab.backend import labs
+from lab.backend import BACKENDS, DEFAULT_BACKEND, backend_named, labs
 from lab.backend.daemons import vtysh_argv
 from lab.backend.state import load_state
 from lab.errors import BackendError
@@ -29,8 +29,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             spinner.update(message)
             err.log(message) if args.verbose else None
 
+        backend = backend_named(args.backend) if args.backend else None
         result = labs.up(Path(args.file), args.name, progress, timeout_s=args.timeout,
-                         driver=args.impairment_driver, keep_on_failure=args.keep_on_failure)
+                         driver=args.impairment_driver, keep_on_failure=args.keep_on_failure,
+                         backend=backend)
     elapsed = time.monotonic() - started
     report = result.report
     if not report.ready:
@@ -69,7 +71,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         out.print(f"no lab named {report.lab!r}: nothing to remove")
         return 0
     out.print(f"lab {report.lab!r} removed in {elapsed:.2f} s: {report.processes} processes "
-              f"stopped, {report.namespaces} namespaces deleted")
+              f"stopped, {report.namespaces} {report.units} deleted")
     if report.leftovers:
         err.print("[red]left behind:[/red] " + ", ".join(report.leftovers))
         return 1
@@ -156,13 +158,20 @@ def cmd_vtysh(args: argparse.Namespace) -> int:
 def add_lab_commands(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) -> None:
     name_help = "lab name (default: the topology's name, or the only lab running)"
     p = sub.add_parser("up", help="build a lab and wait until it is ready", formatter_class=fmt,
-                       description="Build the lab on network namespaces with FRR, GoBGP and "
-                       "nftables; return when every BGP session is Established and every client "
+                       description="Build the lab with FRR, GoBGP and nftables, on network "
+                       "namespaces (backend netns, the default) or as containers deployed by "
+                       "containerlab on Docker (backend containerlab: its first use installs "
+                       "docker.io, starts the engine, builds containerlab and the images); "
+                       "return when every BGP session is Established and every client "
                        "is answered on every VIP, then show where each client lands.",
                        epilog=examples("anylab up topologies/three-sites.yaml",
-                                       "anylab up topologies/two-sites-mini.yaml --name mini"))
+                                       "anylab up topologies/two-sites-mini.yaml --name mini",
+                                       "anylab up topologies/two-sites-mini.yaml "
+                                       "--backend containerlab"))
     p.add_argument("file", metavar="FILE")
     p.add_argument("--name", help=name_help)
+    p.add_argument("--backend", choices=[b for b in BACKENDS if b != "fake"],
+                   help=f"where the lab runs (default {DEFAULT_BACKEND})")
     p.add_argument("--timeout", type=float, default=labs.DEFAULT_READY_TIMEOUT_S,
                    help="seconds to wait for readiness (default %(default)s)")
     p.add_argument("--impairment-driver", choices=["auto", "netem", "userspace"],

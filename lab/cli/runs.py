@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lab.backend import BACKENDS, DEFAULT_BACKEND, backend_named
 from lab.run.runner import RunOptions, run_scenario
 
 out = Console(highlight=False)
@@ -69,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.verbose:
                 err.log(message)
 
-        result = run_scenario(options, progress)
+        backend = backend_named(args.backend) if args.backend else None
+        result = run_scenario(options, progress, backend=backend)
     print_summary(result.summary, f"{result.summary.get('scenario')} on lab {result.lab!r}")
     state = "complete" if result.complete else "[red]incomplete[/red]"
     out.print(f"run directory ({state}): {result.run_dir}")
@@ -90,6 +92,9 @@ def add_run_command(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) 
     p.add_argument("--keep-lab", action="store_true",
                    help="leave a lab this command started running afterwards")
     p.add_argument("--name", help="lab name (default: derived from the topology)")
+    p.add_argument("--backend", choices=[b for b in BACKENDS if b != "fake"],
+                   help=f"where a lab this run brings up runs (default {DEFAULT_BACKEND}; a "
+                   "running lab keeps its own)")
     p.add_argument("--runs", default="runs", help="folder for run directories (default runs/)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     p.set_defaults(handler=cmd_run)

@@ -5,7 +5,6 @@ a node goes through the lab's backend (lab.backend.protocol)."""
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +83,7 @@ def thaw(handle: LabHandle, nodes: Sequence[str]) -> list[int]:
 
 def _start(handle: LabHandle, node: str, kind: str, argv: list[str], log: Path,
            old: ProcessRecord | None) -> ProcessRecord:
-    record = handle.backend.spawn(handle.state, node, kind, argv, log)
+    record = handle.backend.start_in_node(handle.state, node, kind, argv, log)
     handle.replace_process(old, record)
     return record
 
@@ -104,15 +103,15 @@ def restart_gobgpd(handle: LabHandle, node: str, old: ProcessRecord | None) -> P
 def restart_agent(handle: LabHandle, node: str, old: ProcessRecord | None) -> ProcessRecord:
     folder = node_dir(handle.state.directory, node)
     return _start(handle, node, "agent",
-                  [sys.executable, "-m", "lab.apps.agent", "--spec", str(folder / "agent.json")],
+                  handle.backend.app_argv("agent", folder / "agent.json"),
                   folder / "agent.log", old)
 
 
 def restart_server(handle: LabHandle, pod: str, old: ProcessRecord | None) -> ProcessRecord:
     folder = pod_dir(handle.state.directory, pod)
     return _start(handle, pod, "server",
-                  [sys.executable, "-m", "lab.apps.server", "--spec",
-                   str(folder / "server.json")], folder / "server.log", old)
+                  handle.backend.app_argv("server", folder / "server.json"),
+                  folder / "server.log", old)
 
 
 def vtysh_configure(handle: LabHandle, node: str, *lines: str) -> None:

@@ -158,6 +158,9 @@ def _ensure_lab(loaded: LoadedScenario, lab: str, options: RunOptions, progress:
         if labs.plan_of(state).to_dict() != loaded.plan.to_dict():
             raise BackendError(f"lab {lab!r} runs a different topology than this scenario "
                                f"needs; `anylab down --name {lab}` or pick another --name")
+        if backend is not None and backend.name != state.backend:
+            raise BackendError(f"lab {lab!r} runs on backend {state.backend}, not "
+                               f"{backend.name}; leave out the backend or pick another --name")
         progress(f"using the running lab {lab!r}")
         return state, False
     progress(f"bringing up lab {lab!r}")

@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lab.backend import labs
+from lab.backend import DEFAULT_BACKEND, backend_named, labs
 from lab.backend.inspect import zebra_missing_addresses
+from lab.backend.names import lab_dir
 from lab.backend.netns.names import lab_namespaces
 from lab.backend.processes import tagged_pids
 
@@ -22,31 +23,52 @@ def unique_lab_name(prefix: str = "it") -> str:
 
 
 @contextmanager
-def running_lab(topology: Path, prefix: str = "it",
-                timeout_s: float = 90.0) -> Iterator[labs.UpResult]:
+def running_lab(topology: Path, prefix: str = "it", timeout_s: float = 90.0,
+                backend: str = DEFAULT_BACKEND) -> Iterator[labs.UpResult]:
     name = unique_lab_name(prefix)
     try:
-        result = labs.up(topology, name, lambda _m: None, timeout_s=timeout_s)
+        result = labs.up(topology, name, lambda _m: None, timeout_s=timeout_s,
+                         backend=backend_named(backend))
         assert result.report.ready, result.report.explain()  # names the evidence folder
         assert zebra_missing_addresses(result.backend, result.state, result.plan) == {}
         yield result
     finally:
         labs.down(name, force=True)
-        assert lab_namespaces(name) == [], "namespaces left behind"
-        assert tagged_pids(name) == [], "processes left behind"
+        assert_lab_gone(name)
 
 
-def neighbour_entries(lab: str) -> dict[str, list[dict[str, Any]]]:
-    """Namespace -> its neighbour (ARP) entries, as `ip -j neigh show` gives them."""
-    return {ns: json.loads(subprocess.run(["ip", "-j", "-n", ns, "neigh", "show"],
-                                          capture_output=True, text=True, check=True).stdout)
-            for ns in lab_namespaces(lab)}
+def assert_lab_gone(name: str) -> None:
+    """Nothing of the lab is left, whatever its backend."""
+    from lab.backend.containerlab.teardown import lab_containers, lab_namespace_links
+
+    assert lab_namespaces(name) == [], "namespaces left behind"
+    assert tagged_pids(name) == [], "processes left behind"
+    assert lab_containers(name) == [], "containers left behind"
+    assert lab_namespace_links(name) == [], "container namespace links left behind"
+    assert not lab_dir(name).exists(), "state directory left behind"
+
+
+def require_containerlab() -> None:
+    """The containerlab backend's tools, set up on first use as `anylab up --backend
+    containerlab` does (docker.io, the engine, containerlab, the images)."""
+    from lab.backend.containerlab.tools import ensure_tools
+
+    ensure_tools(lambda _m: None)
+
+
+def neighbour_entries(result: labs.UpResult) -> dict[str, list[dict[str, Any]]]:
+    """Node or pod -> its neighbour (ARP) entries, as `ip -j neigh show` gives them."""
+    names = [n.name for n in result.plan.nodes] + [p.name for p in result.plan.pods()]
+    return {name: json.loads(subprocess.run(
+        ["nsenter", f"--net={result.backend.netns_path(result.state, name)}", "ip", "-j",
+         "neigh", "show"], capture_output=True, text=True, check=True).stdout)
+        for name in names}
 
 
 def assert_only_planned_neighbours(result: labs.UpResult) -> None:
     """Every neighbour entry of the lab is one of the permanent ones it installs: one per
     link end and two per pod (lab.backend.netns.netspec), none learnt by asking."""
-    entries = neighbour_entries(result.state.lab)
+    entries = neighbour_entries(result)
     for ns, found in entries.items():
         assert all(e.get("state") == ["PERMANENT"] for e in found), (ns, found)
     plan = result.plan

@@ -2,7 +2,8 @@
 
 Silent node crash with BFD 300 ms x 3: outage about 0.6-1.3 s; with a 9 s hold timer and no
 BFD: 6-10 s; carrier loss: well under 0.3 s; a graceful drain: (close to) nothing lost; ten
-BFD trials: spread within one BFD transmit interval.
+BFD trials: spread within one BFD transmit interval. On both backends: bare namespaces and
+containers deployed by containerlab.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from lab.backend import labs
+from lab.backend import backend_named, labs
 from lab.run.runner import RunOptions, run_scenario
 from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
 from tests.integration.labfixture import (
+    assert_lab_gone,
     assert_only_planned_neighbours,
+    require_containerlab,
     running_lab,
     unique_lab_name,
 )
@@ -30,19 +33,28 @@ SCENARIOS = REPO / "tests" / "data" / "scenarios"
 BFD_INTERVAL_MS = 300  # the mini lab's BFD profile: 300 ms x 3
 
 
-@pytest.fixture(scope="module")
-def mini() -> Iterator[labs.UpResult]:
+@pytest.fixture(scope="module", params=["netns", "containerlab"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Both backends must agree with theory (and so with each other)."""
     require_root()
     require_tool("vtysh", "gobgpd", "nft", "nsenter", "conntrack")
-    with running_lab(TOPOLOGIES / "two-sites-mini.yaml", "truth") as result:
+    if request.param == "containerlab":
+        require_containerlab()
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def mini(backend: str) -> Iterator[labs.UpResult]:
+    with running_lab(TOPOLOGIES / "two-sites-mini.yaml", "truth", backend=backend) as result:
         yield result
 
 
 def _run(scenario: str, lab: str, runs: Path, monkeypatch: pytest.MonkeyPatch,
-         **options: Any) -> dict[str, Any]:
+         backend: str | None = None, **options: Any) -> dict[str, Any]:
     monkeypatch.chdir(REPO)
     result = run_scenario(RunOptions(SCENARIOS / scenario, name=lab, keep_lab=True,
-                                     runs_root=runs, **options), lambda _m: None)
+                                     runs_root=runs, **options), lambda _m: None,
+                          backend=backend_named(backend) if backend else None)
     assert result.complete
     for name in ("run.json", "events.jsonl", "probes.parquet", "routes.parquet",
                  "summary.json"):
@@ -110,13 +122,14 @@ def test_bfd_trials_are_repeatable(mini: labs.UpResult, tmp_path: Path,
     assert quartiles[2] - quartiles[0] <= BFD_INTERVAL_MS, outages
 
 
-def test_hold_timer_without_bfd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    require_root()
+def test_hold_timer_without_bfd(backend: str, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     name = unique_lab_name("hold")
     try:
-        summary = _run("mini-holdtimer.yaml", name, tmp_path, monkeypatch)
+        summary = _run("mini-holdtimer.yaml", name, tmp_path, monkeypatch, backend=backend)
     finally:
         labs.down(name, force=True)
+        assert_lab_gone(name)
     event = summary["trials"][0]["events"][0]
     hit = _client(event, "east-c1")
     assert 6000 <= hit["outage_ms"] <= 10000, hit

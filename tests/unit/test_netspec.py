@@ -9,8 +9,8 @@ import json
 import pytest
 
 from lab import pipeline
+from lab.backend.bringup import impaired_links
 from lab.backend.names import mac_address
-from lab.backend.netns.deploy import impaired_links
 from lab.backend.netns.names import hidden_netns, netns_name
 from lab.backend.netns.netspec import NetworkSpec, VethSpec, build_network_spec
 from lab.impair.model import VethPair

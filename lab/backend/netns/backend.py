@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,15 @@ class NetnsBackend:
     def keep_evidence(self, state: LabState, plan: LabPlan | None, folder: Path,
                       why: str) -> Path:
         from lab.backend.evidence import keep_evidence
-        from lab.backend.netns.names import lab_namespaces
 
         status = (lambda: self.status(state, plan)) if plan is not None else None
-        kernel = {ns: self._kernel_view(ns) for ns in lab_namespaces(state.lab)}
-        return keep_evidence(self, state, plan, folder, why, status, kernel)
+        return keep_evidence(self, state, plan, folder, why, status, self.kernel_views(state))
+
+    def kernel_views(self, state: LabState) -> dict[str, str]:
+        """Links, addresses, routes and neighbours of every namespace of the lab that exists."""
+        from lab.backend.netns.names import lab_namespaces
+
+        return {ns: self._kernel_view(ns) for ns in lab_namespaces(state.lab)}
 
     def labs(self) -> list[str]:
         return sorted(set(state_labs()) | set(namespace_labs()))
@@ -82,17 +87,32 @@ class NetnsBackend:
 
     # ------------------------------------------------------------------ one node
 
+    def namespace(self, lab: str, node: str) -> str:
+        """The name of the node's network namespace (under /run/netns)."""
+        return netns_name(lab, node)
+
     def netns_path(self, state: LabState, node: str) -> Path:
-        return netns_path(netns_name(state.lab, node))
+        return netns_path(self.namespace(state.lab, node))
 
     def exec_argv(self, state: LabState, node: str, argv: Sequence[str]) -> list[str]:
+        return self.net_argv(state, node, argv)
+
+    def net_argv(self, state: LabState, node: str, argv: Sequence[str]) -> list[str]:
+        """``argv``, a program of this machine, run in the node's network namespace."""
         return [NSENTER, f"--net={self.netns_path(state, node)}", "--", *argv]
 
     def spawn(self, state: LabState, node: str | None, kind: str, argv: Sequence[str],
               log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
         if node is None:  # on the machine: it enters the nodes it needs itself
             return launch(state.lab, f"_{kind}", kind, argv, log, extra_env)
-        return launch(state.lab, node, kind, self.exec_argv(state, node, argv), log, extra_env)
+        return launch(state.lab, node, kind, self.net_argv(state, node, argv), log, extra_env)
+
+    def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
+                      log: Path) -> ProcessRecord:
+        return self.spawn(state, node, kind, argv, log)
+
+    def app_argv(self, program: str, spec: Path) -> list[str]:
+        return [sys.executable, "-m", f"lab.apps.{program}", "--spec", str(spec)]
 
     def processes(self, state: LabState, node: str,
                   kinds: Iterable[str] | None = None) -> list[ProcessRecord]:
@@ -150,8 +170,9 @@ class NetnsBackend:
         files = self.router_files(state, router)
         socket = files.vty_socket(daemon)
         socket.unlink(missing_ok=True)
-        record = self.spawn(state, router, daemon, daemons.frr_daemon_argv(daemon, files),
-                            files.log(f"{daemon}.out"))
+        record = self.start_in_node(state, router, daemon,
+                                    daemons.frr_daemon_argv(daemon, files),
+                                    files.log(f"{daemon}.out"))
         if daemons.wait_for_sockets([socket], DAEMON_START_S):
             raise BackendError(f"{daemon} on {router} did not come back")
         daemons.apply_frr_config(files)
@@ -163,7 +184,7 @@ class NetnsBackend:
         return [r for node in nodes for r in self.processes(state, node)]
 
     def _ip(self, state: LabState, node: str, *args: str) -> None:
-        self._run([IP, "-n", netns_name(state.lab, node), *args])
+        self._run([IP, "-n", self.namespace(state.lab, node), *args])
 
     @staticmethod
     def _run(argv: list[str], input_text: str | None = None) -> None:

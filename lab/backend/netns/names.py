@@ -10,7 +10,8 @@ from __future__ import annotations
 from lab.netns import NETNS_DIR
 
 NETNS_PREFIX = "al."
-HIDDEN_NODE = "_emu"
+# the link emulator's place in a lab, named like a node ('_' is not allowed in node names)
+EMULATOR_NODE = "_emu"
 
 
 def netns_prefix(lab: str) -> str:
@@ -22,7 +23,7 @@ def netns_name(lab: str, node: str) -> str:
 
 
 def hidden_netns(lab: str) -> str:
-    return netns_name(lab, HIDDEN_NODE)
+    return netns_name(lab, EMULATOR_NODE)
 
 
 def lab_namespaces(lab: str) -> list[str]:

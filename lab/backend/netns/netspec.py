@@ -11,7 +11,8 @@ overflow"); a link is a point-to-point wire, so nothing is lost by not asking.""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from lab.backend.names import mac_address
@@ -48,6 +49,7 @@ class VethSpec:
     offloads_off: bool = False  # both ends (links through the userspace emulator)
     mac: str = ""  # "" lets the kernel choose
     peer_mac: str = ""
+    exists: bool = False  # made by someone else (containerlab): only configured here
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,16 @@ def _is_forwarder(node: NodePlan) -> bool:
     return node.role not in {Role.CLIENT}
 
 
-def build_network_spec(lab: str, plan: LabPlan,
-                       impaired_links: dict[str, list[VethPair]]) -> NetworkSpec:
+def build_network_spec(lab: str, plan: LabPlan, impaired_links: dict[str, list[VethPair]],
+                       namer: Callable[[str, str], str] = netns_name,
+                       links_exist: bool = False) -> NetworkSpec:
     """The whole kernel side. Impaired links (link id -> the veth pairs their impairment
-    driver asked for) are created here too, and then handed to the driver."""
+    driver asked for) are created here too, and then handed to the driver. ``namer`` names
+    a node's namespace; with ``links_exist`` every veth pair is already there (containerlab
+    made them with these names and MACs) and is only configured."""
     spec = NetworkSpec()
     for node in plan.nodes:
-        ns = netns_name(lab, node.name)
+        ns = namer(lab, node.name)
         spec.sysctls[ns] = dict(ROUTER_SYSCTLS if _is_forwarder(node) else HOST_SYSCTLS)
         if node.loopback is not None:
             spec.addresses.append(AddressSpec(ns, "lo", f"{node.loopback}/32"))
@@ -135,9 +140,9 @@ def build_network_spec(lab: str, plan: LabPlan,
         for route in node.routes:
             spec.routes.append(RouteSpec(ns, str(route.prefix), str(route.via), route.dev))
         if node.pods:
-            _add_pods(spec, lab, node)
+            _add_pods(spec, lab, node, namer)
     for link in plan.links:
-        macs = {netns_name(lab, end.node): {end.ifname: mac_address(lab, end.node, end.ifname)}
+        macs = {namer(lab, end.node): {end.ifname: mac_address(lab, end.node, end.ifname)}
                 for end in (link.a, link.b)}
         if link.id in impaired_links:
             spec.veths += [VethSpec(p.netns, p.ifname, p.peer_netns, p.peer_ifname, p.mtu,
@@ -145,22 +150,25 @@ def build_network_spec(lab: str, plan: LabPlan,
                                     macs.get(p.peer_netns, {}).get(p.peer_ifname, ""))
                            for p in impaired_links[link.id]]
             continue
-        spec.veths.append(VethSpec(netns_name(lab, link.a.node), link.a.ifname,
-                                   netns_name(lab, link.b.node), link.b.ifname,
+        spec.veths.append(VethSpec(namer(lab, link.a.node), link.a.ifname,
+                                   namer(lab, link.b.node), link.b.ifname,
                                    mac=mac_address(lab, link.a.node, link.a.ifname),
                                    peer_mac=mac_address(lab, link.b.node, link.b.ifname)))
+    if links_exist:
+        spec.veths = [replace(v, exists=True) for v in spec.veths]
     return spec
 
 
-def _add_pods(spec: NetworkSpec, lab: str, node: NodePlan) -> None:
-    ns = netns_name(lab, node.name)
+def _add_pods(spec: NetworkSpec, lab: str, node: NodePlan,
+              namer: Callable[[str, str], str]) -> None:
+    ns = namer(lab, node.name)
     assert node.pod_gateway is not None
     bridge_mac = mac_address(lab, node.name, naming.POD_BRIDGE)
     spec.bridges.append(BridgeSpec(ns, naming.POD_BRIDGE, tuple(p.node_ifname for p in node.pods),
                                    bridge_mac))
     spec.addresses.append(AddressSpec(ns, naming.POD_BRIDGE, str(node.pod_gateway)))
     for pod in node.pods:
-        pod_ns = netns_name(lab, pod.name)
+        pod_ns = namer(lab, pod.name)
         pod_mac = mac_address(lab, pod.name, naming.POD_IFNAME)
         spec.sysctls[pod_ns] = dict(HOST_SYSCTLS)
         spec.veths.append(VethSpec(ns, pod.node_ifname, pod_ns, naming.POD_IFNAME,

@@ -54,7 +54,7 @@ def _write_sysctls(ns: str, values: dict[str, str]) -> None:
 
 def _phase_links(spec: NetworkSpec) -> None:
     """lo up and sysctls in every namespace, then the veth pairs (created from their A side,
-    which starts up; the peer comes up in the second phase)."""
+    which starts up; the peer comes up in the second phase), except those that exist."""
     veths = defaultdict(list)
     for veth in spec.veths:
         veths[veth.ns].append(veth)
@@ -64,6 +64,8 @@ def _phase_links(spec: NetworkSpec) -> None:
         with IPRoute() as ipr:
             ipr.link("set", index=LOOPBACK_INDEX, state="up")
             for veth in veths.get(ns, []):
+                if veth.exists:
+                    continue
                 mine = {"address": veth.mac} if veth.mac else {}
                 peer = {"address": veth.peer_mac} if veth.peer_mac else {}
                 try:

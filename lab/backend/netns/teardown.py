@@ -7,45 +7,25 @@ import shutil
 
 from lab.backend.names import lab_dir
 from lab.backend.netns.names import lab_namespaces
-from lab.backend.processes import stop_pids, stop_records, tagged_pids
+from lab.backend.processes import stop_lab_processes, tagged_pids
 from lab.backend.protocol import TeardownReport
-from lab.backend.state import LabPhase, load_state, save_state
+from lab.backend.state import mark_destroying
 from lab.errors import BackendError, CommandError
 from lab.proc import run
 
 STOP_GRACE_S = 0.3
-LEFTOVER_PASSES = 3
 
 
 def destroy(lab: str, force: bool = False) -> TeardownReport:
     directory = lab_dir(lab)
-    records = []
-    try:
-        state = load_state(lab)
-        state.phase = LabPhase.DESTROYING
-        save_state(state)
-        records = state.processes
-    except BackendError:
-        if directory.exists() and not force:
-            raise
+    records = mark_destroying(lab, force)
     namespaces = lab_namespaces(lab)
     pids = tagged_pids(lab)
     report = TeardownReport(lab, existed=bool(directory.exists() or namespaces or pids))
     if not report.existed:
         return report
     # A short grace: the lab is being destroyed, nothing of it needs a clean shutdown.
-    killed = stop_records(records, grace_s=STOP_GRACE_S)
-    # Tagged processes outside the records (an interrupted up), and children that a stopping
-    # process started during its grace period: a few passes until none is left.
-    leftover_pids: set[int] = set()
-    for _ in range(LEFTOVER_PASSES):
-        found = tagged_pids(lab)
-        if not found:
-            break
-        leftover_pids |= set(found)
-        killed += stop_pids(found, grace_s=STOP_GRACE_S)
-    report.processes = len({r.pid for r in records} | set(pids) | leftover_pids)
-    report.killed = len(killed)
+    report.processes, report.killed = stop_lab_processes(lab, records, STOP_GRACE_S)
     _remove_namespaces(namespaces)
     report.namespaces = len(namespaces)
     shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""The containerlab backend's implementation of the backend protocol.
+
+A node is a container whose network namespace containerlab links at
+``/run/netns/anylab-LAB-NODE``; every operation on a node's network (links, blackholes,
+neighbours, the instrument's probes) is the netns backend's, on that namespace. What differs:
+
+- the node's own programs (FRR, GoBGP, agent, server) start inside the container: its mount,
+  UTS, IPC and network namespaces (they see the image's files and the node folder bound into
+  it) and its control groups, so ``docker top`` lists them, ``docker stats`` counts them and
+  ``docker pause`` freezes them. They are started from this machine (``nsenter``), keep their
+  PIDs here and carry the lab's tag, so they are recorded, signalled and found like the
+  netns backend's;
+- ``exec``/``shell`` enter the container as ``docker exec`` would (its PID namespace too);
+- a frozen node is a paused container (``docker pause``);
+- the link emulator runs in a container of its own (``_emu``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.backend.containerlab import images
+from lab.backend.containerlab.names import container_name
+from lab.backend.containerlab.teardown import lab_containers, lab_namespace_links
+from lab.backend.containerlab.tools import docker, engine_running
+from lab.backend.names import state_labs
+from lab.backend.netns.backend import NSENTER, NetnsBackend
+from lab.backend.netns.names import EMULATOR_NODE
+from lab.backend.processes import launch
+from lab.backend.protocol import Progress, TeardownReport
+from lab.backend.state import LabState, ProcessRecord
+from lab.errors import BackendError, ImpairmentError
+from lab.impair import DriverKind, ImpairmentDriver, make_driver
+from lab.netns import NETNS_DIR
+from lab.plan.model import LabPlan
+from lab.render.configs import RenderedLab
+
+PAUSE_TIMEOUT_S = 30.0
+_CGROUP_LINE = re.compile(r"^\d+:([^:]*):(/.*)$")
+
+
+class ContainerlabBackend(NetnsBackend):
+    """Containers deployed by containerlab on Docker, from images built here."""
+
+    name = "containerlab"
+
+    # ------------------------------------------------------------------ the lab
+
+    def deploy(self, lab: str, plan: LabPlan, rendered: RenderedLab, topology_file: Path,
+               progress: Progress, driver_kind: str | None = None) -> LabState:
+        from lab.backend.containerlab.deploy import deploy
+
+        return deploy(self, lab, plan, rendered, topology_file, progress, driver_kind)
+
+    def destroy(self, lab: str, force: bool = False) -> TeardownReport:
+        from lab.backend.containerlab.teardown import destroy
+
+        return destroy(lab, force)
+
+    def labs(self) -> list[str]:
+        """Labs with containers here (by label) and labs whose state names this backend."""
+        from lab.backend.containerlab.names import LAB_LABEL
+
+        names: set[str] = set()
+        if engine_running():
+            out = docker(["ps", "--all", "--filter", f"label={LAB_LABEL}", "--format",
+                          f'{{{{.Label "{LAB_LABEL}"}}}}'], timeout=30, check=False)
+            names |= {line.strip() for line in out.splitlines() if line.strip()}
+        return sorted(names | set(state_labs()))
+
+    def kernel_views(self, state: LabState) -> dict[str, str]:
+        views = {link.name: self._kernel_view(link.name)
+                 for link in lab_namespace_links(state.lab)}
+        try:
+            views["containers"] = docker(["ps", "--all", "--filter",
+                                          f"label=anylab.lab={state.lab}"], check=False)
+        except BackendError as exc:
+            views["containers"] = f"(cannot list: {exc})\n"
+        return views
+
+    def impairment_driver(self, state: LabState) -> ImpairmentDriver:
+        kind: DriverKind = "netem" if state.impairment_driver == "netem" else "userspace"
+        try:
+            return make_driver(kind, state.lab, state.directory,
+                               self.namespace(state.lab, EMULATOR_NODE))
+        except ImpairmentError as exc:
+            raise BackendError(f"impairment layer: {exc}") from exc
+
+    # ------------------------------------------------------------------ one node
+
+    def namespace(self, lab: str, node: str) -> str:
+        return container_name(lab, node)
+
+    def exec_argv(self, state: LabState, node: str, argv: Sequence[str]) -> list[str]:
+        pid = self._container_pid(state, node)
+        return [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", *argv]
+
+    def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
+                      log: Path) -> ProcessRecord:
+        pid = self._container_pid(state, node)
+        # no PID namespace: nsenter would stay behind as the parent; the program keeps the
+        # PID recorded here, and signals reach it
+        command = [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "--", *argv]
+        return launch(state.lab, node, kind, command, log, cgroup_procs=_cgroup_procs(pid))
+
+    def app_argv(self, program: str, spec: Path) -> list[str]:
+        return ["/usr/bin/env", f"PYTHONPATH={images.IN_IMAGE_ROOT}", images.IN_IMAGE_PYTHON,
+                "-m", f"lab.apps.{program}", "--spec", str(spec)]
+
+    def freeze(self, state: LabState, nodes: Sequence[str]) -> list[int]:
+        pids = [r.pid for r in self._records_of(state, nodes)]
+        docker(["pause", *(container_name(state.lab, n) for n in nodes)], PAUSE_TIMEOUT_S)
+        return pids
+
+    def thaw(self, state: LabState, nodes: Sequence[str]) -> list[int]:
+        pids = [r.pid for r in self._records_of(state, nodes)]
+        docker(["unpause", *(container_name(state.lab, n) for n in nodes)], PAUSE_TIMEOUT_S)
+        return pids
+
+    def _container_pid(self, state: LabState, node: str) -> int:
+        """The container's first process, from the namespace link containerlab made
+        (``/run/netns/NAME -> /proc/PID/ns/net``)."""
+        link = NETNS_DIR / self.namespace(state.lab, node)
+        try:
+            return int(link.readlink().parts[2])
+        except (OSError, IndexError, ValueError) as exc:
+            running = ", ".join(lab_containers(state.lab)) or "none"
+            raise BackendError(f"node {node} has no running container ({link}: {exc}); "
+                               f"containers of the lab: {running}") from exc
+
+
+def _cgroup_procs(pid: int) -> list[Path]:
+    """The ``cgroup.procs`` files of every control group of process ``pid``, v1 and v2."""
+    mounts: dict[str, Path] = {}
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == "cgroup2":
+            mounts[""] = Path(fields[1])
+        elif fields[2] == "cgroup":
+            options = set(fields[3].split(","))
+            for option in options:
+                mounts[option] = Path(fields[1])
+    procs = []
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        match = _CGROUP_LINE.match(line)
+        if not match:
+            continue
+        controllers, path = match.groups()
+        mount = mounts.get(controllers.split(",")[0]) if controllers else mounts.get("")
+        if mount is not None and (mount / path.lstrip("/") / "cgroup.procs").exists():
+            procs.append(mount / path.lstrip("/") / "cgroup.procs")
+    return procs
+
+
+def container_pids(lab: str, node: str) -> set[int]:
+    """Every process in the node's container (its control group), seen from this machine."""
+    link = NETNS_DIR / container_name(lab, node)
+    try:
+        init = int(link.readlink().parts[2])
+    except (OSError, IndexError, ValueError):
+        return set()
+    pids: set[int] = set()
+    for procs in _cgroup_procs(init):
+        if "memory" in procs.parts or "unified" in procs.parts:
+            pids |= {int(p) for p in procs.read_text().split()}
+    return pids

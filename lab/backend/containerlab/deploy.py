@@ -1,0 +1,114 @@
+"""Bring a planned lab up as containers: write the node files, export the containerlab
+topology beside them, ``containerlab deploy`` (containers and their veth links, with the
+plan's names and MACs), then the same bring-up as on bare namespaces
+(``lab.backend.bringup``) in the containers' namespaces: addresses, routes, neighbours and the
+pod bridges by the netlink worker; FRR, GoBGP, the node agents and pod servers started in
+each container; the impaired links handed to the link emulator. Any failure, or Ctrl-C,
+removes what was built before the error is raised (the evidence kept first)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from lab.atomicfile import write_atomic
+from lab.backend import bringup
+from lab.backend.containerlab import images, tools
+from lab.backend.containerlab.export import export_topology, render_topology
+from lab.backend.containerlab.names import container_name, topology_path
+from lab.backend.containerlab.teardown import lab_containers
+from lab.backend.names import lab_dir
+from lab.backend.netns.names import EMULATOR_NODE
+from lab.backend.runtime_specs import node_dir, pod_dir
+from lab.backend.state import LabState, save_state
+from lab.errors import BackendError
+from lab.impair.netem import netem_available
+from lab.plan.model import LabPlan, Role
+from lab.render.configs import RenderedLab
+
+if TYPE_CHECKING:
+    from lab.backend.containerlab.backend import ContainerlabBackend
+
+Progress = Callable[[str], None]
+DEPLOY_TIMEOUT_S = 900.0
+
+
+def deploy(backend: ContainerlabBackend, lab: str, plan: LabPlan, rendered: RenderedLab,
+           topology_file: Path, progress: Progress, driver_kind: str | None = None) -> LabState:
+    if os.geteuid() != 0:
+        raise BackendError("the lab needs root (containers, namespaces); run with sudo")
+    tools.ensure_tools(progress)
+    if lab_dir(lab).exists() or lab_containers(lab):
+        raise BackendError(f"a lab named {lab!r} exists already; `anylab down --name {lab}` "
+                           "removes it, or pick another --name")
+    return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,
+                                  lambda state: _build(backend, state, plan, rendered,
+                                                       progress))
+
+
+def emulated_links(lab: str, driver_kind: str) -> bool:
+    """Whether impaired links go through the link emulator (no sch_netem, or asked for)."""
+    if driver_kind == "netem":
+        return False
+    if driver_kind == "userspace":
+        return True
+    return not netem_available(f"{container_name(lab, EMULATOR_NODE)}-probe")
+
+
+def write_export(lab: str, plan: LabPlan, folder: Path, image_tags: dict[str, str],
+                 lab_root: PurePosixPath, emulated: bool) -> Path:
+    """The topology file in ``folder`` and every folder it binds (created empty)."""
+    document = export_topology(lab, plan, image_tags, lab_root, emulated)
+    for node in document["topology"]["nodes"].values():
+        for bind in node.get("binds", []):
+            (folder / bind.split(":")[0]).mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{lab}.clab.yml"
+    write_atomic(path, render_topology(lab, plan, document))
+    return path
+
+
+def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
+           rendered: RenderedLab, progress: Progress) -> None:
+    lab = state.lab
+    progress("node files and the containerlab topology")
+    bringup.write_files(state, plan, rendered)
+    emulated = emulated_links(lab, state.impairment_driver)
+    state.impairment_driver = "userspace" if emulated else "netem"  # what the export has
+    topology = write_export(lab, plan, state.directory, images.role_tags(),
+                            PurePosixPath(state.directory), emulated)
+    assert topology == topology_path(lab)
+    names = [container_name(lab, n.name) for n in plan.nodes]
+    names += [container_name(lab, p.name) for p in plan.pods()]
+    state.namespaces = names + ([container_name(lab, EMULATOR_NODE)] if emulated else [])
+    save_state(state)  # before deploying: an interrupted up still knows what to remove
+    progress(f"containers and links (containerlab deploy: {len(state.namespaces)} containers)")
+    tools.containerlab(["deploy", "--topo", str(topology), "--reconfigure"],
+                       DEPLOY_TIMEOUT_S, cwd=topology.parent)
+    progress("addresses, routes, bridges; FRR daemons")
+    bringup.network_and_routers(backend, state, plan, backend.namespace(lab, EMULATOR_NODE),
+                                EMULATOR_NODE, links_exist=True)
+    progress("FRR configuration, GoBGP, anycast servers and node agents")
+    bringup.start_gobgpd(backend, state, plan)
+    _start_servers_and_agents(backend, state, plan)
+    bringup.configure_frr(state, plan)
+    save_state(state)
+    bringup.restrict_to_root(state.directory)
+
+
+def _start_servers_and_agents(backend: ContainerlabBackend, state: LabState,
+                              plan: LabPlan) -> None:
+    """Each pod's server and each node's agent, in its container with the image's Python."""
+    for node in plan.nodes_with_role(Role.K8S_NODE):
+        for pod in node.pods:
+            folder = pod_dir(state.directory, pod.name)
+            state.processes.append(backend.start_in_node(
+                state, pod.name, "server", backend.app_argv("server", folder / "server.json"),
+                folder / "server.log"))
+    for node in plan.nodes_with_role(Role.K8S_NODE):
+        folder = node_dir(state.directory, node.name)
+        state.processes.append(backend.start_in_node(
+            state, node.name, "agent", backend.app_argv("agent", folder / "agent.json"),
+            folder / "agent.log"))
+    save_state(state)

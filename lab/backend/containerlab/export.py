@@ -1,0 +1,126 @@
+"""A lab plan as a containerlab topology: a pure function of the plan.
+
+Every plan node (router, cluster node, client) and every pod is a ``kind: linux`` node; every
+plan link is a ``veth`` link with the plan's interface names, MACs and an MTU of 1500; a pod
+is linked to its node (the node's pod bridge is built at deploy). Links with delay, jitter,
+loss or rate go through the link emulator node (``link_emulator``) when the kernel has no
+sch_netem: each becomes two links, one per end, to the emulator's ports. Nodes bind their
+folder of the lab (configuration, logs, vty sockets) at the path the lab's programs use.
+
+Kept away from what clabernetes (containerlab on Kubernetes) rejects, where it costs nothing:
+no ``stages``, no ``exec`` hooks, no management network. What remains is listed in
+docs/containerlab.md (host binds of the node folders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from lab.backend.bringup import impaired_links
+from lab.backend.containerlab.names import (
+    CLAB_PREFIX,
+    EMULATOR_CLAB_NODE,
+    LAB_LABEL,
+    NODE_LABEL,
+    ROLE_LABEL,
+)
+from lab.backend.names import mac_address
+from lab.backend.runtime_specs import node_dir, pod_dir
+from lab.impair.userspace import port_names
+from lab.plan import naming
+from lab.plan.model import LabPlan, NodePlan, Role
+
+LINK_MTU = 1500
+# what the lab's programs need; `privileged: true` cannot start on machines whose capability
+# bounding set lacks CAP_SYS_RESOURCE, and none of them needs more
+CAPABILITIES = ("NET_ADMIN", "NET_RAW", "SYS_ADMIN")
+HEADER = """\
+# containerlab topology of anycast lab {lab!r} (topology {topology!r}), written by anylab.
+# Nodes run unprivileged with the capabilities FRR, GoBGP and nftables need ({caps}):
+# privileged containers cannot start where the capability bounding set lacks
+# CAP_SYS_RESOURCE. No management network (network-mode: none): every node has only its
+# lab links. `anylab up --backend containerlab` deploys it and starts the lab's programs.
+"""
+
+
+def node_role(node: NodePlan) -> str:
+    """The image role of a plan node."""
+    if node.role == Role.K8S_NODE:
+        return "node"
+    if node.role == Role.CLIENT:
+        return "client"
+    return "router"
+
+
+def export_topology(lab: str, plan: LabPlan, images: dict[str, str], lab_root: PurePosixPath,
+                    emulated: bool) -> dict[str, Any]:
+    """The topology document. ``images``: role -> image; ``lab_root``: the lab's folder as
+    the containers see it (node folders are bound below it); ``emulated``: links with
+    impairments go through the emulator node."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for node in plan.nodes:
+        binds = [_bind(lab_root, node_dir(Path(), node.name))]
+        nodes[node.name] = _node(lab, node.name, node_role(node), images, binds)
+        for pod in node.pods:
+            nodes[pod.name] = _node(lab, pod.name, "pod", images,
+                                    [_bind(lab_root, pod_dir(Path(), pod.name))])
+    links = []
+    emulated_ids = {link.id for link in impaired_links(plan)} if emulated else set()
+    for link in plan.links:
+        a, b = (link.a.node, link.a.ifname), (link.b.node, link.b.ifname)
+        if link.id in emulated_ids:
+            for end, port in zip((a, b), port_names(link.id), strict=True):
+                links.append(_veth(lab, end, (EMULATOR_CLAB_NODE, port), peer_mac=False))
+        else:
+            links.append(_veth(lab, a, b))
+    for node in plan.nodes:
+        for pod in node.pods:
+            links.append(_veth(lab, (node.name, pod.node_ifname), (pod.name, naming.POD_IFNAME)))
+    if emulated_ids:
+        nodes[EMULATOR_CLAB_NODE] = _node(lab, EMULATOR_CLAB_NODE, "client", images, [])
+    return {
+        "name": lab,
+        "prefix": CLAB_PREFIX,
+        "mgmt": {"skip-when-unused": True},
+        "topology": {
+            "kinds": {"linux": {"network-mode": "none", "privileged": False,
+                                "cap-add": list(CAPABILITIES)}},
+            "nodes": nodes,
+            "links": links,
+        },
+    }
+
+
+def _bind(lab_root: PurePosixPath, relative: Path) -> str:
+    return f"{relative.as_posix()}:{lab_root / relative.as_posix()}"
+
+
+def _node(lab: str, name: str, role: str, images: dict[str, str],
+          binds: list[str]) -> dict[str, Any]:
+    node: dict[str, Any] = {"kind": "linux", "image": images[role],
+                            "labels": {LAB_LABEL: lab, NODE_LABEL: name, ROLE_LABEL: role}}
+    if binds:
+        node["binds"] = binds
+    return node
+
+
+def _veth(lab: str, a: tuple[str, str], b: tuple[str, str],
+          peer_mac: bool = True) -> dict[str, Any]:
+    """A veth link; each lab end carries the MAC its peer's permanent neighbour entry names
+    (an emulator port keeps the kernel's)."""
+    def endpoint(end: tuple[str, str], with_mac: bool) -> dict[str, str]:
+        point = {"node": end[0], "interface": end[1]}
+        if with_mac:
+            point["mac"] = mac_address(lab, *end)
+        return point
+
+    return {"type": "veth", "mtu": LINK_MTU,
+            "endpoints": [endpoint(a, True), endpoint(b, peer_mac)]}
+
+
+def render_topology(lab: str, plan: LabPlan, document: dict[str, Any]) -> str:
+    header = HEADER.format(lab=lab, topology=plan.topology, caps=", ".join(CAPABILITIES))
+    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
