@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,9 +42,11 @@ IMAGE_LABEL = "anylab.image"
 INPUTS_LABEL = "anylab.inputs"
 IN_IMAGE_ROOT = "/opt/anylab"  # the project's programs inside the images
 IN_IMAGE_PYTHON = "/usr/bin/python3"
+IMAGE_PYTHON_VERSION = (3, 11)  # Debian bookworm's
 ROLES = ("router", "node", "pod", "client")
 PACKAGE_ROLES = frozenset({"node", "pod", "client"})  # those that carry the lab package
 MMDEBSTRAP_TIMEOUT_S = 900.0
+KEEP_OLDER_BUILDS = 3  # per role, beside the current one
 BUILD_TIMEOUT_S = 600.0
 
 
@@ -123,9 +126,17 @@ def build_images(progress: Progress, force: bool = False) -> dict[str, str]:
 
 
 def _remove_stale(current: set[str]) -> None:
-    """Older builds of the project's images, unless a container still uses them (Docker
-    refuses those: they go once their lab is down and the images are built again)."""
-    stale = [image.tag for image in list_images() if image.tag not in current]
+    """Builds of the project's images older than the newest few of each role (another
+    checkout of the project may be using those), unless a container still uses them
+    (Docker refuses those: they go at a later build)."""
+    kept: dict[str, int] = {}
+    stale = []
+    for image in list_images():  # newest first
+        if image.tag in current:
+            continue
+        kept[image.role] = kept.get(image.role, 0) + 1
+        if kept[image.role] > KEEP_OLDER_BUILDS:
+            stale.append(image.tag)
     if stale:
         docker(["rmi", *stale], timeout=BUILD_TIMEOUT_S, check=False)
 
@@ -153,6 +164,7 @@ def _build_role(role: str, tag: str, base: str) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
         (context / "opt").mkdir(exist_ok=True)
+        _compile(context / "opt")
         (context / "Dockerfile").write_text(
             f"FROM {base}\n"
             f"COPY opt {IN_IMAGE_ROOT}\n"
@@ -165,6 +177,21 @@ def _build_role(role: str, tag: str, base: str) -> None:
                 timeout=BUILD_TIMEOUT_S, env=env)
         except CommandError as exc:
             raise BackendError(f"cannot build image {tag}: {exc}") from exc
+
+
+def _compile(folder: Path) -> None:
+    """Byte-compile the Python files for the image's interpreter (the same 3.11 bytecode as
+    this one): without it every container compiles the modules it imports on every start,
+    dozens of times per `up`. Hash-based, unchecked: the image never changes its sources."""
+    if not any(folder.rglob("*.py")):
+        return
+    if sys.version_info[:2] != IMAGE_PYTHON_VERSION:
+        return  # another bytecode: the containers compile for themselves
+    try:
+        run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode",
+             "unchecked-hash", str(folder)], timeout=BUILD_TIMEOUT_S)
+    except CommandError as exc:
+        raise BackendError(f"cannot byte-compile the image's programs: {exc}") from exc
 
 
 def list_images() -> list[ImageInfo]:
