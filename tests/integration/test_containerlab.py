@@ -23,7 +23,9 @@ from lab.backend.containerlab.tools import DOCKER
 from lab.backend.inspect import probe
 from lab.backend.processes import tagged_pids
 from lab.backend.state import load_state
+from lab.faults.catalogue import FAULTS
 from lab.proc import run
+from lab.run.runner import RunOptions, run_scenario
 from tests.conftest import REPO, TOPOLOGIES, require_root
 from tests.integration.hostsnap import host_snapshot, snapshot_diff
 from tests.integration.labfixture import (
@@ -99,20 +101,57 @@ def test_status_keeps_its_contract(mini: labs.UpResult) -> None:
     assert {c["client"] for c in status["clients"]} == {"east-c1", "west-c1"}
 
 
-def test_a_frozen_node_is_a_paused_container(mini: labs.UpResult) -> None:
+def _frozen(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return "State:\tD" in status or "State:\tT" in status  # a frozen control group
+
+
+def test_a_frozen_node_is_a_frozen_container(mini: labs.UpResult) -> None:
+    """Every process of the container stops at once, the idle shell Docker started too."""
     lab = mini.state.lab
     node = "beta-k8s-n2"
+    init = int(_docker("inspect", "--format", "{{.State.Pid}}", container_name(lab, node)))
+    started = time.monotonic()
     frozen = mini.backend.freeze(mini.state, [node])
+    took = time.monotonic() - started
     try:
-        assert frozen
-        assert _docker("inspect", "--format", "{{.State.Paused}}",
-                       container_name(lab, node)).strip() == "true"
-        state = Path(f"/proc/{frozen[0]}/status").read_text()
-        assert "State:\tD" in state or "State:\tT" in state, state  # frozen cgroup
+        assert frozen and all(_frozen(pid) for pid in [*frozen, init])
+        print(json.dumps({"freeze_ms": round(took * 1000, 2)}))
     finally:
         mini.backend.thaw(mini.state, [node])
-    assert _docker("inspect", "--format", "{{.State.Paused}}",
-                   container_name(lab, node)).strip() == "false"
+    assert not any(_frozen(pid) for pid in [*frozen, init])
+
+
+def test_down_removes_a_lab_left_frozen() -> None:
+    """A run killed during a silent crash leaves containers frozen: `down` still removes
+    everything (a frozen process would not die before it is thawed)."""
+    with running_lab(MINI, "cfrz", backend="containerlab") as result:
+        result.backend.freeze(result.state, ["alpha-k8s-n1", "alpha-k8s-n1-p1"])
+        report = labs.down(result.state.lab)
+        assert report.leftovers == [], report
+
+
+def test_every_fault_of_the_catalogue_applies_and_undoes(mini: labs.UpResult, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Each fault once, each undone (tests/data/scenarios/mini-every-fault.yaml): the run is
+    complete and valid, and the lab is whole again afterwards."""
+    monkeypatch.chdir(REPO)
+    result = run_scenario(RunOptions(REPO / "tests" / "data" / "scenarios"
+                                     / "mini-every-fault.yaml", name=mini.state.lab,
+                                     keep_lab=True, runs_root=tmp_path), lambda _m: None)
+    assert result.complete
+    trial = result.summary["trials"][0]
+    assert trial["valid"], trial["warnings"]
+    events = [json.loads(line) for line in
+              (result.run_dir / "events.jsonl").read_text().splitlines()]
+    applied = {e["fault"] for e in events if e["source"] == "injector" and e["kind"] == "fault"}
+    undone = [e for e in events if e["source"] == "injector" and e["kind"] == "undo"]
+    assert applied == set(FAULTS), set(FAULTS) - applied
+    assert len(undone) == sum(1 for e in events if e["source"] == "injector"
+                              and e["kind"] == "fault")
+    status = labs.status(mini.state.lab)
+    assert status["ready"] and status["processes"]["dead"] == [], status["processes"]
 
 
 def test_sigkill_during_up_then_down_force_leaves_nothing() -> None:

@@ -11,17 +11,18 @@ neighbours, the instrument's probes) is the netns backend's, on that namespace. 
   PIDs here and carry the lab's tag, so they are recorded, signalled and found like the
   netns backend's;
 - ``exec``/``shell`` enter the container as ``docker exec`` would (its PID namespace too);
-- a frozen node is a paused container (``docker pause``);
+- a frozen node's containers are frozen in their control group (what ``docker pause``
+  does, without the Docker API's delay);
 - the link emulator runs in a container of its own (``_emu``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from lab.backend.containerlab import images
+from lab.backend.containerlab.cgroups import cgroup_dirs, cgroup_procs, set_frozen
 from lab.backend.containerlab.names import container_name
 from lab.backend.containerlab.teardown import lab_containers, lab_namespace_links
 from lab.backend.containerlab.tools import docker, engine_running
@@ -36,9 +37,6 @@ from lab.impair import DriverKind, ImpairmentDriver, make_driver
 from lab.netns import NETNS_DIR
 from lab.plan.model import LabPlan
 from lab.render.configs import RenderedLab
-
-PAUSE_TIMEOUT_S = 30.0
-_CGROUP_LINE = re.compile(r"^\d+:([^:]*):(/.*)$")
 
 
 class ContainerlabBackend(NetnsBackend):
@@ -103,21 +101,26 @@ class ContainerlabBackend(NetnsBackend):
         # no PID namespace: nsenter would stay behind as the parent; the program keeps the
         # PID recorded here, and signals reach it
         command = [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "--", *argv]
-        return launch(state.lab, node, kind, command, log, cgroup_procs=_cgroup_procs(pid))
+        return launch(state.lab, node, kind, command, log, cgroup_procs=cgroup_procs(pid))
 
     def app_argv(self, program: str, spec: Path) -> list[str]:
         return ["/usr/bin/env", f"PYTHONPATH={images.IN_IMAGE_ROOT}", images.IN_IMAGE_PYTHON,
                 "-m", f"lab.apps.{program}", "--spec", str(spec)]
 
     def freeze(self, state: LabState, nodes: Sequence[str]) -> list[int]:
-        pids = [r.pid for r in self._records_of(state, nodes)]
-        docker(["pause", *(container_name(state.lab, n) for n in nodes)], PAUSE_TIMEOUT_S)
-        return pids
+        """Freeze the containers' control groups, as `docker pause` does, but directly: a
+        write per container (about 1 ms) instead of a Docker API call each (about 60 ms),
+        so the fault lands at the instant the run records. Docker still lists the
+        containers as running (a hung host looks the same); `docker top` shows their
+        processes stopped."""
+        for node in nodes:
+            set_frozen(self._container_pid(state, node), True)
+        return [r.pid for r in self._records_of(state, nodes)]
 
     def thaw(self, state: LabState, nodes: Sequence[str]) -> list[int]:
-        pids = [r.pid for r in self._records_of(state, nodes)]
-        docker(["unpause", *(container_name(state.lab, n) for n in nodes)], PAUSE_TIMEOUT_S)
-        return pids
+        for node in nodes:
+            set_frozen(self._container_pid(state, node), False)
+        return [r.pid for r in self._records_of(state, nodes)]
 
     def _container_pid(self, state: LabState, node: str) -> int:
         """The container's first process, from the namespace link containerlab made
@@ -131,29 +134,6 @@ class ContainerlabBackend(NetnsBackend):
                                f"containers of the lab: {running}") from exc
 
 
-def _cgroup_procs(pid: int) -> list[Path]:
-    """The ``cgroup.procs`` files of every control group of process ``pid``, v1 and v2."""
-    mounts: dict[str, Path] = {}
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        fields = line.split()
-        if fields[2] == "cgroup2":
-            mounts[""] = Path(fields[1])
-        elif fields[2] == "cgroup":
-            options = set(fields[3].split(","))
-            for option in options:
-                mounts[option] = Path(fields[1])
-    procs = []
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        match = _CGROUP_LINE.match(line)
-        if not match:
-            continue
-        controllers, path = match.groups()
-        mount = mounts.get(controllers.split(",")[0]) if controllers else mounts.get("")
-        if mount is not None and (mount / path.lstrip("/") / "cgroup.procs").exists():
-            procs.append(mount / path.lstrip("/") / "cgroup.procs")
-    return procs
-
-
 def container_pids(lab: str, node: str) -> set[int]:
     """Every process in the node's container (its control group), seen from this machine."""
     link = NETNS_DIR / container_name(lab, node)
@@ -161,8 +141,8 @@ def container_pids(lab: str, node: str) -> set[int]:
         init = int(link.readlink().parts[2])
     except (OSError, IndexError, ValueError):
         return set()
-    pids: set[int] = set()
-    for procs in _cgroup_procs(init):
-        if "memory" in procs.parts or "unified" in procs.parts:
-            pids |= {int(p) for p in procs.read_text().split()}
-    return pids
+    folders = cgroup_dirs(init)
+    folder = folders.get("memory", folders.get(""))
+    if folder is None:
+        return set()
+    return {int(p) for p in (folder / "cgroup.procs").read_text().split()}

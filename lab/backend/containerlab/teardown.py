@@ -10,6 +10,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
+from lab.backend.containerlab.cgroups import set_frozen
 from lab.backend.containerlab.names import CLAB_PREFIX, LAB_LABEL, topology_path
 from lab.backend.containerlab.tools import containerlab, containerlab_binary, docker
 from lab.backend.names import lab_dir
@@ -49,6 +50,7 @@ def destroy(lab: str, force: bool = False) -> TeardownReport:
                                               or tagged_pids(lab)))
     if not report.existed:
         return report
+    _thaw_all(lab)  # a frozen process does not die until thawed
     report.processes, report.killed = stop_lab_processes(lab, records, STOP_GRACE_S)
     topology = topology_path(lab)
     if topology.exists() and containerlab_binary().exists():
@@ -65,6 +67,13 @@ def destroy(lab: str, force: bool = False) -> TeardownReport:
     shutil.rmtree(directory, ignore_errors=True)
     report.leftovers = _leftovers(lab)
     return report
+
+
+def _thaw_all(lab: str) -> None:
+    """Thaw the lab's containers (a run killed during a silent crash leaves them frozen)."""
+    for link in lab_namespace_links(lab):
+        with contextlib.suppress(OSError, IndexError, ValueError, BackendError):
+            set_frozen(int(link.readlink().parts[2]), False)
 
 
 def _leftovers(lab: str) -> list[str]:
