@@ -45,12 +45,13 @@ def backend_for(state: LabState) -> Backend:
 def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
        timeout_s: float = DEFAULT_READY_TIMEOUT_S, driver: str | None = None,
        backend: Backend | None = None, keep_on_failure: bool = False) -> UpResult:
-    """Build the lab and wait until it is ready. When the timeout passes first, the report
+    """Build the lab (on ``backend``, else the one the topology's defaults name) and wait
+    until it is ready. When the timeout passes first, the report
     says what is not ready in the daemons' words, the lab's files and views are kept in an
     evidence directory (``report.evidence``), and the lab is removed unless
     ``keep_on_failure``. A failed deploy keeps its evidence too (named in the error)."""
-    backend = backend or default_backend()
     plan, rendered = pipeline.render(topology_file)
+    backend = backend or backend_named(plan.backend)
     lab = check_lab_name(name or plan.topology)
     state = pipeline.deploy(backend, lab, plan, rendered, topology_file, progress, driver)
     try:

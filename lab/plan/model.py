@@ -230,6 +230,7 @@ class LabPlan:
     topology: str
     description: str
     impairment_driver: str
+    backend: str
     pools: dict[str, IPv4Network]
     sites: tuple[SitePlan, ...]
     nodes: tuple[NodePlan, ...]

@@ -127,6 +127,7 @@ def build_plan(topo: Topology) -> LabPlan:
     return LabPlan(
         topology=topo.name, description=topo.description,
         impairment_driver=topo.defaults.impairment_driver,
+        backend=topo.defaults.backend,
         pools=dict(topo.addressing.model_dump()),
         sites=tuple(sites), nodes=tuple(nodes), links=tuple(builder.links),
         sessions=tuple(builder.sessions), clusters=tuple(clusters), services=tuple(services))

@@ -229,6 +229,8 @@ class Addressing(StrictModel):
 class Defaults(StrictModel):
     bgp: BgpSettings = BgpSettings()
     impairment_driver: Literal["auto", "netem", "userspace"] = "auto"
+    # where `anylab up` builds the lab unless told otherwise (--backend)
+    backend: Literal["netns", "containerlab"] = "netns"
 
 
 class Topology(StrictModel):
