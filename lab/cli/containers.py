@@ -46,6 +46,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from lab.backend.containerlab import images
     from lab.backend.containerlab.deploy import write_export
+    from lab.backend.containerlab.split import check_hosts
     from lab.backend.names import lab_dir
 
     plan, rendered = pipeline.render(Path(args.file))
@@ -54,13 +55,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     tags.update(_image_overrides(args.image, tags))
     folder = Path(args.output)
     lab_root = PurePosixPath(lab_dir(lab))
-    path = write_export(lab, plan, folder, tags, lab_root, emulated=not args.netem)
+    hosts = check_hosts(args.split.split(",")) if args.split else []
+    path = write_export(lab, plan, folder, tags, lab_root, emulated=not args.netem,
+                        hosts=hosts)
     for node, files in rendered.files.items():
         node_folder = folder / "nodes" / node
         node_folder.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (node_folder / name).write_text(text, encoding="utf-8")
-    out.print(f"wrote {path} and the node folders beside it")
+    if hosts:
+        for index, host in enumerate(hosts, 1):
+            out.print(f"host {index} ({host}): {folder / f'{lab}-h{index}.clab.yml'}")
+        out.print(f"the node folders beside them: {folder / 'nodes'}, {folder / 'pods'}")
+    else:
+        out.print(f"wrote {path} and the node folders beside it")
     return 0
 
 
@@ -102,6 +110,9 @@ def add_container_commands(sub: Any, fmt: type[argparse.HelpFormatter], examples
     p.add_argument("--name", help="lab name (default: the topology's name)")
     p.add_argument("--image", action="append", default=[], metavar="ROLE=IMAGE",
                    help="use IMAGE for a role (router, node, pod, client)")
+    p.add_argument("--split", metavar="HOST,HOST[,...]",
+                   help="one topology file per host (sites go to the hosts in turn), joined "
+                   "by containerlab vxlan links to these addresses (docs/containerlab.md)")
     p.add_argument("--netem", action="store_true",
                    help="links keep their delays by netem on the nodes (machines with "
                    "sch_netem) instead of going through the link emulator node")

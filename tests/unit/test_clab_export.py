@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
 import jsonschema
 import pytest
+import regex
 import yaml
 
 from lab import pipeline
@@ -31,6 +33,18 @@ def plan(request: pytest.FixtureRequest) -> LabPlan:
     return pipeline.plan(TOPOLOGIES / request.param)
 
 
+def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """Draft 7 with patterns as containerlab (Go, ECMAScript) reads them: its schema uses
+    Unicode classes such as \\p{L}, which Python's `re` does not know."""
+    def pattern(validator: Any, wanted: str, instance: Any, _schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not regex.search(wanted, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {wanted!r}")
+
+    cls = jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": pattern})
+    validator: jsonschema.protocols.Validator = cls(schema)
+    return validator
+
+
 def _schema() -> dict[str, Any]:
     path = clab_schema()
     if not path.exists():
@@ -45,7 +59,7 @@ def _schema() -> dict[str, Any]:
 def test_export_is_valid_for_containerlab(plan: LabPlan, emulated: bool) -> None:
     document = export_topology("x", plan, IMAGES, ROOT, emulated)
     text = render_topology("x", plan, document)
-    errors = list(jsonschema.Draft7Validator(_schema()).iter_errors(yaml.safe_load(text)))
+    errors = list(_validator(_schema()).iter_errors(yaml.safe_load(text)))
     assert errors == [], [f"{e.json_path}: {e.message}" for e in errors[:5]]
 
 
@@ -87,3 +101,53 @@ def test_export_is_a_pure_function_of_the_plan(plan: LabPlan) -> None:
     first = render_topology("x", plan, export_topology("x", plan, IMAGES, ROOT, True))
     again = render_topology("x", plan, export_topology("x", plan, IMAGES, ROOT, True))
     assert first == again
+
+
+HOSTS = ["10.0.0.1", "10.0.0.2"]
+
+
+@pytest.mark.parametrize("emulated", [True, False])
+def test_a_split_keeps_every_node_once_and_joins_the_cut_links(plan: LabPlan,
+                                                               emulated: bool) -> None:
+    from lab.backend.containerlab.split import VNI_BASE, split_topology
+
+    document = export_topology("x", plan, IMAGES, ROOT, emulated)
+    parts = split_topology(plan, document, HOSTS)
+    assert [p["name"] for p in parts] == ["x-h1", "x-h2"]
+    schema = _schema()
+    for part in parts:
+        assert list(_validator(schema).iter_errors(part)) == []
+    placed = [set(p["topology"]["nodes"]) - {EMULATOR_CLAB_NODE} for p in parts]
+    assert placed[0].isdisjoint(placed[1])
+    assert placed[0] | placed[1] == set(document["topology"]["nodes"]) - {EMULATOR_CLAB_NODE}
+    vxlan = [(index, link) for index, p in enumerate(parts)
+             for link in p["topology"]["links"] if link["type"] == "vxlan"]
+    vnis = sorted({link["vni"] for _, link in vxlan})
+    assert vnis == list(range(VNI_BASE, VNI_BASE + len(vnis)))
+    for vni in vnis:  # each cut link: one end on each host, pointing at the other
+        ends = [(index, link) for index, link in vxlan if link["vni"] == vni]
+        assert sorted(i for i, _ in ends) == [0, 1]
+        assert all(link["remote"] == HOSTS[1 - index] for index, link in ends)
+    kept = sum(len(p["topology"]["links"]) for p in parts)
+    assert kept == len(document["topology"]["links"]) + len(vnis)
+
+
+def test_sites_go_to_the_hosts_in_turn_and_transits_follow_them() -> None:
+    from lab.backend.containerlab.split import placement
+
+    plan = pipeline.plan(TOPOLOGIES / "three-sites.yaml")
+    place = placement(plan, 2)
+    assert [place[f"{site}-l1"] for site in ("nyc", "ams", "sin")] == [0, 1, 0]
+    assert place["eu-west"] == place["ams-s1"] == place["eu-c1"] == 1
+    assert place["nyc-k8s-n1-p1"] == place["nyc-k8s-n1"] == 0
+
+
+def test_a_split_needs_distinct_addresses() -> None:
+    from lab.backend.containerlab.split import check_hosts
+    from lab.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        check_hosts(["10.0.0.1", "host-b"])
+    assert "not an IP address" in caught.value.issues[0].message
+    with pytest.raises(InputError):
+        check_hosts(["10.0.0.1", "10.0.0.1"])

@@ -18,6 +18,7 @@ from lab.backend import bringup
 from lab.backend.containerlab import images, tools
 from lab.backend.containerlab.export import export_topology, render_topology
 from lab.backend.containerlab.names import container_name, topology_path
+from lab.backend.containerlab.split import split_topology
 from lab.backend.containerlab.teardown import lab_containers
 from lab.backend.names import lab_dir
 from lab.backend.netns.names import EMULATOR_NODE
@@ -58,15 +59,20 @@ def emulated_links(lab: str, driver_kind: str) -> bool:
 
 
 def write_export(lab: str, plan: LabPlan, folder: Path, image_tags: dict[str, str],
-                 lab_root: PurePosixPath, emulated: bool) -> Path:
-    """The topology file in ``folder`` and every folder it binds (created empty)."""
+                 lab_root: PurePosixPath, emulated: bool, hosts: list[str] | None = None
+                 ) -> Path:
+    """The topology file in ``folder`` and every folder it binds (created empty); with
+    ``hosts``, one file per host (``LAB-hN.clab.yml``, lab.backend.containerlab.split).
+    Returns the (first) file."""
     document = export_topology(lab, plan, image_tags, lab_root, emulated)
     for node in document["topology"]["nodes"].values():
         for bind in node.get("binds", []):
             (folder / bind.split(":")[0]).mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = folder / f"{lab}.clab.yml"
-    write_atomic(path, render_topology(lab, plan, document))
-    return path
+    parts = split_topology(plan, document, hosts) if hosts else [document]
+    paths = [folder / f"{part['name']}.clab.yml" for part in parts]
+    for path, part in zip(paths, parts, strict=True):
+        write_atomic(path, render_topology(lab, plan, part))
+    return paths[0]
 
 
 def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
