@@ -14,12 +14,14 @@ docs/containerlab.md (host binds of the node folders).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from lab.backend.bringup import impaired_links
+from lab.backend.containerlab.images import IDLE_COMMAND
 from lab.backend.containerlab.names import (
     CLAB_PREFIX,
     EMULATOR_CLAB_NODE,
@@ -87,7 +89,11 @@ def export_topology(lab: str, plan: LabPlan, images: dict[str, str], lab_root: P
         "mgmt": {"skip-when-unused": True},
         "topology": {
             "kinds": {"linux": {"network-mode": "none", "privileged": False,
-                                "cap-add": list(CAPABILITIES)}},
+                                "cap-add": list(CAPABILITIES),
+                                # idle, whatever the image would start (a stock FRR image
+                                # starts its daemons): the lab starts the programs
+                                "entrypoint": IDLE_COMMAND[0],
+                                "cmd": shlex.join(IDLE_COMMAND[1:])}},
             "nodes": nodes,
             "links": links,
         },
