@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lab.backend.containerlab import images
 from lab.backend.containerlab.cgroups import cgroup_dirs, cgroup_procs, set_frozen
-from lab.backend.containerlab.names import container_name
+from lab.backend.containerlab.names import LAB_LABEL, container_name
 from lab.backend.containerlab.teardown import lab_containers, lab_namespace_links
 from lab.backend.containerlab.tools import docker, engine_running
 from lab.backend.names import state_labs
@@ -59,8 +59,6 @@ class ContainerlabBackend(NetnsBackend):
 
     def labs(self) -> list[str]:
         """Labs with containers here (by label) and labs whose state names this backend."""
-        from lab.backend.containerlab.names import LAB_LABEL
-
         names: set[str] = set()
         if engine_running():
             out = docker(["ps", "--all", "--filter", f"label={LAB_LABEL}", "--format",
@@ -73,7 +71,7 @@ class ContainerlabBackend(NetnsBackend):
                  for link in lab_namespace_links(state.lab)}
         try:
             views["containers"] = docker(["ps", "--all", "--filter",
-                                          f"label=anylab.lab={state.lab}"], check=False)
+                                          f"label={LAB_LABEL}={state.lab}"], check=False)
         except BackendError as exc:
             views["containers"] = f"(cannot list: {exc})\n"
         return views

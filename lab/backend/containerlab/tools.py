@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -110,8 +111,6 @@ def start_engine(progress: Progress) -> None:
     progress(f"starting the Docker engine (log: {DOCKERD_LOG})")
     DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
     with DOCKERD_LOG.open("ab") as log:
-        import subprocess
-
         subprocess.Popen([DOCKERD, f"--pidfile={DOCKERD_PIDFILE}", *DOCKERD_ARGS],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                          start_new_session=True, close_fds=True)
