@@ -135,9 +135,10 @@ def list_labs() -> list[dict[str, Any]]:
     for lab in all_labs():
         try:
             state = load_state(lab)
-            labs.append({"lab": lab, "topology": state.topology, "phase": state.phase,
-                         "created": state.created_wall, "processes": len(state.processes)})
+            labs.append({"lab": lab, "topology": state.topology, "backend": state.backend,
+                         "phase": state.phase, "created": state.created_wall,
+                         "processes": len(state.processes)})
         except BackendError:
-            labs.append({"lab": lab, "topology": None, "phase": "broken (no state)",
-                         "created": None, "processes": 0})
+            labs.append({"lab": lab, "topology": None, "backend": None,
+                         "phase": "broken (no state)", "created": None, "processes": 0})
     return labs

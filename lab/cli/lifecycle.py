@@ -109,11 +109,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         out.print("no labs on this machine")
         return 0
     table = Table()
-    for column in ("lab", "topology", "phase", "created", "processes"):
+    columns = ("lab", "topology", "backend", "phase", "created", "processes")
+    for column in columns:
         table.add_column(column)
     for item in found:
-        table.add_row(*(str(item[k] if item[k] is not None else "-") for k in
-                        ("lab", "topology", "phase", "created", "processes")))
+        table.add_row(*(str(item[k] if item[k] is not None else "-") for k in columns))
     out.print(table)
     return 0
 
