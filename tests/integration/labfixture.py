@@ -39,12 +39,15 @@ def running_lab(topology: Path, prefix: str = "it", timeout_s: float = 90.0,
 
 def assert_lab_gone(name: str) -> None:
     """Nothing of the lab is left, whatever its backend."""
+    from lab.backend.containerlab.names import deploy_netns
     from lab.backend.containerlab.teardown import lab_containers, lab_namespace_links
+    from lab.netns import NETNS_DIR
 
     assert lab_namespaces(name) == [], "namespaces left behind"
     assert tagged_pids(name) == [], "processes left behind"
     assert lab_containers(name) == [], "containers left behind"
     assert lab_namespace_links(name) == [], "container namespace links left behind"
+    assert not (NETNS_DIR / deploy_netns(name)).exists(), "deploy namespace left behind"
     assert not lab_dir(name).exists(), "state directory left behind"
 
 

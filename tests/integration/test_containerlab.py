@@ -154,6 +154,25 @@ def test_every_fault_of_the_catalogue_applies_and_undoes(mini: labs.UpResult, tm
     assert status["ready"] and status["processes"]["dead"] == [], status["processes"]
 
 
+def test_deploying_never_touches_the_host_network_namespace() -> None:
+    """containerlab makes each veth pair before moving its ends into the containers: it does
+    that in a namespace of the lab's own, so not even a passing link appears on the host
+    (watched with `ip monitor` for the whole `up` and `down`)."""
+    require_root()
+    require_containerlab()
+    monitor = subprocess.Popen(["ip", "-o", "monitor", "link", "address", "route"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.2)
+        with running_lab(MINI, "cmon", backend="containerlab"):
+            pass
+        time.sleep(0.2)
+    finally:
+        monitor.terminate()
+        seen, _ = monitor.communicate(timeout=10)
+    assert seen.strip() == "", seen[:2000]
+
+
 def test_sigkill_during_up_then_down_force_leaves_nothing() -> None:
     require_root()
     require_containerlab()

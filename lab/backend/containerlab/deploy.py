@@ -8,8 +8,9 @@ removes what was built before the error is raised (the evidence kept first)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -17,16 +18,17 @@ from lab.atomicfile import write_atomic
 from lab.backend import bringup
 from lab.backend.containerlab import images, tools
 from lab.backend.containerlab.export import export_topology, render_topology
-from lab.backend.containerlab.names import container_name
+from lab.backend.containerlab.names import container_name, deploy_netns
 from lab.backend.containerlab.split import split_topology
-from lab.backend.containerlab.teardown import lab_containers
+from lab.backend.containerlab.teardown import lab_containers, remove_deploy_namespace
 from lab.backend.names import lab_dir
 from lab.backend.netns.names import EMULATOR_NODE
 from lab.backend.runtime_specs import node_dir, pod_dir
 from lab.backend.state import LabState, save_state
-from lab.errors import BackendError
+from lab.errors import BackendError, CommandError
 from lab.impair.netem import netem_available
 from lab.plan.model import LabPlan, Role
+from lab.proc import run
 from lab.render.configs import RenderedLab
 
 if TYPE_CHECKING:
@@ -89,8 +91,9 @@ def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
     state.namespaces = names + ([container_name(lab, EMULATOR_NODE)] if emulated else [])
     save_state(state)  # before deploying: an interrupted up still knows what to remove
     progress(f"containers and links (containerlab deploy: {len(state.namespaces)} containers)")
-    tools.containerlab(["deploy", "--topo", str(topology), "--reconfigure"],
-                       DEPLOY_TIMEOUT_S, cwd=topology.parent)
+    with _deploy_namespace(lab) as netns:
+        tools.containerlab(["deploy", "--topo", str(topology), "--reconfigure"],
+                           DEPLOY_TIMEOUT_S, cwd=topology.parent, netns=netns)
     progress("addresses, routes, bridges; FRR daemons")
     bringup.network_and_routers(backend, state, plan, backend.namespace(lab, EMULATOR_NODE),
                                 EMULATOR_NODE, links_exist=True)
@@ -100,6 +103,21 @@ def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
     bringup.configure_frr(state, plan)
     save_state(state)
     bringup.restrict_to_root(state.directory)
+
+
+@contextlib.contextmanager
+def _deploy_namespace(lab: str) -> Iterator[str]:
+    """A namespace of the lab's own for containerlab to work in, removed afterwards: the
+    host's stays untouched even for the moment each veth pair exists before its move."""
+    name = deploy_netns(lab)
+    try:
+        run(["ip", "netns", "add", name], timeout=30)
+    except CommandError as exc:
+        raise BackendError(f"cannot create namespace {name}: {exc}") from exc
+    try:
+        yield name
+    finally:
+        remove_deploy_namespace(lab)
 
 
 def _start_servers_and_agents(backend: ContainerlabBackend, state: LabState,

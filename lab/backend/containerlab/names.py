@@ -31,6 +31,13 @@ def container_name(lab: str, node: str) -> str:
     return f"{CLAB_PREFIX}-{lab}-{clab_node(node)}"
 
 
+def deploy_netns(lab: str) -> str:
+    """The namespace containerlab runs in while it deploys the lab: it makes each veth pair
+    in its own namespace before moving the ends into the containers, and that is never the
+    host's. (A '.' is allowed in neither lab nor node names: no container has this name.)"""
+    return f"{CLAB_PREFIX}-{lab}.deploy"
+
+
 def topology_path(lab: str) -> Path:
     """The lab's containerlab topology file (containerlab keeps its own files beside it, in
     ``clab-L/``)."""

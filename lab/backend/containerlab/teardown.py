@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from lab.backend.containerlab.cgroups import set_frozen
-from lab.backend.containerlab.names import CLAB_PREFIX, LAB_LABEL, topology_path
+from lab.backend.containerlab.names import CLAB_PREFIX, LAB_LABEL, deploy_netns, topology_path
 from lab.backend.containerlab.tools import containerlab, containerlab_binary, docker
 from lab.backend.names import lab_dir
 from lab.backend.processes import stop_lab_processes, tagged_pids
@@ -19,6 +19,7 @@ from lab.backend.protocol import TeardownReport
 from lab.backend.state import mark_destroying
 from lab.errors import BackendError
 from lab.netns import NETNS_DIR
+from lab.proc import run
 
 STOP_GRACE_S = 0.3
 DESTROY_TIMEOUT_S = 300.0
@@ -53,6 +54,7 @@ def destroy(lab: str, force: bool = False) -> TeardownReport:
     _thaw_all(lab)  # a frozen process does not die until thawed
     report.processes, report.killed = stop_lab_processes(lab, records, STOP_GRACE_S)
     topology = topology_path(lab)
+    remove_deploy_namespace(lab)  # an interrupted deploy leaves it
     if topology.exists() and containerlab_binary().exists():
         with contextlib.suppress(BackendError):  # the sweep below removes what is left
             containerlab(["destroy", "--topo", str(topology), "--cleanup"], DESTROY_TIMEOUT_S,
@@ -69,6 +71,12 @@ def destroy(lab: str, force: bool = False) -> TeardownReport:
     return report
 
 
+def remove_deploy_namespace(lab: str) -> None:
+    """The namespace containerlab deployed in (lab.backend.containerlab.names.deploy_netns)."""
+    if (NETNS_DIR / deploy_netns(lab)).exists():
+        run(["ip", "netns", "delete", deploy_netns(lab)], timeout=30, check=False)
+
+
 def _thaw_all(lab: str) -> None:
     """Thaw the lab's containers (a run killed during a silent crash leaves them frozen)."""
     for link in lab_namespace_links(lab):
@@ -79,6 +87,8 @@ def _thaw_all(lab: str) -> None:
 def _leftovers(lab: str) -> list[str]:
     left = [f"container {c}" for c in lab_containers(lab)]
     left += [f"namespace {p.name}" for p in lab_namespace_links(lab)]
+    if (NETNS_DIR / deploy_netns(lab)).exists():
+        left.append(f"namespace {deploy_netns(lab)}")
     left += [f"process {p}" for p in tagged_pids(lab)]
     if lab_dir(lab).exists():
         left.append(f"directory {lab_dir(lab)}")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import BackendError, CommandError
+from lab.netns import NETNS_DIR
 from lab.proc import run
 
 Progress = Callable[[str], None]
@@ -34,6 +35,7 @@ CONTAINERLAB_MODULE = "github.com/srl-labs/containerlab"
 CONTAINERLAB_VERSION = "v0.79.0"
 DOCKER = "/usr/bin/docker"  # Debian's client, the engine's own version
 DOCKERD = "/usr/sbin/dockerd"
+NSENTER = "/usr/bin/nsenter"
 DOCKERD_PIDFILE = Path("/run/anylab-dockerd.pid")
 DOCKERD_LOG = Path("/var/log/anylab-dockerd.log")
 DOCKERD_ARGS = ("--bridge=none", "--iptables=false", "--ip6tables=false",
@@ -188,11 +190,15 @@ def ensure_tools(progress: Progress) -> None:
     build_images(progress)
 
 
-def containerlab(args: list[str], timeout: float, cwd: Path | None = None) -> str:
-    """Run containerlab; its output (stdout and stderr)."""
+def containerlab(args: list[str], timeout: float, cwd: Path | None = None,
+                 netns: str | None = None) -> str:
+    """Run containerlab (in network namespace ``netns``, a name under /run/netns); its
+    output (stdout and stderr)."""
     env = {**os.environ, **CLAB_ENV}
+    inside = [NSENTER, f"--net={NETNS_DIR / netns}", "--"] if netns else []
     try:
-        result = run([str(containerlab_binary()), *args], timeout=timeout, env=env, cwd=cwd)
+        result = run([*inside, str(containerlab_binary()), *args], timeout=timeout, env=env,
+                     cwd=cwd)
     except CommandError as exc:
         raise BackendError(f"containerlab {' '.join(args[:1])} failed: {exc}") from exc
     return result.stdout + result.stderr
