@@ -74,6 +74,8 @@ def guarded_deploy(backend: NamespaceBackend, lab: str, plan: LabPlan, topology_
     try:
         write_atomic(state.directory / TOPOLOGY_COPY, topology_file.read_text(encoding="utf-8"))
         build(state)
+        state.phase = LabPhase.DEPLOYED  # still covered: an interrupt now removes the lab
+        save_state(state)
     except LabError as exc:
         progress("failed: keeping the evidence, removing what was built")
         folder = backend.keep_evidence(state, plan, new_evidence_dir(lab, "deploy-failed"),
@@ -84,8 +86,6 @@ def guarded_deploy(backend: NamespaceBackend, lab: str, plan: LabPlan, topology_
         progress("failed: removing what was built")
         backend.destroy(lab, force=True)
         raise
-    state.phase = LabPhase.DEPLOYED
-    save_state(state)
     return state
 
 

@@ -13,11 +13,11 @@ from typing import Any
 from lab import pipeline
 from lab.backend import DEFAULT_BACKEND, backend_named
 from lab.backend.evidence import new_evidence_dir
-from lab.backend.names import check_lab_name, state_labs
+from lab.backend.names import check_lab_name, lab_dir, state_labs
 from lab.backend.protocol import Backend, TeardownReport
 from lab.backend.ready import ReadyReport
 from lab.backend.state import TOPOLOGY_COPY, LabPhase, LabState, load_state, save_state
-from lab.errors import BackendError
+from lab.errors import BackendError, LabError
 from lab.plan.model import LabPlan
 
 DEFAULT_READY_TIMEOUT_S = 120.0
@@ -53,11 +53,18 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
     plan, rendered = pipeline.render(topology_file)
     backend = backend or backend_named(plan.backend)
     lab = check_lab_name(name or plan.topology)
-    state = pipeline.deploy(backend, lab, plan, rendered, topology_file, progress, driver)
+    ours = not lab_dir(lab).exists()  # else the deploy refuses: another lab has the name
+    deployed = False
     try:
+        state = pipeline.deploy(backend, lab, plan, rendered, topology_file, progress, driver)
+        deployed = True
         report = pipeline.ready(backend, state, plan, timeout_s, progress)
-    except BaseException:  # Ctrl-C while waiting, as during the build, removes the lab
-        if not keep_on_failure:
+    except BaseException as exc:
+        # Ctrl-C while waiting, as during the build, removes the lab. A failed deploy has
+        # removed what it built; an interrupt can also land just after the deploy's own
+        # clean-up stopped covering it (the lab is built and not yet handed over).
+        interrupted_build = not deployed and not isinstance(exc, LabError)
+        if ours and (interrupted_build or (deployed and not keep_on_failure)):
             progress("interrupted: removing the lab")
             backend.destroy(lab, force=True)
         raise
