@@ -21,6 +21,7 @@ from lab.atomicfile import write_atomic
 from lab.backend import bfdstart, daemons
 from lab.backend.daemons import NodeFiles
 from lab.backend.evidence import new_evidence_dir
+from lab.backend.names import lab_dir
 from lab.backend.netns.netspec import NetworkSpec, build_network_spec
 from lab.backend.processes import start_ticks
 from lab.backend.runtime_specs import agent_spec, node_dir, pod_dir, server_spec
@@ -58,6 +59,14 @@ class NamespaceBackend(Protocol):
                       why: str) -> Path: ...
 
     def destroy(self, lab: str, force: bool = False) -> TeardownReport: ...
+
+
+def check_name_free(lab: str, leftovers: Sequence[str]) -> None:
+    """Refuse a name another lab has: its state folder, or what a backend still finds of it
+    (``leftovers``: namespaces, containers)."""
+    if lab_dir(lab).exists() or leftovers:
+        raise BackendError(f"a lab named {lab!r} exists already; `anylab down --name {lab}` "
+                           "removes it, or pick another --name")
 
 
 def guarded_deploy(backend: NamespaceBackend, lab: str, plan: LabPlan, topology_file: Path,

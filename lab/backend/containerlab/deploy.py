@@ -21,7 +21,6 @@ from lab.backend.containerlab.export import export_topology, render_topology
 from lab.backend.containerlab.names import container_name, deploy_netns
 from lab.backend.containerlab.split import split_topology
 from lab.backend.containerlab.teardown import lab_containers, remove_deploy_namespace
-from lab.backend.names import lab_dir
 from lab.backend.netns.names import EMULATOR_NODE
 from lab.backend.runtime_specs import node_dir, pod_dir
 from lab.backend.state import LabState, save_state
@@ -43,9 +42,7 @@ def deploy(backend: ContainerlabBackend, lab: str, plan: LabPlan, rendered: Rend
     if os.geteuid() != 0:
         raise BackendError("the lab needs root (containers, namespaces); run with sudo")
     tools.ensure_tools(progress)
-    if lab_dir(lab).exists() or lab_containers(lab):
-        raise BackendError(f"a lab named {lab!r} exists already; `anylab down --name {lab}` "
-                           "removes it, or pick another --name")
+    bringup.check_name_free(lab, lab_containers(lab))
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,
                                   lambda state: _build(backend, state, plan, rendered,
                                                        progress))

@@ -31,6 +31,15 @@ def container_name(lab: str, node: str) -> str:
     return f"{CLAB_PREFIX}-{lab}-{clab_node(node)}"
 
 
+def link_pid(link: Path) -> int | None:
+    """The first process of a container, from the namespace link containerlab made for it
+    (``/run/netns/NAME -> /proc/PID/ns/net``); None when there is none."""
+    try:
+        return int(link.readlink().parts[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def deploy_netns(lab: str) -> str:
     """The namespace containerlab runs in while it deploys the lab: it makes each veth pair
     in its own namespace before moving the ends into the containers, and that is never the

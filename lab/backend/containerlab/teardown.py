@@ -11,7 +11,13 @@ import shutil
 from pathlib import Path
 
 from lab.backend.containerlab.cgroups import set_frozen
-from lab.backend.containerlab.names import CLAB_PREFIX, LAB_LABEL, deploy_netns, topology_path
+from lab.backend.containerlab.names import (
+    CLAB_PREFIX,
+    LAB_LABEL,
+    deploy_netns,
+    link_pid,
+    topology_path,
+)
 from lab.backend.containerlab.tools import containerlab, containerlab_binary, docker
 from lab.backend.names import lab_dir
 from lab.backend.processes import stop_lab_processes, tagged_pids
@@ -80,8 +86,10 @@ def remove_deploy_namespace(lab: str) -> None:
 def _thaw_all(lab: str) -> None:
     """Thaw the lab's containers (a run killed during a silent crash leaves them frozen)."""
     for link in lab_namespace_links(lab):
-        with contextlib.suppress(OSError, IndexError, ValueError, BackendError):
-            set_frozen(int(link.readlink().parts[2]), False)
+        pid = link_pid(link)
+        if pid is not None:
+            with contextlib.suppress(OSError, BackendError):
+                set_frozen(pid, False)
 
 
 def _leftovers(lab: str) -> list[str]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from lab.atomicfile import write_atomic
 from lab.backend import bringup
-from lab.backend.names import lab_dir, tag_environment
+from lab.backend.names import tag_environment
 from lab.backend.netns.names import EMULATOR_NODE, hidden_netns, lab_namespaces
 from lab.backend.netns.netspec import node_namespaces
 from lab.backend.processes import start_ticks
@@ -59,9 +59,7 @@ def deploy(backend: NetnsBackend, lab: str, plan: LabPlan, rendered: RenderedLab
            topology_file: Path, progress: Progress, driver_kind: str | None = None) -> LabState:
     """Build the lab; on any failure remove everything built and re-raise."""
     check_prerequisites()
-    if lab_dir(lab).exists() or lab_namespaces(lab):
-        raise BackendError(f"a lab named {lab!r} exists already; `anylab down --name {lab}` "
-                           "removes it, or pick another --name")
+    bringup.check_name_free(lab, lab_namespaces(lab))
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,
                                   lambda state: _build(backend, state, plan, rendered,
                                                        progress))
