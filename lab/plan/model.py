@@ -124,6 +124,14 @@ class SessionPlan:
             return self.b_address, self.b_asn, self.b_ifname, self.a, self.a_address, self.a_asn
         raise KeyError(f"{node} is not an end of session {self.id}")
 
+    @property
+    def listener(self) -> str:
+        """The end that only listens (FRR ``neighbor X passive``): the upper end (transit, spine,
+        leaf; the first transit named on a WAN link). The other end alone opens the TCP
+        connection, so the two ends never open two at once: FRR 8.4 resolves such a collision
+        by closing a connection one end already counts as Established, a reset at start."""
+        return self.a
+
 
 @dataclass(frozen=True)
 class RoutePlan:

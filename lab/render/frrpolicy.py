@@ -62,6 +62,7 @@ class BgpNeighbor:
     keepalive_s: int
     hold_s: int
     connect_retry_s: int
+    passive: bool
     bfd_profile: str | None
     route_map_in: str
     route_map_out: str
@@ -110,7 +111,8 @@ def _neighbor(node: NodePlan, session: SessionPlan, rm_in: str, rm_out: str) -> 
     _, _, _, peer, peer_address, peer_asn = session.side(node.name)
     timers = session.timers
     return BgpNeighbor(peer_address, peer_asn, peer, timers.keepalive_s, timers.hold_s,
-                       timers.connect_retry_s, timers.bfd.profile if timers.bfd else None,
+                       timers.connect_retry_s, session.listener == node.name,
+                       timers.bfd.profile if timers.bfd else None,
                        rm_in, rm_out)
 
 
