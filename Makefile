@@ -18,13 +18,14 @@ SYSTEM_COMMANDS := \
 NAME ?=
 NAME_ARG := $(if $(NAME),--name $(NAME),)
 
-.PHONY: help setup containerlab-setup system-packages venv test test-unit test-integration lint graph clean \
+.PHONY: help setup containerlab-setup mininet-setup system-packages venv test test-unit test-integration lint graph clean \
 	lab-up lab-down lab-status scenario report notebook demo
 
 help:
 	@echo "make setup             install system packages (root) and the Python venv"
 	@echo "make test              set up (both backends), then run every test (root)"
 	@echo "make containerlab-setup          Docker engine, containerlab and images (root)"
+	@echo "make mininet-setup               Debian's mininet for the Mininet backend (root)"
 	@echo "make test-unit         tests that need no root"
 	@echo "make lint              ruff and mypy"
 	@echo "make graph [TOPO=...]  draw a topology to build/topology.png"
@@ -69,13 +70,17 @@ $(VENV)/.installed: pyproject.toml
 containerlab-setup: setup
 	$(VPY) -m lab.backend.containerlab.tools
 
-test: setup containerlab-setup
+# the Mininet backend's tools: Debian's mininet (with mnexec), importable by the venv's Python
+mininet-setup: setup
+	$(VPY) -m lab.backend.mininet.tools
+
+test: setup containerlab-setup mininet-setup
 	ANYLAB_FULL_SETUP=1 $(VPY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(VPY) -m pytest -m 'not integration' $(PYTEST_ARGS)
 
-test-integration: setup containerlab-setup
+test-integration: setup containerlab-setup mininet-setup
 	ANYLAB_FULL_SETUP=1 $(VPY) -m pytest -m integration $(PYTEST_ARGS)
 
 lint: venv
@@ -122,8 +127,5 @@ clean:
 # prints a table and writes bench/results/latest.json (see docs/benchmarks.md).
 BENCH_ARGS ?=
 .PHONY: bench
-bench: setup containerlab-setup
-	@/usr/bin/python3 -c 'import mininet.net' 2>/dev/null || { \
-		echo "installing mininet (for the side-by-side namespace benchmark)"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mininet; }
+bench: setup containerlab-setup mininet-setup
 	$(VPY) bench/run_all.py $(BENCH_ARGS)

@@ -1,6 +1,6 @@
 """Run the benchmarks and keep their figures: `make bench`, or
 
-    sudo .venv/bin/python bench/run_all.py [--only netns,up,clab,prober,outage,cycles,scale]
+    sudo .venv/bin/python bench/run_all.py [--only netns,up,clab,mininet-backend,outage,...]
 
 Each part measures one thing (see docs/benchmarks.md) and is selectable with ``--only``, so one
 part can be rerun: its figures replace that part's in bench/results/latest.json and the other
@@ -38,8 +38,8 @@ from lab.proc import run  # noqa: E402
 
 REFERENCE = REPO / "topologies" / "three-sites.yaml"
 RESULTS = BENCH / "results"
-PARTS = ("netns", "netns-scale", "up", "clab", "prober", "emulator", "outage", "cycles",
-         "scale")  # scale last
+PARTS = ("netns", "netns-scale", "up", "clab", "mininet-backend", "prober", "emulator",
+         "outage", "cycles", "scale")  # scale last
 # part -> headline figures: (key, unit, goal)
 HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "netns": [("netns_build_s", "s", ""), ("netns_teardown_s", "s", ""),
@@ -50,6 +50,9 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
            ("ref_rss_mb_per_router", "MB", ""), ("ref_pss_mb_per_router", "MB", "")],
     "clab": [("clab_up_s", "s", ""), ("clab_down_s", "s", ""),
              ("clab_rss_mb_per_router", "MB", ""), ("clab_up_ratio", "", "<= 3")],
+    "mininet-backend": [("mininet_backend_up_s", "s", ""), ("mininet_backend_down_s", "s", ""),
+                        ("mininet_backend_rss_mb_per_router", "MB", ""),
+                        ("mininet_backend_up_ratio", "", "")],
     "prober": [("prober_max_hz", "Hz", ">= 1000")],
     "emulator": [("emulator_delay_err_ms", "ms", ""), ("emulator_max_pps", "pps", "")],
     "outage": [("bfd_outage_ms", "ms", "~900-1200"), ("bfd_outage_iqr_ms", "ms", ""),
@@ -148,9 +151,15 @@ def part_up(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def part_clab(args: argparse.Namespace) -> dict[str, Any]:
-    import bench_clab
+    import bench_backends
 
-    return bench_clab.measure(REFERENCE, args.repeats)
+    return bench_backends.measure(REFERENCE, args.repeats, "containerlab")
+
+
+def part_mininet_backend(args: argparse.Namespace) -> dict[str, Any]:
+    import bench_backends
+
+    return bench_backends.measure(REFERENCE, args.repeats, "mininet")
 
 
 def part_prober(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,6 +190,7 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
 
 PART_FUNCTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "netns": part_netns, "netns-scale": part_netns_scale, "up": part_up, "clab": part_clab,
+    "mininet-backend": part_mininet_backend,
     "prober": part_prober, "emulator": part_emulator, "outage": part_outage,
     "cycles": part_cycles, "scale": part_scale}
 

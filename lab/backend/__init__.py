@@ -1,8 +1,8 @@
 """Backends build, change and remove labs; every operation on a lab or one of its nodes goes
 through the protocol in ``lab.backend.protocol``. ``netns`` (the default) runs a lab as
-network namespaces on this machine, ``containerlab`` as containers deployed by containerlab
-(both share the bring-up steps of ``bringup``); ``lab.backend.fake`` stands in for them in
-unit tests.
+network namespaces on this machine, ``containerlab`` as containers deployed by containerlab,
+``mininet`` as Mininet hosts and links (all share the bring-up steps of ``bringup``);
+``lab.backend.fake`` stands in for them in unit tests.
 ``labs`` is the life cycle the CLI and the runner use (up, down, status, list); the other
 modules here are shared by every backend (state, names, processes, readiness, evidence).
 """
@@ -21,6 +21,7 @@ DEFAULT_BACKEND = "netns"
 # name -> "module:class"; imported on first use (the netlink worker imports this package)
 BACKENDS = {"netns": "lab.backend.netns.backend:NetnsBackend",
             "containerlab": "lab.backend.containerlab.backend:ContainerlabBackend",
+            "mininet": "lab.backend.mininet.backend:MininetBackend",
             "fake": "lab.backend.fake:FakeBackend"}
 
 

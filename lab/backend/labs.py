@@ -21,7 +21,8 @@ from lab.errors import BackendError, LabError
 from lab.plan.model import LabPlan
 
 DEFAULT_READY_TIMEOUT_S = 120.0
-MACHINE_BACKENDS = (DEFAULT_BACKEND, "containerlab")  # whose labs `list` and `down` look for
+# whose labs `list` and `down` look for
+MACHINE_BACKENDS = (DEFAULT_BACKEND, "containerlab", "mininet")
 
 
 @dataclass

@@ -45,12 +45,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         else:
             err.print("the lab was removed (`--keep-on-failure` leaves it up for inspection)")
         return 1
-    _print_answers(report.answers, f"lab {result.state.lab!r} ready in {elapsed:.1f} s "
+    print_answers(report.answers, f"lab {result.state.lab!r} ready in {elapsed:.1f} s "
                    f"({report.sessions_total} BGP sessions Established)")
     return 0
 
 
-def _print_answers(answers: Any, title: str) -> None:
+def print_answers(answers: Any, title: str) -> None:
     table = Table(title=title, title_justify="left")
     for column in ("client", "service", "site", "node", "pod", "RTT ms"):
         table.add_column(column)
@@ -96,7 +96,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.print(f"  [red]session down:[/red] {down['a']} - {down['b']} ({down['state']})")
     for service, nodes in document["announcements"].items():
         out.print(f"  {service}: announced by {len(nodes)} nodes: {', '.join(nodes) or '-'}")
-    _print_answers(document["clients"], "where each client lands")
+    print_answers(document["clients"], "where each client lands")
     return 0 if document["ready"] else 1
 
 
@@ -159,9 +159,11 @@ def add_lab_commands(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any)
     name_help = "lab name (default: the topology's name, or the only lab running)"
     p = sub.add_parser("up", help="build a lab and wait until it is ready", formatter_class=fmt,
                        description="Build the lab with FRR, GoBGP and nftables, on network "
-                       "namespaces (backend netns, the default) or as containers deployed by "
+                       "namespaces (backend netns, the default), as containers deployed by "
                        "containerlab on Docker (backend containerlab: its first use installs "
-                       "docker.io, starts the engine, builds containerlab and the images); "
+                       "docker.io, starts the engine, builds containerlab and the images) or "
+                       "as Mininet hosts and links (backend mininet: its first use installs "
+                       "Debian's mininet); "
                        "return when every BGP session is Established and every client "
                        "is answered on every VIP, then show where each client lands.",
                        epilog=examples("anylab up topologies/three-sites.yaml",

@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.cli.containers import add_container_commands
 
     add_container_commands(sub, fmt, _examples)
+    from lab.cli.mininet import add_mininet_command
+
+    add_mininet_command(sub, fmt, _examples)
 
     p = sub.add_parser("report", help="one self-contained HTML report of one or more runs",
                        formatter_class=fmt,

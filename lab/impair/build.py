@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lab.atomicfile import replace_file
 from lab.errors import ImpairmentError
+from lab.places import project_folder
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SHARED_HEADERS = Path(__file__).resolve().parents[1] / "csrc"  # lab/csrc/anylab.h
@@ -34,14 +35,9 @@ COMPILE_TIMEOUT_S = 120.0
 
 
 def build_dir() -> Path:
-    """Where compiled helpers are cached."""
-    env = os.environ.get("ANYLAB_BUILD_DIR")
-    if env:
-        return Path(env)
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and os.access(root, os.W_OK):
-        return root / ".build"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "anycast-lab"
+    """Where compiled helpers are cached: ``$ANYLAB_BUILD_DIR``, ``.build/`` of a source
+    checkout, or the user's cache."""
+    return project_folder("ANYLAB_BUILD_DIR", ".build", "anycast-lab")
 
 
 def compiler() -> str:

@@ -152,13 +152,15 @@ CLEAN = Impairment()
 
 @dataclass(frozen=True)
 class LinkEnd:
-    """One visible end of a link: interface ``ifname`` in named namespace ``netns``."""
+    """One visible end of a link: interface ``ifname`` in namespace ``netns`` (a name under
+    /run/netns, or the absolute path of a namespace such as ``/proc/PID/ns/net``)."""
 
     netns: str
     ifname: str
 
     def __post_init__(self) -> None:
-        if not self.netns or "/" in self.netns or self.netns in (".", ".."):
+        is_path = self.netns.startswith("/") and "\0" not in self.netns
+        if not is_path and (not self.netns or "/" in self.netns or self.netns in (".", "..")):
             raise ImpairmentError(f"bad namespace name {self.netns!r}")
         if not _IFNAME.fullmatch(self.ifname):
             raise ImpairmentError(

@@ -36,9 +36,12 @@ def netns_exists(name: str) -> bool:
 
 
 def ensure_netns(name: str) -> bool:
-    """Create namespace ``name`` unless it exists; True if this call created it."""
+    """Create namespace ``name`` unless it exists; True if this call created it. A path
+    (``/proc/PID/ns/net``) names a namespace that someone else made: it must exist."""
     if netns_exists(name):
         return False
+    if name.startswith("/"):
+        raise ImpairmentError(f"namespace {name} does not exist")
     try:
         netns.create(name)
     except OSError as exc:
@@ -47,8 +50,9 @@ def ensure_netns(name: str) -> bool:
 
 
 def remove_netns(name: str) -> None:
-    """Remove namespace ``name`` if present (its interfaces go with it)."""
-    if not netns_exists(name):
+    """Remove namespace ``name`` if present (its interfaces go with it). A path names a
+    namespace of someone else's processes: it ends with them, and is left alone here."""
+    if name.startswith("/") or not netns_exists(name):
         return
     try:
         netns.remove(name)

@@ -230,7 +230,7 @@ class Defaults(StrictModel):
     bgp: BgpSettings = BgpSettings()
     impairment_driver: Literal["auto", "netem", "userspace"] = "auto"
     # where `anylab up` builds the lab unless told otherwise (--backend)
-    backend: Literal["netns", "containerlab"] = "netns"
+    backend: Literal["netns", "containerlab", "mininet"] = "netns"
 
 
 class Topology(StrictModel):

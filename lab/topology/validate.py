@@ -47,7 +47,8 @@ FIELD_HINTS = {
     "traffic_policy": "'Local' (announce only with a ready local pod) or 'Cluster' (always)",
     "border": "'spines' (spines uplink to the WAN) or 'leafs' (dedicated border leafs)",
     "impairment_driver": "'auto', 'netem' or 'userspace'",
-    "backend": "'netns' (namespaces on this machine) or 'containerlab' (containers on Docker)",
+    "backend": "'netns' (namespaces on this machine), 'containerlab' (containers on Docker) "
+               "or 'mininet' (Mininet hosts)",
     "between": "two transit names, e.g. [us-east, eu-west]",
 }
 NAME_FIELDS = frozenset({"name", "transit", "between", "services.clusters"})

@@ -59,6 +59,14 @@ def require_containerlab() -> None:
     ensure_tools(lambda _m: None)
 
 
+def require_mininet() -> None:
+    """The Mininet backend's tools, set up on first use as `anylab up --backend mininet`
+    does (Debian's mininet)."""
+    from lab.backend.mininet.tools import ensure_tools
+
+    ensure_tools(lambda _m: None)
+
+
 def neighbour_entries(result: labs.UpResult) -> dict[str, list[dict[str, Any]]]:
     """Node or pod -> its neighbour (ARP) entries, as `ip -j neigh show` gives them."""
     names = [n.name for n in result.plan.nodes] + [p.name for p in result.plan.pods()]

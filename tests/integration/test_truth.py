@@ -2,8 +2,8 @@
 
 Silent node crash with BFD 300 ms x 3: outage about 0.6-1.3 s; with a 9 s hold timer and no
 BFD: 6-10 s; carrier loss: well under 0.3 s; a graceful drain: (close to) nothing lost; ten
-BFD trials: spread within one BFD transmit interval. On both backends: bare namespaces and
-containers deployed by containerlab.
+BFD trials: spread within one BFD transmit interval. On every backend: bare namespaces,
+containers deployed by containerlab, Mininet hosts.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tests.integration.labfixture import (
     assert_lab_gone,
     assert_only_planned_neighbours,
     require_containerlab,
+    require_mininet,
     running_lab,
     unique_lab_name,
 )
@@ -33,13 +34,15 @@ SCENARIOS = REPO / "tests" / "data" / "scenarios"
 BFD_INTERVAL_MS = 300  # the mini lab's BFD profile: 300 ms x 3
 
 
-@pytest.fixture(scope="module", params=["netns", "containerlab"])
+@pytest.fixture(scope="module", params=["netns", "containerlab", "mininet"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Both backends must agree with theory (and so with each other)."""
+    """Every backend must agree with theory (and so with the others)."""
     require_root()
     require_tool("vtysh", "gobgpd", "nft", "nsenter", "conntrack")
     if request.param == "containerlab":
         require_containerlab()
+    if request.param == "mininet":
+        require_mininet()
     return str(request.param)
 
 

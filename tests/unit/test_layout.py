@@ -15,7 +15,8 @@ from tests.conftest import REPO
 
 LAB = REPO / "lab"
 # the only places that may name, enter or build namespaces of lab nodes
-NAMESPACE_OWNERS = ("lab/backend/netns/", "lab/backend/containerlab/", "lab/netns.py")
+NAMESPACE_OWNERS = ("lab/backend/netns/", "lab/backend/containerlab/", "lab/backend/mininet/",
+                    "lab/netns.py")
 # what code outside them must not do: (what, pattern over string literals or code)
 FORBIDDEN_STRINGS = [
     ("names /run/netns", re.compile(r"/run/netns")),

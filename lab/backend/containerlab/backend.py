@@ -28,12 +28,10 @@ from lab.backend.containerlab.teardown import lab_containers, lab_namespace_link
 from lab.backend.containerlab.tools import docker
 from lab.backend.names import state_labs
 from lab.backend.netns.backend import NSENTER, NetnsBackend
-from lab.backend.netns.names import EMULATOR_NODE
 from lab.backend.processes import launch
 from lab.backend.protocol import Progress, TeardownReport
 from lab.backend.state import LabState, ProcessRecord
-from lab.errors import BackendError, ImpairmentError
-from lab.impair import DriverKind, ImpairmentDriver, make_driver
+from lab.errors import BackendError
 from lab.netns import NETNS_DIR
 from lab.plan.model import LabPlan
 from lab.render.configs import RenderedLab
@@ -76,14 +74,6 @@ class ContainerlabBackend(NetnsBackend):
         except BackendError as exc:
             views["containers"] = f"(cannot list: {exc})\n"
         return views
-
-    def impairment_driver(self, state: LabState) -> ImpairmentDriver:
-        kind: DriverKind = "netem" if state.impairment_driver == "netem" else "userspace"
-        try:
-            return make_driver(kind, state.lab, state.directory,
-                               self.namespace(state.lab, EMULATOR_NODE))
-        except ImpairmentError as exc:
-            raise BackendError(f"impairment layer: {exc}") from exc
 
     # ------------------------------------------------------------------ one node
 

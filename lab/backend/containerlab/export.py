@@ -4,7 +4,8 @@ Every plan node (router, cluster node, client) and every pod is a ``kind: linux`
 plan link is a ``veth`` link with the plan's interface names, MACs and an MTU of 1500; a pod
 is linked to its node (the node's pod bridge is built at deploy). Links with delay, jitter,
 loss or rate go through the link emulator node (``link_emulator``) when the kernel has no
-sch_netem: each becomes two links, one per end, to the emulator's ports. Nodes bind their
+sch_netem: each becomes two links, one per end, to the emulator's ports (the pairs are
+``lab.backend.wiring``'s, as on Mininet). Nodes bind their
 folder of the lab (configuration, logs, vty sockets) at the path the lab's programs use.
 
 Kept away from what clabernetes (containerlab on Kubernetes) rejects, where it costs nothing:
@@ -29,13 +30,10 @@ from lab.backend.containerlab.names import (
     NODE_LABEL,
     ROLE_LABEL,
 )
-from lab.backend.names import mac_address
 from lab.backend.runtime_specs import node_dir, pod_dir
-from lab.impair.userspace import port_names
-from lab.plan import naming
+from lab.backend.wiring import LINK_MTU, Wire, plan_wires
 from lab.plan.model import LabPlan, NodePlan, Role
 
-LINK_MTU = 1500
 # what the lab's programs need; `privileged: true` cannot start on machines whose capability
 # bounding set lacks CAP_SYS_RESOURCE, and none of them needs more
 CAPABILITIES = ("NET_ADMIN", "NET_RAW", "SYS_ADMIN")
@@ -69,20 +67,10 @@ def export_topology(lab: str, plan: LabPlan, images: dict[str, str], lab_root: P
         for pod in node.pods:
             nodes[pod.name] = _node(lab, pod.name, "pod", images,
                                     [_bind(lab_root, pod_dir(Path(), pod.name))])
-    links = []
-    emulated_ids = {link.id for link in impaired_links(plan)} if emulated else set()
-    for link in plan.links:
-        a, b = (link.a.node, link.a.ifname), (link.b.node, link.b.ifname)
-        if link.id in emulated_ids:
-            for end, port in zip((a, b), port_names(link.id), strict=True):
-                links.append(_veth(lab, end, (EMULATOR_CLAB_NODE, port), peer_mac=False))
-        else:
-            links.append(_veth(lab, a, b))
-    for node in plan.nodes:
-        for pod in node.pods:
-            links.append(_veth(lab, (node.name, pod.node_ifname), (pod.name, naming.POD_IFNAME)))
-    if emulated_ids:
-        nodes[EMULATOR_CLAB_NODE] = _node(lab, EMULATOR_CLAB_NODE, "client", images, [])
+    emulator = EMULATOR_CLAB_NODE if emulated and impaired_links(plan) else None
+    links = [_veth(wire) for wire in plan_wires(lab, plan, emulator)]
+    if emulator:
+        nodes[emulator] = _node(lab, emulator, "client", images, [])
     return {
         "name": lab,
         "prefix": CLAB_PREFIX,
@@ -113,18 +101,16 @@ def _node(lab: str, name: str, role: str, images: dict[str, str],
     return node
 
 
-def _veth(lab: str, a: tuple[str, str], b: tuple[str, str],
-          peer_mac: bool = True) -> dict[str, Any]:
-    """A veth link; each lab end carries the MAC its peer's permanent neighbour entry names
-    (an emulator port keeps the kernel's)."""
-    def endpoint(end: tuple[str, str], with_mac: bool) -> dict[str, str]:
-        point = {"node": end[0], "interface": end[1]}
-        if with_mac:
-            point["mac"] = mac_address(lab, *end)
+def _veth(wire: Wire) -> dict[str, Any]:
+    def endpoint(node: str, ifname: str, mac: str | None) -> dict[str, str]:
+        point = {"node": node, "interface": ifname}
+        if mac is not None:
+            point["mac"] = mac
         return point
 
     return {"type": "veth", "mtu": LINK_MTU,
-            "endpoints": [endpoint(a, True), endpoint(b, peer_mac)]}
+            "endpoints": [endpoint(wire.a, wire.a_ifname, wire.a_mac),
+                          endpoint(wire.b, wire.b_ifname, wire.b_mac)]}
 
 
 def render_topology(lab: str, plan: LabPlan, document: dict[str, Any]) -> str:

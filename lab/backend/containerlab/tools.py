@@ -22,14 +22,13 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from lab.backend import tooling
+from lab.backend.tooling import Progress, tools_dir
 from lab.errors import BackendError, CommandError
 from lab.netns import NETNS_DIR
 from lab.proc import run
-
-Progress = Callable[[str], None]
 
 CONTAINERLAB_MODULE = "github.com/srl-labs/containerlab"
 CONTAINERLAB_VERSION = "v0.79.0"
@@ -52,18 +51,6 @@ KERNEL_MODULE_NEW = ("\tloaded, err := isKernelModuleLoadable(name)\n"
 CLAB_ENV = {"CLAB_VERSION_CHECK": "disable"}
 
 
-def tools_dir() -> Path:
-    """The project's own tool folder: ``$ANYLAB_TOOLS_DIR``, else ``.tools/`` at the root of
-    a source checkout, else the user's cache."""
-    env = os.environ.get("ANYLAB_TOOLS_DIR")
-    if env:
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]
-    if (root / "pyproject.toml").is_file() and os.access(root, os.W_OK):
-        return root / ".tools"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "anycast-lab-tools"
-
-
 def containerlab_binary() -> Path:
     return tools_dir() / "bin" / f"containerlab-{CONTAINERLAB_VERSION}"
 
@@ -77,23 +64,9 @@ def clab_schema() -> Path:
     return containerlab_source() / "schemas" / "clab.schema.json"
 
 
-def missing_packages() -> list[str]:
-    return sorted({pkg for path, pkg in DEBIAN_PACKAGES.items() if not Path(path).exists()})
-
-
 def install_packages(progress: Progress) -> None:
-    missing = missing_packages()
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise BackendError(f"missing Debian packages {', '.join(missing)}; run as root")
-    progress(f"installing {', '.join(missing)} (apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-            timeout=900, env=env)
-    except CommandError as exc:
-        raise BackendError(f"cannot install {', '.join(missing)}: {exc}") from exc
+    """Debian's docker.io and mmdebstrap, when missing."""
+    tooling.install_packages(DEBIAN_PACKAGES, progress)
 
 
 def engine_running() -> bool:
@@ -212,19 +185,6 @@ def docker(args: list[str], timeout: float = 60.0, check: bool = True) -> str:
     return result.stdout
 
 
-def main() -> int:
-    """``python -m lab.backend.containerlab.tools``: set everything up (what `make test`
-    runs before the tests that cover this backend)."""
-    import sys
-
-    try:
-        ensure_tools(lambda message: print(f"containerlab backend: {message}", flush=True))
-    except BackendError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"containerlab backend: ready ({containerlab_binary()})")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(tooling.setup_main("containerlab", ensure_tools,
+                                        lambda: str(containerlab_binary())))

@@ -13,7 +13,7 @@ from typing import Any
 from lab.backend import daemons
 from lab.backend.daemons import NodeFiles
 from lab.backend.names import mac_address, state_labs
-from lab.backend.netns.names import hidden_netns, namespace_labs, netns_name
+from lab.backend.netns.names import EMULATOR_NODE, namespace_labs, netns_name
 from lab.backend.processes import is_alive, launch
 from lab.backend.protocol import Progress, TeardownReport
 from lab.backend.ready import ReadyReport
@@ -81,7 +81,8 @@ class NetnsBackend:
     def impairment_driver(self, state: LabState) -> ImpairmentDriver:
         kind: DriverKind = "netem" if state.impairment_driver == "netem" else "userspace"
         try:
-            return make_driver(kind, state.lab, state.directory, hidden_netns(state.lab))
+            return make_driver(kind, state.lab, state.directory,
+                               self.namespace(state.lab, EMULATOR_NODE))
         except ImpairmentError as exc:
             raise BackendError(f"impairment layer: {exc}") from exc
 
@@ -184,7 +185,7 @@ class NetnsBackend:
         return [r for node in nodes for r in self.processes(state, node)]
 
     def _ip(self, state: LabState, node: str, *args: str) -> None:
-        self._run([IP, "-n", self.namespace(state.lab, node), *args])
+        self._run(self.net_argv(state, node, [IP, *args]))
 
     @staticmethod
     def _run(argv: list[str], input_text: str | None = None) -> None:
@@ -214,8 +215,9 @@ class NetnsBackend:
 
     @staticmethod
     def _kernel_view(namespace: str) -> str:
+        """Links, addresses, routes and neighbours of a namespace (a name or a path)."""
         try:
-            result = run([IP, "-n", namespace, "-batch", "-"],
+            result = run([NSENTER, f"--net={netns_path(namespace)}", IP, "-batch", "-"],
                          input_text="link show\naddress show\nroute show\nneigh show\n",
                          timeout=20, check=False)
         except CommandError as exc:

@@ -77,6 +77,14 @@ def _build(backend: NetnsBackend, state: LabState, plan: LabPlan, rendered: Rend
     bringup.network_and_routers(backend, state, plan, hidden_netns(lab), EMULATOR_NODE,
                                 links_exist=False,
                                 meanwhile=lambda: bringup.write_files(state, plan, rendered))
+    start_programs(backend, state, plan, progress)
+
+
+def start_programs(backend: NetnsBackend, state: LabState, plan: LabPlan,
+                   progress: Progress) -> None:
+    """GoBGP, then the pod servers and node agents while each router loads its boot
+    configuration; the lab's folder made root's only. The last steps of every backend whose
+    programs run on this machine's own files (netns, Mininet)."""
     progress("FRR configuration, GoBGP, anycast servers and node agents")
     bringup.start_gobgpd(backend, state, plan)
     with _pods_and_agents(backend, state, plan):
