@@ -26,7 +26,9 @@ from lab.errors import InputError, InputIssue, LabError, TopologyError
 from lab.plan.model import LabPlan
 from lab.source.units import format_duration_ms
 
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# 1: the command failed (a run: incomplete); 2: bad input; 3: a run completed and a budget of
+# its scenario failed (lab.measure.metrics.budgets); 130: interrupted
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from lab.atomicfile import write_atomic
 from lab.backend import BACKENDS, DEFAULT_BACKEND, backend_named
+from lab.cli.junit import junit_xml
 from lab.run.runner import RunOptions, run_scenario
 
 out = Console(highlight=False)
@@ -38,11 +43,11 @@ def _event_title(event: dict[str, Any]) -> str:
     return title
 
 
-def print_summary(summary: dict[str, Any], title: str) -> None:
-    out.print(f"[bold]{title}[/bold]")
+def print_summary(summary: dict[str, Any], title: str, console: Console = out) -> None:
+    console.print(f"[bold]{title}[/bold]")
     for trial in summary.get("trials", []):
         for warning in trial.get("warnings", []):
-            out.print(f"[red]trial {trial.get('trial')}: {warning}[/red]")
+            console.print(f"[red]trial {trial.get('trial')}: {warning}[/red]")
         for event in trial.get("events", []):
             table = Table(title=f"trial {trial.get('trial')}, {_event_title(event)}",
                           title_justify="left")
@@ -56,14 +61,35 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
                 table.add_row(client.get("client", ""), client.get("service", ""),
                               _ms(client.get("outage_ms")), _ms(client.get("loss_derived_ms")),
                               _site(client), rtt, str(client.get("tcp_broken", "-")))
-            out.print(table)
+            console.print(table)
+
+
+def print_budgets(verdicts: list[dict[str, Any]], console: Console = out) -> None:
+    failed = sum(not v["pass"] for v in verdicts)
+    title = (f"budgets: {len(verdicts) - failed} of {len(verdicts)} kept"
+             + (f", [red]{failed} failed[/red]" if failed else ""))
+    table = Table(title=title, title_justify="left")
+    for column in ("", "event", "client", "figure", "condition", "value"):
+        table.add_column(column, overflow="fold")
+    for v in verdicts:
+        value = v.get("reason") or json.dumps(v.get("value"))
+        event = f"step {v['step']} {v['fault']}" if v.get("fault") else "-"
+        who = "/".join(str(v[k]) for k in ("client", "service") if v.get(k)) or "-"
+        figure = " ".join(str(p) for p in (v.get("figure"), v.get("statistic")) if p)
+        table.add_row("[green]pass[/green]" if v["pass"] else "[red]FAIL[/red]", event, who,
+                      figure, str(v.get("condition")), value)
+    console.print(table)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lab.cli.main import EXIT_BUDGET, EXIT_FAILURE, EXIT_OK
+
+    console = err if args.json else out  # with --json, stdout is the summary's alone
     options = RunOptions(scenario_file=Path(args.scenario),
                          topology=Path(args.topology) if args.topology else None,
                          repeat=args.repeat, keep_lab=args.keep_lab, name=args.name,
                          runs_root=Path(args.runs))
+    started = time.monotonic()
     with err.status("starting", spinner="dots") as spinner:
         def progress(message: str) -> None:
             spinner.update(message)
@@ -72,17 +98,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         backend = backend_named(args.backend) if args.backend else None
         result = run_scenario(options, progress, backend=backend)
-    print_summary(result.summary, f"{result.summary.get('scenario')} on lab {result.lab!r}")
+    print_summary(result.summary, f"{result.summary.get('scenario')} on lab {result.lab!r}",
+                  console)
+    verdicts = result.summary.get("budgets", [])
+    if verdicts:
+        print_budgets(verdicts, console)
+    if args.junit:
+        write_atomic(Path(args.junit), junit_xml(str(result.summary.get("scenario")), verdicts,
+                                                 time.monotonic() - started))
     state = "complete" if result.complete else "[red]incomplete[/red]"
-    out.print(f"run directory ({state}): {result.run_dir}")
-    return 0 if result.complete else 1
+    console.print(f"run directory ({state}): {result.run_dir}")
+    if args.json:
+        sys.stdout.write(json.dumps(result.summary, indent=1) + "\n")
+    if not result.complete:
+        return EXIT_FAILURE
+    return EXIT_BUDGET if any(not v["pass"] for v in verdicts) else EXIT_OK
 
 
 def add_run_command(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) -> None:
     p = sub.add_parser("run", help="play a failure scenario and measure it", formatter_class=fmt,
                        description="Bring the scenario's lab up if it is not running, play the "
                        "timeline of faults while probers and recorders measure on one clock, "
-                       "and write runs/<time>-<scenario>/ (see docs/run-format.md).",
+                       "and write runs/<time>-<scenario>/ (see docs/run-format.md). The "
+                       "scenario's budgets (`expect:`) are checked: exit code 3 when one "
+                       "fails (1: the run is incomplete; 2: bad input).",
                        epilog=examples("anylab run scenarios/node-crash-bfd.yaml",
                                        "anylab run scenarios/site-drain.yaml --repeat 5 "
                                        "--keep-lab"))
@@ -96,5 +135,9 @@ def add_run_command(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) 
                    help=f"where a lab this run brings up runs (default {DEFAULT_BACKEND}; a "
                    "running lab keeps its own)")
     p.add_argument("--runs", default="runs", help="folder for run directories (default runs/)")
+    p.add_argument("--json", action="store_true",
+                   help="print summary.json to stdout (tables and progress go to stderr)")
+    p.add_argument("--junit", metavar="FILE",
+                   help="write the budgets' verdicts as JUnit XML (one test case each)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     p.set_defaults(handler=cmd_run)

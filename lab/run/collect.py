@@ -11,6 +11,7 @@ import pandas as pd
 from lab import pipeline
 from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState
+from lab.measure.metrics import budgets
 from lab.plan.model import LabPlan, Role
 
 if TYPE_CHECKING:
@@ -121,6 +122,9 @@ def collect_results(loaded: LoadedScenario, state: LabState, recording: Recordin
         events=events, interval_ms=loaded.scenario.probe.interval,
         trial_bounds=recording.trial_bounds)
     _mark_suspect_trials(summary, events)
+    if loaded.scenario.expect:
+        summary["budgets"] = budgets.evaluate([e.as_dict() for e in loaded.scenario.expect],
+                                              summary)
     run_dir.write_json("summary.json", summary)
     return summary
 

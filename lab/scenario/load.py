@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from lab.errors import InputIssue, ScenarioError, TopologyError
 from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role
 from lab.plan.planner import build_plan
-from lab.scenario.model import SCENARIO_FIELD_HINTS, TARGET_KINDS, Scenario, Step, TargetSelector
+from lab.scenario.model import (
+    SCENARIO_FIELD_HINTS,
+    TARGET_KINDS,
+    Expectation,
+    Scenario,
+    Step,
+    TargetSelector,
+)
 from lab.source.yamldoc import SourceDocument, parse_yaml_text, read_yaml_file
 from lab.topology.model import Topology
 from lab.topology.validate import schema_issues, unknown_issue, validate_document
@@ -197,6 +204,37 @@ def _check_references(scenario: Scenario, plan: LabPlan,
     for index, step in enumerate(scenario.steps):
         if step.fault is not None:
             issues += _check_step(step, index, plan, doc, clients, services)
+    for index, expect in enumerate(scenario.expect):
+        issues += _check_expectation(scenario, expect, ["expect", index], plan, doc, clients,
+                                     services)
+    return issues
+
+
+def _check_expectation(scenario: Scenario, expect: Expectation, parts: list[str | int],
+                       plan: LabPlan, doc: SourceDocument, clients: list[str],
+                       services: list[str]) -> list[InputIssue]:
+    """An expectation must be able to match: its step, fault, client, service and site exist
+    in the scenario and the lab."""
+    issues = []
+    faults = [(i, s.fault) for i, s in enumerate(scenario.steps) if s.fault is not None]
+    if expect.step is not None and expect.step not in [i for i, _ in faults]:
+        issues.append(doc.issue([*parts, "step"], f"step {expect.step} is not a fault step",
+                                "fault steps: " + ", ".join(f"{i} ({f})" for i, f in faults)))
+    if expect.fault is not None and not any(f == expect.fault and expect.step in (None, i)
+                                            for i, f in faults):
+        issues.append(doc.issue([*parts, "fault"], f"no step of the scenario is a "
+                                f"{expect.fault}{'' if expect.step is None else ' at that step'}",
+                                "faults of the scenario: "
+                                + ", ".join(sorted({str(f) for _, f in faults}))))
+    if expect.client is not None and expect.client not in clients:
+        issues.append(unknown_issue(expect.client, clients, "client", [*parts, "client"], doc))
+    if expect.service is not None and expect.service not in services:
+        issues.append(unknown_issue(expect.service, services, "service", [*parts, "service"],
+                                    doc))
+    sites = [s.name for s in plan.sites]
+    if expect.site_after is not None and expect.site_after not in sites:
+        issues.append(unknown_issue(expect.site_after, sites, "site", [*parts, "site_after"],
+                                    doc))
     return issues
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from lab.measure.metrics.budgets import FIGURES, parse_condition
 from lab.topology.model import BgpSettings, DurationMs, Name, Percent, RateBps, StrictModel
 
 FaultName = Literal[
@@ -78,6 +79,45 @@ class ProbeSettings(StrictModel):
     tcp_flows: Annotated[int, Field(ge=0, le=64)] = 1
 
 
+Bound = Annotated[str, Field(min_length=1)] | float
+Statistic = Literal["median", "p95", "min", "max"]
+FigureBound = Bound | dict[Statistic, Bound]
+
+
+class Expectation(StrictModel):
+    """A budget (lab.measure.metrics.budgets): which events and flows, and the bounds their
+    figures must keep."""
+
+    step: Annotated[int, Field(ge=0)] | None = None
+    fault: FaultName | None = None
+    client: Name | None = None
+    service: Name | None = None
+    outage_ms: FigureBound | None = None
+    lost_ms: FigureBound | None = None
+    detection_ms: FigureBound | None = None
+    tcp_broken: FigureBound | None = None
+    rtt_after_ms: FigureBound | None = None
+    site_after: Name | None = None
+    stays: bool | None = None
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _bounds_are_conditions(self) -> Expectation:
+        bounds = [getattr(self, f) for f in FIGURES]
+        if all(b is None for b in bounds) and self.site_after is None and not self.stays:
+            raise ValueError("an expectation bounds at least one figure (" + ", ".join(FIGURES)
+                             + ") or a site (site_after, stays)")
+        for bound in bounds:
+            for condition in (bound.values() if isinstance(bound, dict) else [bound]):
+                if condition is not None:
+                    parse_condition(condition)
+        return self
+
+    def as_dict(self) -> dict[str, object]:
+        """As the budget evaluator takes it (what was written, without the unset keys)."""
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
+
+
 class Scenario(StrictModel):
     name: Name
     description: str = ""
@@ -89,6 +129,7 @@ class Scenario(StrictModel):
     repeat: Annotated[int, Field(ge=1, le=1000)] = 1
     recover_timeout: DurationMs = 60000.0
     steps: Annotated[list[Step], Field(min_length=1)]
+    expect: list[Expectation] = []
 
 
 SCENARIO_FIELD_HINTS = {
@@ -97,5 +138,11 @@ SCENARIO_FIELD_HINTS = {
     "method": "'prepend' (AS-path prepend towards the WAN) or 'gshut' (RFC 8326 community)",
     "repeat": "1-1000 trials",
     "flows": "UDP flows (source ports) per client and service, 1-64",
+    "expect": "e.g. `- {fault: node-crash, outage_ms: {p95: \"<= 1500\"}, tcp_broken: 0}`",
+    "outage_ms": "a condition (\"<= 1500\", \"== 0\") or {median|p95|min|max: condition}",
+    "lost_ms": "a condition (\"<= 1500\", \"== 0\") or {median|p95|min|max: condition}",
+    "detection_ms": "a condition (\"<= 1000\") or {median|p95|min|max: condition}",
+    "tcp_broken": "a condition (0, \"<= 1\") or {median|p95|min|max: condition}",
+    "rtt_after_ms": "a condition (\"<= 30\") or {median|p95|min|max: condition}",
 }
-__all__ = ["TARGET_KINDS", "FaultName", "Scenario", "Step", "TargetSelector"]
+__all__ = ["TARGET_KINDS", "Expectation", "FaultName", "Scenario", "Step", "TargetSelector"]
