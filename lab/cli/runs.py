@@ -115,6 +115,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_BUDGET if any(not v["pass"] for v in verdicts) else EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.compare import compare_runs, parse_tolerance, worst_first
+    from lab.cli.main import EXIT_BUDGET, EXIT_INPUT, EXIT_OK
+
+    try:
+        tolerance = parse_tolerance(args.tolerance)
+    except ValueError:
+        err.print(f"--tolerance {args.tolerance!r}: write a percentage (10%) or a fraction (0.1)",
+                  style="red")
+        return EXIT_INPUT
+    comparison = compare_runs(Path(args.base), Path(args.new), tolerance)
+    if args.json:
+        sys.stdout.write(json.dumps(comparison.to_dict(), indent=1) + "\n")
+    else:
+        worse = comparison.worse
+        title = (f"{comparison.new_scenario} against {comparison.base_scenario} (tolerance "
+                 f"{tolerance:.0%} + one probe interval): "
+                 + (f"[red]{len(worse)} figures worse[/red]" if worse else "nothing worse"))
+        table = Table(title=title, title_justify="left")
+        for column in ("", "event", "client", "figure", "base", "new", "allowed"):
+            table.add_column(column, overflow="fold")
+        shown = worst_first(comparison.differences)
+        for d in shown if args.all else [d for d in shown if d.verdict != "same"]:
+            mark = {"worse": "[red]worse[/red]", "better": "[green]better[/green]"}.get(
+                d.verdict, "same")
+            table.add_row(mark, f"step {d.step} {d.fault}", f"{d.client}/{d.service}",
+                          f"{d.figure} {d.statistic}", f"{d.base:.1f}", f"{d.new:.1f}",
+                          f"{d.allowed:.1f}")
+        out.print(table)
+        for name, keys in (("base", comparison.only_base), ("new", comparison.only_new)):
+            if keys:
+                out.print(f"only in the {name} run: "
+                          + ", ".join(f"step {k[0]} {k[1]} {k[2]}/{k[3]}" for k in keys))
+    return EXIT_BUDGET if comparison.worse else EXIT_OK
+
+
 def add_run_command(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) -> None:
     p = sub.add_parser("run", help="play a failure scenario and measure it", formatter_class=fmt,
                        description="Bring the scenario's lab up if it is not running, play the "
@@ -141,3 +177,20 @@ def add_run_command(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) 
                    help="write the budgets' verdicts as JUnit XML (one test case each)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("compare", help="what got worse from a baseline run to a new one",
+                       formatter_class=fmt,
+                       description="Compare two run directories figure by figure (outage, "
+                       "loss-derived outage, detection, reversion outage, broken TCP flows; "
+                       "median and p95 per event, client and service). Exit code 3 when a "
+                       "figure got worse beyond the tolerance (a fraction of the baseline plus "
+                       "one probe interval), 0 otherwise.",
+                       epilog=examples("anylab compare runs/BASE runs/NEW",
+                                       "anylab compare runs/BASE runs/NEW --tolerance 20% --json"))
+    p.add_argument("base", metavar="BASE_RUN")
+    p.add_argument("new", metavar="NEW_RUN")
+    p.add_argument("--tolerance", default="10%",
+                   help="how much worse is still fine: 10%% or 0.1 (default %(default)s)")
+    p.add_argument("--all", action="store_true", help="also list the figures that are the same")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(handler=cmd_compare)
