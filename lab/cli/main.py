@@ -41,13 +41,21 @@ def _examples(*lines: str) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from lab.scenario.load import check_scenario_files, looks_like_scenario
     from lab.topology.validate import check_files
 
-    issues = check_files([Path(f) for f in args.files])
+    paths = [Path(f) for f in args.files]
+    if args.kind is None:
+        scenarios = [p for p in paths if looks_like_scenario(p)]
+    else:
+        scenarios = paths if args.kind == "scenario" else []
+    topologies = [p for p in paths if p not in scenarios]
+    issues = check_files(topologies) + check_scenario_files(scenarios)
     if issues:
-        raise InputError(issues)
-    for name in args.files:
-        out.print(f"[green]ok[/green] {name}")
+        raise InputError(sorted(issues, key=lambda i: paths.index(Path(i.file))
+                                if Path(i.file) in paths else len(paths)))
+    for path in paths:
+        out.print(f"[green]ok[/green] {path} ({'scenario' if path in scenarios else 'topology'})")
     return EXIT_OK
 
 
@@ -176,13 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check topology files; list every problem",
+    p = sub.add_parser("validate", help="check topology and scenario files; list every problem",
                        formatter_class=fmt,
-                       description="Validate topology files. Every problem is listed with "
+                       description="Validate topology and scenario files (a scenario is "
+                                   "recognised by its keys, e.g. `steps:`, and checked with "
+                                   "its topology: targets, clients, services and budgets must "
+                                   "exist; nothing is built). Every problem is listed with "
                                    "file:line, YAML path and a hint; exit code 2 if any.",
                        epilog=_examples("anylab validate topologies/three-sites.yaml",
-                                        "anylab validate topologies/*.yaml"))
+                                        "anylab validate topologies/*.yaml scenarios/*.yaml",
+                                        "anylab validate --scenario my-drain.yaml"))
     p.add_argument("files", nargs="+", metavar="FILE")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--scenario", dest="kind", action="store_const", const="scenario",
+                      help="the files are scenarios, whatever their keys")
+    kind.add_argument("--topology", dest="kind", action="store_const", const="topology",
+                      help="the files are topologies, whatever their keys")
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("plan", help="show the expanded lab: nodes, links, sessions",

@@ -65,6 +65,31 @@ class LoadedScenario:
         return max((a.t_ms for a in self.actions), default=0.0)
 
 
+SCENARIO_KEYS = frozenset({"steps", "probe", "expect", "settle", "tail", "recover_timeout"})
+
+
+def looks_like_scenario(path: Path) -> bool:
+    """Whether a YAML file is a scenario rather than a topology (by its top-level keys: a
+    scenario has `steps:`; a topology has `sites:`). Unreadable files count as neither."""
+    doc, issues = read_yaml_file(path)
+    if issues or not isinstance(doc.data, dict):
+        return False
+    keys = set(doc.data)
+    return bool(keys & SCENARIO_KEYS) and "sites" not in keys
+
+
+def check_scenario_files(paths: list[Path]) -> list[InputIssue]:
+    """Every problem of each scenario file, its topology and the references between them,
+    without building anything."""
+    issues: list[InputIssue] = []
+    for path in paths:
+        try:
+            load_scenario(path)
+        except (ScenarioError, TopologyError) as exc:
+            issues.extend(exc.issues)
+    return issues
+
+
 def load_scenario(path: Path, topology_override: Path | None = None) -> LoadedScenario:
     doc, issues = read_yaml_file(path)
     if issues:
