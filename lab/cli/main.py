@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+import argcomplete
 from rich.console import Console
 from rich.table import Table
 
@@ -278,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE.html")
     p.add_argument("--title")
     p.set_defaults(handler=cmd_report)
+    from lab.cli.completion import add_completion_command, attach_completers
+
+    add_completion_command(sub, fmt, _examples)
+    attach_completers(parser)
     return parser
 
 
@@ -304,7 +309,9 @@ def _interrupter(owner: int) -> Callable[[int, FrameType | None], None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers a shell's completion request, then exits
+    args = parser.parse_args(argv)
     handler: Handler = args.handler
     interrupt = _interrupter(os.getpid())
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
