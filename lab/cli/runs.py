@@ -15,6 +15,7 @@ from rich.table import Table
 from lab.atomicfile import write_atomic
 from lab.backend import BACKENDS, DEFAULT_BACKEND, backend_named
 from lab.cli.junit import junit_xml
+from lab.cli.runprogress import RunDisplay
 from lab.run.runner import RunOptions, run_scenario
 
 out = Console(highlight=False)
@@ -90,14 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          repeat=args.repeat, keep_lab=args.keep_lab, name=args.name,
                          runs_root=Path(args.runs))
     started = time.monotonic()
-    with err.status("starting", spinner="dots") as spinner:
-        def progress(message: str) -> None:
-            spinner.update(message)
-            if args.verbose:
-                err.log(message)
-
+    display = RunDisplay(err, quiet=args.quiet, verbose=args.verbose)
+    with display.live():
         backend = backend_named(args.backend) if args.backend else None
-        result = run_scenario(options, progress, backend=backend)
+        result = run_scenario(options, display.step, backend=backend, on_trial=display.trial)
     print_summary(result.summary, f"{result.summary.get('scenario')} on lab {result.lab!r}",
                   console)
     verdicts = result.summary.get("budgets", [])
@@ -176,6 +173,8 @@ def add_run_command(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any) 
     p.add_argument("--junit", metavar="FILE",
                    help="write the budgets' verdicts as JUnit XML (one test case each)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no live progress (for CI logs): each step is one plain line")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("compare", help="what got worse from a baseline run to a new one",

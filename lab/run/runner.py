@@ -24,7 +24,6 @@ from lab import __version__, pipeline
 from lab.backend import labs
 from lab.backend.processes import is_alive
 from lab.backend.protocol import Backend
-from lab.backend.ready import wait_ready
 from lab.backend.state import LabState, load_state, save_state
 from lab.errors import BackendError, LabError
 from lab.faults import FaultContext, apply_fault, undo_fault
@@ -49,6 +48,17 @@ class RunOptions:
     name: str | None = None
     runs_root: Path = Path("runs")
     ready_timeout_s: float = 150.0
+
+
+@dataclass(frozen=True)
+class TrialTiming:
+    """A trial as it starts: its place in the run and how long its timeline lasts (settle,
+    steps, tail; not the recovery wait after it), for progress displays."""
+
+    trial: int
+    trials: int
+    start_monotonic: float
+    planned_s: float
 
 
 @dataclass
@@ -87,7 +97,8 @@ class Recording:
 
 
 def run_scenario(options: RunOptions, progress: Progress, *, backend: Backend | None = None,
-                 measurement: type[Measurement] = Measurement) -> RunResult:
+                 measurement: type[Measurement] = Measurement,
+                 on_trial: Callable[[TrialTiming], None] | None = None) -> RunResult:
     """Play the scenario against its lab (brought up first when it does not run) and write
     the run directory. ``backend``: the lab's (default: the one its state names, or the
     default backend for a new lab); ``measurement``: what measures (NoMeasurement in unit
@@ -109,6 +120,10 @@ def run_scenario(options: RunOptions, progress: Progress, *, backend: Backend | 
         for trial in range(repeat):
             measure.settle()
             progress(f"trial {trial + 1}/{repeat}")
+            if on_trial is not None:
+                scenario = loaded.scenario
+                on_trial(TrialTiming(trial, repeat, time.monotonic(), (
+                    scenario.settle + loaded.timeline_ms + scenario.tail) / 1000))
             _run_trial(handle, loaded, recording, trial, progress, measure)
             if trial < repeat - 1:
                 _wait_recovered(handle, loaded, progress)
@@ -287,9 +302,9 @@ def _check_processes(handle: LabHandle, recording: Recording, trial: int,
 
 
 def _wait_recovered(handle: LabHandle, loaded: LoadedScenario, progress: Progress) -> None:
-    report = wait_ready(handle.backend, handle.state, handle.plan,
-                        loaded.scenario.recover_timeout / 1000,
-                        lambda m: progress(f"recovering: {m}"))
+    report = handle.backend.wait_ready(handle.state, handle.plan,
+                                       loaded.scenario.recover_timeout / 1000,
+                                       lambda m: progress(f"recovering: {m}"))
     if not report.ready:
         raise BackendError("the lab did not recover between trials:\n" + report.explain())
 
