@@ -160,3 +160,10 @@ def test_junit_has_one_case_per_verdict(tmp_path: Path) -> None:
     assert cases[0].get("name") == "step 0 node-crash east-c1/echo outage_ms max <= 1000"
     assert cases[0].find("failure") is not None and cases[1].find("failure") is None
     assert "no event" in (cases[2].find("failure").get("message") or "")  # type: ignore[union-attr]
+
+
+def test_detection_is_checked_once_per_event() -> None:
+    verdict, = evaluate([{"fault": "node-crash", "detection_ms": {"max": "<= 1000"}}],
+                        _summary([900.0, 950.0]))
+    assert verdict["pass"] and verdict["value"] == 700.0
+    assert verdict["client"] is None and verdict["step"] == 0

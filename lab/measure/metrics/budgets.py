@@ -7,11 +7,11 @@ trials::
     {fault: node-crash, client: us-c1, outage_ms: {p95: "<= 1500"}, tcp_broken: 0}
     {fault: site-drain, outage_ms: {max: "== 0"}, site_after: nyc}
 
-- figures: ``outage_ms``, ``lost_ms`` (the loss-derived outage), ``detection_ms``,
-  ``tcp_broken`` and ``rtt_after_ms``; a bound is a condition (``"<= 1500"``, ``"< 2"``,
-  ``"== 0"``, ``">= 10"``, ``"!= 0"``) or a number (meaning ``==``), either for every trial's
-  value, or per statistic over the trials (``median``, ``p95``, ``min``, ``max``: the
-  definitions of summary.json's ``aggregate``);
+- figures: ``outage_ms``, ``lost_ms`` (the loss-derived outage), ``tcp_broken`` and
+  ``rtt_after_ms`` per flow, ``detection_ms`` per event (its verdict names no client); a
+  bound is a condition (``"<= 1500"``, ``"< 2"``, ``"== 0"``, ``">= 10"``, ``"!= 0"``) or a
+  number (meaning ``==``), either for every trial's value, or per statistic over the trials
+  (``median``, ``p95``, ``min``, ``max``: the definitions of summary.json's ``aggregate``);
 - sites: ``site_after: SITE`` (the client lands there after the event, in every trial) and
   ``stays: true`` (it lands where it was before).
 
@@ -30,6 +30,7 @@ from typing import Any
 STATISTICS = ("median", "p95", "min", "max")
 FIGURES = {"outage_ms": "outage_ms", "lost_ms": "loss_derived_ms", "tcp_broken": "tcp_broken",
            "rtt_after_ms": "rtt_after_ms", "detection_ms": "detection_ms"}
+EVENT_FIGURES = frozenset({"detection_ms"})  # one value per event, not per flow
 SELECTORS = ("step", "fault", "client", "service")
 SITE_CHECKS = ("site_after", "stays")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -94,6 +95,17 @@ def _bounds(expect: Mapping[str, Any]) -> Iterator[tuple[str, str, str | float]]
             yield figure, "each", bound
 
 
+def _per_event(subjects: list[Subject], figure: str) -> list[Subject]:
+    """The subjects a figure is checked on: each flow, or one per event for a figure of the
+    event itself (detection)."""
+    if figure not in EVENT_FIGURES:
+        return subjects
+    first: dict[tuple[int, str], Subject] = {}
+    for subject in subjects:
+        first.setdefault(subject[:2], subject)
+    return list(first.values())
+
+
 def _statistic(values: Sequence[float], statistic: str) -> float:
     from lab.measure.metrics.summary import describe
 
@@ -156,8 +168,11 @@ def evaluate(expectations: Sequence[Mapping[str, Any]],
                                      "no event of a complete, valid trial matches"))
             continue
         for figure, statistic, bound in _bounds(expect):
-            found = [v for s in subjects
+            found = [v for s in _per_event(subjects, figure)
                      if (v := _check_figure(expect, s, samples[s], figure, statistic, bound))]
+            if figure in EVENT_FIGURES:  # one verdict per event: the flows share its value
+                for verdict in found:
+                    verdict["client"] = verdict["service"] = None
             verdicts += found or [_verdict(expect, None, figure, statistic, bound, None, False,
                                            f"{figure} has no value in the matching events")]
         sites = [v for s in subjects for v in _check_sites(expect, s, samples[s])]
