@@ -257,9 +257,14 @@ def _check_expectation(scenario: Scenario, expect: Expectation, parts: list[str 
         issues.append(unknown_issue(expect.service, services, "service", [*parts, "service"],
                                     doc))
     sites = [s.name for s in plan.sites]
-    if expect.site_after is not None and expect.site_after not in sites:
-        issues.append(unknown_issue(expect.site_after, sites, "site", [*parts, "site_after"],
-                                    doc))
+    wanted = [expect.site_after] if isinstance(expect.site_after, str) else (
+        expect.site_after or [])
+    for index, site in enumerate(wanted):
+        where: list[str | int] = [*parts, "site_after"]
+        if not isinstance(expect.site_after, str):
+            where.append(index)
+        if site not in sites:
+            issues.append(unknown_issue(site, sites, "site", where, doc))
     return issues
 
 

@@ -97,7 +97,7 @@ class Expectation(StrictModel):
     detection_ms: FigureBound | None = None
     tcp_broken: FigureBound | None = None
     rtt_after_ms: FigureBound | None = None
-    site_after: Name | None = None
+    site_after: Name | list[Name] | None = None
     stays: bool | None = None
     note: str = ""
 

@@ -167,3 +167,11 @@ def test_detection_is_checked_once_per_event() -> None:
                         _summary([900.0, 950.0]))
     assert verdict["pass"] and verdict["value"] == 700.0
     assert verdict["client"] is None and verdict["step"] == 0
+
+
+def test_site_after_may_name_several_sites() -> None:
+    moved = _summary([0.0, 0.0], after="gamma")
+    ok, = evaluate([{"client": "east-c1", "site_after": ["beta", "gamma"]}], moved)
+    assert ok["pass"] and ok["value"] == ["gamma", "gamma"]
+    wrong, = evaluate([{"client": "east-c1", "site_after": ["beta"]}], moved)
+    assert not wrong["pass"]

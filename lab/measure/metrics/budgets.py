@@ -12,7 +12,8 @@ trials::
   bound is a condition (``"<= 1500"``, ``"< 2"``, ``"== 0"``, ``">= 10"``, ``"!= 0"``) or a
   number (meaning ``==``), either for every trial's value, or per statistic over the trials
   (``median``, ``p95``, ``min``, ``max``: the definitions of summary.json's ``aggregate``);
-- sites: ``site_after: SITE`` (the client lands there after the event, in every trial) and
+- sites: ``site_after: SITE`` or ``[SITE, ...]`` (the client lands there, or on one of
+  them, after the event, in every trial) and
   ``stays: true`` (it lands where it was before).
 
 Each (selected event and flow, bound) gives one verdict; only complete and valid trials
@@ -147,9 +148,10 @@ def _check_sites(expect: Mapping[str, Any], subject: Subject,
         return
     site = expect.get("site_after")
     if site is not None:
+        allowed = [site] if isinstance(site, str) else list(site)
         after = [t.get("site_after") for t in trials]
         yield _verdict(expect, subject, "site_after", "each", site, after,
-                       all(a == site for a in after))
+                       all(a in allowed for a in after))
     if expect.get("stays"):
         pairs = [[t.get("site_before"), t.get("site_after")] for t in trials]
         yield _verdict(expect, subject, "stays", "each", True, pairs,
