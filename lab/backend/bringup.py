@@ -261,7 +261,8 @@ def zserv_socket(state: LabState, node: NodePlan) -> Path:
 
 
 def start_gobgpd(backend: NamespaceBackend, state: LabState, plan: LabPlan) -> None:
-    """After the links: gobgpd binds its sessions' local addresses."""
+    """After the links (gobgpd binds its sessions' local addresses), before the routers'
+    configuration: the leaves open the sessions to the nodes, which listen."""
     for node in plan.nodes:
         if node.speaker == "gobgp":
             files = NodeFiles(node_dir(state.directory, node.name))
@@ -271,14 +272,34 @@ def start_gobgpd(backend: NamespaceBackend, state: LabState, plan: LabPlan) -> N
     save_state(state)
 
 
+def listener_waves(plan: LabPlan, nodes: Sequence[NodePlan]) -> list[list[NodePlan]]:
+    """``nodes`` in waves: each after the peers it opens its sessions to (their listening
+    ends, ``SessionPlan.listener``), so that its first connection finds them configured; a
+    refused first try would wait a connect-retry interval."""
+    names = {n.name for n in nodes}
+    needs = {n.name: {s.listener for s in plan.sessions if n.name in (s.a, s.b)
+                      and s.listener != n.name and s.listener in names} for n in nodes}
+    waves: list[list[NodePlan]] = []
+    done: set[str] = set()
+    while len(done) < len(nodes):
+        wave = [n for n in nodes if n.name not in done and needs[n.name] <= done]
+        if not wave:  # a cycle (none in a planned lab): the rest at once
+            wave = [n for n in nodes if n.name not in done]
+        waves.append(wave)
+        done |= {n.name for n in wave}
+    return waves
+
+
 def configure_frr(state: LabState, plan: LabPlan) -> None:
-    """Load each router's boot configuration once all its daemons listen."""
+    """Load each router's boot configuration once all its daemons listen, in
+    ``listener_waves`` order."""
     sockets = [NodeFiles(node_dir(state.directory, n.name)).vty_socket(d)
                for n in frr_nodes(plan) for d in frr_daemons(n)]
     wait_for_sockets(sockets, state)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda files: daemons.apply_frr_config(files, files.boot_conf),
-                      [NodeFiles(node_dir(state.directory, n.name)) for n in frr_nodes(plan)]))
+        for wave in listener_waves(plan, frr_nodes(plan)):
+            list(pool.map(lambda files: daemons.apply_frr_config(files, files.boot_conf),
+                          [NodeFiles(node_dir(state.directory, n.name)) for n in wave]))
 
 
 def wait_for_sockets(sockets: list[Path], state: LabState) -> None:

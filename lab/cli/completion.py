@@ -58,7 +58,7 @@ def attach_completers(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    print(shellcode(["anylab"], shell=args.shell))
+    print(shellcode(["anylab"], True, args.shell))  # (executables, use_defaults, shell)
     return 0
 
 

@@ -126,11 +126,14 @@ class SessionPlan:
 
     @property
     def listener(self) -> str:
-        """The end that only listens (FRR ``neighbor X passive``): the upper end (transit, spine,
-        leaf; the first transit named on a WAN link). The other end alone opens the TCP
-        connection, so the two ends never open two at once: FRR 8.4 resolves such a collision
-        by closing a connection one end already counts as Established, a reset at start."""
-        return self.a
+        """The end that only listens (FRR ``neighbor X passive``, GoBGP ``passive-mode``); the
+        other end alone opens the TCP connection, so the two ends never open two at once:
+        FRR 8.4 resolves such a collision by closing a connection one end already counts as
+        Established, a reset at start. Between routers the upper end listens (transit, spine;
+        the first transit named on a WAN link); between a leaf and a cluster node, the node:
+        FRR opens a session the moment it is configured, while GoBGP waits 5-10 s before its
+        first try (its minimum connect-retry interval, randomised)."""
+        return self.b if self.kind == LinkKind.NODE else self.a
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,8 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
             "timers": {"config": {"connect-retry": timers.connect_retry_s,
                                   "hold-time": timers.hold_s,
                                   "keepalive-interval": timers.keepalive_s}},
-            "transport": {"config": {"local-address": str(local)}},
+            "transport": {"config": {"local-address": str(local),
+                                     "passive-mode": session.listener == node.name}},
             "afi-safis": [{"config": {"afi-safi-name": "ipv4-unicast"}}],
         })
     return {
