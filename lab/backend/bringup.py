@@ -29,6 +29,7 @@ from lab.backend.state import TOPOLOGY_COPY, LabPhase, LabState, ProcessRecord, 
 from lab.errors import BackendError, CommandError, ImpairmentError, LabError
 from lab.impair import DriverKind, ImpairmentDriver, LinkRequest, make_driver
 from lab.impair.model import Impairment, LinkEnd
+from lab.impair.netem import netem_available
 from lab.plan.model import LabPlan, LinkKind, LinkPlan, NodePlan, Role
 from lab.proc import Background
 from lab.render.configs import RenderedLab, frr_daemons
@@ -111,6 +112,14 @@ def impaired_links(plan: LabPlan) -> list[LinkPlan]:
     """WAN, uplink and access links go through the impairment layer, so their delay, loss and
     rate can be set from the file and changed at runtime."""
     return [link for link in plan.links if link.kind in IMPAIRED_KINDS]
+
+
+def emulated_links(driver_kind: str, scratch_netns: str) -> bool:
+    """Whether impaired links go through the link emulator: asked for (``userspace``), or
+    ``auto`` on a kernel without sch_netem (probed in namespace ``scratch_netns``)."""
+    if driver_kind in ("netem", "userspace"):
+        return driver_kind == "userspace"
+    return not netem_available(scratch_netns)
 
 
 def to_impairment(link: LinkPlan) -> Impairment:

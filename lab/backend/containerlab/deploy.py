@@ -25,7 +25,6 @@ from lab.backend.netns.names import EMULATOR_NODE
 from lab.backend.runtime_specs import node_dir, pod_dir
 from lab.backend.state import LabState, save_state
 from lab.errors import BackendError, CommandError
-from lab.impair.netem import netem_available
 from lab.plan.model import LabPlan, Role
 from lab.proc import run
 from lab.render.configs import RenderedLab
@@ -46,15 +45,6 @@ def deploy(backend: ContainerlabBackend, lab: str, plan: LabPlan, rendered: Rend
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,
                                   lambda state: _build(backend, state, plan, rendered,
                                                        progress))
-
-
-def emulated_links(lab: str, driver_kind: str) -> bool:
-    """Whether impaired links go through the link emulator (no sch_netem, or asked for)."""
-    if driver_kind == "netem":
-        return False
-    if driver_kind == "userspace":
-        return True
-    return not netem_available(f"{container_name(lab, EMULATOR_NODE)}-probe")
 
 
 def write_export(lab: str, plan: LabPlan, folder: Path, image_tags: dict[str, str],
@@ -79,7 +69,8 @@ def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
     lab = state.lab
     progress("node files and the containerlab topology")
     bringup.write_files(state, plan, rendered)
-    emulated = emulated_links(lab, state.impairment_driver)
+    emulated = bringup.emulated_links(state.impairment_driver,
+                                      f"{container_name(lab, EMULATOR_NODE)}-probe")
     state.impairment_driver = "userspace" if emulated else "netem"  # what the export has
     topology = write_export(lab, plan, state.directory, images.role_tags(),
                             PurePosixPath(state.directory), emulated)  # topology_path(lab)

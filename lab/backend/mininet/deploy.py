@@ -32,7 +32,6 @@ from lab.backend.processes import launch, tagged_pids
 from lab.backend.state import LabState, save_state
 from lab.backend.wiring import plan_wires
 from lab.errors import BackendError
-from lab.impair.netem import netem_available
 from lab.plan import naming
 from lab.plan.model import LabPlan, LinkPlan
 from lab.render.configs import RenderedLab
@@ -57,13 +56,6 @@ def deploy(backend: MininetBackend, lab: str, plan: LabPlan, rendered: RenderedL
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,
                                   lambda state: _build(backend, state, plan, rendered,
                                                        progress))
-
-
-def emulated_links(lab: str, driver_kind: str) -> bool:
-    """Whether impaired links go through the link emulator (no sch_netem, or asked for)."""
-    if driver_kind in ("netem", "userspace"):
-        return driver_kind == "userspace"
-    return not netem_available(netns_name(lab, "_probe"))
 
 
 def network_spec(lab: str, plan: LabPlan, emulated: bool) -> NetworkSpec:
@@ -96,9 +88,10 @@ def _shaping(link: LinkPlan) -> LinkShaping:
 def _build(backend: MininetBackend, state: LabState, plan: LabPlan, rendered: RenderedLab,
            progress: Progress) -> None:
     lab = state.lab
-    emulated = bool(bringup.impaired_links(plan)) and emulated_links(lab,
-                                                                      state.impairment_driver)
-    if bringup.impaired_links(plan):
+    impaired = bool(bringup.impaired_links(plan))
+    emulated = impaired and bringup.emulated_links(state.impairment_driver,
+                                                   netns_name(lab, "_probe"))
+    if impaired:
         state.impairment_driver = "userspace" if emulated else "netem"
     spec = network_spec(lab, plan, emulated)
     save_state(state)
