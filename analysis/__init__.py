@@ -34,6 +34,7 @@ from analysis.style import node_colors, save_figure, site_colors
 from analysis.tables import (
     compact_client_table,
     compact_event_table,
+    families_side_by_side,
     format_table,
     meta_rows,
     steps_table,
@@ -44,7 +45,8 @@ from analysis.tables import (
 __all__ = [
     "FaultEvent", "Phase", "Run", "RunError", "aggregate_table", "catchment", "catchment_table",
     "changes_table", "client_table", "compact_client_table", "compact_event_table",
-    "compare_outages", "control_plane", "event_table", "flow_table", "format_table",
+    "compare_outages", "control_plane", "event_table", "families_side_by_side", "flow_table",
+    "format_table",
     "labelled_client_table", "load_run", "load_runs", "meta_rows", "node_colors", "phases",
     "render_report", "rtt_cdf", "rtt_timeline", "run_labels", "save_figure", "site_colors",
     "steps_table", "timeline", "timeline_zooms", "timers_table", "to_html", "write_report",

@@ -17,8 +17,8 @@ def phases(run: Run, trial: int = 0) -> list[Phase]:
 
 
 def catchment_table(run: Run, trial: int = 0) -> pd.DataFrame:
-    """One row per phase, client and service: probes sent and the share answered by each
-    site (one column per site) and lost, each between 0 and 1."""
+    """One row per phase, client, service and family: probes sent and the share answered by
+    each site (one column per site) and lost, each between 0 and 1."""
     origin = run.origin_ns(trial)
     frames = []
     for phase in phases(run, trial):
@@ -26,7 +26,7 @@ def catchment_table(run: Run, trial: int = 0) -> pd.DataFrame:
         if probes.empty:
             continue
         answer = probes["site"].astype("object").where(~probes["lost"], LOST)
-        counts = pd.crosstab([probes["client"], probes["service"]], answer)
+        counts = pd.crosstab([probes["client"], probes["service"], probes["family"]], answer)
         counts = counts.reindex(columns=[*run.sites, LOST], fill_value=0)
         sent = counts.sum(axis=1)
         shares = counts.div(sent, axis=0)
@@ -37,11 +37,11 @@ def catchment_table(run: Run, trial: int = 0) -> pd.DataFrame:
         shares.insert(0, "phase", phase.name)
         frames.append(shares[shares["probes"] > 0])
     if not frames:
-        return pd.DataFrame(columns=["phase", "start_s", "end_s", "client", "service", "probes",
-                                     *run.sites, LOST])
+        return pd.DataFrame(columns=["phase", "start_s", "end_s", "client", "service", "family",
+                                     "probes", *run.sites, LOST])
     table = pd.concat(frames, ignore_index=True)
     table.columns.name = None
-    return table.astype({"client": "object", "service": "object"})
+    return table.astype({"client": "object", "service": "object", "family": "object"})
 
 
 __all__ = ["LOST", "catchment_table", "phases"]

@@ -1,6 +1,6 @@
 """Two runs figure by figure: what got worse from a baseline run to a new one.
 
-Rows of summary.json's ``aggregate`` are matched by (step, fault, client, service); each
+Rows of summary.json's ``aggregate`` are matched by (step, fault, client, service, family); each
 figure (``outage_ms``, ``loss_derived_ms``, ``detection_ms``, ``reversion_outage_ms``,
 ``tcp_broken``) is compared on its median and its p95. Larger is worse for every one of them.
 A figure got **worse** when the new value exceeds the baseline by more than the tolerance: a
@@ -22,7 +22,7 @@ from lab.errors import LabError
 
 FIGURES = ("outage_ms", "loss_derived_ms", "detection_ms", "reversion_outage_ms", "tcp_broken")
 STATISTICS = ("median", "p95")
-Key = tuple[int, str, str, str]
+Key = tuple[int, str, str, str, str]  # step, fault, client, service, family
 
 
 class CompareError(LabError):
@@ -35,6 +35,7 @@ class Difference:
     fault: str
     client: str
     service: str
+    family: str
     figure: str
     statistic: str
     base: float
@@ -77,8 +78,8 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def _rows(summary: Mapping[str, Any]) -> dict[Key, Mapping[str, Any]]:
-    return {(int(r["step"]), str(r["fault"]), str(r["client"]), str(r["service"])): r
-            for r in summary.get("aggregate", [])}
+    return {(int(r["step"]), str(r["fault"]), str(r["client"]), str(r["service"]),
+             str(r.get("family", "ipv4"))): r for r in summary.get("aggregate", [])}
 
 
 def _verdict(base: float, new: float, allowed: float) -> str:
@@ -93,8 +94,8 @@ def compare(base: Mapping[str, Any], new: Mapping[str, Any],
     base_rows, new_rows = _rows(base), _rows(new)
     common = sorted(set(base_rows) & set(new_rows))
     if not common:
-        raise CompareError("the runs have no (step, fault, client, service) in common: they "
-                           "measured different scenarios or labs")
+        raise CompareError("the runs have no (step, fault, client, service, family) in common: "
+                           "they measured different scenarios or labs")
     slack_ms = max(float(base.get("interval_ms", 1.0)), float(new.get("interval_ms", 1.0)))
     differences = []
     for key in common:

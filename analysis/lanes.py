@@ -1,5 +1,6 @@
-"""Probes reduced to what a figure can show: one row per lane (client, service, flow) and a
-fixed number of time buckets, about one per screen pixel.
+"""Probes reduced to what a figure can show: one row per lane (client, service, family, flow)
+and a fixed number of time buckets, about one per screen pixel. A lane group is named by its
+client and its service, IPv6 lanes as ``service (IPv6)``.
 
 A bucket takes the site that answered most of its probes; *lost* when at least half of them
 were lost; *some loss* when fewer were (so a single lost probe stays visible at any zoom without
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-LANE_KEYS = ["client", "service", "flow"]
+from analysis.run import FAMILIES, service_label
+
+LANE_KEYS = ["client", "service", "family", "flow"]
 
 
 @dataclass(frozen=True)
@@ -45,25 +48,31 @@ class LaneRaster:
 
 
 def lane_index(probes: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """Each probe's row number, and the rows (lanes) in client, service, flow order."""
+    """Each probe's row number, and the rows (lanes) in client, service, family, flow order."""
     n_services = max(len(probes["service"].cat.categories), 1)
+    n_families = len(FAMILIES)
     n_flows = int(probes["flow"].max()) + 1 if len(probes) else 1
-    key = ((probes["client"].cat.codes.to_numpy(np.int64) * n_services
-            + probes["service"].cat.codes.to_numpy(np.int64)) * n_flows
+    key = (((probes["client"].cat.codes.to_numpy(np.int64) * n_services
+             + probes["service"].cat.codes.to_numpy(np.int64)) * n_families
+            + probes["family"].cat.codes.to_numpy(np.int64)) * n_flows
            + probes["flow"].to_numpy(np.int64))
     unique, row = np.unique(key, return_inverse=True)
     clients = probes["client"].cat.categories
     services = probes["service"].cat.categories
-    rows = pd.DataFrame({"client": [str(clients[k // (n_services * n_flows)]) for k in unique],
-                         "service": [str(services[(k // n_flows) % n_services])
+    per_client = n_services * n_families * n_flows
+    rows = pd.DataFrame({"client": [str(clients[k // per_client]) for k in unique],
+                         "service": [str(services[(k // (n_families * n_flows)) % n_services])
                                      for k in unique],
+                         "family": [FAMILIES[(k // n_flows) % n_families] for k in unique],
                          "flow": [int(k % n_flows) for k in unique]})
     return row, rows
 
 
 def lane_groups(rows: pd.DataFrame) -> list[tuple[str, str, int, int]]:
+    """(client, service label, first row, rows) per band of lanes."""
     groups: list[tuple[str, str, int, int]] = []
-    for i, (client, service) in enumerate(zip(rows["client"], rows["service"], strict=True)):
+    labels = [service_label(s, f) for s, f in zip(rows["service"], rows["family"], strict=True)]
+    for i, (client, service) in enumerate(zip(rows["client"], labels, strict=True)):
         if groups and groups[-1][:2] == (client, service):
             c, s, first, n = groups[-1]
             groups[-1] = (c, s, first, n + 1)
@@ -118,13 +127,14 @@ def _fill_gaps(codes: np.ndarray, nodata: int, max_gap: int) -> None:
 
 def bucket_medians(probes: pd.DataFrame, start_ns: int, end_ns: int,
                    buckets: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The RTT figure's points: median RTT per client, service, bucket and answering site
-    (all flows together), and the share of probes lost per client, service and bucket (where
-    any was). Both carry the bucket's middle instant as ``t_ns``."""
+    """The RTT figure's points: median RTT per client, service (IPv6 as ``service (IPv6)``),
+    bucket and answering site (all flows together), and the share of probes lost per client,
+    service and bucket (where any was). Both carry the bucket's middle instant as ``t_ns``."""
     sub = probes[(probes["send_ns"] >= start_ns) & (probes["send_ns"] < end_ns)]
     width = end_ns - start_ns
     bucket = (sub["send_ns"].to_numpy() - start_ns) * buckets // width
-    frame = pd.DataFrame({"client": sub["client"].array, "service": sub["service"].array,
+    labels = [service_label(s, f) for s, f in zip(sub["service"], sub["family"], strict=True)]
+    frame = pd.DataFrame({"client": sub["client"].array, "service": labels,
                           "bucket": bucket, "site": sub["site"].array,
                           "rtt_ms": sub["rtt_ms"].to_numpy(), "lost": sub["lost"].to_numpy()})
     grouped = frame.groupby(["client", "service", "bucket", "site"], observed=True)

@@ -1,4 +1,4 @@
-"""Convergence figures per event, client and service, for tables, plots and reports.
+"""Convergence figures per event, client, service and family, for tables, plots and reports.
 
 Every figure is computed by ``lab.measure.metrics`` (the code that writes summary.json), on
 the windows of ``analysis.actions``, so a table here and summary.json give the same value for
@@ -20,8 +20,9 @@ RFC 6412 / RFC 7747 terms):
 - **TCP flows broken**: ``flow_broken`` events of the client's TCP flows to the service in
   the window (``tcp_flows`` says how many flows it runs).
 
-A client sends one probe stream per flow (source port), each hashed on its own path. Per flow
-every figure is exact; per client and service the figures are those of the worst flow
+A client sends one probe stream per flow (source port) and family, each hashed on its own
+path. Per flow every figure is exact; per client, service and family (a dual-stack service's
+IPv4 and IPv6 VIPs are measured apart) the figures are those of the worst flow
 (largest outage, then most lost), ``lost_total`` sums the flows and ``flows_hit`` counts the
 flows that lost anything. Every figure has the resolution of the probe interval.
 """
@@ -42,12 +43,13 @@ from lab.measure.metrics.summary import control_plane
 from lab.measure.metrics.summary import detection as first_detection
 from lab.measure.metrics.summary import fib_changes as fib_changes_in
 
-CLIENT_KEYS = ["client", "service"]
-FLOW_COLUMNS = ["client", "service", "flow", "probes", "lost", "loss_derived_ms", "outage_ms",
-                "recovered", "site_before", "site_after", "flip_ns", "rtt_before_ms",
+CLIENT_KEYS = ["client", "service", "family"]
+FLOW_COLUMNS = ["client", "service", "family", "flow", "probes", "lost", "loss_derived_ms",
+                "outage_ms", "recovered", "site_before", "site_after", "flip_ns", "rtt_before_ms",
                 "rtt_after_ms", "node_before", "node_after", "first_loss_ns", "last_loss_ns"]
 # every frame of a client table has these dtypes, so that tables concatenate cleanly
-CLIENT_DTYPES = {"client": "object", "service": "object", "flows": "int64", "flows_hit": "int64",
+CLIENT_DTYPES = {"client": "object", "service": "object", "family": "object",
+                 "flows": "int64", "flows_hit": "int64",
                  "lost": "int64", "lost_total": "int64", "loss_derived_ms": "float64",
                  "outage_ms": "float64", "recovered": "object", "site_before": "object",
                  "site_after": "object", "flip_ns": "Int64", "rtt_before_ms": "float64",
@@ -68,9 +70,9 @@ def _trial_records(run: Run, trial: int) -> list[Mapping[str, Any]]:
 
 
 def flow_table(run: Run, action: FaultEvent) -> pd.DataFrame:
-    """One row per client, service and flow for one action's window."""
+    """One row per client, service, family and flow for one action's window."""
     streams = _streams(run, action.trial)
-    rows = [{"client": f.client, "service": f.service,
+    rows = [{"client": f.client, "service": f.service, "family": f.family,
              **flow_figures(f, streams.sites, action.window, run.interval_ms,
                             nodes=streams.nodes)} for f in streams.flows]
     return pd.DataFrame(rows, columns=FLOW_COLUMNS)
@@ -83,7 +85,8 @@ def _client_probe_rows(run: Run, action: FaultEvent) -> pd.DataFrame:
     for entry in entries:
         flows = entry.get("flows") or ([entry] if entry.get("probes") else [])
         rows.append({
-            "client": entry["client"], "service": entry["service"], "flows": len(flows),
+            "client": entry["client"], "service": entry["service"],
+            "family": entry["family"], "flows": len(flows),
             "flows_hit": sum(f["lost"] > 0 for f in flows), "lost": entry["lost"],
             "lost_total": sum(f["lost"] for f in flows),
             **{key: entry[key] for key in (
@@ -97,11 +100,13 @@ def _client_probe_rows(run: Run, action: FaultEvent) -> pd.DataFrame:
 
 
 def _tcp_lanes(run: Run, trial: int | None = None) -> pd.DataFrame:
-    """The client/services with TCP flows, and how many flows each (in a trial, or in any)."""
+    """The client/service/families with TCP flows, and how many flows each (in a trial, or in
+    any)."""
     ev = run.events
     if not {"client", "service", "flow"} <= set(ev.columns):
-        return pd.DataFrame({"client": [], "service": [], "tcp_flows": []})
+        return pd.DataFrame({"client": [], "service": [], "family": [], "tcp_flows": []})
     tcp = ev[(ev["source"] == "tcp") & ((ev["trial"] == trial) if trial is not None else True)]
+    tcp = tcp.assign(family=tcp["family"].fillna("ipv4") if "family" in tcp else "ipv4")
     counts = tcp.dropna(subset=CLIENT_KEYS).groupby(CLIENT_KEYS)["flow"].nunique()
     return counts.rename("tcp_flows").reset_index()
 
@@ -110,7 +115,7 @@ _CACHE: WeakKeyDictionary[Run, dict[FaultEvent, pd.DataFrame]] = WeakKeyDictiona
 
 
 def action_client_table(run: Run, action: FaultEvent) -> pd.DataFrame:
-    """One row per client and service for one action (probe figures and TCP flows).
+    """One row per client, service and family for one action (probe figures and TCP flows).
     Computed once per run and action (runs are immutable); callers get a copy."""
     cached = _CACHE.setdefault(run, {})
     if action not in cached:
@@ -121,8 +126,8 @@ def action_client_table(run: Run, action: FaultEvent) -> pd.DataFrame:
 def _action_client_table(run: Run, action: FaultEvent) -> pd.DataFrame:
     rows = _client_probe_rows(run, action)
     flows = _tcp_lanes(run, action.trial).set_index(CLIENT_KEYS)["tcp_flows"]
-    rows["tcp_flows"] = [int(flows.get((c, s), 0)) for c, s in
-                         zip(rows["client"], rows["service"], strict=True)]
+    rows["tcp_flows"] = [int(flows.get((c, s, f), 0)) for c, s, f in
+                         zip(rows["client"], rows["service"], rows["family"], strict=True)]
     rows["resolution_ms"] = run.interval_ms
     rows["flip_ms"] = (rows["flip_ns"] - action.t_ns) / NS_PER_MS if len(rows) else []
     rows.insert(0, "target", action.target)
@@ -137,21 +142,22 @@ def _action_client_table(run: Run, action: FaultEvent) -> pd.DataFrame:
 def _order_clients(run: Run, rows: pd.DataFrame) -> pd.DataFrame:
     client_order = {c: i for i, c in enumerate(run.clients)}
     service_order = {s: i for i, s in enumerate(run.services)}
-    key = [client_order.get(c, len(client_order)) * 1000 + service_order.get(s, 999)
-           for c, s in zip(rows["client"], rows["service"], strict=True)]
+    key = [(client_order.get(c, len(client_order)) * 1000 + service_order.get(s, 999)) * 2
+           + (f == "ipv6") for c, s, f in
+           zip(rows["client"], rows["service"], rows["family"], strict=True)]
     return rows.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
 
 
 CLIENT_COLUMNS = ["run", "trial", "step", "phase", "fault", "target", "client", "service",
-                  "flows", "flows_hit", "lost", "lost_total", "loss_derived_ms", "outage_ms",
-                  "recovered", "resolution_ms", "site_before", "site_after", "flip_ns",
-                  "flip_ms", "rtt_before_ms", "rtt_after_ms", "tcp_flows", "tcp_broken"]
+                  "family", "flows", "flows_hit", "lost", "lost_total", "loss_derived_ms",
+                  "outage_ms", "recovered", "resolution_ms", "site_before", "site_after",
+                  "flip_ns", "flip_ms", "rtt_before_ms", "rtt_after_ms", "tcp_flows", "tcp_broken"]
 
 
 def client_table(run: Run, *, phases: Sequence[str] = ("fault", "undo"),
                  trial: int | None = None) -> pd.DataFrame:
-    """Per action (fault and/or undo), client and service: outages, sites, flip, RTT and TCP
-    flows broken, for every trial (or one)."""
+    """Per action (fault and/or undo), client, service and family: outages, sites, flip, RTT
+    and TCP flows broken, for every trial (or one)."""
     frames = [action_client_table(run, a) for a in run.actions
               if a.kind in phases and (trial is None or a.trial == trial)]
     if not frames:
@@ -223,11 +229,11 @@ def labelled_client_table(runs: Sequence[Run], *, phase: str = "fault",
 def aggregate_table(runs: Run | Sequence[Run], *, metric: str = "outage_ms",
                     phase: str = "fault", labels: Sequence[str] | None = None) -> pd.DataFrame:
     """Over trials: n, median, p95, IQR, min and max of a per-client figure, per run (label),
-    step, fault, client and service."""
+    step, fault, client, service and family."""
     run_list = [runs] if isinstance(runs, Run) else list(runs)
     data = labelled_client_table(run_list, phase=phase, labels=labels)
     data = data[data[metric].notna()]
-    keys = ["run", "step", "fault", "client", "service"]
+    keys = ["run", "step", "fault", "client", "service", "family"]
     if data.empty:
         return pd.DataFrame(columns=[*keys, "n", "median", "p95", "iqr", "min", "max"])
     values = data[metric].astype(float).groupby([data[k] for k in keys], sort=False)

@@ -21,6 +21,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from analysis import figures
+from analysis.actions import FaultEvent
 from analysis.catchment import catchment_table
 from analysis.metrics import (
     aggregate_table,
@@ -35,6 +36,7 @@ from analysis.tables import (
     HIDDEN,
     compact_client_table,
     compact_event_table,
+    families_side_by_side,
     meta_rows,
     steps_table,
     text_table_html,
@@ -150,6 +152,13 @@ def _run_tables(run: Run) -> list[Block]:
                     f"of its window; flip: first answer from another site. Resolution "
                     f"{run.interval_ms:g} ms.",
                     compact_client_table(client_table(run, phases=("fault",))))]
+    if len(run.families) > 1:
+        blocks.append(_text_table(
+            "IPv4 and IPv6 side by side", "Per client and dual-stack service, the same "
+            "figures for each family: the outage of the worst flow, where the client lands "
+            "(before \u2192 after the fault) and the median RTT. The two families have their "
+            "own sessions and routes, so they may land and converge differently.",
+            families_side_by_side(client_table(run, phases=("fault",)))))
     if len(run.trials) > 1:
         blocks.append(_table("Outage over trials", "Rate-derived outage (ms) per client: "
                              "median, 95th percentile and interquartile range over trials.",
@@ -189,13 +198,17 @@ def _run_figures(run: Run) -> list[Block]:
         _figure("Round-trip time", "Median RTT per time bucket, coloured by the answering "
                 "site; black ticks mark buckets with lost probes, as tall as the share lost.",
                 lambda: figures.rtt_timeline(run, trial=trial)),
-        _figure("RTT before and after", "RTT distribution in the second before the first "
-                "fault and in the last second of its window.",
-                lambda: figures.rtt_cdf(run, first)),
+        *(_rtt_cdf_figure(run, first, family) for family in run.families),
         _figure("Catchment", "Share of probes answered by each site, per phase.",
                 lambda: figures.catchment(run, trial=trial)),
         _figure("Control plane", "Next hops of each service prefix in the routers whose FIB "
                 "changed.", lambda: figures.control_plane(run, trial=trial))]
+
+
+def _rtt_cdf_figure(run: Run, first: FaultEvent | None, family: str) -> ReportFigure:
+    return _figure(f"RTT before and after{' (IPv6)' if family == 'ipv6' else ''}",
+                   "RTT distribution in the second before the first fault and in the last "
+                   "second of its window.", lambda: figures.rtt_cdf(run, first, family=family))
 
 
 def run_section(run: Run, anchor: str) -> Section:

@@ -8,6 +8,7 @@ column). Problems with the files raise :class:`RunError`, never a bare ``KeyErro
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,16 @@ RUN_FILES = ("run.json", "events.jsonl", "probes.parquet", "routes.parquet", "su
 OPTIONAL_WHEN_INCOMPLETE = ("events.jsonl", "routes.parquet", "summary.json")
 PROBE_COLUMNS = ("trial", "client", "service", "flow", "seq", "send_ns", "recv_ns", "rtt_ms",
                  "site", "cluster", "node", "pod")
+# "family" (ipv4, ipv6) came with dual-stack labs: a run recorded before has IPv4 only
+FAMILIES = ("ipv4", "ipv6")
 PROBE_NAMES = ("client", "service", "site", "cluster", "node", "pod")
 ROUTE_COLUMNS = ("trial", "t_ns", "router", "prefix", "action", "nexthops", "n_nexthops")
 EVENT_KEYS = ("t_ns", "trial", "source", "kind")
+
+
+def service_label(service: str, family: str) -> str:
+    """How tables and figures name what a client probed: ``dns``, or ``dns (IPv6)``."""
+    return f"{service} (IPv6)" if family == "ipv6" else str(service)
 
 
 class RunError(LabError):
@@ -103,6 +111,12 @@ class Run:
         return [str(s) for s in self.probes["service"].cat.categories]
 
     @property
+    def families(self) -> list[str]:
+        """The address families probed (IPv4 first)."""
+        return [str(f) for f in self.probes["family"].cat.categories
+                if (self.probes["family"] == f).any()]
+
+    @property
     def sites(self) -> list[str]:
         """Every site of the lab (from the topology), sorted, plus any seen in the probes."""
         return [str(s) for s in self.probes["site"].cat.categories]
@@ -122,10 +136,17 @@ class Run:
 
     @property
     def service_prefixes(self) -> dict[str, str]:
-        """Prefix (``192.0.2.53/32``) -> service name, from the topology document."""
+        """Prefix (``192.0.2.53/32``, ``2001:db8:53::53/128``) -> service name, from the
+        topology document."""
         document = self.meta.get("topology", {}).get("document") or {}
-        return {f"{s['vip']}/32": str(s["name"]) for s in document.get("services", [])
-                if isinstance(s, Mapping) and "vip" in s and "name" in s}
+        prefixes = {}
+        for service in document.get("services", []):
+            if not isinstance(service, Mapping) or "name" not in service:
+                continue
+            for key in ("vip", "vip6"):
+                if service.get(key):
+                    prefixes[str(ipaddress.ip_network(service[key]))] = str(service["name"])
+        return prefixes
 
     # ------------------------------------------------------------------ events and time
     @cached_property
@@ -262,7 +283,8 @@ def _topology_sites(meta: Mapping[str, Any]) -> list[str]:
     return sorted(str(s["name"]) for s in sites if isinstance(s, Mapping) and "name" in s)
 
 
-def _read_table(path: Path, columns: Sequence[str]) -> pa.Table:
+def _read_table(path: Path, columns: Sequence[str], optional: Sequence[str] = ()) -> pa.Table:
+    """The table's ``columns`` (all required) and those of ``optional`` it has."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
@@ -271,7 +293,7 @@ def _read_table(path: Path, columns: Sequence[str]) -> pa.Table:
     if absent:
         raise RunError(f"{path}: missing column{'s' if len(absent) > 1 else ''} "
                        f"{', '.join(absent)} (see docs/run-format.md)")
-    return table.select(list(columns))
+    return table.select([*columns, *(c for c in optional if c in table.column_names)])
 
 
 def _ordered_categories(values: pd.Series, declared: Iterable[str],
@@ -288,8 +310,9 @@ def _ordered_categories(values: pd.Series, declared: Iterable[str],
 
 def read_probes(path: Path, clients: Iterable[str] = (), services: Iterable[str] = (),
                 sites: Iterable[str] = ()) -> pd.DataFrame:
-    """probes.parquet as a DataFrame sorted by trial, client, service, flow and send time."""
-    table = _read_table(path, PROBE_COLUMNS)
+    """probes.parquet as a DataFrame sorted by trial, client, service, family, flow and send
+    time."""
+    table = _read_table(path, PROBE_COLUMNS, optional=("family",))
     try:
         frame: pd.DataFrame = table.to_pandas(strings_to_categorical=True)
         frame["recv_ns"] = table.column("recv_ns").cast(pa.int64()).to_pandas(
@@ -300,11 +323,15 @@ def read_probes(path: Path, clients: Iterable[str] = (), services: Iterable[str]
         raise RunError(f"{path}: a column has the wrong type: {exc}") from exc
     frame["client"] = _ordered_categories(frame["client"], clients)
     frame["service"] = _ordered_categories(frame["service"], services)
+    family = frame.pop("family").astype(object) if "family" in frame else "ipv4"
+    frame.insert(list(frame.columns).index("service") + 1, "family",
+                 pd.Series(family, index=frame.index).astype(pd.CategoricalDtype(list(FAMILIES))))
     frame["site"] = _ordered_categories(frame["site"], sites, sort=True)
     for name in ("cluster", "node", "pod"):
         frame[name] = _ordered_categories(frame[name], (), sort=True)
     frame["lost"] = frame["rtt_ms"].isna().to_numpy()
-    frame = frame.sort_values(["trial", "client", "service", "flow", "send_ns"], kind="stable")
+    frame = frame.sort_values(["trial", "client", "service", "family", "flow", "send_ns"],
+                              kind="stable")
     return frame.reset_index(drop=True)
 
 

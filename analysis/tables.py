@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.run import Run
+from analysis.run import Run, service_label
 
 MISSING = "\u2014"  # em dash
 HIDDEN = ("flip_ns", "t_ns", "recovered_ns", "last_lost_ns", "resolution_ms")
@@ -161,7 +161,9 @@ def compact_client_table(table: pd.DataFrame) -> pd.DataFrame:
     for name in _varying(table, ["run", "trial", "phase", "fault"]):
         out[name] = table[name].astype(str)
     out["client"] = table["client"].astype(str)
-    out["service"] = table["service"].astype(str)
+    families = table["family"] if "family" in table else ["ipv4"] * len(table)
+    out["service"] = [service_label(str(s), str(f))
+                      for s, f in zip(table["service"], families, strict=True)]
     out["flows hit"] = [MISSING if _is_missing(n) else f"{int(h)} of {int(n)}"
                         for h, n in zip(table["flows_hit"], table["flows"], strict=True)]
     out["lost"] = [MISSING if _is_missing(v) else str(int(v)) for v in table["lost"]]
@@ -177,6 +179,33 @@ def compact_client_table(table: pd.DataFrame) -> pd.DataFrame:
                          for b, n in zip(table["tcp_broken"].fillna(0), table["tcp_flows"],
                                          strict=True)]
     return out.reset_index(drop=True)
+
+
+def families_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`analysis.metrics.client_table` of a dual-stack run as display text, one row per
+    action, client and service with its IPv4 and IPv6 figures next to each other: outage,
+    where the client lands (before -> after) and RTT. Empty when the run has one family."""
+    if "family" not in table or table["family"].nunique() < 2:
+        return pd.DataFrame()
+    keys = [k for k in ("run", "trial", "phase", "fault", "target", "client", "service")
+            if k in table]
+    shown = [*_varying(table, ["run", "trial", "phase", "fault"]), "client", "service"]
+    rows = []
+    for key, group in table.groupby(keys, sort=False, dropna=False):
+        by_family = {str(r["family"]): r for _, r in group.iterrows()}
+        row = {name: str(value) for name, value in zip(keys, key, strict=True)
+               if name in shown}
+        for family, name in (("ipv4", "IPv4"), ("ipv6", "IPv6")):
+            r = by_family.get(family)
+            ok = r is None or r["recovered"] is True or _is_missing(r["recovered"])
+            row[f"outage {name} (ms)"] = MISSING if r is None else _ms(
+                r["outage_ms"], "" if ok else "\u2265 ")
+            row[f"site {name}"] = MISSING if r is None else _arrow(r["site_before"],
+                                                                   r["site_after"])
+            row[f"RTT {name} (ms)"] = MISSING if r is None else _arrow(
+                r["rtt_before_ms"], r["rtt_after_ms"], "{:.1f}")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def compact_event_table(events: pd.DataFrame) -> pd.DataFrame:
@@ -208,6 +237,7 @@ def text_table_html(frame: pd.DataFrame, classes: str = "table") -> str:
     return frame.to_html(index=False, escape=True, classes=classes, border=0)
 
 
-__all__ = ["column_label", "compact_client_table", "compact_event_table", "format_table",
+__all__ = ["column_label", "compact_client_table", "compact_event_table",
+           "families_side_by_side", "format_table",
            "format_value", "meta_rows", "steps_table", "text_table_html", "timers_table",
            "to_html"]

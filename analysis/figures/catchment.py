@@ -10,7 +10,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from analysis.catchment import LOST, catchment_table
-from analysis.run import Run
+from analysis.run import Run, service_label
 from analysis.style import LOST_COLOR, empty_figure, new_figure, site_colors
 
 MAX_COLUMNS = 3
@@ -64,6 +64,8 @@ def catchment(run: Run, *, trial: int = 0) -> Figure:
     columns = [*run.sites, LOST]
     colors = [*(palette[s] for s in run.sites), LOST_COLOR]
     names = list(dict.fromkeys(table["phase"]))
+    table = table.assign(service=[service_label(s, f) for s, f in
+                                  zip(table["service"], table["family"], strict=True)])
     single_service = table["service"].nunique() == 1
     ncols = min(MAX_COLUMNS, len(names))
     nrows = -(-len(names) // ncols)
@@ -72,7 +74,8 @@ def catchment(run: Run, *, trial: int = 0) -> Figure:
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, name in enumerate(names):
         ax = axes[k // ncols][k % ncols]
-        rows = lanes.merge(table[table["phase"] == name], how="left").fillna(
+        rows = lanes.merge(table[table["phase"] == name].drop(columns="family"),
+                           how="left").fillna(
             dict.fromkeys(columns, 0.0))
         labels = [c if single_service else f"{c} {s}"
                   for c, s in zip(rows["client"], rows["service"], strict=True)]

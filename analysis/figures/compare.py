@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from analysis.metrics import labelled_client_table
-from analysis.run import Run
+from analysis.run import Run, service_label
 from analysis.style import empty_figure, new_figure, run_colors
 
 METRIC_NAMES = {"outage_ms": "rate-derived outage", "loss_derived_ms": "loss-derived outage",
@@ -59,7 +59,7 @@ def compare_outages(runs: Sequence[Run], *, metric: str = "outage_ms", phase: st
                     labels: Sequence[str] | None = None,
                     clients: Sequence[str] | None = None) -> Figure:
     """One group per client, one box (5th-95th percentile whiskers) and strip of trials per
-    run, a panel per probed service."""
+    run, a panel per probed service and family."""
     data = comparison_data(runs, metric=metric, phase=phase, labels=labels)
     what = METRIC_NAMES.get(metric, metric)
     title = f"{what[:1].upper()}{what[1:]} per client, by run"
@@ -70,6 +70,9 @@ def compare_outages(runs: Sequence[Run], *, metric: str = "outage_ms", phase: st
     order = list(dict.fromkeys(c for run in runs for c in run.clients))
     wanted = [c for c in order if (clients is None or c in clients)
               and c in set(data["client"])]
+    # a panel per service and family (IPv6 as "service (IPv6)")
+    data = data.assign(service=[service_label(s, f) for s, f in
+                                zip(data["service"], data["family"], strict=True)])
     services = list(dict.fromkeys(data["service"]))
     unit, scale = _unit(metric, data[metric])
     fig = new_figure(3.6 * len(services) + 1.0)

@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 
 from analysis.actions import FaultEvent
 from analysis.lanes import bucket_medians
-from analysis.run import NS_PER_S, Run
+from analysis.run import NS_PER_S, Run, service_label
 from analysis.style import (
     LOST_COLOR,
     TimeAxis,
@@ -63,13 +63,15 @@ def rtt_timeline(run: Run, *, trial: int = 0, around: FaultEvent | None = None,
                  window_s: float = 3.0, clients: Sequence[str] | None = None,
                  services: Sequence[str] | None = None) -> Figure:
     """Median RTT per time bucket (about 2 px wide) for each client (rows) and probed
-    service (columns), coloured by the answering site; black ticks mark buckets with loss."""
+    service (columns; a dual-stack service's IPv4 and IPv6 side by side), coloured by the
+    answering site; black ticks mark buckets with loss."""
     trial = around.trial if around is not None else trial
     lo, hi, axis = _window(run, trial, around, window_s)
     probes = run.trial_probes(trial)
     wanted_clients = [c for c in run.clients if clients is None or c in clients]
-    wanted_services = [s for s in run.services if (services is None or s in services)
-                       and (probes["service"] == s).any()]
+    wanted_services = [service_label(s, f) for s in run.services for f in run.families
+                       if (services is None or s in services)
+                       and ((probes["service"] == s) & (probes["family"] == f)).any()]
     title = f"Round-trip time per client - {run.label}, trial {trial}"
     if probes.empty or not wanted_services:
         return empty_figure(title, "no probes in this trial")
@@ -115,15 +117,17 @@ def _majority(frame: pd.DataFrame) -> str | None:
 
 
 def rtt_cdf(run: Run, event: FaultEvent | None = None, *, service: str | None = None,
-            window_s: float = 1.0, clients: Sequence[str] | None = None) -> Figure:
-    """Per client, the RTT distribution in the ``window_s`` seconds before an action
-    (solid) and before its window ends (dashed: the state it converged to), coloured by the
-    site that answered most of each."""
+            window_s: float = 1.0, clients: Sequence[str] | None = None,
+            family: str = "ipv4") -> Figure:
+    """Per client, the RTT distribution of one service and family in the ``window_s`` seconds
+    before an action (solid) and before its window ends (dashed: the state it converged to),
+    coloured by the site that answered most of each."""
     event = event or (run.fault_events[0] if run.fault_events else None)
     title = f"RTT before and after - {run.label}"
     if event is None:
         return empty_figure(title, "no fault in this run")
     probes = run.trial_probes(event.trial)
+    probes = probes[probes["family"] == family]
     probed = [s for s in run.services if (probes["service"] == s).any()]
     service = service or (probed[0] if probed else None)
     wanted = [c for c in run.clients if clients is None or c in clients]
@@ -153,7 +157,8 @@ def rtt_cdf(run: Run, event: FaultEvent | None = None, *, service: str | None = 
                *site_handles(colors, lost=False)]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False,
                fontsize=9)
-    fig.suptitle(f"{service} RTT before and after {event.label} - {run.label}, "
+    fig.suptitle(f"{service_label(service, family)} RTT before and after {event.label} - "
+                 f"{run.label}, "
                  f"trial {event.trial}", fontsize=12)
     return fig
 

@@ -116,16 +116,27 @@ def daemon_json(files: NodeFiles, daemon: str, command: str) -> Any:
         raise BackendError(f"{daemon} in {files.directory}: {command!r}: {exc}") from exc
 
 
+def bgp_summaries(files: NodeFiles) -> dict[str, dict[str, Any]]:
+    """Address family (``ipv4Unicast``, ``ipv6Unicast``) -> bgpd's summary of it: one query
+    for both families (a family appears once a peer is active in it)."""
+    data = daemon_json(files, "bgpd", "show bgp summary json")
+    if not isinstance(data, dict):
+        return {}
+    return {family: summary for family, summary in data.items() if isinstance(summary, dict)}
+
+
+def _peers(files: NodeFiles) -> dict[str, dict[str, Any]]:
+    """Peer address -> its summary entry, over every family."""
+    return {address: info for summary in bgp_summaries(files).values()
+            for address, info in summary.get("peers", {}).items()}
+
+
 def bgp_peer_uptimes_ms(files: NodeFiles) -> dict[str, int | None]:
     """Peer address -> milliseconds the session has been Established (None when it is not)."""
-    data = daemon_json(files, "bgpd", "show bgp ipv4 unicast summary json")
-    peers = data.get("peers", {}) if isinstance(data, dict) else {}
     return {address: int(info.get("peerUptimeMsec", 0)) if info.get("state") == "Established"
-            else None for address, info in peers.items()}
+            else None for address, info in _peers(files).items()}
 
 
 def bgp_peer_states(files: NodeFiles) -> dict[str, str]:
     """Peer address -> BGP state, as the router's bgpd sees it."""
-    data = daemon_json(files, "bgpd", "show bgp ipv4 unicast summary json")
-    peers = data.get("peers", {}) if isinstance(data, dict) else {}
-    return {address: str(info.get("state", "?")) for address, info in peers.items()}
+    return {address: str(info.get("state", "?")) for address, info in _peers(files).items()}

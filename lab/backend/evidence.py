@@ -41,8 +41,9 @@ DEFAULT_ROOT = Path("/var/tmp/anylab/evidence")
 README = "README.txt"
 # what each FRR daemon is asked (through its own vty socket)
 ROUTER_QUERIES = {
-    "zebra": ["show interface brief", "show ip route", "show ip nht"],
-    "bgpd": ["show bgp summary", "show bgp neighbors", "show bgp ipv4 unicast"],
+    "zebra": ["show interface brief", "show ip route", "show ipv6 route", "show ip nht"],
+    "bgpd": ["show bgp summary", "show bgp neighbors", "show bgp ipv4 unicast",
+             "show bgp ipv6 unicast"],
     "bfdd": ["show bfd peers"],
 }
 QUERY_TIMEOUT_S = 3.0  # a daemon that is stopped or stuck must not hold the evidence up

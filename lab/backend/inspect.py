@@ -25,7 +25,7 @@ from lab.backend.state import LabState
 from lab.errors import BackendError
 from lab.netns import socket_at
 from lab.plan import naming
-from lab.plan.model import LabPlan, NodePlan, Role, ServicePlan, SessionPlan
+from lab.plan.model import IPV4, Family, LabPlan, NodePlan, Role, ServicePlan, SessionPlan
 from lab.render.configs import frr_daemons
 
 if TYPE_CHECKING:
@@ -56,6 +56,20 @@ class ClientAnswer:
     pod: str | None
     rtt_ms: float | None
     error: str | None = None
+    family: Family = IPV4
+
+    @property
+    def target(self) -> str:
+        """'service' or, for IPv6, 'service (IPv6)': how messages name what was asked."""
+        return self.service if self.family == IPV4 else f"{self.service} (IPv6)"
+
+
+def client_targets(plan: LabPlan) -> list[tuple[str, ServicePlan, Family]]:
+    """(client, service, family) for every VIP of every service, in each family the client
+    has: the requests that show where clients land."""
+    return [(client.name, service, family) for client in plan.nodes_with_role(Role.CLIENT)
+            for service in plan.services for family in client.families
+            if service.vip_of(family) is not None]
 
 
 def frr_end(plan: LabPlan, session: SessionPlan) -> tuple[str, str]:
@@ -113,33 +127,37 @@ def _identity(payload: bytes, sent: bytes) -> dict[str, Any]:
 
 
 def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
-          timeout_s: float = PROBE_TIMEOUT_S) -> ClientAnswer:
-    """One request from the client's namespace to the service VIP."""
+          timeout_s: float = PROBE_TIMEOUT_S, family: Family = IPV4) -> ClientAnswer:
+    """One request from the client's namespace to the service's VIP of ``family``."""
     kind = socket.SOCK_DGRAM if service.protocol == "udp" else socket.SOCK_STREAM
+    vip = service.vip_of(family)
+    assert vip is not None, f"{service.name} has no {family} VIP"
+    address_family = socket.AF_INET if vip.version == 4 else socket.AF_INET6
     try:
-        sock = socket_at(backend.netns_path(state, client), socket.AF_INET, kind)
+        sock = socket_at(backend.netns_path(state, client), address_family, kind)
     except Exception as exc:  # the namespace may be gone: report, don't crash status
-        return ClientAnswer(client, service.name, None, None, None, None, str(exc))
+        return ClientAnswer(client, service.name, None, None, None, None, str(exc), family)
     try:
         sock.settimeout(timeout_s)
         started = time.monotonic_ns()
         if service.protocol == "udp":
             request = struct.pack("!QQ", 0, started)
-            sock.sendto(request, (str(service.vip), service.port))
+            sock.sendto(request, (str(vip), service.port))
             reply = sock.recv(65535)
         else:
             request = b"status-probe\n"
-            sock.connect((str(service.vip), service.port))
+            sock.connect((str(vip), service.port))
             sock.sendall(request)
             reply = _read_line(sock)
             request = request.rstrip(b"\n")
         rtt_ms = (time.monotonic_ns() - started) / 1e6
         who = _identity(reply, request)
         return ClientAnswer(client, service.name, who.get("site"), who.get("node"),
-                            who.get("pod"), round(rtt_ms, 3))
+                            who.get("pod"), round(rtt_ms, 3), family=family)
     except (OSError, ValueError) as exc:
         return ClientAnswer(client, service.name, None, None, None, None,
-                            type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc))
+                            type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc),
+                            family)
     finally:
         sock.close()
 
@@ -156,8 +174,8 @@ def _read_line(sock: socket.socket) -> bytes:
 
 def probe_all(backend: Backend, state: LabState, plan: LabPlan) -> list[ClientAnswer]:
     # One at a time: parallel probes in one Python process would add GIL waits to the RTTs.
-    return [probe(backend, state, c.name, s) for c in plan.nodes_with_role(Role.CLIENT)
-            for s in plan.services]
+    return [probe(backend, state, client, service, family=family)
+            for client, service, family in client_targets(plan)]
 
 
 def daemons_alive(state: LabState) -> tuple[int, list[str]]:
@@ -167,7 +185,8 @@ def daemons_alive(state: LabState) -> tuple[int, list[str]]:
 
 
 def announcements(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
-    """Service name -> nodes announcing its VIP, from each node agent's status file."""
+    """Service name -> nodes announcing its VIPs (every one of them: IPv4 and IPv6 in a
+    dual-stack lab), from each node agent's status file."""
     result: dict[str, list[str]] = {s.name: [] for s in plan.services}
     for node in plan.nodes_with_role(Role.K8S_NODE):
         path = Path(node_dir(state.directory, node.name)) / "status.json"
@@ -176,7 +195,8 @@ def announcements(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
         except (OSError, ValueError, AttributeError):
             continue
         for service in plan.services:
-            if str(service.vip) in announced and node.cluster in service.clusters:
+            if ({str(vip) for vip in service.vips} <= announced
+                    and node.cluster in service.clusters):
                 result[service.name].append(node.name)
     return result
 
@@ -198,18 +218,23 @@ def status_document(backend: Backend, state: LabState, plan: LabPlan) -> dict[st
                      "down": [asdict(s) for s in down]},
         "processes": {"alive": alive, "total": len(state.processes), "dead": dead},
         "announcements": announcements(state, plan),
-        "clients": [{"client": a.client, "service": a.service, "site": a.site, "node": a.node,
-                     "pod": a.pod, "rtt_ms": a.rtt_ms, "error": a.error} for a in answers],
+        "clients": [{"client": a.client, "service": a.service, "family": a.family,
+                     "site": a.site, "node": a.node, "pod": a.pod, "rtt_ms": a.rtt_ms,
+                     "error": a.error} for a in answers],
     }
 
 
 def planned_addresses(node: NodePlan) -> set[str]:
     """'IFNAME ADDRESS/LEN' for every address the plan gives a node's own interfaces."""
     found = {f"{i.name} {i.address}" for i in node.interfaces}
+    found |= {f"{i.name} {i.address6}" for i in node.interfaces if i.address6 is not None}
     if node.loopback is not None:
         found.add(f"lo {node.loopback}/32")
-    if node.pod_gateway is not None:
-        found.add(f"{naming.POD_BRIDGE} {node.pod_gateway}")
+    if node.loopback6 is not None:
+        found.add(f"lo {node.loopback6}/128")
+    for gateway in (node.pod_gateway, node.pod_gateway6):
+        if gateway is not None:
+            found.add(f"{naming.POD_BRIDGE} {gateway}")
     return found
 
 

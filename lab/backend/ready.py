@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.backend import bfdstart
-from lab.backend.daemons import daemon_json
+from lab.backend.daemons import bgp_summaries
 from lab.backend.evidence import explain_sessions
 from lab.backend.inspect import (
     ClientAnswer,
     SessionState,
     announcements,
     bfd_states,
+    client_targets,
     daemons_alive,
     frr_end,
     probe,
@@ -31,7 +32,7 @@ from lab.backend.inspect import (
 from lab.backend.state import LabState, save_state
 from lab.errors import BackendError
 from lab.measure.recorder.frrlog import LogStates
-from lab.plan.model import LabPlan, Role, SessionPlan
+from lab.plan.model import LabPlan, SessionPlan
 from lab.render.configs import frr_daemons
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class ReadyReport:
         failing = self.clients_failing
         if failing:
             lines.append("clients without an answer: " + ", ".join(
-                f"{a.client} -> {a.service} ({a.error})" for a in failing[:12]))
+                f"{a.client} -> {a.target} ({a.error})" for a in failing[:12]))
         if self.evidence is not None:
             lines.append(f"evidence kept in {self.evidence}")
         return "\n".join(lines)
@@ -167,13 +168,15 @@ class _RoutingQuiet:
         youngest_s = float("inf")
         for files in self.files:
             try:
-                data = daemon_json(files, "bgpd", "show bgp ipv4 unicast summary json")
+                summaries = bgp_summaries(files)
             except BackendError:
                 return False
-            versions[files.directory.name] = data.get("tableVersion")
-            for peer in data.get("peers", {}).values():
-                if peer.get("state") == "Established":
-                    youngest_s = min(youngest_s, int(peer.get("peerUptimeMsec", 0)) / 1000)
+            versions[files.directory.name] = {family: summary.get("tableVersion")
+                                              for family, summary in summaries.items()}
+            for summary in summaries.values():
+                for peer in summary.get("peers", {}).values():
+                    if peer.get("state") == "Established":
+                        youngest_s = min(youngest_s, int(peer.get("peerUptimeMsec", 0)) / 1000)
         now = time.monotonic()
         if versions != self.versions:
             self.versions, self.changed_at = versions, now
@@ -187,7 +190,7 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
     watch = _SessionWatch(backend, state, plan)
     routing = _RoutingQuiet(backend, state, plan)
     report = ReadyReport(False, 0.0, len(plan.sessions))
-    good: dict[tuple[str, str], ClientAnswer] = {}
+    good: dict[tuple[str, str, str], ClientAnswer] = {}
     answered_at = 0.0
     while True:
         _, report.dead = daemons_alive(state)
@@ -246,20 +249,20 @@ def _changes_only(progress: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _probe_until_answered(backend: Backend, state: LabState, plan: LabPlan,
-                          good: dict[tuple[str, str], ClientAnswer]) -> list[ClientAnswer]:
+                          good: dict[tuple[str, str, str], ClientAnswer]) -> list[ClientAnswer]:
     """Probe the clients not answered yet, all at once (a round lasts one probe timeout at
     most, however many clients are still waiting for routes); an answer once received is
     kept."""
-    keys = [(c.name, s) for c in plan.nodes_with_role(Role.CLIENT) for s in plan.services]
-    todo = [(client, service) for client, service in keys if (client, service.name) not in good]
+    keys = client_targets(plan)
+    todo = [(c, s, f) for c, s, f in keys if (c, s.name, f) not in good]
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), 16))) as pool:
         fresh = list(pool.map(lambda job: probe(backend, state, job[0], job[1],
-                                                PROBE_TIMEOUT_S), todo))
+                                                PROBE_TIMEOUT_S, job[2]), todo))
     for answer in fresh:
         if answer.site is not None:
-            good[(answer.client, answer.service)] = answer
-    by_key = {(a.client, a.service): a for a in fresh}
-    return [good.get((c, s.name)) or by_key[(c, s.name)] for c, s in keys]
+            good[(answer.client, answer.service, answer.family)] = answer
+    by_key = {(a.client, a.service, a.family): a for a in fresh}
+    return [good.get((c, s.name, f)) or by_key[(c, s.name, f)] for c, s, f in keys]
 
 
 def _switch_bfd_on(backend: Backend, state: LabState, plan: LabPlan,

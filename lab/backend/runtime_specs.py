@@ -28,7 +28,7 @@ def server_spec(lab: str, lab_directory: Path, plan: LabPlan, pod: PodPlan) -> d
                      for s in plan.services_of_cluster(pod.cluster)],
         "health_port": HEALTH_PORT,
         "unready_flag": str(pod_dir(lab_directory, pod.name) / "unready"),
-    }
+    } | ({"address6": str(pod.address6.ip)} if pod.address6 is not None else {})
 
 
 def agent_spec(lab: str, lab_directory: Path, plan: LabPlan, node: NodePlan) -> dict[str, Any]:
@@ -38,6 +38,7 @@ def agent_spec(lab: str, lab_directory: Path, plan: LabPlan, node: NodePlan) -> 
     needs_remote = any(s.traffic_policy == "Cluster" for s in services)
     pods = [{"name": p.name, "address": str(p.address.ip), "health_port": HEALTH_PORT,
              "local": p.node == node.name}
+            | ({"address6": str(p.address6.ip)} if p.address6 is not None else {})
             for name in cluster.nodes if name == node.name or needs_remote
             for p in plan.node(name).pods]
     folder = node_dir(lab_directory, node.name)
@@ -46,12 +47,15 @@ def agent_spec(lab: str, lab_directory: Path, plan: LabPlan, node: NodePlan) -> 
         "lab": lab, "node": node.name, "cluster": node.cluster, "speaker": node.speaker,
         "gobgp_api": "127.0.0.1:50051", "vty_socket_dir": str(folder), "asn": node.asn,
         "pod_cidr": str(node.pod_cidr),
+        **({"pod_cidr6": str(node.pod_cidr6)} if node.pod_cidr6 is not None else {}),
         "readiness": {"period_ms": round(readiness.period_ms),
                       "timeout_ms": round(readiness.timeout_ms),
                       "failure_threshold": readiness.failure_threshold,
                       "success_threshold": readiness.success_threshold},
-        "services": [{"name": s.name, "vip": str(s.vip), "protocol": s.protocol,
-                      "port": s.port, "traffic_policy": s.traffic_policy} for s in services],
+        "services": [{"name": s.name, "protocol": s.protocol, "port": s.port,
+                      "traffic_policy": s.traffic_policy}
+                     | {key: str(vip) for key, vip in (("vip", s.vip), ("vip6", s.vip6))
+                        if vip is not None} for s in services],
         "pods": pods,
         "events": str(folder / "agent-events.jsonl"),
         "nft": "/usr/sbin/nft",

@@ -8,9 +8,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+def subject_name(row: Mapping[str, Any]) -> str:
+    """``client/service`` of a verdict or a compared row, with `` (IPv6)`` for that family."""
+    who = "/".join(str(row[k]) for k in ("client", "service") if row.get(k))
+    return who + " (IPv6)" if who and row.get("family") == "ipv6" else who
+
+
 def verdict_name(verdict: Mapping[str, Any]) -> str:
     """What a verdict checks, in words: ``step 0 node-crash east-c1/echo outage_ms p95 <= 1500``."""
-    who = "/".join(str(verdict[k]) for k in ("client", "service") if verdict.get(k))
+    who = subject_name(verdict)
     where = f"step {verdict['step']} {verdict['fault']}" if verdict.get("fault") else \
         "no matching event"
     condition = verdict.get("condition")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def print_answers(answers: Any, title: str) -> None:
+    """Where each client lands; a family column once a lab has IPv6 answers too."""
+    rows = [a if isinstance(a, dict) else asdict(a) for a in answers]
+    dual = any(row.get("family", "ipv4") != "ipv4" for row in rows)
     table = Table(title=title, title_justify="left")
-    for column in ("client", "service", "site", "node", "pod", "RTT ms"):
+    columns = ("client", "service", "family", "site", "node", "pod", "RTT ms")
+    for column in columns if dual else [c for c in columns if c != "family"]:
         table.add_column(column)
-    for a in answers:
-        get = a.get if isinstance(a, dict) else lambda k, a=a: getattr(a, k)
-        rtt = get("rtt_ms")
-        table.add_row(get("client"), get("service"), get("site") or "[red]none[/red]",
-                      get("node") or "-", get("pod") or "-",
-                      f"{rtt:.2f}" if rtt is not None else str(get("error") or "-"))
+    for row in rows:
+        rtt = row.get("rtt_ms")
+        cells = [row["client"], row["service"]] + ([row.get("family", "ipv4")] if dual else [])
+        table.add_row(*cells, row.get("site") or "[red]none[/red]", row.get("node") or "-",
+                      row.get("pod") or "-",
+                      f"{rtt:.2f}" if rtt is not None else str(row.get("error") or "-"))
     out.print(table)
 
 

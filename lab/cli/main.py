@@ -99,7 +99,8 @@ def _print_plan(lab_plan: LabPlan) -> None:
     for column in ("service", "VIP", "protocol/port", "policy", "clusters"):
         services.add_column(column)
     for svc in lab_plan.services:
-        services.add_row(svc.name, str(svc.vip), f"{svc.protocol}/{svc.port}",
+        services.add_row(svc.name, ", ".join(str(v) for v in svc.vips),
+                         f"{svc.protocol}/{svc.port}",
                          svc.traffic_policy, ", ".join(svc.clusters))
     for table in (nodes, links, sessions, services):
         out.print(table)

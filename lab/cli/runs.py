@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from lab.atomicfile import write_atomic
 from lab.backend import BACKENDS, DEFAULT_BACKEND, backend_named
-from lab.cli.junit import junit_xml
+from lab.cli.junit import junit_xml, subject_name
 from lab.cli.runprogress import RunDisplay
 from lab.run.runner import RunOptions, run_scenario
 
@@ -75,7 +76,7 @@ def print_budgets(verdicts: list[dict[str, Any]], console: Console = out) -> Non
     for v in verdicts:
         value = v.get("reason") or json.dumps(v.get("value"))
         event = f"step {v['step']} {v['fault']}" if v.get("fault") else "-"
-        who = "/".join(str(v[k]) for k in ("client", "service") if v.get(k)) or "-"
+        who = subject_name(v) or "-"
         figure = " ".join(str(p) for p in (v.get("figure"), v.get("statistic")) if p)
         table.add_row("[green]pass[/green]" if v["pass"] else "[red]FAIL[/red]", event, who,
                       figure, str(v.get("condition")), value)
@@ -137,14 +138,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for d in shown if args.all else [d for d in shown if d.verdict != "same"]:
             mark = {"worse": "[red]worse[/red]", "better": "[green]better[/green]"}.get(
                 d.verdict, "same")
-            table.add_row(mark, f"step {d.step} {d.fault}", f"{d.client}/{d.service}",
+            table.add_row(mark, f"step {d.step} {d.fault}", subject_name(asdict(d)),
                           f"{d.figure} {d.statistic}", f"{d.base:.1f}", f"{d.new:.1f}",
                           f"{d.allowed:.1f}")
         out.print(table)
         for name, keys in (("base", comparison.only_base), ("new", comparison.only_new)):
             if keys:
                 out.print(f"only in the {name} run: "
-                          + ", ".join(f"step {k[0]} {k[1]} {k[2]}/{k[3]}" for k in keys))
+                          + ", ".join(f"step {k[0]} {k[1]} " + subject_name(
+                              {"client": k[2], "service": k[3], "family": k[4]})
+                              for k in keys))
     return EXIT_BUDGET if comparison.worse else EXIT_OK
 
 

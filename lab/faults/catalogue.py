@@ -209,28 +209,55 @@ def daemon_restart(ctx: FaultContext) -> Details:
 
 # ---------------------------------------------------------------- BGP sessions and sites
 
-def _frr_side(ctx: FaultContext) -> tuple[str, str]:
-    """(FRR router, peer address) of the session on the target link."""
-    link = _link(ctx)
-    session = next(s for s in ctx.handle.plan.sessions if s.id == link.id)
-    a = ctx.handle.plan.node(session.a)
-    if a.role != Role.K8S_NODE or a.speaker == "frr":
-        return session.a, str(session.b_address)
-    return session.b, str(session.a_address)
+def _frr_sides(ctx: FaultContext, links: list[LinkPlan]) -> list[tuple[str, str]]:
+    """(FRR router, peer address) of each session on the links: one per family a link
+    carries, or the one of the step's ``family``."""
+    ids = {link.id for link in links}
+    sides = []
+    for session in ctx.handle.plan.sessions:
+        if session.link_id not in ids or ctx.step.family not in (None, session.family):
+            continue
+        a = ctx.handle.plan.node(session.a)
+        if a.role != Role.K8S_NODE or a.speaker == "frr":
+            sides.append((session.a, str(session.b_address)))
+        else:
+            sides.append((session.b, str(session.a_address)))
+    if not sides:
+        raise BackendError(f"{ctx.target}: no {ctx.step.family or ''} BGP session to shut")
+    return sides
+
+
+def _neighbors(ctx: FaultContext, links: list[LinkPlan], shutdown: bool) -> Details:
+    sides = _frr_sides(ctx, links)
+    for router, peer in sides:
+        asn = ctx.handle.plan.node(router).asn
+        p.vtysh_configure(ctx.handle, router, f"router bgp {asn}",
+                          f"{'' if shutdown else 'no '}neighbor {peer} shutdown")
+    return {"sessions": [f"{router}:{peer}" for router, peer in sides]}
 
 
 def session_shutdown(ctx: FaultContext) -> Details:
-    router, peer = _frr_side(ctx)
-    asn = ctx.handle.plan.node(router).asn
-    p.vtysh_configure(ctx.handle, router, f"router bgp {asn}", f"neighbor {peer} shutdown")
-    return {"router": router, "peer": peer}
+    return _neighbors(ctx, [_link(ctx)], shutdown=True)
 
 
 def session_enable(ctx: FaultContext, _: Details) -> Details:
-    router, peer = _frr_side(ctx)
-    asn = ctx.handle.plan.node(router).asn
-    p.vtysh_configure(ctx.handle, router, f"router bgp {asn}", f"no neighbor {peer} shutdown")
-    return {"router": router, "peer": peer}
+    return _neighbors(ctx, [_link(ctx)], shutdown=False)
+
+
+def _shut_uplinks(ctx: FaultContext) -> list[LinkPlan]:
+    """The site's uplinks (to the step's transit only, when it names one)."""
+    return [link for link in _uplinks(ctx)
+            if ctx.step.transit in (None, link.a.node, link.b.node)]
+
+
+def uplink_shutdown(ctx: FaultContext) -> Details:
+    """An operator shuts the site's BGP sessions to a transit (of one family, or all): the
+    links stay up and carry what the remaining sessions route."""
+    return _neighbors(ctx, _shut_uplinks(ctx), shutdown=True)
+
+
+def uplink_enable(ctx: FaultContext, _: Details) -> Details:
+    return _neighbors(ctx, _shut_uplinks(ctx), shutdown=False)
 
 
 def _uplinks(ctx: FaultContext) -> list[LinkPlan]:
@@ -254,23 +281,35 @@ def _drain_line(ctx: FaultContext, router: str) -> str:
     return "set as-path prepend " + " ".join([str(asn)] * (ctx.step.prepend or 3))
 
 
+def _drained_families(ctx: FaultContext) -> list[tuple[str, int]]:
+    """(family, TO-WAN entry that announces the site's VIPs of it): the step's family, or
+    every family of the lab (lab.render.frrpolicy: entry 10 IPv4, 20 IPv6)."""
+    families = ctx.handle.plan.families
+    return [(family, 10 + 10 * k) for k, family in enumerate(families)
+            if ctx.step.family in (None, family)]
+
+
 def site_drain(ctx: FaultContext) -> Details:
     """Graceful: make the site's VIP routes less preferred in the WAN before anything fails."""
     routers = list(ctx.handle.plan.site(ctx.target).uplinkers)
+    drained = _drained_families(ctx)
     for router in routers:
-        p.vtysh_configure(ctx.handle, router, "route-map TO-WAN permit 10",
-                          _drain_line(ctx, router))
-        p.vtysh_exec(ctx.handle, router, "clear bgp ipv4 unicast * soft out")
-    return {"routers": routers, "method": ctx.step.method or "prepend"}
+        for family, seq in drained:
+            p.vtysh_configure(ctx.handle, router, f"route-map TO-WAN permit {seq}",
+                              _drain_line(ctx, router))
+            p.vtysh_exec(ctx.handle, router, f"clear bgp {family} unicast * soft out")
+    return {"routers": routers, "method": ctx.step.method or "prepend",
+            "families": [family for family, _ in drained]}
 
 
 def site_undrain(ctx: FaultContext, _: Details) -> Details:
     routers = list(ctx.handle.plan.site(ctx.target).uplinkers)
+    undo = ("no set community" if (ctx.step.method or "prepend") == "gshut"
+            else "no set as-path prepend")
     for router in routers:
-        undo = ("no set community" if (ctx.step.method or "prepend") == "gshut"
-                else "no set as-path prepend")
-        p.vtysh_configure(ctx.handle, router, "route-map TO-WAN permit 10", undo)
-        p.vtysh_exec(ctx.handle, router, "clear bgp ipv4 unicast * soft out")
+        for family, seq in _drained_families(ctx):
+            p.vtysh_configure(ctx.handle, router, f"route-map TO-WAN permit {seq}", undo)
+            p.vtysh_exec(ctx.handle, router, f"clear bgp {family} unicast * soft out")
     return {"routers": routers}
 
 
@@ -332,6 +371,7 @@ FAULTS: dict[str, tuple[Applier, Undoer]] = {
     "service-withdraw": (service_withdraw, service_restore),
     "site-isolate": (site_isolate, site_reconnect),
     "site-drain": (site_drain, site_undrain),
+    "uplink-shutdown": (uplink_shutdown, uplink_enable),
 }
 
 

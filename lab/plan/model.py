@@ -14,6 +14,25 @@ from typing import Any, Literal
 IPv4Address = ipaddress.IPv4Address
 IPv4Interface = ipaddress.IPv4Interface
 IPv4Network = ipaddress.IPv4Network
+IPv6Address = ipaddress.IPv6Address
+IPv6Interface = ipaddress.IPv6Interface
+IPv6Network = ipaddress.IPv6Network
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+Family = Literal["ipv4", "ipv6"]
+IPV4: Family = "ipv4"
+IPV6: Family = "ipv6"
+V6_SESSION_SUFFIX = "/v6"  # an IPv6 session's id is its link's id plus this
+
+
+def family_of(value: IPAddress | IPNetwork | IPv4Interface | IPv6Interface) -> Family:
+    return IPV4 if value.version == 4 else IPV6
+
+
+def host_prefix(address: IPAddress) -> IPNetwork:
+    """The /32 or /128 of one address (how a VIP or a loopback is announced)."""
+    return ipaddress.ip_network(address)
 
 
 class Role(StrEnum):
@@ -73,9 +92,13 @@ class Impairment:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One end of a link. Every link is numbered with an IPv4 /31; a link that carries IPv6
+    also has an IPv6 /127 (RFC 6164)."""
+
     node: str
     ifname: str
     address: IPv4Interface
+    address6: IPv6Interface | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,7 @@ class LinkPlan:
     a: Endpoint
     b: Endpoint
     impairment: Impairment = Impairment()
+    families: tuple[Family, ...] = (IPV4,)  # the families it routes (sessions, client routes)
 
 
 @dataclass(frozen=True)
@@ -98,25 +122,33 @@ class InterfacePlan:
     peer_address: IPv4Address
     link_id: str
     kind: LinkKind
+    address6: IPv6Interface | None = None
+    peer_address6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
 class SessionPlan:
-    """One eBGP session; BFD runs on it when ``timers.bfd`` is set."""
+    """One eBGP session of one address family (IPv4 and IPv6 run separate sessions over a
+    link's own addresses); BFD runs on it when ``timers.bfd`` is set."""
 
     id: str
     kind: LinkKind
     a: str
-    a_address: IPv4Address
+    a_address: IPAddress
     a_asn: int
     a_ifname: str
     b: str
-    b_address: IPv4Address
+    b_address: IPAddress
     b_asn: int
     b_ifname: str
     timers: BgpTimers
+    family: Family = IPV4
 
-    def side(self, node: str) -> tuple[IPv4Address, int, str, str, IPv4Address, int]:
+    @property
+    def link_id(self) -> str:
+        return self.id.removesuffix(V6_SESSION_SUFFIX)
+
+    def side(self, node: str) -> tuple[IPAddress, int, str, str, IPAddress, int]:
         """(local address, local ASN, local ifname, peer name, peer address, peer ASN)."""
         if node == self.a:
             return self.a_address, self.a_asn, self.a_ifname, self.b, self.b_address, self.b_asn
@@ -138,8 +170,8 @@ class SessionPlan:
 
 @dataclass(frozen=True)
 class RoutePlan:
-    prefix: IPv4Network
-    via: IPv4Address
+    prefix: IPNetwork
+    via: IPAddress
     dev: str
 
 
@@ -153,6 +185,8 @@ class PodPlan:
     address: IPv4Interface
     gateway: IPv4Address
     node_ifname: str
+    address6: IPv6Interface | None = None
+    gateway6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +215,10 @@ class NodePlan:
     pods: tuple[PodPlan, ...] = ()
     timers: BgpTimers | None = None
     frr_raw: tuple[str, ...] = ()
+    loopback6: IPv6Address | None = None
+    pod_cidr6: IPv6Network | None = None
+    pod_gateway6: IPv6Interface | None = None
+    families: tuple[Family, ...] = (IPV4,)  # a client's are its access link's
 
     @property
     def runs_frr(self) -> bool:
@@ -212,15 +250,24 @@ class ClusterPlan:
 @dataclass(frozen=True)
 class ServicePlan:
     name: str
-    vip: IPv4Address
+    vip: IPv4Address | None
     protocol: Literal["udp", "tcp"]
     port: int
     traffic_policy: Literal["Local", "Cluster"]
     clusters: tuple[str, ...]
+    vip6: IPv6Address | None = None
 
     @property
-    def prefix(self) -> IPv4Network:
-        return IPv4Network(f"{self.vip}/32")
+    def vips(self) -> tuple[IPAddress, ...]:
+        """The service's addresses, IPv4 first (at least one)."""
+        return tuple(vip for vip in (self.vip, self.vip6) if vip is not None)
+
+    @property
+    def prefixes(self) -> tuple[IPNetwork, ...]:
+        return tuple(host_prefix(vip) for vip in self.vips)
+
+    def vip_of(self, family: Family) -> IPAddress | None:
+        return self.vip if family == IPV4 else self.vip6
 
 
 @dataclass(frozen=True)
@@ -242,13 +289,14 @@ class LabPlan:
     description: str
     impairment_driver: str
     backend: str
-    pools: dict[str, IPv4Network]
+    pools: dict[str, IPNetwork]  # IPv6 pools as "ipv6.NAME", in dual-stack labs only
     sites: tuple[SitePlan, ...]
     nodes: tuple[NodePlan, ...]
     links: tuple[LinkPlan, ...]
     sessions: tuple[SessionPlan, ...]
     clusters: tuple[ClusterPlan, ...]
     services: tuple[ServicePlan, ...]
+    families: tuple[Family, ...] = (IPV4,)
     _by_name: dict[str, NodePlan] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -262,6 +310,9 @@ class LabPlan:
 
     def nodes_with_role(self, *roles: Role) -> list[NodePlan]:
         return [n for n in self.nodes if n.role in roles]
+
+    def link(self, link_id: str) -> LinkPlan:
+        return next(link for link in self.links if link.id == link_id)
 
     def sessions_of(self, node: str) -> list[SessionPlan]:
         return [s for s in self.sessions if node in (s.a, s.b)]
@@ -291,7 +342,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv4Interface | ipaddress.IPv4Network):
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv4Interface | ipaddress.IPv4Network
+                  | ipaddress.IPv6Address | ipaddress.IPv6Interface | ipaddress.IPv6Network):
         return str(value)
     if isinstance(value, StrEnum):
         return value.value

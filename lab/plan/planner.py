@@ -11,17 +11,29 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 
 from lab.plan import naming
 from lab.plan.addressing import PoolAllocator
 from lab.plan.model import (
+    IPV4,
+    IPV6,
+    V6_SESSION_SUFFIX,
     BfdTimers,
     BgpTimers,
     ClusterPlan,
     Endpoint,
+    Family,
     Impairment,
     InterfacePlan,
+    IPNetwork,
     LabPlan,
     LinkKind,
     LinkPlan,
@@ -42,6 +54,7 @@ SITE_ASN_STRIDE = 1000
 BORDER_ASN_OFFSET = 200
 CLUSTER_ASN_OFFSET = 500
 DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+DEFAULT_ROUTE6 = IPv6Network("::/0")
 
 BUILTIN_TIMERS = BgpTimers(keepalive_s=3, hold_s=9, connect_retry_s=2, ecmp=16,
                            bfd=BfdTimers(interval_ms=300, multiplier=3))
@@ -80,30 +93,70 @@ class _Builder:
 
     def __post_init__(self) -> None:
         pools = self.topo.addressing
+        self.families = self.topo.families
         self.loopbacks = PoolAllocator("loopbacks", pools.loopbacks)
         self.fabric = PoolAllocator("fabric", pools.fabric)
         self.wan = PoolAllocator("wan", pools.wan)
         self.pods = PoolAllocator("pods", pools.pods)
         self.clients = PoolAllocator("clients", pools.clients)
+        v6 = pools.ipv6
+        self.v6 = {"loopbacks": PoolAllocator("ipv6.loopbacks", v6.loopbacks),
+                   "fabric": PoolAllocator("ipv6.fabric", v6.fabric),
+                   "wan": PoolAllocator("ipv6.wan", v6.wan),
+                   "pods": PoolAllocator("ipv6.pods", v6.pods),
+                   "clients": PoolAllocator("ipv6.clients", v6.clients)}
         self.default_timers = resolve_timers(self.topo.defaults.bgp)
 
     def add_node(self, node: NodePlan) -> None:
         self.nodes[node.name] = node
 
-    def link(self, kind: LinkKind, a: str, b: str, pool: PoolAllocator,
-             impairment: Impairment | None = None) -> LinkPlan:
+    def loopback6(self) -> IPv6Address | None:
+        if IPV6 not in self.families:
+            return None
+        address = self.v6["loopbacks"].host()
+        assert isinstance(address, IPv6Address)
+        return address
+
+    def link(self, kind: LinkKind, a: str, b: str, pool: PoolAllocator[IPv4Network],
+             impairment: Impairment | None = None,
+             families: tuple[Family, ...] | None = None) -> LinkPlan:
+        """A link numbered from ``pool`` (and from the IPv6 pool of the same name when it
+        carries IPv6); ``families`` defaults to every family of the lab."""
+        carried = families or self.families
         a_addr, b_addr = pool.p2p()
-        plan = LinkPlan(f"{a}--{b}", kind, Endpoint(a, b, a_addr), Endpoint(b, a, b_addr),
-                        impairment or Impairment())
+        assert isinstance(a_addr, IPv4Interface) and isinstance(b_addr, IPv4Interface)
+        a6: IPv6Interface | None = None
+        b6: IPv6Interface | None = None
+        if IPV6 in carried:
+            lower, upper = self.v6[pool.name].p2p()
+            assert isinstance(lower, IPv6Interface) and isinstance(upper, IPv6Interface)
+            a6, b6 = lower, upper
+        plan = LinkPlan(f"{a}--{b}", kind, Endpoint(a, b, a_addr, a6), Endpoint(b, a, b_addr, b6),
+                        impairment or Impairment(), carried)
         self.links.append(plan)
         return plan
 
     def session(self, link: LinkPlan, timers: BgpTimers) -> None:
+        """One session per family the link carries."""
         a, b = self.nodes[link.a.node], self.nodes[link.b.node]
         assert a.asn is not None and b.asn is not None
-        self.sessions.append(SessionPlan(
-            link.id, link.kind, a.name, link.a.address.ip, a.asn, link.a.ifname,
-            b.name, link.b.address.ip, b.asn, link.b.ifname, timers))
+        if IPV4 in link.families:
+            self.sessions.append(SessionPlan(
+                link.id, link.kind, a.name, link.a.address.ip, a.asn, link.a.ifname,
+                b.name, link.b.address.ip, b.asn, link.b.ifname, timers))
+        if link.a.address6 is not None and link.b.address6 is not None:
+            self.sessions.append(SessionPlan(
+                link.id + V6_SESSION_SUFFIX, link.kind, a.name, link.a.address6.ip, a.asn,
+                link.a.ifname, b.name, link.b.address6.ip, b.asn, link.b.ifname, timers,
+                family=IPV6))
+
+    def default_routes(self, node: str, link: LinkPlan) -> None:
+        """A host's default routes (per family its link carries) via the link's other end."""
+        if IPV4 in link.families:
+            self.routes[node].append(RoutePlan(DEFAULT_ROUTE, link.a.address.ip, link.b.ifname))
+        if link.a.address6 is not None:
+            self.routes[node].append(RoutePlan(DEFAULT_ROUTE6, link.a.address6.ip,
+                                               link.b.ifname))
 
 
 def build_plan(topo: Topology) -> LabPlan:
@@ -112,10 +165,12 @@ def build_plan(topo: Topology) -> LabPlan:
     for index, transit in enumerate(topo.transits, start=1):
         builder.add_node(NodePlan(
             name=transit.name, role=Role.TRANSIT, location=transit.location,
-            asn=transit.asn or TRANSIT_ASN_BASE + index, loopback=builder.loopbacks.host(),
-            timers=builder.default_timers, frr_raw=tuple(raw.transit)))
+            asn=transit.asn or TRANSIT_ASN_BASE + index, loopback=_v4(builder.loopbacks.host()),
+            loopback6=builder.loopback6(), timers=builder.default_timers,
+            frr_raw=tuple(raw.transit)))
     for wan_link in topo.wan_links:
-        link = builder.link(LinkKind.WAN, *wan_link.between, builder.wan, _impairment(wan_link))
+        link = builder.link(LinkKind.WAN, *wan_link.between, builder.wan, _impairment(wan_link),
+                            _families(wan_link.families))
         builder.session(link, builder.default_timers)
     sites = [_plan_site(builder, index, site) for index, site in enumerate(topo.sites, start=1)]
     clusters = [c for site in topo.sites for c in _plan_clusters(builder, site)]
@@ -128,9 +183,29 @@ def build_plan(topo: Topology) -> LabPlan:
         topology=topo.name, description=topo.description,
         impairment_driver=topo.defaults.impairment_driver,
         backend=topo.defaults.backend,
-        pools=dict(topo.addressing.model_dump()),
+        pools=_pools(topo),
         sites=tuple(sites), nodes=tuple(nodes), links=tuple(builder.links),
-        sessions=tuple(builder.sessions), clusters=tuple(clusters), services=tuple(services))
+        sessions=tuple(builder.sessions), clusters=tuple(clusters), services=tuple(services),
+        families=builder.families)
+
+
+def _pools(topo: Topology) -> dict[str, IPNetwork]:
+    pools: dict[str, IPNetwork] = {name: network for name, network
+                                   in topo.addressing.model_dump().items() if name != "ipv6"}
+    if IPV6 in topo.families:
+        pools |= {f"ipv6.{name}": network
+                  for name, network in topo.addressing.ipv6.model_dump().items()}
+    return pools
+
+
+def _families(listed: list[Family] | None) -> tuple[Family, ...] | None:
+    """A link's families in the lab's order (None: every family of the lab)."""
+    return None if listed is None else tuple(f for f in (IPV4, IPV6) if f in listed)
+
+
+def _v4(address: IPv4Address | IPv6Address) -> IPv4Address:
+    assert isinstance(address, IPv4Address)
+    return address
 
 
 def _plan_site(builder: _Builder, index: int, site: Site) -> SitePlan:
@@ -146,7 +221,7 @@ def _plan_site(builder: _Builder, index: int, site: Site) -> SitePlan:
     def router(name: str, role: Role, asn: int, extra: list[str]) -> None:
         builder.add_node(NodePlan(
             name=name, role=role, site=site.name, location=site.location, asn=asn,
-            loopback=builder.loopbacks.host(), timers=timers,
+            loopback=_v4(builder.loopbacks.host()), loopback6=builder.loopback6(), timers=timers,
             frr_raw=tuple(getattr(topo.frr_raw, role.value)) + tuple(extra)))
 
     for name in spines:
@@ -162,7 +237,7 @@ def _plan_site(builder: _Builder, index: int, site: Site) -> SitePlan:
     for uplink in site.uplinks:
         for border in uplinkers:
             link = builder.link(LinkKind.UPLINK, uplink.transit, border, builder.wan,
-                                _impairment(uplink))
+                                _impairment(uplink), _families(uplink.families))
             builder.session(link, timers)
     cluster_names = tuple(c.name for c in site.clusters)
     return SitePlan(site.name, site.location, base, tuple(spines), tuple(leafs), tuple(borders),
@@ -191,10 +266,17 @@ def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: in
         leaf = naming.leaf_name(site.name, leaf_numbers[(index - 1) % len(leaf_numbers)])
         pod_cidr = builder.pods.block(cluster.pod_cidr_size)
         gateway = IPv4Interface((pod_cidr[1], cluster.pod_cidr_size))
+        pod_cidr6 = gateway6 = None
+        if IPV6 in builder.families:
+            pod_cidr6 = builder.v6["pods"].block(cluster.pod_cidr_size6)
+            gateway6 = IPv6Interface((pod_cidr6[1], cluster.pod_cidr_size6))
         pods = tuple(
             PodPlan(naming.pod_name(cluster.name, index, k), name, cluster.name, site.name, k,
                     IPv4Interface((pod_cidr[1 + k], cluster.pod_cidr_size)), gateway.ip,
-                    naming.pod_veth_name(k))
+                    naming.pod_veth_name(k),
+                    IPv6Interface((pod_cidr6[1 + k], cluster.pod_cidr_size6))
+                    if pod_cidr6 is not None else None,
+                    gateway6.ip if gateway6 is not None else None)
             for k in range(1, cluster.pods_per_node + 1))
         link = builder.link(LinkKind.NODE, leaf, name, builder.fabric)
         builder.add_node(NodePlan(
@@ -202,26 +284,27 @@ def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: in
             location=site.location, asn=asn, router_id=link.b.address.ip,
             speaker=cluster.speaker, pod_cidr=pod_cidr, pod_gateway=gateway, pods=pods,
             timers=timers,
-            frr_raw=tuple(builder.topo.frr_raw.node) + tuple(site.frr_raw.node)))
-        builder.routes[name].append(RoutePlan(DEFAULT_ROUTE, link.a.address.ip, link.b.ifname))
+            frr_raw=tuple(builder.topo.frr_raw.node) + tuple(site.frr_raw.node),
+            pod_cidr6=pod_cidr6, pod_gateway6=gateway6))
+        builder.default_routes(name, link)
         builder.session(link, timers)
         yield name
 
 
 def _plan_clients(builder: _Builder) -> None:
     for client in builder.topo.clients:
-        builder.add_node(NodePlan(name=client.name, role=Role.CLIENT,
-                                  location=builder.nodes[client.transit].location))
         link = builder.link(LinkKind.ACCESS, client.transit, client.name, builder.clients,
-                            _impairment(client))
-        builder.routes[client.name].append(
-            RoutePlan(DEFAULT_ROUTE, link.a.address.ip, link.b.ifname))
+                            _impairment(client), _families(client.families))
+        builder.add_node(NodePlan(name=client.name, role=Role.CLIENT,
+                                  location=builder.nodes[client.transit].location,
+                                  families=link.families))
+        builder.default_routes(client.name, link)
 
 
 def _plan_services(topo: Topology) -> list[ServicePlan]:
     all_clusters = tuple(c.name for s in topo.sites for c in s.clusters)
     return [ServicePlan(s.name, s.vip, s.protocol, s.port, s.traffic_policy,
-                        all_clusters if s.clusters == "all" else tuple(s.clusters))
+                        all_clusters if s.clusters == "all" else tuple(s.clusters), s.vip6)
             for s in topo.services]
 
 
@@ -230,11 +313,13 @@ def _with_interfaces(builder: _Builder, node: NodePlan) -> NodePlan:
     for link in builder.links:
         for here, there in ((link.a, link.b), (link.b, link.a)):
             if here.node == node.name:
-                interfaces.append(InterfacePlan(here.ifname, here.address, there.node,
-                                                there.ifname, there.address.ip, link.id,
-                                                link.kind))
+                interfaces.append(InterfacePlan(
+                    here.ifname, here.address, there.node, there.ifname, there.address.ip,
+                    link.id, link.kind, here.address6,
+                    there.address6.ip if there.address6 is not None else None))
     router_id = node.router_id or node.loopback
     if router_id is None and interfaces:
         router_id = interfaces[0].address.ip
+    families = node.families if node.role == Role.CLIENT else builder.families
     return replace(node, interfaces=tuple(interfaces), routes=tuple(builder.routes[node.name]),
-                   router_id=router_id)
+                   router_id=router_id, families=families)

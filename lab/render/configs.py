@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 import tomli_w
 
-from lab.plan.model import LabPlan, NodePlan, Role, ServicePlan
+from lab.plan.model import LabPlan, NodePlan, PodPlan, Role, ServicePlan
 from lab.render.frrpolicy import frr_config
 from lab.render.serviceproxy import Endpoint, ServiceRules, render_service_rules
 
@@ -85,9 +85,12 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
     """gobgpd's configuration as data (dumped to TOML, never templated)."""
     assert node.asn is not None and node.router_id is not None
     neighbors = []
+    listen = [str(node.router_id)]
     for session in plan.sessions_of(node.name):
         local, _, _, peer, peer_address, peer_asn = session.side(node.name)
         timers = session.timers
+        if str(local) not in listen:
+            listen.append(str(local))  # gobgpd listens only on the addresses listed
         neighbors.append({
             "config": {"neighbor-address": str(peer_address), "peer-as": peer_asn,
                        "description": peer},
@@ -96,12 +99,12 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
                                   "keepalive-interval": timers.keepalive_s}},
             "transport": {"config": {"local-address": str(local),
                                      "passive-mode": session.listener == node.name}},
-            "afi-safis": [{"config": {"afi-safi-name": "ipv4-unicast"}}],
+            "afi-safis": [{"config": {"afi-safi-name": f"{session.family}-unicast"}}],
         })
     return {
         "global": {
             "config": {"as": node.asn, "router-id": str(node.router_id),
-                       "local-address-list": [str(node.router_id)]},
+                       "local-address-list": listen},
             # No global import policy: in GoBGP it also filters the node's own paths. The
             # leaf sends nodes nothing (DENY-ALL out), so the node learns nothing anyway.
         },
@@ -117,13 +120,17 @@ def render_gobgpd_toml(plan: LabPlan, node: NodePlan) -> str:
 def default_endpoints(plan: LabPlan, node: NodePlan,
                       service: ServicePlan) -> list[Endpoint]:
     """Endpoints with every pod ready: Local uses the node's pods, Cluster every pod."""
-    local = [Endpoint(p.address.ip, True) for p in node.pods]
+    local = [pod_endpoint(p, True) for p in node.pods]
     if service.traffic_policy == "Local":
         return local
     assert node.cluster is not None
-    others = [Endpoint(p.address.ip, False) for name in plan.cluster(node.cluster).nodes
+    others = [pod_endpoint(p, False) for name in plan.cluster(node.cluster).nodes
               if name != node.name for p in plan.node(name).pods]
     return local + others
+
+
+def pod_endpoint(pod: PodPlan, local: bool) -> Endpoint:
+    return Endpoint(pod.address.ip, local, pod.address6.ip if pod.address6 else None)
 
 
 def render_service_proxy(plan: LabPlan, node: NodePlan,
@@ -135,7 +142,7 @@ def render_service_proxy(plan: LabPlan, node: NodePlan,
         chosen = (endpoints[service.name] if endpoints is not None and service.name in endpoints
                   else default_endpoints(plan, node, service))
         rules.append(ServiceRules(service.name, service.vip, service.protocol, service.port,
-                                  tuple(chosen)))
+                                  tuple(chosen), service.vip6))
     return render_service_rules(node.name, rules)
 
 

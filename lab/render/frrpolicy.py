@@ -9,14 +9,30 @@ Policy, in words:
   WAN only their site's service /32s that were not learned from the WAN (no transit leaks);
 - transits accept from sites only service /32s, exchange everything among themselves and
   originate their clients' access subnets.
+IPv6 mirrors IPv4 on its own sessions: each prefix list has an IPv6 twin (NAME6, with the
+/128s and IPv6 pod CIDRs), and each route map that matches a prefix list has an entry per
+family (FRR's `match ip` does not match an IPv6 route, so the IPv6 entry decides it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
 
-from lab.plan.model import BfdTimers, LabPlan, LinkKind, NodePlan, Role, SessionPlan
+from lab.plan.model import (
+    IPV4,
+    IPV6,
+    BfdTimers,
+    Family,
+    IPAddress,
+    IPNetwork,
+    IPv4Address,
+    LabPlan,
+    LinkKind,
+    NodePlan,
+    Role,
+    SessionPlan,
+    host_prefix,
+)
 
 WAN_LEARNED_COMMUNITY = "64999:100"
 ALLOW_ALL = "ALLOW-ALL"
@@ -35,6 +51,12 @@ class PrefixListEntry:
 class PrefixList:
     name: str
     entries: tuple[PrefixListEntry, ...]
+    family: Family = IPV4
+
+    @property
+    def keyword(self) -> str:
+        """`ip` or `ipv6`, as FRR's commands spell the family."""
+        return "ip" if self.family == IPV4 else "ipv6"
 
 
 @dataclass(frozen=True)
@@ -52,11 +74,16 @@ class RouteMapEntry:
     match_prefix_list: str | None = None
     match_community: str | None = None
     set_community: str | None = None
+    match_family: Family = IPV4  # the family of match_prefix_list
+
+    @property
+    def match_keyword(self) -> str:
+        return "ip" if self.match_family == IPV4 else "ipv6"
 
 
 @dataclass(frozen=True)
 class BgpNeighbor:
-    address: IPv4Address
+    address: IPAddress
     remote_as: int
     description: str
     keepalive_s: int
@@ -66,6 +93,21 @@ class BgpNeighbor:
     bfd_profile: str | None
     route_map_in: str
     route_map_out: str
+    family: Family = IPV4
+
+
+@dataclass(frozen=True)
+class AddressFamilyConfig:
+    """One `address-family ... unicast` block of `router bgp`."""
+
+    family: Family
+    networks: tuple[IPNetwork, ...]
+    redistribute_connected_map: str | None
+    neighbors: tuple[BgpNeighbor, ...]
+
+    @property
+    def keyword(self) -> str:
+        return self.family
 
 
 @dataclass(frozen=True)
@@ -74,14 +116,13 @@ class BgpConfig:
     router_id: IPv4Address
     ecmp: int
     neighbors: tuple[BgpNeighbor, ...]
-    networks: tuple[IPv4Network, ...]
-    redistribute_connected_map: str | None
+    address_families: tuple[AddressFamilyConfig, ...]
 
 
 @dataclass(frozen=True)
 class BfdPeer:
-    address: IPv4Address
-    local_address: IPv4Address
+    address: IPAddress
+    local_address: IPAddress
     ifname: str
     profile: str
 
@@ -100,11 +141,21 @@ class FrrConfig:
     raw: tuple[str, ...]
 
 
-def _prefix_list(name: str, prefixes: list[IPv4Network], le: int | None = None) -> PrefixList:
-    if not prefixes:
-        return PrefixList(name, (PrefixListEntry(5, "deny", "any"),))
-    return PrefixList(name, tuple(PrefixListEntry(5 * (i + 1), "permit", str(p), le)
-                                  for i, p in enumerate(prefixes)))
+def _prefix_lists(name: str, prefixes: list[IPNetwork],
+                  families: tuple[Family, ...]) -> list[PrefixList]:
+    """The list NAME of the IPv4 prefixes, and NAME6 of the IPv6 ones in a dual-stack lab."""
+    lists = []
+    for family in families:
+        chosen = [p for p in prefixes if (p.version == 4) == (family == IPV4)]
+        entries = (tuple(PrefixListEntry(5 * (i + 1), "permit", str(p))
+                         for i, p in enumerate(chosen))
+                   or (PrefixListEntry(5, "deny", "any"),))
+        lists.append(PrefixList(_family_name(name, family), entries, family))
+    return lists
+
+
+def _family_name(name: str, family: Family) -> str:
+    return name if family == IPV4 else f"{name}6"
 
 
 def _neighbor(node: NodePlan, session: SessionPlan, rm_in: str, rm_out: str) -> BgpNeighbor:
@@ -113,12 +164,12 @@ def _neighbor(node: NodePlan, session: SessionPlan, rm_in: str, rm_out: str) -> 
     return BgpNeighbor(peer_address, peer_asn, peer, timers.keepalive_s, timers.hold_s,
                        timers.connect_retry_s, session.listener == node.name,
                        timers.bfd.profile if timers.bfd else None,
-                       rm_in, rm_out)
+                       rm_in, rm_out, session.family)
 
 
-def _site_vips(plan: LabPlan, site: str) -> list[IPv4Network]:
+def _site_vips(plan: LabPlan, site: str) -> list[IPNetwork]:
     clusters = set(plan.site(site).clusters)
-    return [s.prefix for s in plan.services if clusters.intersection(s.clusters)]
+    return [p for s in plan.services if clusters.intersection(s.clusters) for p in s.prefixes]
 
 
 def _policy_for_session(plan: LabPlan, node: NodePlan,
@@ -137,41 +188,56 @@ def _policy_for_session(plan: LabPlan, node: NodePlan,
     return ALLOW_ALL, ALLOW_ALL
 
 
-def _route_maps(node: NodePlan, used: set[str]) -> list[RouteMapEntry]:
+def _route_maps(used: set[str], families: tuple[Family, ...]) -> list[RouteMapEntry]:
+    def matching(name: str, seq: int, description: str, prefix_list: str) -> list[RouteMapEntry]:
+        """permit entries SEQ, SEQ+10: one per family, each with its own prefix list"""
+        return [RouteMapEntry(name, "permit", seq + 10 * k, description,
+                              match_prefix_list=_family_name(prefix_list, family),
+                              match_family=family)
+                for k, family in enumerate(families)]
+
     catalogue = {
         ALLOW_ALL: [RouteMapEntry(ALLOW_ALL, "permit", 10)],
         DENY_ALL: [RouteMapEntry(DENY_ALL, "deny", 10)],
-        "FROM-NODES": [RouteMapEntry("FROM-NODES", "permit", 10, "service VIPs and pod CIDRs",
-                                     match_prefix_list="NODE-PREFIXES")],
+        "FROM-NODES": matching("FROM-NODES", 10, "service VIPs and pod CIDRs", "NODE-PREFIXES"),
         "FROM-WAN": [RouteMapEntry("FROM-WAN", "permit", 10, "tag routes learned from the WAN",
                                    set_community=WAN_LEARNED_COMMUNITY)],
         "TO-WAN": [RouteMapEntry("TO-WAN", "deny", 5, "never re-announce WAN routes",
                                  match_community="WAN-LEARNED"),
-                   RouteMapEntry("TO-WAN", "permit", 10, "this site's service VIPs",
-                                 match_prefix_list="SITE-VIPS")],
-        "FROM-SITES": [RouteMapEntry("FROM-SITES", "permit", 10, "only anycast service VIPs",
-                                     match_prefix_list="ANYCAST-VIPS")],
-        "CLIENT-NETS": [RouteMapEntry("CLIENT-NETS", "permit", 10, "client access subnets",
-                                      match_prefix_list="CLIENT-NETS")],
+                   *matching("TO-WAN", 10, "this site's service VIPs", "SITE-VIPS")],
+        "FROM-SITES": matching("FROM-SITES", 10, "only anycast service VIPs", "ANYCAST-VIPS"),
+        "CLIENT-NETS": matching("CLIENT-NETS", 10, "client access subnets", "CLIENT-NETS"),
     }
     return [entry for name in sorted(used) for entry in catalogue[name]]
 
 
-def _prefix_lists(plan: LabPlan, node: NodePlan, used_maps: set[str]) -> list[PrefixList]:
+def _policy_prefix_lists(plan: LabPlan, node: NodePlan,
+                         used_maps: set[str]) -> list[PrefixList]:
     lists: list[PrefixList] = []
+    families = plan.families
     if "FROM-NODES" in used_maps:
         attached = [plan.node(i.peer) for i in node.interfaces if i.kind == LinkKind.NODE]
         clusters = {n.cluster for n in attached}
-        vips = [s.prefix for s in plan.services if clusters.intersection(s.clusters)]
-        pod_cidrs = [n.pod_cidr for n in attached if n.pod_cidr is not None]
-        lists.append(_prefix_list("NODE-PREFIXES", vips + pod_cidrs))
+        vips = [p for s in plan.services if clusters.intersection(s.clusters) for p in s.prefixes]
+        pod_cidrs: list[IPNetwork] = [cidr for n in attached for cidr in (n.pod_cidr, n.pod_cidr6)
+                                      if cidr is not None]
+        lists += _prefix_lists("NODE-PREFIXES", vips + pod_cidrs, families)
     if "TO-WAN" in used_maps and node.site is not None:
-        lists.append(_prefix_list("SITE-VIPS", _site_vips(plan, node.site)))
+        lists += _prefix_lists("SITE-VIPS", _site_vips(plan, node.site), families)
     if "FROM-SITES" in used_maps:
-        lists.append(_prefix_list("ANYCAST-VIPS", [s.prefix for s in plan.services]))
+        lists += _prefix_lists("ANYCAST-VIPS", [p for s in plan.services for p in s.prefixes],
+                               families)
     if "CLIENT-NETS" in used_maps:
-        nets = [i.address.network for i in node.interfaces if i.kind == LinkKind.ACCESS]
-        lists.append(_prefix_list("CLIENT-NETS", nets))
+        nets: list[IPNetwork] = []
+        for interface in node.interfaces:
+            if interface.kind != LinkKind.ACCESS:
+                continue
+            link = plan.link(interface.link_id)
+            if IPV4 in link.families:
+                nets.append(interface.address.network)
+            if interface.address6 is not None:
+                nets.append(interface.address6.network)
+        lists += _prefix_lists("CLIENT-NETS", nets, families)
     return lists
 
 
@@ -190,23 +256,28 @@ def frr_config(plan: LabPlan, node: NodePlan) -> FrrConfig:
     if node.role == Role.TRANSIT and any(i.kind == LinkKind.ACCESS for i in node.interfaces):
         redistribute = "CLIENT-NETS"
         used.add(redistribute)
-    networks: list[IPv4Network] = []
-    if node.loopback is not None and node.role != Role.TRANSIT:
-        networks.append(IPv4Network(f"{node.loopback}/32"))
-    if node.pod_cidr is not None:
-        networks.append(node.pod_cidr)
+    networks: list[IPNetwork] = []
+    if node.role != Role.TRANSIT:
+        networks += [host_prefix(a) for a in (node.loopback, node.loopback6) if a is not None]
+    networks += [cidr for cidr in (node.pod_cidr, node.pod_cidr6) if cidr is not None]
     assert node.asn is not None and node.router_id is not None and node.timers is not None
     profiles = sorted({s.timers.bfd for s in sessions if s.timers.bfd},
                       key=lambda b: (b.interval_ms, b.multiplier))
+    families = tuple(f for f in (IPV4, IPV6) if f == IPV4 or any(
+        n.family == f for n in neighbors))
+    address_families = tuple(AddressFamilyConfig(
+        family, tuple(n for n in networks if (n.version == 4) == (family == IPV4)),
+        redistribute, tuple(n for n in neighbors if n.family == family))
+        for family in families)
     return FrrConfig(
         hostname=node.name, role=node.role.value, site=node.site,
-        prefix_lists=tuple(_prefix_lists(plan, node, used)),
+        prefix_lists=tuple(_policy_prefix_lists(plan, node, used)),
         community_lists=(CommunityList("WAN-LEARNED", WAN_LEARNED_COMMUNITY),)
         if "TO-WAN" in used else (),
-        route_maps=tuple(_route_maps(node, used)),
+        route_maps=tuple(_route_maps(used, plan.families)),
         bfd_profiles=tuple(profiles), bfd_peers=(),
         bgp=BgpConfig(node.asn, node.router_id, node.timers.ecmp, tuple(neighbors),
-                      tuple(networks), redistribute),
+                      address_families),
         raw=node.frr_raw)
 
 

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from lab.run.runner import Recording
     from lab.scenario.load import LoadedScenario
 
-PROBE_COLUMNS = ["trial", "client", "service", "flow", "seq", "send_ns", "recv_ns", "rtt_ms",
-                 "site", "cluster", "node", "pod"]
 ROUTE_COLUMNS = ["trial", "t_ns", "router", "prefix", "action", "nexthops", "n_nexthops"]
 
 
@@ -74,7 +72,7 @@ def session_events(state: LabState, plan: LabPlan, clock: dict[str, int],
 
 
 def _probes(recording: Recording) -> pd.DataFrame:
-    from lab.measure.probe.udp import load_udp_probes
+    from lab.measure.probe.udp import PROBE_COLUMNS, load_udp_probes
 
     frames = [load_udp_probes(path, client, trial)
               for trial, client, path in recording.prober_files if path.exists()]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lab.backend.processes import Spawn, stop_pids
 from lab.backend.state import ProcessRecord
 from lab.errors import BackendError
-from lab.plan.model import Role
+from lab.plan.model import IPAddress, LabPlan, Role, ServicePlan, family_of
 
 if TYPE_CHECKING:
     from lab.faults.primitives import LabHandle
@@ -55,7 +55,8 @@ class Measurement:
                    if n.role not in {Role.CLIENT, Role.K8S_NODE}]
         out, ready = scratch / "routes.jsonl", scratch / "recorder.ready"
         spec = RecorderSpec.build(handle.lab, {r: str(handle.netns_path(r)) for r in routers},
-                                  [str(s.prefix) for s in handle.plan.services], out, ready)
+                                  [str(p) for s in handle.plan.services for p in s.prefixes],
+                                  out, ready)
         spec_path = spec.write(scratch / "recorder.json")
         self.recording.routes_file = out
         log = scratch / "recorder.log"
@@ -98,8 +99,12 @@ class Measurement:
                    if probe.clients == "all" or n.name in probe.clients]
         services = [s for s in plan.services
                     if probe.services == "all" or s.name in probe.services]
-        udp = [ProbeTarget(s.name, str(s.vip), s.port) for s in services if s.protocol == "udp"]
-        for client in clients if udp else []:
+        for client in clients:
+            # every VIP of every UDP service in each family the client has, on one clock
+            udp = [ProbeTarget(s.name, str(vip), s.port) for s in services
+                   if s.protocol == "udp" for vip in _vips(plan, client, s)]
+            if not udp:
+                continue
             out = scratch / f"probes-{trial}-{client}.txt"
             self.trial_processes.append(start_udp_prober(
                 self._spawner(client, "prober"), client, udp, probe.interval, probe.flows, out,
@@ -109,8 +114,9 @@ class Measurement:
         if tcp and probe.tcp_flows:
             events = scratch / f"tcp-{trial}.jsonl"
             flows = [{"client": c, "netns": str(handle.netns_path(c)), "service": s.name,
-                      "vip": str(s.vip), "port": s.port, "flow": k}
-                     for c in clients for s in tcp for k in range(probe.tcp_flows)]
+                      "vip": str(vip), "port": s.port, "flow": k}
+                     for c in clients for s in tcp for vip in _vips(plan, c, s)
+                     for k in range(probe.tcp_flows)]
             spec = scratch / f"tcp-{trial}.json"
             spec.write_text(json.dumps({
                 "lab": handle.lab, "flows": flows,
@@ -142,3 +148,9 @@ class NoMeasurement(Measurement):
 
     def start_trial(self, trial: int) -> None:
         pass
+
+
+def _vips(plan: LabPlan, client: str, service: ServicePlan) -> list[IPAddress]:
+    """The service's VIPs in the families the client has (IPv4 first)."""
+    families = plan.node(client).families
+    return [vip for vip in service.vips if family_of(vip) in families]

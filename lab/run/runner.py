@@ -207,7 +207,7 @@ def _resolve_target(handle: LabHandle, recording: Recording, trial: int,
         raise BackendError(f"no probes from {serving.client} to resolve `serving:`")
     probes = load_udp_probes(path, serving.client, trial)
     answered = probes[(probes["service"] == serving.service) & (probes["flow"] == serving.flow)
-                      & probes["recv_ns"].notna()]
+                      & (probes["family"] == "ipv4") & probes["recv_ns"].notna()]
     if answered.empty:
         raise BackendError(f"{serving.client} has no answer from {serving.service} yet")
     last = answered.sort_values("recv_ns").iloc[-1]

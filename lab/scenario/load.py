@@ -19,6 +19,7 @@ from lab.errors import InputIssue, ScenarioError, TopologyError
 from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role
 from lab.plan.planner import build_plan
 from lab.scenario.model import (
+    FAMILY_FAULTS,
     SCENARIO_FIELD_HINTS,
     TARGET_KINDS,
     Expectation,
@@ -268,9 +269,52 @@ def _check_expectation(scenario: Scenario, expect: Expectation, parts: list[str 
     return issues
 
 
+def _check_family(step: Step, index: int, plan: LabPlan,
+                  doc: SourceDocument) -> list[InputIssue]:
+    """`family:` only on the faults that act per family, and only a family the lab has."""
+    if step.family is None:
+        return []
+    parts: list[str | int] = ["steps", index, "family"]
+    if step.fault not in FAMILY_FAULTS:
+        return [doc.issue(parts, f"{step.fault} acts on every family; `family:` does not "
+                          "apply", "`family:` goes with " + ", ".join(sorted(FAMILY_FAULTS)))]
+    if step.family not in plan.families:
+        return [doc.issue(parts, f"the lab carries no {step.family}",
+                          "use a dual-stack topology (a service with a `vip6:`), e.g. "
+                          "--topology topologies/three-sites-dual.yaml")]
+    link = find_link(plan, step.target) if isinstance(step.target, str) else None
+    if step.fault == "bgp-session-shutdown" and link is not None \
+            and step.family not in link.families:
+        return [doc.issue(parts, f"link {link.id} carries no {step.family} session",
+                          "it carries " + " and ".join(link.families))]
+    return []
+
+
+def _check_transit(step: Step, index: int, plan: LabPlan,
+                   doc: SourceDocument) -> list[InputIssue]:
+    """`transit:` names one of the target site's uplinks (uplink-shutdown only)."""
+    if step.transit is None:
+        return []
+    parts: list[str | int] = ["steps", index, "transit"]
+    if step.fault != "uplink-shutdown":
+        return [doc.issue(parts, f"`transit:` does not apply to {step.fault}",
+                          "`transit:` chooses the uplink of an uplink-shutdown")]
+    sites = {site.name: site for site in plan.sites}
+    if isinstance(step.target, str) and step.target in sites:
+        transits = list(sites[step.target].transits)
+        if step.transit not in transits:
+            return [unknown_issue(step.transit, transits, f"uplink of {step.target} to a transit",
+                                  parts, doc)]
+    return []
+
+
 def _check_step(step: Step, index: int, plan: LabPlan, doc: SourceDocument,
                 clients: list[str], services: list[str]) -> list[InputIssue]:
     assert step.fault is not None
+    parameter_issues = _check_family(step, index, plan, doc) + _check_transit(step, index,
+                                                                              plan, doc)
+    if parameter_issues:
+        return parameter_issues
     parts: list[str | int] = ["steps", index, "target"]
     kind = TARGET_KINDS[step.fault]
     target = step.target
@@ -304,7 +348,7 @@ def known_links(plan: LabPlan, fault: str) -> list[LinkPlan]:
     if fault == "transit-partition":
         return [link for link in plan.links if link.kind == LinkKind.WAN]
     if fault == "bgp-session-shutdown":
-        ids = {s.id for s in plan.sessions}
+        ids = {s.link_id for s in plan.sessions}
         return [link for link in plan.links if link.id in ids]
     return list(plan.links)
 

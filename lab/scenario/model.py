@@ -17,8 +17,11 @@ FaultName = Literal[
     "link-down", "link-blackhole", "link-impair", "link-flap",
     "node-crash", "node-stop", "daemon-kill", "daemon-restart",
     "bgp-session-shutdown", "pod-kill", "pod-unready", "service-withdraw",
-    "site-isolate", "site-drain", "wan-latency", "transit-partition",
+    "site-isolate", "site-drain", "wan-latency", "transit-partition", "uplink-shutdown",
 ]
+
+# Faults that can act on one address family (`family:`) of a dual-stack lab.
+FAMILY_FAULTS = frozenset({"bgp-session-shutdown", "site-drain", "uplink-shutdown"})
 
 # What each fault's `target` names.
 TARGET_KINDS: dict[str, str] = {
@@ -26,7 +29,7 @@ TARGET_KINDS: dict[str, str] = {
     "node-crash": "node", "node-stop": "node", "daemon-kill": "node", "daemon-restart": "node",
     "bgp-session-shutdown": "link", "pod-kill": "pod", "pod-unready": "pod",
     "service-withdraw": "cluster", "site-isolate": "site", "site-drain": "site",
-    "wan-latency": "link", "transit-partition": "link",
+    "wan-latency": "link", "transit-partition": "link", "uplink-shutdown": "site",
 }
 
 
@@ -60,6 +63,8 @@ class Step(StrictModel):
     count: Annotated[int, Field(ge=1, le=1000)] | None = None
     method: Literal["prepend", "gshut"] | None = None
     prepend: Annotated[int, Field(ge=1, le=10)] | None = None
+    family: Literal["ipv4", "ipv6"] | None = None  # FAMILY_FAULTS only; default: every family
+    transit: Name | None = None  # uplink-shutdown: the site's uplink to it (default: all)
     note: str = ""
 
     @model_validator(mode="after")
@@ -92,6 +97,7 @@ class Expectation(StrictModel):
     fault: FaultName | None = None
     client: Name | None = None
     service: Name | None = None
+    family: Literal["ipv4", "ipv6"] | None = None
     outage_ms: FigureBound | None = None
     lost_ms: FigureBound | None = None
     detection_ms: FigureBound | None = None
@@ -136,6 +142,8 @@ SCENARIO_FIELD_HINTS = {
     "fault": "one of: " + ", ".join(TARGET_KINDS),
     "daemon": "bgpd, bfdd, zebra, gobgpd or agent",
     "method": "'prepend' (AS-path prepend towards the WAN) or 'gshut' (RFC 8326 community)",
+    "family": "'ipv4' or 'ipv6': the one address family the fault acts on (default: both)",
+    "transit": "the transit whose uplink (from each border router of the site) is shut",
     "repeat": "1-1000 trials",
     "flows": "UDP flows (source ports) per client and service, 1-64",
     "expect": "e.g. `- {fault: node-crash, outage_ms: {p95: \"<= 1500\"}, tcp_broken: 0}`",

@@ -447,8 +447,9 @@ class _Picture:
         """The services box (right) and the legend (left); return the lower edge."""
         services, all_clusters = self.plan.services[:12], {c.name for c in self.plan.clusters}
         name_w = max((len(s.name) for s in services), default=0)
-        vip_w = max((len(str(s.vip)) for s in services), default=0)
-        lines = [f"{s.name:<{name_w}}  {s.vip!s:<{vip_w}}  {s.protocol}/{s.port}"
+        vips = {s.name: " ".join(str(v) for v in s.vips) for s in services}
+        vip_w = max((len(text) for text in vips.values()), default=0)
+        lines = [f"{s.name:<{name_w}}  {vips[s.name]:<{vip_w}}  {s.protocol}/{s.port}"
                  + ("" if set(s.clusters) == all_clusters else f"  ({', '.join(s.clusters)})")
                  for s in services]
         lines += [f"... and {len(self.plan.services) - 12} more"] * (len(self.plan.services) > 12)

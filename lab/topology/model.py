@@ -11,7 +11,14 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from lab.source.units import (
@@ -69,41 +76,57 @@ def _name_problem(value: str) -> str:
     return "it must end with a letter or digit"
 
 
-def _to_ipv4_network(value: object) -> ipaddress.IPv4Network:
+def _to_network(value: object, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    family = f"IPv{version}"
     try:
         network = ipaddress.ip_network(str(value), strict=True)
     except ValueError as exc:
         try:
             loose = ipaddress.ip_network(str(value), strict=False)
         except ValueError:
-            raise _custom("network", f"{value!r} is not an IPv4 prefix") from exc
-        if not isinstance(loose, ipaddress.IPv4Network):
-            raise _custom("network_v6", f"{value!r}: IPv6 pools are not supported yet") from exc
-        raise _custom("network", f"{value!r} has host bits set; the prefix is "
-                                 f"{str(loose)!r}") from exc
-    if not isinstance(network, ipaddress.IPv4Network):
-        raise _custom("network_v6", f"{value!r}: IPv6 pools are not supported yet")
+            raise _custom(f"network_v{version}", f"{value!r} is not an {family} prefix") from exc
+        if loose.version != version:
+            raise _custom(f"network_v{version}", f"{value!r} is not an {family} prefix") from exc
+        raise _custom(f"network_v{version}", f"{value!r} has host bits set; the prefix is "
+                                             f"{str(loose)!r}") from exc
+    if network.version != version:
+        raise _custom(f"network_v{version}", f"{value!r} is not an {family} prefix")
     return network
 
 
-def _to_vip(value: object) -> ipaddress.IPv4Address:
+def _to_address(value: object, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         address = ipaddress.ip_address(str(value))
     except ValueError as exc:
         if "/" in str(value):
-            raise _custom("address", f"{value!r} is a prefix; a VIP is one address") from exc
-        raise _custom("address", f"{value!r} is not an IP address") from exc
-    if not isinstance(address, ipaddress.IPv4Address):
-        raise _custom("vip_v6", f"{value!r}: IPv6 VIPs are not supported yet")
+            raise _custom(f"address_v{version}",
+                          f"{value!r} is a prefix; a VIP is one address") from exc
+        raise _custom(f"address_v{version}", f"{value!r} is not an IP address") from exc
+    if address.version != version:
+        field = "vip" if address.version == 4 else "vip6"
+        raise _custom(f"address_v{version}",
+                      f"{value!r} is an IPv{address.version} address; write it as `{field}:`")
     return address
+
+
+def _unique_families(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise _custom("families", "a family is listed twice")
+    return value
 
 
 DurationMs = Annotated[float, BeforeValidator(_to_duration)]
 RateBps = Annotated[int, BeforeValidator(_to_rate)]
 Percent = Annotated[float, BeforeValidator(_to_percent)]
 Name = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_check_name)]
-Ipv4Pool = Annotated[ipaddress.IPv4Network, BeforeValidator(_to_ipv4_network)]
-Vip = Annotated[ipaddress.IPv4Address, BeforeValidator(_to_vip)]
+# each parsed for its one version (the messages name the other one); pydantic then checks the type
+Ipv4Pool = Annotated[ipaddress.IPv4Network, BeforeValidator(lambda v: _to_network(v, 4))]
+Ipv6Pool = Annotated[ipaddress.IPv6Network, BeforeValidator(lambda v: _to_network(v, 6))]
+Vip = Annotated[ipaddress.IPv4Address, BeforeValidator(lambda v: _to_address(v, 4))]
+Vip6 = Annotated[ipaddress.IPv6Address, BeforeValidator(lambda v: _to_address(v, 6))]
+Family = Literal["ipv4", "ipv6"]
+# the address families a link carries (default: every family of the lab)
+Families = Annotated[list[Family], Field(min_length=1), AfterValidator(_unique_families)]
 Asn = Annotated[int, Field(ge=1, le=4_294_967_294)]
 
 
@@ -167,6 +190,7 @@ class Cluster(StrictModel):
     pods_per_node: Annotated[int, Field(ge=1, le=64)] = 2
     speaker: Literal["gobgp", "frr"] = "gobgp"
     pod_cidr_size: Annotated[int, Field(ge=16, le=29)] = 24
+    pod_cidr_size6: Annotated[int, Field(ge=48, le=120)] = 64  # Kubernetes' default is 64
     asn: Asn | None = None
     readiness: ReadinessProbe = ReadinessProbe()
 
@@ -180,6 +204,7 @@ class Fabric(StrictModel):
 
 class Uplink(LinkProperties):
     transit: Name
+    families: Families | None = None
 
 
 class Site(StrictModel):
@@ -200,6 +225,7 @@ class Transit(StrictModel):
 
 class WanLink(LinkProperties):
     between: tuple[Name, Name]
+    families: Families | None = None
 
 
 class Client(LinkProperties):
@@ -207,15 +233,39 @@ class Client(LinkProperties):
 
     name: Name
     transit: Name
+    families: Families | None = None  # dual-stack when the lab is
 
 
 class Service(StrictModel):
+    """An anycast service on an IPv4 VIP, an IPv6 VIP, or both (at least one)."""
+
     name: Name
-    vip: Vip
+    vip: Vip | None = None
+    vip6: Vip6 | None = None
     protocol: Literal["udp", "tcp"] = "udp"
     port: Annotated[int, Field(ge=1, le=65535)]
     clusters: list[Name] | Literal["all"] = "all"
     traffic_policy: Literal["Local", "Cluster"] = "Local"
+
+    @model_validator(mode="after")
+    def _one_vip_at_least(self) -> Service:
+        if self.vip is None and self.vip6 is None:
+            raise _custom("vip_missing", "a service needs `vip:`, `vip6:` or both")
+        return self
+
+    @property
+    def vips(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return [vip for vip in (self.vip, self.vip6) if vip is not None]
+
+
+class Ipv6Addressing(StrictModel):
+    """IPv6 pools (from the documentation range), used when a service has a `vip6`."""
+
+    loopbacks: Ipv6Pool = ipaddress.IPv6Network("2001:db8:ffff::/64")
+    fabric: Ipv6Pool = ipaddress.IPv6Network("2001:db8:fffe::/64")
+    wan: Ipv6Pool = ipaddress.IPv6Network("2001:db8:fffd::/64")
+    clients: Ipv6Pool = ipaddress.IPv6Network("2001:db8:fffc::/64")
+    pods: Ipv6Pool = ipaddress.IPv6Network("2001:db8:4000::/40")
 
 
 class Addressing(StrictModel):
@@ -224,6 +274,7 @@ class Addressing(StrictModel):
     wan: Ipv4Pool = ipaddress.IPv4Network("100.64.0.0/16")
     pods: Ipv4Pool = ipaddress.IPv4Network("10.64.0.0/10")
     clients: Ipv4Pool = ipaddress.IPv4Network("198.18.0.0/16")
+    ipv6: Ipv6Addressing = Ipv6Addressing()
 
 
 class Defaults(StrictModel):
@@ -245,6 +296,11 @@ class Topology(StrictModel):
     clients: list[Client] = []
     frr_raw: RawFrr = RawFrr()
 
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The lab is dual-stack as soon as one service has an IPv6 VIP."""
+        return ("ipv4", "ipv6") if any(s.vip6 for s in self.services) else ("ipv4",)
+
 
 DURATION_FIELDS = frozenset({"delay", "jitter", "keepalive", "hold", "connect_retry", "interval",
                              "period", "timeout"})
@@ -254,8 +310,11 @@ HINTS_BY_ERROR_TYPE = {
     "percent": PERCENT_HINT,
     "name": "names use lowercase letters, digits and '-', start with a letter and end with a "
             "letter or digit, e.g. 'nyc' or 'edge-1'",
-    "network": "write a prefix such as '10.255.0.0/16' whose host bits are zero",
-    "network_v6": "use an IPv4 prefix",
-    "address": "write an address such as '192.0.2.53'",
-    "vip_v6": "use an IPv4 VIP; IPv6 service addresses are planned",
+    "network_v4": "write an IPv4 prefix such as '10.255.0.0/16' whose host bits are zero "
+                  "(IPv6 pools go under `addressing.ipv6`)",
+    "network_v6": "write an IPv6 prefix such as '2001:db8:ffff::/64' whose host bits are zero",
+    "address_v4": "write an IPv4 address such as '192.0.2.53'",
+    "address_v6": "write an IPv6 address such as '2001:db8:53::53'",
+    "vip_missing": "add `vip: 192.0.2.53` (IPv4), `vip6: 2001:db8:53::53` (IPv6) or both",
+    "families": "list each family once, e.g. [ipv4] or [ipv4, ipv6]",
 }

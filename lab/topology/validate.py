@@ -7,7 +7,6 @@ before cross-references can be checked.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
@@ -20,7 +19,7 @@ from lab.errors import InputIssue, TopologyError
 from lab.plan import naming
 from lab.plan.planner import resolve_timers
 from lab.source.yamldoc import SourceDocument, format_path, read_yaml_file
-from lab.topology.model import HINTS_BY_ERROR_TYPE, BgpSettings, Site, Topology
+from lab.topology.model import HINTS_BY_ERROR_TYPE, BgpSettings, Family, Site, Topology
 
 MIN_HOLD_MS = 3000.0
 MIN_BFD_INTERVAL_MS = 10.0
@@ -42,6 +41,8 @@ FIELD_HINTS = {
     "nodes": "a cluster has 1-999 nodes",
     "pods_per_node": "1-64 pods per node",
     "pod_cidr_size": "the per-node pod prefix length, 16-29 (Kubernetes' default is 24)",
+    "pod_cidr_size6": "the per-node IPv6 pod prefix length, 48-120 (Kubernetes' default is 64)",
+    "families": "a list of address families: [ipv4], [ipv6] or [ipv4, ipv6]",
     "speaker": "'gobgp' (kube-router model) or 'frr' (MetalLB FRR-mode model)",
     "protocol": "'udp' or 'tcp'",
     "traffic_policy": "'Local' (announce only with a ready local pod) or 'Cluster' (always)",
@@ -248,6 +249,7 @@ def cross_reference_issues(topo: Topology, doc: SourceDocument) -> Iterator[Inpu
         yield from _site_fabric(site, i, doc)
     yield from _keepalive_vs_hold(topo, doc)
     yield from _addressing(topo, doc)
+    yield from _families(topo, doc)
     yield from _services(topo, doc)
     yield from _raw_lines(topo, doc)
 
@@ -514,36 +516,72 @@ def _raw_keys(doc: SourceDocument, parts: Sequence[str | int]) -> set[str]:
 
 
 def _addressing(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
-    pools = topo.addressing.model_dump()
+    v4_pools = {name: net for name, net in topo.addressing.model_dump().items() if name != "ipv6"}
+    v6_pools = topo.addressing.ipv6.model_dump() if "ipv6" in topo.families else {}
+    for parts, pools in ((["addressing"], v4_pools), (["addressing", "ipv6"], v6_pools)):
+        yield from _pools_apart(pools, parts, doc)
+    for pool, need in _pool_needs(topo).items():
+        v6 = pool.endswith("6")
+        name = pool.removesuffix("6") if v6 else pool
+        network = (v6_pools if v6 else v4_pools).get(name)
+        if network is None:
+            continue
+        have = network.num_addresses
+        if need > have:
+            parts = ["addressing", "ipv6", name] if v6 else ["addressing", name]
+            yield doc.issue(parts, f"pool {format_path(parts[1:])} ({network}) has {have} "
+                            f"addresses but the topology needs {need}", "use a larger prefix")
+    for i, service in enumerate(topo.services):
+        for field, vip, pools in (("vip", service.vip, v4_pools), ("vip6", service.vip6, v6_pools)):
+            if vip is None:
+                continue
+            for pool, network in pools.items():
+                if vip in network:
+                    example = ("192.0.2.0/24 or 203.0.113.0/24" if field == "vip"
+                               else "2001:db8::/32 outside the pools, e.g. 2001:db8:53::53")
+                    yield doc.issue(["services", i, field], f"VIP {vip} is inside the "
+                                    f"{pool} pool {network}",
+                                    f"choose a VIP outside the infrastructure pools, e.g. from "
+                                    f"{example}")
+            if vip.is_loopback or vip.is_multicast or vip.is_unspecified or vip.is_link_local:
+                yield doc.issue(["services", i, field], f"VIP {vip} is not a unicast address",
+                                "choose a routable unicast address")
+
+
+def _pools_apart(pools: dict[str, Any], parts: Sequence[str | int],
+                 doc: SourceDocument) -> Iterator[InputIssue]:
     names = list(pools)
     for a_index, a in enumerate(names):
         for b in names[a_index + 1:]:
             if pools[a].overlaps(pools[b]):
-                yield doc.issue(["addressing", b], f"pool {b} ({pools[b]}) overlaps pool {a} "
-                                f"({pools[a]})", "give each pool its own range")
-    needs = _pool_needs(topo)
-    for pool, need in needs.items():
-        have = pools[pool].num_addresses
-        if need > have:
-            yield doc.issue(["addressing", pool], f"pool {pool} ({pools[pool]}) has {have} "
-                            f"addresses but the topology needs {need}", "use a larger prefix")
-    for i, service in enumerate(topo.services):
-        for pool, network in pools.items():
-            if service.vip in network:
-                yield doc.issue(["services", i, "vip"], f"VIP {service.vip} is inside the "
-                                f"{pool} pool {network}",
-                                "choose a VIP outside the infrastructure pools, e.g. from "
-                                "192.0.2.0/24 or 203.0.113.0/24")
-        if service.vip.is_loopback or service.vip.is_multicast or service.vip.is_unspecified:
-            yield doc.issue(["services", i, "vip"], f"VIP {service.vip} is not a unicast address",
-                            "choose a routable unicast address")
+                where = format_path([*parts[1:], b])
+                yield doc.issue([*parts, b], f"pool {where} ({pools[b]}) overlaps pool "
+                                f"{format_path([*parts[1:], a])} ({pools[a]})",
+                                "give each pool its own range")
+
+
+def _families(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
+    """A link may carry IPv6 only in a lab that has it (a service with a `vip6`)."""
+    if "ipv6" in topo.families:
+        return
+    listed: list[tuple[list[str | int], list[Family] | None]] = []
+    listed += [(["wan_links", i, "families"], w.families) for i, w in enumerate(topo.wan_links)]
+    listed += [(["sites", i, "uplinks", j, "families"], u.families)
+               for i, s in enumerate(topo.sites) for j, u in enumerate(s.uplinks)]
+    listed += [(["clients", i, "families"], c.families) for i, c in enumerate(topo.clients)]
+    for parts, families in listed:
+        if families is not None and "ipv6" in families:
+            yield doc.issue(parts, "this lab carries no IPv6: no service has an IPv6 VIP",
+                            "give a service a `vip6:` (the lab becomes dual-stack) or list "
+                            "only ipv4")
 
 
 def _pool_needs(topo: Topology) -> dict[str, int]:
+    """Addresses each pool must hold (IPv6 pools with a trailing 6)."""
     routers = len(topo.transits)
     fabric_links = 0
     wan_links = len(topo.wan_links)
-    pods = 0
+    pods = pods6 = 0
     for site in topo.sites:
         borders = site.fabric.border_leafs if site.fabric.border == "leafs" else 0
         routers += site.fabric.spines + site.fabric.leafs + borders
@@ -553,8 +591,11 @@ def _pool_needs(topo: Topology) -> dict[str, int]:
         for cluster in site.clusters:
             fabric_links += cluster.nodes
             pods += cluster.nodes * 2 ** (32 - cluster.pod_cidr_size)
-    return {"loopbacks": routers, "fabric": 2 * fabric_links, "wan": 2 * wan_links,
-            "pods": pods, "clients": 2 * len(topo.clients)}
+            pods6 += cluster.nodes * 2 ** (128 - cluster.pod_cidr_size6)
+    needs = {"loopbacks": routers, "fabric": 2 * fabric_links, "wan": 2 * wan_links,
+             "pods": pods, "clients": 2 * len(topo.clients)}
+    return needs | {f"{name}6": needs[name] for name in needs if name != "pods"} | {
+        "pods6": pods6}
 
 
 def _services(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
@@ -569,12 +610,13 @@ def _services(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
         elif not clusters:
             yield doc.issue(["services", i, "clusters"], "no cluster can serve this service",
                             "add a cluster to a site")
-        key = (str(service.vip), service.protocol, service.port)
-        if key in seen:
-            yield doc.issue(["services", i], f"{service.protocol}/{service.port} on "
-                            f"{service.vip} is already used by services[{seen[key]}]",
-                            "give the service its own port or VIP")
-        seen.setdefault(key, i)
+        for vip in service.vips:
+            key = (str(vip), service.protocol, service.port)
+            if key in seen:
+                yield doc.issue(["services", i], f"{service.protocol}/{service.port} on "
+                                f"{vip} is already used by services[{seen[key]}]",
+                                "give the service its own port or VIP")
+            seen.setdefault(key, i)
 
 
 def _raw_lines(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
@@ -597,7 +639,3 @@ def check_files(paths: Sequence[Path]) -> list[InputIssue]:
         except TopologyError as exc:
             issues.extend(exc.issues)
     return issues
-
-
-def vip_pools(topo: Topology) -> list[ipaddress.IPv4Network]:
-    return [ipaddress.IPv4Network(f"{s.vip}/32") for s in topo.services]

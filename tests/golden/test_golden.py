@@ -17,8 +17,8 @@ from tests.conftest import TOPOLOGIES
 
 GOLDEN = Path(__file__).resolve().parent
 UPDATE = os.environ.get("ANYLAB_UPDATE_GOLDEN") == "1"
-PLAN_CASES = ["two-sites-mini", "three-sites"]
-RENDER_CASES = ["two-sites-mini"]
+PLAN_CASES = ["two-sites-mini", "three-sites", "two-sites-dual", "three-sites-dual"]
+RENDER_CASES = ["two-sites-mini", "two-sites-dual"]
 
 
 def _compare(path: Path, actual: str) -> None:

@@ -67,6 +67,20 @@ def require_mininet() -> None:
     ensure_tools(lambda _m: None)
 
 
+def require_backend(backend: str) -> str:
+    """What a lab on ``backend`` needs: root, the daemons' tools, and the backend's own tools
+    (set up on first use). Returns the backend's name."""
+    from tests.conftest import require_root, require_tool
+
+    require_root()
+    require_tool("vtysh", "gobgpd", "nft", "nsenter", "conntrack")
+    if backend == "containerlab":
+        require_containerlab()
+    if backend == "mininet":
+        require_mininet()
+    return backend
+
+
 def neighbour_entries(result: labs.UpResult) -> dict[str, list[dict[str, Any]]]:
     """Node or pod -> its neighbour (ARP) entries, as `ip -j neigh show` gives them."""
     names = [n.name for n in result.plan.nodes] + [p.name for p in result.plan.pods()]

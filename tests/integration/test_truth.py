@@ -19,12 +19,11 @@ import pytest
 
 from lab.backend import backend_named, labs
 from lab.run.runner import RunOptions, run_scenario
-from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
+from tests.conftest import REPO, TOPOLOGIES
 from tests.integration.labfixture import (
     assert_lab_gone,
     assert_only_planned_neighbours,
-    require_containerlab,
-    require_mininet,
+    require_backend,
     running_lab,
     unique_lab_name,
 )
@@ -37,13 +36,7 @@ BFD_INTERVAL_MS = 300  # the mini lab's BFD profile: 300 ms x 3
 @pytest.fixture(scope="module", params=["netns", "containerlab", "mininet"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Every backend must agree with theory (and so with the others)."""
-    require_root()
-    require_tool("vtysh", "gobgpd", "nft", "nsenter", "conntrack")
-    if request.param == "containerlab":
-        require_containerlab()
-    if request.param == "mininet":
-        require_mininet()
-    return str(request.param)
+    return require_backend(str(request.param))
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ def test_a_healthy_node_gets_ready_announces_and_proxies_on_the_first_period(
     assert world.events() == ["agent_start", "announce", "pod_ready", "pod_ready",
                               "nft_apply", "announce"]
     assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}
-    assert "dnat to 10.64.0.2:53" in world.rulesets[-1]
+    assert "dnat ip to 10.64.0.2:53" in world.rulesets[-1]
     assert "10.64.1.2" not in world.rulesets[-1]  # Local: only the node's pods
     assert world.status()["announced"] == ["192.0.2.53"]
     assert world.status()["pods"] == {"p1": "ready", "q1": "ready"}
@@ -155,7 +155,7 @@ def test_cluster_policy_announces_without_ready_pods_and_proxies_to_all(tmp_path
     assert VIP_PREFIX in world.speaker.routes
     world.prober.healthy = {"p1": True, "q1": True}
     world.agent.step()
-    assert "dnat to 10.64.1.2:53" in world.rulesets[-1]
+    assert "dnat ip to 10.64.1.2:53" in world.rulesets[-1]
     assert world.status()["endpoints"] == {"dns": ["10.64.0.2", "10.64.1.2"]}
 
 

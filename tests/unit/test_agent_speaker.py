@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -63,9 +63,10 @@ def test_gobgp_rib_lists_only_local_paths() -> None:
         parse_gobgp_rib("[]")
 
 
-def test_frr_networks_of_the_default_vrf_ipv4() -> None:
+def test_frr_networks_of_the_default_vrf_both_families() -> None:
     assert parse_frr_networks(FRR_RUNNING, 65101) == {IPv4Network("10.64.0.0/24"),
-                                                      IPv4Network("192.0.2.53/32")}
+                                                      IPv4Network("192.0.2.53/32"),
+                                                      IPv6Network("2001:db8::/64")}
     assert parse_frr_networks(FRR_RUNNING, 65102) == frozenset()
 
 

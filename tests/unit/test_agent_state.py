@@ -65,7 +65,7 @@ def test_rules_drop_a_service_without_endpoints() -> None:
     text = render_service_rules("n1", rules)
     assert 'drop comment "no ready endpoint"' in text
     with_pod = service_rules(services, desired_state(services, PODS, ready("p1")).endpoints)
-    assert "dnat to 10.64.0.2:53" in render_service_rules("n1", with_pod)
+    assert "dnat ip to 10.64.0.2:53" in render_service_rules("n1", with_pod)
 
 
 def test_status_document() -> None:

@@ -64,7 +64,7 @@ def test_runs_with_nothing_in_common_are_refused() -> None:
         compare(_summary(1.0, client="a"), _summary(1.0, client="b"))
     partial = compare({**_summary(1.0), "aggregate": _summary(1.0)["aggregate"]
                        + _summary(1.0, client="x")["aggregate"]}, _summary(1.0))
-    assert partial.only_base == [(0, "node-crash", "x", "dns")] and partial.only_new == []
+    assert partial.only_base == [(0, "node-crash", "x", "dns", "ipv4")] and partial.only_new == []
 
 
 def test_missing_summary_is_a_clear_error(tmp_path: Path) -> None:

@@ -154,8 +154,9 @@ def test_trial_end_from_the_runner_else_after_the_last_probe() -> None:
 def test_no_loss_gives_zero_outage_and_the_same_site() -> None:
     entry = one(probe_stream())
     assert entry == {
-        "client": "us-c1", "service": "dns", "outage_ms": 0.0, "loss_derived_ms": 0.0,
-        "lost": 0, "resolution_ms": 1.0, "site_before": "nyc", "site_after": "nyc",
+        "client": "us-c1", "service": "dns", "family": "ipv4", "outage_ms": 0.0,
+        "loss_derived_ms": 0.0, "lost": 0, "resolution_ms": 1.0, "site_before": "nyc",
+        "site_after": "nyc",
         "flip_ns": None, "rtt_before_ms": 10.0, "rtt_after_ms": 10.0, "tcp_broken": 0,
         "recovered": True, "first_loss_ns": None, "last_loss_ns": None,
         "probes": 8_000,  # from the event to 2 s (the reply timeout) before the trial end

@@ -73,19 +73,22 @@ def test_asns_follow_rfc7938(plan: LabPlan) -> None:
 def test_every_session_runs_over_a_link_between_different_asns(plan: LabPlan) -> None:
     links = {link.id: link for link in plan.links}
     for session in plan.sessions:
-        link = links[session.id]
+        link = links[session.link_id]
         assert {link.a.node, link.b.node} == {session.a, session.b}
         assert session.a_asn != session.b_asn
+        assert session.family in link.families
         assert link.a.address.network == link.b.address.network
 
 
 @pytest.mark.parametrize("plan", PLANS, ids=IDS)
 def test_hosts_have_a_default_route_over_their_own_link(plan: LabPlan) -> None:
     for node in plan.nodes_with_role(Role.CLIENT, Role.K8S_NODE):
-        assert len(node.routes) == 1
-        route = node.routes[0]
-        interface = next(i for i in node.interfaces if i.name == route.dev)
-        assert interface.peer_address == route.via
+        assert [r.prefix.version for r in node.routes] == [
+            4 if family == "ipv4" else 6 for family in node.families]
+        for route in node.routes:
+            assert route.prefix.prefixlen == 0
+            interface = next(i for i in node.interfaces if i.name == route.dev)
+            assert route.via in (interface.peer_address, interface.peer_address6)
 
 
 def test_plan_is_deterministic() -> None:

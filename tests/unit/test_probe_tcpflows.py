@@ -65,7 +65,8 @@ def test_first_reply_records_connected_with_identity(runner: FlowRunner) -> None
     flow.on_ready(selectors.EVENT_READ, 5 * MS)
     assert events(runner) == [{"t_ns": 5 * MS, "trial": 1, "source": "tcp",
                                "kind": "flow_connected", "client": "c1", "service": "web",
-                               "flow": 0, "site": "nyc", "node": "n1", "pod": "p1",
+                               "family": "ipv4", "flow": 0, "site": "nyc", "node": "n1",
+                               "pod": "p1",
                                "attempts": 0}]
     peer.close()
 

@@ -31,6 +31,12 @@ def test_argv_lists_every_target_and_option(tmp_path: Path) -> None:
                     "--rt-priority", "7"]
 
 
+def test_an_ipv6_target_is_written_in_brackets_beside_the_ipv4_one(tmp_path: Path) -> None:
+    argv = prober_argv(BIN, [DNS, ProbeTarget("dns", "2001:db8:53::53", 53)], 1.0, 1,
+                       tmp_path / "o")
+    assert argv[argv.index("--target") + 3] == "dns=[2001:db8:53::53]:53"
+
+
 def test_no_real_time_priority_means_no_option(tmp_path: Path) -> None:
     assert "--rt-priority" not in prober_argv(BIN, [DNS], 0.5, 1, tmp_path / "o", rt_priority=0)
 
@@ -48,10 +54,10 @@ def test_bad_intervals_are_refused(ms: float) -> None:
 
 @pytest.mark.parametrize(("targets", "flows", "message"), [
     ([], 1, "1 to 16 targets"),
-    ([DNS, DNS], 1, "probed twice"),
+    ([DNS, DNS], 1, "probed twice in one family"),
     ([ProbeTarget("d n s", "192.0.2.1", 53)], 1, "without blanks"),
     ([ProbeTarget("a=b", "192.0.2.1", 53)], 1, "without blanks"),
-    ([ProbeTarget("dns", "2001:db8::1", 53)], 1, "not an IPv4 address"),
+    ([ProbeTarget("dns", "2001:db8::zz", 53)], 1, "not an IP address"),
     ([ProbeTarget("dns", "192.0.2.1", 0)], 1, "out of range"),
     ([DNS], 0, "flows must be"),
     ([DNS], 65, "flows must be"),

@@ -44,12 +44,16 @@ def test_spec_build_and_round_trip(tmp_path: Path) -> None:
     mapped = RecorderSpec.build("demo", {"a": "altest-1-a", "b": "/var/run/netns/x"},
                                 ["10.0.0.0/8"], tmp_path / "o", tmp_path / "r")
     assert [r.netns for r in mapped.routers] == ["/run/netns/altest-1-a", "/var/run/netns/x"]
+    both = RecorderSpec.build("demo", {"a": "x"}, ["2001:db8:53::53/128", "192.0.2.53/32",
+                                                  "2001:db8:053::53/128"],
+                              tmp_path / "o", tmp_path / "r")
+    assert both.prefixes == ("192.0.2.53/32", "2001:db8:53::53/128")
 
 
 @pytest.mark.parametrize(("prefixes", "routers", "message"), [
     ([], ["a"], "no prefixes"),
     (["192.0.2.53/24"], ["a"], "bad prefix"),
-    (["2001:db8::/32"], ["a"], "only IPv4"),
+    (["2001:db8::1/32"], ["a"], "bad prefix"),
     (["nonsense"], ["a"], "bad prefix"),
 ])
 def test_spec_errors(tmp_path: Path, prefixes: list[str], routers: list[str],

@@ -55,10 +55,10 @@ def route_msg(dst: str = "192.0.2.53", dst_len: int = 32, *, kind: int = RTM_NEW
               gateway: str | None = None, multipath: list[str] | None = None,
               nhid: int | None = None, table: int = 254, proto: int = 186,
               metric: int = 20, oif: int = 2, rtm_flags: int = 0, seq: int = 0,
-              pid: int = 0) -> bytes:
+              pid: int = 0, family: int = socket.AF_INET) -> bytes:
     msg: Any = RouteMessage()
     msg["header"].update(type=kind, flags=0, sequence_number=seq, pid=pid)
-    msg.update(family=socket.AF_INET, dst_len=dst_len, table=min(table, 252), proto=proto,
+    msg.update(family=family, dst_len=dst_len, table=min(table, 252), proto=proto,
                type=1, scope=0, flags=rtm_flags)
     attrs: list[Any] = [["RTA_TABLE", table], ["RTA_DST", dst], ["RTA_PRIORITY", metric]]
     if gateway is not None:
@@ -302,3 +302,14 @@ def test_default_route_can_be_watched() -> None:
     rows = rows_of("r1", ["0.0.0.0/0"], [(1, route_msg(dst="0.0.0.0", dst_len=0,
                                                        gateway="10.0.0.1"))])
     assert brief(rows) == [("add", ["10.0.0.1"], None)]
+
+
+def test_ipv6_routes_are_recorded_with_their_link_local_next_hops() -> None:
+    watched = frozenset({"2001:db8:53::53/128"})
+    message = route_msg("2001:db8:53::53", 128, family=socket.AF_INET6,
+                        multipath=["fe80::2", "fe80::1"])
+    change = parse_route(message, watched)
+    assert change is not None and change.prefix == "2001:db8:53::53/128"
+    assert live_gateways(change.hops or ()) == ("fe80::1", "fe80::2")
+    assert parse_route(route_msg("2001:db8:54::53", 128, family=socket.AF_INET6,
+                                 gateway="fe80::1"), watched) is None

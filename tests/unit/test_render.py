@@ -82,12 +82,12 @@ def test_service_proxy_spreads_over_ready_endpoints(plan: LabPlan) -> None:
     text = render_service_proxy(plan, node)
     assert "numgen random mod 2 vmap" in text
     for pod in node.pods:
-        assert f"dnat to {pod.address.ip}:53" in text
+        assert f"dnat ip to {pod.address.ip}:53" in text
     none_ready = render_service_proxy(plan, node, {"dns": [], "web": []})
     assert "no ready endpoint" in none_ready and "dnat" not in none_ready
     remote = plan.node("sin-k8s-n1").pods[0].address.ip
     cluster = render_service_proxy(plan, node, {"dns": [Endpoint(remote, False)]})
-    assert "meta mark set 0x00004000 dnat to" in cluster
+    assert "meta mark set 0x00004000 dnat ip to" in cluster
 
 
 def test_clients_get_no_files_and_routers_get_frr(plan: LabPlan) -> None:

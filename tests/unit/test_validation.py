@@ -577,9 +577,10 @@ def test_pool_with_host_bits_names_the_intended_prefix() -> None:
     assert issue.message == "'100.64.1.1/16' has host bits set; the prefix is '100.64.0.0/16'"
 
 
-def test_ipv6_pool_with_host_bits_is_an_ipv6_issue() -> None:
+def test_ipv6_pool_among_the_ipv4_pools_is_pointed_to_its_place() -> None:
     (issue,) = issues_of(mini(addressing={"wan": "fd00::1/64"}))
-    assert issue.message == "'fd00::1/64': IPv6 pools are not supported yet"
+    assert issue.message == "'fd00::1/64' is not an IPv4 prefix"
+    assert "addressing.ipv6" in issue.hint
 
 
 def test_pool_just_big_enough() -> None:
@@ -593,7 +594,8 @@ def test_pool_just_big_enough() -> None:
 @pytest.mark.parametrize(
     ("vip", "fragment"),
     [("10.255.0.1", "inside the loopbacks pool"), ("198.18.0.9", "inside the clients pool"),
-     ("2001:db8::1", "IPv6 VIPs are not supported yet"), ("192.0.2.0/24", "is a prefix"),
+     ("2001:db8::1", "is an IPv6 address; write it as `vip6:`"),
+     ("192.0.2.0/24", "is a prefix"),
      ("300.1.1.1", "is not an IP address"), ("239.1.1.1", "not a unicast address"),
      (12, "is not an IP address")],
 )

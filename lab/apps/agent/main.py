@@ -22,15 +22,21 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from lab.apps.agent.events import EventLog, write_json_atomic
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget, probe_all
 from lab.apps.agent.readiness import ProbeState, observe, transition
 from lab.apps.agent.speaker import FrrSpeaker, GobgpSpeaker, Speaker
-from lab.apps.agent.spec import AgentSpec, load_agent_spec
+from lab.apps.agent.spec import (
+    AgentSpec,
+    IPAddress,
+    IPNetwork,
+    address_order,
+    host_prefix,
+    load_agent_spec,
+)
 from lab.apps.agent.state import (
     desired_state,
     endpoint_addresses,
@@ -62,8 +68,11 @@ def nft_applier(nft: str) -> NftApply:
 
 def conntrack_flusher() -> Callable[[str], None]:
     def flush(address: str) -> None:
-        # exit status 1 only means there was nothing to delete
-        run([CONNTRACK, "-D", "--dst-nat", address], timeout=NFT_TIMEOUT_S, check=False)
+        # exit status 1 only means there was nothing to delete; conntrack's table is IPv4's
+        # unless told otherwise
+        family = ["-f", "ipv6"] if ":" in address else []
+        run([CONNTRACK, "-D", *family, "--dst-nat", address], timeout=NFT_TIMEOUT_S,
+            check=False)
 
     return flush
 
@@ -73,11 +82,7 @@ def make_speaker(spec: AgentSpec) -> Speaker:
         assert spec.vty_socket_dir is not None  # the spec loader requires it
         return FrrSpeaker(spec.vty_socket_dir, spec.asn)
     host, port = spec.gobgp_api
-    return GobgpSpeaker(host, port)
-
-
-def host_prefix(vip: IPv4Address) -> IPv4Network:
-    return IPv4Network(f"{vip}/32")
+    return GobgpSpeaker(host, port, families=spec.families)
 
 
 class Agent:
@@ -94,12 +99,12 @@ class Agent:
         self.flush_conntrack = flush_conntrack or conntrack_flusher()
         self.probes = {p.name: ProbeState() for p in spec.pods}
         self.targets = [ProbeTarget(p.name, p.address, p.health_port) for p in spec.pods]
-        self.announced: set[IPv4Address] | None = None  # None: speaker state not known yet
+        self.announced: set[IPAddress] | None = None  # None: speaker state not known yet
         self.desired = desired_state(spec.services, spec.pods, self.ready)
         self.applied_ruleset: str | None = None
         self.proxied: set[str] = set()  # endpoint addresses in the applied ruleset
         self.synced_ns = 0
-        self.held: set[IPv4Address] = set()  # dropped by the speaker: retried at the next sync
+        self.held: set[IPAddress] = set()  # dropped by the speaker: retried at the next sync
         self._last_error: tuple[str, str] | None = None
         self._last_status: object = None
 
@@ -112,7 +117,7 @@ class Agent:
         spec = self.spec
         t_ns = time.monotonic_ns()
         try:
-            found: frozenset[IPv4Network] | None = self.speaker.announced()
+            found: frozenset[IPNetwork] | None = self.speaker.announced()
         except CommandError as exc:
             found, failure = None, exc
         self.log.write("agent_start", t_ns=t_ns, pid=os.getpid(), speaker=self.speaker.name,
@@ -192,7 +197,7 @@ class Agent:
         if found is not None:
             self.adopt(found)
 
-    def read_speaker(self) -> frozenset[IPv4Network] | None:
+    def read_speaker(self) -> frozenset[IPNetwork] | None:
         try:
             return self.speaker.announced()
         except CommandError as exc:
@@ -200,32 +205,36 @@ class Agent:
             self.announced = None
             return None
 
-    def adopt(self, found: frozenset[IPv4Network]) -> None:
-        """Only the spec's VIPs are the agent's to manage; originate the pod CIDR if needed."""
+    def adopt(self, found: frozenset[IPNetwork]) -> None:
+        """Only the spec's VIPs are the agent's to manage; originate the pod CIDRs if needed."""
         self.synced_ns = time.monotonic_ns()
         self._last_error = None
         self.held.clear()
         self.announced = {v for v in self.spec.vips if host_prefix(v) in found}
-        if self.speaker.originates_pod_cidr and self.spec.pod_cidr not in found:
-            self.originate_pod_cidr()
+        if self.speaker.originates_pod_cidr:
+            missing = [cidr for cidr in self.spec.pod_cidrs if cidr not in found]
+            if missing:
+                self.originate_pod_cidrs(missing)
 
-    def originate_pod_cidr(self) -> None:
-        if not self.originate(self.spec.pod_cidr, "pod_cidr"):
+    def originate_pod_cidrs(self, cidrs: Sequence[IPNetwork]) -> None:
+        if not all(self.originate(cidr, "pod_cidr") for cidr in cidrs):
             self.synced_ns = 0  # try again next period
             return
         try:
-            kept = self.spec.pod_cidr in self.speaker.announced()
+            found = self.speaker.announced()
         except CommandError:
             return  # checked again at the next sync
-        if not kept:
-            self.error("verify", "the speaker dropped the pod CIDR",
-                       missing=[str(self.spec.pod_cidr)], unexpected=[], hint=DROP_HINT)
+        dropped = [str(cidr) for cidr in cidrs if cidr not in found]
+        if dropped:
+            self.error("verify", "the speaker dropped the pod CIDR", missing=dropped,
+                       unexpected=[], hint=DROP_HINT)
 
     def converge_announcements(self) -> None:
         assert self.announced is not None
         wanted = self.desired.vips
-        changes = [(v, True) for v in sorted(wanted - self.announced - self.held)]
-        changes += [(v, False) for v in sorted(self.announced - wanted)]
+        changes = [(v, True) for v in sorted(wanted - self.announced - self.held,
+                                             key=address_order)]
+        changes += [(v, False) for v in sorted(self.announced - wanted, key=address_order)]
         for vip, add in changes:
             if add and self.originate(host_prefix(vip), "vip"):
                 self.announced.add(vip)
@@ -234,7 +243,7 @@ class Agent:
         if changes:
             self.verify()
 
-    def originate(self, prefix: IPv4Network, kind: str) -> bool:
+    def originate(self, prefix: IPNetwork, kind: str) -> bool:
         services = self._services_of(prefix)
         t_ns = time.monotonic_ns()
         try:
@@ -250,7 +259,7 @@ class Agent:
             self.log.write("announce", t_ns=t_ns, done_ns=done_ns, prefix=prefix, kind=kind)
         return True
 
-    def stop_originating(self, vip: IPv4Address) -> bool:
+    def stop_originating(self, vip: IPAddress) -> bool:
         prefix = host_prefix(vip)
         t_ns = time.monotonic_ns()
         try:
@@ -273,12 +282,13 @@ class Agent:
         if self.announced != expected:
             self.held = expected - self.announced
             self.error("verify", "the speaker's routes differ from what the agent asked for",
-                       missing=sorted(str(v) for v in expected - self.announced),
-                       unexpected=sorted(str(v) for v in self.announced - expected),
+                       missing=_texts(expected - self.announced),
+                       unexpected=_texts(self.announced - expected),
                        hint=DROP_HINT)
 
-    def _services_of(self, prefix: IPv4Network) -> list[str]:
-        return [s.name for s in self.spec.services if host_prefix(s.vip) == prefix]
+    def _services_of(self, prefix: IPNetwork) -> list[str]:
+        return [s.name for s in self.spec.services
+                if any(host_prefix(vip) == prefix for vip in s.vips)]
 
     def error(self, action: str, message: str, t_ns: int | None = None,
               **details: object) -> None:
@@ -292,7 +302,8 @@ class Agent:
               flush=True)
 
     def write_status(self) -> None:
-        key = (self.ready, sorted(self.announced or ()), endpoint_addresses(self.desired.endpoints))
+        key = (self.ready, _texts(self.announced or ()),
+               endpoint_addresses(self.desired.endpoints))
         if key == self._last_status:
             return
         self._last_status = key
@@ -301,15 +312,19 @@ class Agent:
         write_json_atomic(self.spec.status_file, document)
 
     def stop(self, signame: str, withdraw: bool) -> None:
-        withdrawn: list[IPv4Address] = []
+        withdrawn: list[IPAddress] = []
         if withdraw and self.announced:
-            for vip in sorted(self.announced):
+            for vip in sorted(self.announced, key=address_order):
                 if self.stop_originating(vip):
                     withdrawn.append(vip)
             self.announced -= set(withdrawn)
             self.write_status()
         self.log.write("agent_stop", signal=signame, withdrawn=withdrawn,
-                       announced=sorted(self.announced or ()))
+                       announced=sorted(self.announced or (), key=address_order))
+
+
+def _texts(addresses: Iterable[IPAddress]) -> list[str]:
+    return [str(a) for a in sorted(addresses, key=address_order)]
 
 
 def run_agent(agent: Agent, loop: MainLoop, withdraw_on_exit: bool) -> None:

@@ -4,6 +4,8 @@
   for locally originated paths; gobgpd sets the eBGP next hop to the session's local address.
 - ``FrrSpeaker`` (MetalLB FRR mode) edits ``network`` statements of ``router bgp ASN`` with
   vtysh; the node's frr.conf says ``no bgp network import-check``, so a /32 needs no route.
+Each prefix goes to the address family of its own version (``-a ipv6``, ``address-family ipv6
+unicast``); a speaker reads back only the families it was given.
 Both raise CommandError when the daemon does not answer or refuses.
 """
 
@@ -11,29 +13,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from ipaddress import IPv4Network
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Protocol
 
+from lab.apps.agent.spec import IPNetwork
 from lab.errors import CommandError
 from lab.proc import run
 
 SPEAKER_TIMEOUT_S = 10.0
+FAMILIES = ("ipv4", "ipv6")
 
 
 class Speaker(Protocol):
     name: str
     originates_pod_cidr: bool  # True: the agent must announce the pod CIDR itself
 
-    def announced(self) -> frozenset[IPv4Network]: ...
+    def announced(self) -> frozenset[IPNetwork]: ...
 
-    def announce(self, prefix: IPv4Network) -> None: ...
+    def announce(self, prefix: IPNetwork) -> None: ...
 
-    def withdraw(self, prefix: IPv4Network) -> None: ...
+    def withdraw(self, prefix: IPNetwork) -> None: ...
 
 
-def parse_gobgp_rib(text: str) -> frozenset[IPv4Network]:
-    """Locally originated prefixes in ``gobgp global rib -a ipv4 -j`` output.
+def family_of(prefix: IPNetwork) -> str:
+    return FAMILIES[prefix.version == 6]
+
+
+def parse_gobgp_rib(text: str) -> frozenset[IPNetwork]:
+    """Locally originated prefixes in ``gobgp global rib -a ipv4|ipv6 -j`` output.
 
     Paths learned from a neighbour carry a ``neighbor-ip``; local ones do not (or say
     ``<nil>``/empty)."""
@@ -46,7 +54,7 @@ def parse_gobgp_rib(text: str) -> frozenset[IPv4Network]:
             continue
         if any(isinstance(p, dict) and p.get("neighbor-ip") in (None, "", "<nil>")
                for p in paths):
-            prefixes.add(IPv4Network(prefix))
+            prefixes.add(ip_network(prefix))
     return frozenset(prefixes)
 
 
@@ -55,43 +63,50 @@ class GobgpSpeaker:
     originates_pod_cidr = True
 
     def __init__(self, host: str, port: int, cli: str = "gobgp",
-                 timeout: float = SPEAKER_TIMEOUT_S) -> None:
+                 timeout: float = SPEAKER_TIMEOUT_S,
+                 families: Sequence[str] = ("ipv4",)) -> None:
         self.host, self.port, self.cli, self.timeout = host, port, cli, timeout
+        self.families = tuple(families)
 
     def _run(self, *args: str) -> str:
         argv = [self.cli, "-u", self.host, "-p", str(self.port), *args]
         return run(argv, timeout=self.timeout).stdout
 
-    def announced(self) -> frozenset[IPv4Network]:
-        argv_tail = ("global", "rib", "-a", "ipv4", "-j")
-        text = self._run(*argv_tail)
-        try:
-            return parse_gobgp_rib(text)
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            raise CommandError([self.cli, *argv_tail], 0, text, f"unreadable: {exc}") from exc
+    def announced(self) -> frozenset[IPNetwork]:
+        found: set[IPNetwork] = set()
+        for family in self.families:
+            argv_tail = ("global", "rib", "-a", family, "-j")
+            text = self._run(*argv_tail)
+            try:
+                found |= parse_gobgp_rib(text)
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                raise CommandError([self.cli, *argv_tail], 0, text,
+                                   f"unreadable: {exc}") from exc
+        return frozenset(found)
 
-    def announce(self, prefix: IPv4Network) -> None:
-        self._run("global", "rib", "add", "-a", "ipv4", str(prefix))
+    def announce(self, prefix: IPNetwork) -> None:
+        self._run("global", "rib", "add", "-a", family_of(prefix), str(prefix))
 
-    def withdraw(self, prefix: IPv4Network) -> None:
-        self._run("global", "rib", "del", "-a", "ipv4", str(prefix))
+    def withdraw(self, prefix: IPNetwork) -> None:
+        self._run("global", "rib", "del", "-a", family_of(prefix), str(prefix))
 
 
-def parse_frr_networks(running_config: str, asn: int) -> frozenset[IPv4Network]:
-    """The IPv4 ``network`` statements of ``router bgp ASN`` (default VRF) in a running config."""
-    prefixes = set()
-    in_router = in_ipv4 = False
+def parse_frr_networks(running_config: str, asn: int) -> frozenset[IPNetwork]:
+    """The ``network`` statements of the IPv4 and IPv6 unicast address families of
+    ``router bgp ASN`` (default VRF) in a running config."""
+    prefixes: set[IPNetwork] = set()
+    in_router = in_family = False
     for raw in running_config.splitlines():
         line = raw.strip()
         if not raw.startswith(" "):
             in_router = line == f"router bgp {asn}"
-            in_ipv4 = False
+            in_family = False
         elif in_router and line.startswith("address-family "):
-            in_ipv4 = line == "address-family ipv4 unicast"
+            in_family = line in {f"address-family {f} unicast" for f in FAMILIES}
         elif in_router and line == "exit-address-family":
-            in_ipv4 = False
-        elif in_router and in_ipv4 and line.startswith("network "):
-            prefixes.add(IPv4Network(line.split()[1]))
+            in_family = False
+        elif in_router and in_family and line.startswith("network "):
+            prefixes.add(ip_network(line.split()[1]))
     return frozenset(prefixes)
 
 
@@ -110,19 +125,19 @@ class FrrSpeaker:
             argv += ["-c", command]
         return run(argv, timeout=self.timeout).stdout
 
-    def _configure(self, statement: str) -> None:
+    def _configure(self, prefix: IPNetwork, statement: str) -> None:
         self._vtysh(["configure terminal", f"router bgp {self.asn}",
-                     "address-family ipv4 unicast", statement])
+                     f"address-family {family_of(prefix)} unicast", statement])
 
-    def announced(self) -> frozenset[IPv4Network]:
+    def announced(self) -> frozenset[IPNetwork]:
         return parse_frr_networks(self._vtysh(["show running-config"]), self.asn)
 
-    def announce(self, prefix: IPv4Network) -> None:
-        self._configure(f"network {prefix}")
+    def announce(self, prefix: IPNetwork) -> None:
+        self._configure(prefix, f"network {prefix}")
 
-    def withdraw(self, prefix: IPv4Network) -> None:
+    def withdraw(self, prefix: IPNetwork) -> None:
         try:
-            self._configure(f"no network {prefix}")
+            self._configure(prefix, f"no network {prefix}")
         except CommandError as exc:
             if "Can't find" not in exc.stdout + exc.stderr:
                 raise  # not already gone: a real failure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +17,32 @@ DEFAULT_GOBGP_API = "127.0.0.1:50051"
 MAX_ASN = 4294967295
 MAX_PERIOD_MS = 3_600_000
 
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+
+def host_prefix(address: IPAddress) -> IPNetwork:
+    """The /32 or /128 a VIP is announced as."""
+    return ip_network(address)
+
+
+def address_order(address: IPAddress) -> tuple[int, int]:
+    """Sort key for addresses of both families (IPv4 first); they do not compare."""
+    return address.version, int(address)
+
 
 @dataclass(frozen=True)
 class AgentService:
     name: str
-    vip: IPv4Address
+    vip: IPv4Address | None
     protocol: str
     port: int
     traffic_policy: str  # "Local" | "Cluster" (Kubernetes externalTrafficPolicy)
+    vip6: IPv6Address | None = None
+
+    @property
+    def vips(self) -> tuple[IPAddress, ...]:
+        return tuple(v for v in (self.vip, self.vip6) if v is not None)
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,7 @@ class AgentPod:
     address: IPv4Address
     health_port: int
     local: bool
+    address6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -52,21 +71,31 @@ class AgentSpec:
     pods: tuple[AgentPod, ...]
     events: Path
     nft: str
+    pod_cidr6: IPv6Network | None = None
 
     @property
     def status_file(self) -> Path:
         return self.events.parent / "status.json"
 
     @property
-    def vips(self) -> frozenset[IPv4Address]:
-        return frozenset(s.vip for s in self.services)
+    def vips(self) -> frozenset[IPAddress]:
+        return frozenset(v for s in self.services for v in s.vips)
+
+    @property
+    def pod_cidrs(self) -> tuple[IPNetwork, ...]:
+        return (self.pod_cidr,) + ((self.pod_cidr6,) if self.pod_cidr6 is not None else ())
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The address families the node announces in."""
+        return ("ipv4", "ipv6") if self.pod_cidr6 is not None else ("ipv4",)
 
 
 AGENT_FIELDS = ("lab", "node", "cluster", "speaker", "gobgp_api", "vty_socket_dir", "asn",
-                "pod_cidr", "readiness", "services", "pods", "events", "nft")
+                "pod_cidr", "pod_cidr6", "readiness", "services", "pods", "events", "nft")
 READINESS_FIELDS = ("period_ms", "timeout_ms", "failure_threshold", "success_threshold")
-SERVICE_FIELDS = ("name", "vip", "protocol", "port", "traffic_policy")
-POD_FIELDS = ("name", "address", "health_port", "local")
+SERVICE_FIELDS = ("name", "vip", "vip6", "protocol", "port", "traffic_policy")
+POD_FIELDS = ("name", "address", "address6", "health_port", "local")
 
 
 def load_agent_spec(path: Path) -> AgentSpec:
@@ -89,7 +118,8 @@ def load_agent_spec(path: Path) -> AgentSpec:
         services=tuple(_service(reader, p, item) for p, item in reader.items(top, "services")),
         pods=tuple(_pod(reader, p, item) for p, item in reader.items(top, "pods")),
         events=Path(reader.text(top, "events")),
-        nft=reader.text(top, "nft", default="nft"))
+        nft=reader.text(top, "nft", default="nft"),
+        pod_cidr6=_network6(reader, reader.text(top, "pod_cidr6", default="")))
     _check_unique(reader, "services", [s.name for s in spec.services])
     _check_unique(reader, "pods", [p.name for p in spec.pods])
     reader.check()
@@ -112,11 +142,14 @@ def _readiness(reader: SpecReader, value: object) -> ProbePolicy:
 
 def _service(reader: SpecReader, path: str, value: object) -> AgentService:
     obj: Mapping[str, Any] = reader.mapping(value, path, SERVICE_FIELDS)
+    vip6 = reader.ipv6(obj, "vip6", path)
+    vip = reader.ipv4(obj, "vip", path) if "vip" in obj or vip6 is None else None
     return AgentService(
-        name=reader.text(obj, "name", path), vip=reader.ipv4(obj, "vip", path),
+        name=reader.text(obj, "name", path), vip=vip,
         protocol=reader.choice(obj, "protocol", path, PROTOCOLS),
         port=reader.integer(obj, "port", path, low=1, high=65535),
-        traffic_policy=reader.choice(obj, "traffic_policy", path, TRAFFIC_POLICIES))
+        traffic_policy=reader.choice(obj, "traffic_policy", path, TRAFFIC_POLICIES),
+        vip6=vip6)
 
 
 def _pod(reader: SpecReader, path: str, value: object) -> AgentPod:
@@ -124,7 +157,7 @@ def _pod(reader: SpecReader, path: str, value: object) -> AgentPod:
     return AgentPod(
         name=reader.text(obj, "name", path), address=reader.ipv4(obj, "address", path),
         health_port=reader.integer(obj, "health_port", path, low=1, high=65535),
-        local=reader.boolean(obj, "local", path))
+        local=reader.boolean(obj, "local", path), address6=reader.ipv6(obj, "address6", path))
 
 
 def _network(reader: SpecReader, text: str) -> IPv4Network:
@@ -134,6 +167,16 @@ def _network(reader: SpecReader, text: str) -> IPv4Network:
         if text:
             reader.fail("pod_cidr", f"must be an IPv4 prefix with no host bits, not {text!r}")
         return IPv4Network("0.0.0.0/32")
+
+
+def _network6(reader: SpecReader, text: str) -> IPv6Network | None:
+    if not text:
+        return None
+    try:
+        return IPv6Network(text)
+    except ValueError:
+        reader.fail("pod_cidr6", f"must be an IPv6 prefix with no host bits, not {text!r}")
+        return None
 
 
 def _host_port(reader: SpecReader, text: str) -> tuple[str, int]:

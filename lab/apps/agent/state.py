@@ -12,25 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 
-from lab.apps.agent.spec import AgentPod, AgentService
+from lab.apps.agent.spec import AgentPod, AgentService, IPAddress, address_order
 from lab.render.serviceproxy import Endpoint, ServiceRules
 
 
 @dataclass(frozen=True)
 class DesiredState:
     endpoints: Mapping[str, tuple[Endpoint, ...]]  # service name -> ready endpoints
-    vips: frozenset[IPv4Address]
+    vips: frozenset[IPAddress]
 
 
 def service_endpoints(service: AgentService, pods: Sequence[AgentPod],
                       ready: Mapping[str, bool]) -> tuple[Endpoint, ...]:
     """Ready endpoints in a stable order: the node's own pods first, then the others."""
-    local = [Endpoint(p.address, True) for p in pods if p.local and ready.get(p.name, False)]
+    local = [Endpoint(p.address, True, p.address6) for p in pods
+             if p.local and ready.get(p.name, False)]
     if service.traffic_policy == "Local":
         return tuple(local)
-    others = [Endpoint(p.address, False) for p in pods
+    others = [Endpoint(p.address, False, p.address6) for p in pods
               if not p.local and ready.get(p.name, False)]
     return tuple(local + others)
 
@@ -44,28 +44,30 @@ def wants_vip(service: AgentService, endpoints: Sequence[Endpoint]) -> bool:
 def desired_state(services: Sequence[AgentService], pods: Sequence[AgentPod],
                   ready: Mapping[str, bool]) -> DesiredState:
     endpoints = {s.name: service_endpoints(s, pods, ready) for s in services}
-    vips = frozenset(s.vip for s in services if wants_vip(s, endpoints[s.name]))
+    vips = frozenset(v for s in services if wants_vip(s, endpoints[s.name]) for v in s.vips)
     return DesiredState(endpoints, vips)
 
 
 def service_rules(services: Sequence[AgentService],
                   endpoints: Mapping[str, tuple[Endpoint, ...]]) -> list[ServiceRules]:
-    return [ServiceRules(s.name, s.vip, s.protocol, s.port, endpoints.get(s.name, ()))
+    return [ServiceRules(s.name, s.vip, s.protocol, s.port, endpoints.get(s.name, ()), s.vip6)
             for s in services]
 
 
 def endpoint_addresses(endpoints: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, list[str]]:
-    return {name: [str(ep.address) for ep in eps] for name, eps in endpoints.items()}
+    """Each service's endpoint addresses (an endpoint's IPv4 address, then its IPv6 one)."""
+    return {name: [str(a) for ep in eps for a in (ep.address, ep.address6) if a is not None]
+            for name, eps in endpoints.items()}
 
 
 def status_document(node: str, t_ns: int, ready: Mapping[str, bool],
-                    announced: Iterable[IPv4Address],
+                    announced: Iterable[IPAddress],
                     endpoints: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, object]:
     """The agent's status.json: readiness per pod, announced VIPs, endpoints per service."""
     return {
         "node": node,
         "t_ns": t_ns,
         "pods": {name: "ready" if ok else "unready" for name, ok in ready.items()},
-        "announced": [str(v) for v in sorted(announced)],
+        "announced": [str(v) for v in sorted(announced, key=address_order)],
         "endpoints": endpoint_addresses(endpoints),
     }

@@ -124,25 +124,37 @@ class AnycastServer:
             raise
 
     def _bind_all(self) -> None:
+        """Each service on the pod's IPv4 address and, in a dual-stack lab, its IPv6 one (on
+        the port the first socket got); the health port on IPv4, as kubelet probes it."""
         address = str(self.spec.address)
         for service in self.spec.services:
             suffix_id = identity_bytes(self.spec, service.name)
-            if service.protocol == "udp":
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                self._listeners.append(sock)
-                sock.bind((address, service.port))
-                sock.setblocking(False)
-                self._register(sock, self._udp_handler(sock, b"\n" + suffix_id))
-            else:
-                sock = self._listen(address, service.port)
-                self._register(sock, self._accept_handler(sock, b" " + suffix_id + b"\n"))
-            self.ports[service.name] = sock.getsockname()[1]
+            port = service.port
+            for family, bound in self._families():
+                if service.protocol == "udp":
+                    sock = socket.socket(family, socket.SOCK_DGRAM)
+                    self._listeners.append(sock)
+                    sock.bind((bound, port))
+                    sock.setblocking(False)
+                    self._register(sock, self._udp_handler(sock, b"\n" + suffix_id))
+                else:
+                    sock = self._listen(bound, port, family)
+                    self._register(sock, self._accept_handler(sock, b" " + suffix_id + b"\n"))
+                port = sock.getsockname()[1]
+            self.ports[service.name] = port
         health = self._listen(address, self.spec.health_port)
         self._register(health, self._accept_handler(health, None))
         self.ports["health"] = health.getsockname()[1]
 
-    def _listen(self, address: str, port: int) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def _families(self) -> list[tuple[socket.AddressFamily, str]]:
+        found = [(socket.AF_INET, str(self.spec.address))]
+        if self.spec.address6 is not None:
+            found.append((socket.AF_INET6, str(self.spec.address6)))
+        return found
+
+    def _listen(self, address: str, port: int,
+                family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_STREAM)
         self._listeners.append(sock)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
@@ -157,7 +169,9 @@ class AnycastServer:
     def describe(self) -> str:
         services = ", ".join(f"{s.protocol}/{self.ports[s.name]} ({s.name})"
                              for s in self.spec.services)
-        return (f"anycast server {self.spec.pod} ready on {self.spec.address}: "
+        where = str(self.spec.address) + (f" and {self.spec.address6}" if self.spec.address6
+                                          else "")
+        return (f"anycast server {self.spec.pod} ready on {where}: "
                 f"{services or 'no services'}; health tcp/{self.ports['health']}")
 
     def serve(self) -> None:

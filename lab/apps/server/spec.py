@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import AddressValueError, IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,6 +107,17 @@ class SpecReader:
                 self.fail(_join(path, key), f"must be an IPv4 address, not {value!r}")
             return IPv4Address(0)
 
+    def ipv6(self, obj: Mapping[str, Any], key: str, path: str = "") -> IPv6Address | None:
+        """An optional IPv6 address (absent or empty: None)."""
+        value = self.text(obj, key, path, default="")
+        if not value:
+            return None
+        try:
+            return IPv6Address(value)
+        except AddressValueError:
+            self.fail(_join(path, key), f"must be an IPv6 address, not {value!r}")
+            return None
+
     def items(self, obj: Mapping[str, Any], key: str, path: str = "") -> list[tuple[str, object]]:
         """The elements of a list field, each with its path (``services[2]``)."""
         value = self._typed(obj, key, path, None, "a list", lambda v: isinstance(v, list))
@@ -158,6 +169,7 @@ class ServerSpec:
     services: tuple[ServiceSpec, ...]
     health_port: int
     unready_flag: Path
+    address6: IPv6Address | None = None  # a dual-stack pod's: every service answers there too
 
     def identity(self, service: str) -> dict[str, str]:
         """Who answers: carried in every reply so probers can tell sites and pods apart."""
@@ -165,8 +177,8 @@ class ServerSpec:
                 "service": service}
 
 
-SERVER_FIELDS = ("lab", "site", "cluster", "node", "pod", "address", "services", "health_port",
-                 "unready_flag")
+SERVER_FIELDS = ("lab", "site", "cluster", "node", "pod", "address", "address6", "services",
+                 "health_port", "unready_flag")
 SERVICE_FIELDS = ("name", "protocol", "port")
 
 
@@ -187,7 +199,8 @@ def load_server_spec(path: Path) -> ServerSpec:
         pod=reader.text(top, "pod"), address=reader.ipv4(top, "address"),
         services=tuple(services),
         health_port=reader.integer(top, "health_port", low=1, high=65535),
-        unready_flag=Path(reader.text(top, "unready_flag")))
+        unready_flag=Path(reader.text(top, "unready_flag")),
+        address6=reader.ipv6(top, "address6"))
     _check_ports(reader, spec)
     reader.check()
     return spec

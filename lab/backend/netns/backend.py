@@ -218,7 +218,8 @@ class NetnsBackend:
         """Links, addresses, routes and neighbours of a namespace (a name or a path)."""
         try:
             result = run([NSENTER, f"--net={netns_path(namespace)}", IP, "-batch", "-"],
-                         input_text="link show\naddress show\nroute show\nneigh show\n",
+                         input_text="link show\naddress show\nroute show\n"
+                         "route show root ::/0\nneigh show\n",  # IPv4 and IPv6 routes
                          timeout=20, check=False)
         except CommandError as exc:
             return f"(cannot read: {exc})\n"

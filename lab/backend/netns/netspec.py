@@ -7,10 +7,19 @@ permanent neighbour entry for the other side: the kernel's neighbour (ARP) table
 all namespaces, capped at ``net.ipv4.neigh.default.gc_thresh3`` (1024 by default, settable
 only in the host namespace), and permanent entries do not count against the cap. Without them
 a lab of a few hundred speakers fills it and its ARP requests fail ("neighbor table
-overflow"); a link is a point-to-point wire, so nothing is lost by not asking."""
+overflow"); a link is a point-to-point wire, so nothing is lost by not asking. IPv6 (in
+dual-stack labs) gets the same: entries for the peer's address and for its link-local address
+(EUI-64 of its MAC), the next hop FRR installs for routes learned over IPv6.
+
+IPv6 is switched off in every namespace of an IPv4 lab. In a dual-stack lab it is on with
+duplicate address detection off (an address would be unusable for a second or more, and a
+point-to-point wire has no duplicates), no router advertisements, and addresses kept when a
+link goes down (by default the kernel drops a link's IPv6 addresses with its carrier, and a
+link-down fault would leave the link without them when it comes back)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -19,7 +28,7 @@ from lab.backend.names import mac_address
 from lab.backend.netns.names import netns_name
 from lab.impair.model import VethPair
 from lab.plan import naming
-from lab.plan.model import LabPlan, NodePlan, Role
+from lab.plan.model import IPV6, LabPlan, NodePlan, Role
 
 ROUTER_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
@@ -28,14 +37,31 @@ ROUTER_SYSCTLS = {
     "net/ipv4/fib_multipath_hash_policy": "1",  # ECMP on the L4 5-tuple, so flows spread
     "net/ipv4/conf/all/ignore_routes_with_linkdown": "1",  # carrier loss drops routes at once
     "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
-    "net/ipv6/conf/all/disable_ipv6": "1",
-    "net/ipv6/conf/default/disable_ipv6": "1",
 }
 HOST_SYSCTLS = {
     "net/ipv4/conf/all/rp_filter": "0",
     "net/ipv4/conf/default/rp_filter": "0",
+}
+IPV6_OFF = {
     "net/ipv6/conf/all/disable_ipv6": "1",
     "net/ipv6/conf/default/disable_ipv6": "1",
+}
+IPV6_HOST = {
+    "net/ipv6/conf/all/disable_ipv6": "0",
+    "net/ipv6/conf/default/disable_ipv6": "0",
+    "net/ipv6/conf/all/accept_dad": "0",
+    "net/ipv6/conf/default/accept_dad": "0",
+    "net/ipv6/conf/all/accept_ra": "0",
+    "net/ipv6/conf/default/accept_ra": "0",
+    "net/ipv6/conf/all/keep_addr_on_down": "1",
+    "net/ipv6/conf/default/keep_addr_on_down": "1",
+}
+IPV6_ROUTER = {
+    **IPV6_HOST,
+    "net/ipv6/conf/all/forwarding": "1",
+    "net/ipv6/fib_multipath_hash_policy": "1",
+    "net/ipv6/conf/all/ignore_routes_with_linkdown": "1",
+    "net/ipv6/conf/default/ignore_routes_with_linkdown": "1",
 }
 
 
@@ -119,6 +145,20 @@ def _is_forwarder(node: NodePlan) -> bool:
     return node.role not in {Role.CLIENT}
 
 
+def sysctls(plan: LabPlan, forwarder: bool) -> dict[str, str]:
+    """A node's (or a pod's) sysctls in this lab."""
+    if IPV6 not in plan.families:
+        return (ROUTER_SYSCTLS if forwarder else HOST_SYSCTLS) | IPV6_OFF
+    return ROUTER_SYSCTLS | IPV6_ROUTER if forwarder else HOST_SYSCTLS | IPV6_HOST
+
+
+def link_local(mac: str) -> str:
+    """The EUI-64 link-local address the kernel gives an interface with this MAC."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    eui = [octets[0] ^ 0x02, *octets[1:3], 0xFF, 0xFE, *octets[3:]]
+    return str(ipaddress.IPv6Address(bytes([0xFE, 0x80] + [0] * 6 + eui)))
+
+
 def build_network_spec(lab: str, plan: LabPlan, impaired_links: dict[str, list[VethPair]],
                        namer: Callable[[str, str], str] = netns_name,
                        links_exist: bool = False) -> NetworkSpec:
@@ -129,18 +169,25 @@ def build_network_spec(lab: str, plan: LabPlan, impaired_links: dict[str, list[V
     spec = NetworkSpec()
     for node in plan.nodes:
         ns = namer(lab, node.name)
-        spec.sysctls[ns] = dict(ROUTER_SYSCTLS if _is_forwarder(node) else HOST_SYSCTLS)
+        spec.sysctls[ns] = sysctls(plan, _is_forwarder(node))
         if node.loopback is not None:
             spec.addresses.append(AddressSpec(ns, "lo", f"{node.loopback}/32"))
+        if node.loopback6 is not None:
+            spec.addresses.append(AddressSpec(ns, "lo", f"{node.loopback6}/128"))
         for interface in node.interfaces:
+            peer_mac = mac_address(lab, interface.peer, interface.peer_ifname)
             spec.addresses.append(AddressSpec(ns, interface.name, str(interface.address)))
             spec.neighbours.append(NeighbourSpec(
-                ns, interface.name, str(interface.peer_address),
-                mac_address(lab, interface.peer, interface.peer_ifname)))
+                ns, interface.name, str(interface.peer_address), peer_mac))
+            if interface.address6 is not None and interface.peer_address6 is not None:
+                spec.addresses.append(AddressSpec(ns, interface.name, str(interface.address6)))
+                spec.neighbours += [
+                    NeighbourSpec(ns, interface.name, str(interface.peer_address6), peer_mac),
+                    NeighbourSpec(ns, interface.name, link_local(peer_mac), peer_mac)]
         for route in node.routes:
             spec.routes.append(RouteSpec(ns, str(route.prefix), str(route.via), route.dev))
         if node.pods:
-            _add_pods(spec, lab, node, namer)
+            _add_pods(spec, lab, plan, node, namer)
     for link in plan.links:
         macs = {namer(lab, end.node): {end.ifname: mac_address(lab, end.node, end.ifname)}
                 for end in (link.a, link.b)}
@@ -159,7 +206,7 @@ def build_network_spec(lab: str, plan: LabPlan, impaired_links: dict[str, list[V
     return spec
 
 
-def _add_pods(spec: NetworkSpec, lab: str, node: NodePlan,
+def _add_pods(spec: NetworkSpec, lab: str, plan: LabPlan, node: NodePlan,
               namer: Callable[[str, str], str]) -> None:
     ns = namer(lab, node.name)
     assert node.pod_gateway is not None
@@ -167,10 +214,12 @@ def _add_pods(spec: NetworkSpec, lab: str, node: NodePlan,
     spec.bridges.append(BridgeSpec(ns, naming.POD_BRIDGE, tuple(p.node_ifname for p in node.pods),
                                    bridge_mac))
     spec.addresses.append(AddressSpec(ns, naming.POD_BRIDGE, str(node.pod_gateway)))
+    if node.pod_gateway6 is not None:
+        spec.addresses.append(AddressSpec(ns, naming.POD_BRIDGE, str(node.pod_gateway6)))
     for pod in node.pods:
         pod_ns = namer(lab, pod.name)
         pod_mac = mac_address(lab, pod.name, naming.POD_IFNAME)
-        spec.sysctls[pod_ns] = dict(HOST_SYSCTLS)
+        spec.sysctls[pod_ns] = sysctls(plan, forwarder=False)
         spec.veths.append(VethSpec(ns, pod.node_ifname, pod_ns, naming.POD_IFNAME,
                                    mac=mac_address(lab, node.name, pod.node_ifname),
                                    peer_mac=pod_mac))
@@ -180,3 +229,9 @@ def _add_pods(spec: NetworkSpec, lab: str, node: NodePlan,
                                              bridge_mac))
         spec.neighbours.append(NeighbourSpec(ns, naming.POD_BRIDGE, str(pod.address.ip),
                                              pod_mac))
+        if pod.address6 is not None and pod.gateway6 is not None:
+            spec.addresses.append(AddressSpec(pod_ns, naming.POD_IFNAME, str(pod.address6)))
+            spec.routes.append(RouteSpec(pod_ns, "::/0", str(pod.gateway6), naming.POD_IFNAME))
+            spec.neighbours += [
+                NeighbourSpec(pod_ns, naming.POD_IFNAME, str(pod.gateway6), bridge_mac),
+                NeighbourSpec(ns, naming.POD_BRIDGE, str(pod.address6.ip), pod_mac)]

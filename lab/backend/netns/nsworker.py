@@ -42,6 +42,7 @@ class SpecError(Exception):
 
 LOOPBACK_INDEX = 1  # the kernel gives lo index 1 in every namespace
 IFF_UP = 0x1
+IFA_F_NODAD = 0x02
 
 
 def _write_sysctls(ns: str, values: dict[str, str]) -> None:
@@ -54,13 +55,17 @@ def _write_sysctls(ns: str, values: dict[str, str]) -> None:
 
 def _phase_links(spec: NetworkSpec) -> None:
     """lo up and sysctls in every namespace, then the veth pairs (created from their A side,
-    which starts up; the peer comes up in the second phase), except those that exist."""
+    which starts up; the peer comes up in the second phase), except those that exist. Every
+    namespace has its sysctls before any link is made: a peer is created straight into its
+    namespace and takes that namespace's defaults then (IPv6 duplicate address detection)."""
     veths = defaultdict(list)
     for veth in spec.veths:
         veths[veth.ns].append(veth)
+    for ns, values in spec.sysctls.items():
+        netns.setns(ns, flags=0)
+        _write_sysctls(ns, values)
     for ns in list(spec.sysctls) + [ns for ns in veths if ns not in spec.sysctls]:
         netns.setns(ns, flags=0)
-        _write_sysctls(ns, spec.sysctls.get(ns, {}))
         with IPRoute() as ipr:
             ipr.link("set", index=LOOPBACK_INDEX, state="up")
             for veth in veths.get(ns, []):
@@ -135,9 +140,10 @@ def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
             raise SpecError(str(exc)) from exc
     for item in items["addresses"]:
         address, prefixlen = item.address.split("/")
+        nodad = {"flags": IFA_F_NODAD} if ":" in address else {}  # usable at once
         try:
             ipr.addr("add", index=links.index(item.ifname), address=address,
-                     prefixlen=int(prefixlen))
+                     prefixlen=int(prefixlen), **nodad)
         except NetlinkError as exc:
             if exc.code != 17:  # EEXIST: already there
                 raise SpecError(f"{ns}/{item.ifname}: address {item.address}: {exc}") from exc

@@ -1,8 +1,8 @@
 """Budgets: a scenario's ``expect:`` list checked against the figures of its run.
 
-An expectation selects events and flows (``step``, ``fault``, ``client``, ``service``; each
-optional) and bounds figures the run already computes, per trial or as a statistic over the
-trials::
+An expectation selects events and flows (``step``, ``fault``, ``client``, ``service``,
+``family``: ``ipv4`` or ``ipv6``; each optional) and bounds figures the run already computes,
+per trial or as a statistic over the trials::
 
     {fault: node-crash, client: us-c1, outage_ms: {p95: "<= 1500"}, tcp_broken: 0}
     {fault: site-drain, outage_ms: {max: "== 0"}, site_after: nyc}
@@ -32,7 +32,7 @@ STATISTICS = ("median", "p95", "min", "max")
 FIGURES = {"outage_ms": "outage_ms", "lost_ms": "loss_derived_ms", "tcp_broken": "tcp_broken",
            "rtt_after_ms": "rtt_after_ms", "detection_ms": "detection_ms"}
 EVENT_FIGURES = frozenset({"detection_ms"})  # one value per event, not per flow
-SELECTORS = ("step", "fault", "client", "service")
+SELECTORS = ("step", "fault", "client", "service", "family")
 SITE_CHECKS = ("site_after", "stays")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
@@ -40,7 +40,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 _NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
 _CONDITION = re.compile(rf"^\s*(<=|>=|==|!=|<|>)?\s*({_NUMBER})\s*(?:ms)?\s*$")
 
-Subject = tuple[int, str, str, str]  # step, fault, client, service
+Subject = tuple[int, str, str, str, str]  # step, fault, client, service, family
 
 
 def parse_condition(bound: str | float) -> tuple[str, float]:
@@ -61,7 +61,8 @@ def holds(value: float, bound: str | float) -> bool:
 
 
 def _samples(summary: Mapping[str, Any]) -> dict[Subject, list[dict[str, Any]]]:
-    """Per (step, fault, client, service): one dict of figures per complete, valid trial."""
+    """Per (step, fault, client, service, family): one dict of figures per complete, valid
+    trial."""
     found: dict[Subject, list[dict[str, Any]]] = {}
     for trial in summary.get("trials", []):
         if trial.get("complete") is False or trial.get("valid") is False:
@@ -69,7 +70,7 @@ def _samples(summary: Mapping[str, Any]) -> dict[Subject, list[dict[str, Any]]]:
         for event in trial.get("events", []):
             for client in event.get("clients", []):
                 subject = (int(event["step"]), str(event["fault"]), str(client["client"]),
-                           str(client["service"]))
+                           str(client["service"]), str(client.get("family", "ipv4")))
                 figures = {key: client.get(source) for key, source in FIGURES.items()}
                 figures["detection_ms"] = event.get("detection_ms")
                 figures["site_before"] = client.get("site_before")
@@ -174,7 +175,7 @@ def evaluate(expectations: Sequence[Mapping[str, Any]],
                      if (v := _check_figure(expect, s, samples[s], figure, statistic, bound))]
             if figure in EVENT_FIGURES:  # one verdict per event: the flows share its value
                 for verdict in found:
-                    verdict["client"] = verdict["service"] = None
+                    verdict["client"] = verdict["service"] = verdict["family"] = None
             verdicts += found or [_verdict(expect, None, figure, statistic, bound, None, False,
                                            f"{figure} has no value in the matching events")]
         sites = [v for s in subjects for v in _check_sites(expect, s, samples[s])]

@@ -1,9 +1,10 @@
-"""Per client and service figures of one event window, from the UDP probe stream.
+"""Per client, service and family figures of one event window, from the UDP probe stream.
 
 The probe table is split once per trial into one sorted stream per flow (client, service,
-flow: one source port, so one ECMP hash); every window is then a pair of binary searches and a
-few vectorised passes over the probes it holds, so a dozen windows over 720k probes stay well
-under a second.
+family, flow: one source port, so one ECMP hash; a dual-stack service's IPv4 and IPv6 VIPs
+are probed as separate targets, so every figure is per family); every window is then a pair
+of binary searches and a few vectorised passes over the probes it holds, so a dozen windows
+over 720k probes stay well under a second.
 
 Which probes are charged to a window (see the Definitions in docs/run-format.md):
 - probes sent in ``[t_ns, end_ns)`` of the window, except those sent in the last
@@ -54,11 +55,26 @@ class FlowStream:
     site: IntArray  # index into ProbeStreams.sites; -1 when the probe was lost
     node: IntArray  # index into ProbeStreams.nodes; -1 when the probe was lost
     rtt_ms: FloatArray
+    family: str = "ipv4"
+
+    @property
+    def key(self) -> ClientKey:
+        return self.client, self.service, self.family
+
+
+ClientKey = tuple[str, str, str]  # client, service, family
+
+
+def probe_families(probes: pd.DataFrame) -> pd.Series:
+    """The ``family`` column of probes.parquet; "ipv4" for runs recorded before it existed."""
+    if "family" in probes.columns:
+        return probes["family"].astype(object)
+    return pd.Series("ipv4", index=probes.index, dtype=object)
 
 
 @dataclass(frozen=True, eq=False)
 class ProbeStreams:
-    """Every flow of one trial, sorted by (client, service, flow)."""
+    """Every flow of one trial, sorted by (client, service, family, flow)."""
 
     trial: int
     sites: tuple[str, ...]
@@ -79,13 +95,17 @@ def probe_streams(probes: pd.DataFrame, trial: int) -> ProbeStreams:
     node_names = pd.Categorical(rows["node"].astype(object))
     node = np.where(answered, node_names.codes.astype(np.int64), -1)
     flows: list[FlowStream] = []
-    groups = rows.groupby(["client", "service", "flow"], sort=True, observed=True).indices
+    keyed = pd.DataFrame({"client": rows["client"], "service": rows["service"],
+                          "family": probe_families(rows), "flow": rows["flow"]})
+    groups = keyed.groupby(["client", "service", "family", "flow"], sort=True,
+                           observed=True).indices
     for key, positions in groups.items():
-        client, service, flow = cast(tuple[object, object, int], key)
+        client, service, family, flow = cast(tuple[object, object, object, int], key)
         order = positions[np.argsort(send[positions], kind="stable")]
         flows.append(FlowStream(str(client), str(service), int(flow), send[order],
-                                answered[order], site[order], node[order], rtt[order]))
-    flows.sort(key=lambda f: (f.client, f.service, f.flow))
+                                answered[order], site[order], node[order], rtt[order],
+                                str(family)))
+    flows.sort(key=lambda f: (*f.key, f.flow))
     return ProbeStreams(trial, tuple(str(s) for s in categories.categories), tuple(flows),
                         tuple(str(n) for n in node_names.categories))
 
@@ -217,15 +237,16 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
 
 
 def _tcp_pairs(tcp_events: Sequence[Event], window: EventWindow) -> tuple[
-        set[tuple[str, str]], Counter[tuple[str, str]]]:
-    """The (client, service) pairs with TCP flows in the trial, and their breaks in the
-    window."""
-    pairs: set[tuple[str, str]] = set()
-    broken: Counter[tuple[str, str]] = Counter()
+        set[ClientKey], Counter[ClientKey]]:
+    """The (client, service, family) keys with TCP flows in the trial, and their breaks in
+    the window."""
+    pairs: set[ClientKey] = set()
+    broken: Counter[ClientKey] = Counter()
     for event in tcp_events:
         if not is_event(event, window.trial, "tcp", ("flow_connected", "flow_broken")):
             continue
-        pair = (str(event.get("client")), str(event.get("service")))
+        pair = (str(event.get("client")), str(event.get("service")),
+                str(event.get("family", "ipv4")))
         pairs.add(pair)
         if (event.get("kind") == "flow_broken"
                 and window.t_ns <= event_int(event, "t_ns") < window.end_ns):
@@ -233,16 +254,17 @@ def _tcp_pairs(tcp_events: Sequence[Event], window: EventWindow) -> tuple[
     return pairs, broken
 
 
-def _client_entry(client: str, service: str, figures: list[dict[str, Any]],
+def _client_entry(key: ClientKey, figures: list[dict[str, Any]],
                   interval_ms: float, tcp_broken: int) -> dict[str, Any]:
-    """One client and service: the worst flow's figures (largest outage, then most lost,
-    then lowest flow index) and, with several flows, every flow's under ``flows``."""
+    """One client, service and family: the worst flow's figures (largest outage, then most
+    lost, then lowest flow index) and, with several flows, every flow's under ``flows``."""
+    client, service, family = key
     if not figures:  # a TCP-only service: no UDP figures
         worst: dict[str, Any] = dict.fromkeys(_FIGURE_KEYS)
         worst.update(resolution_ms=interval_ms, lost=0, probes=0)
     else:
         worst = max(figures, key=lambda f: (f["outage_ms"], f["lost"]))
-    entry: dict[str, Any] = {"client": client, "service": service}
+    entry: dict[str, Any] = {"client": client, "service": service, "family": family}
     entry.update({key: worst[key] for key in _FIGURE_KEYS if key not in _TAIL_KEYS})
     entry["tcp_broken"] = tcp_broken
     entry.update({key: worst[key] for key in _TAIL_KEYS})
@@ -262,7 +284,8 @@ def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
                    interval_ms: float, *, tcp_events: Sequence[Event] = (),
                    reply_timeout_ns: int = DEFAULT_REPLY_TIMEOUT_NS,
                    inflight_ns: int | None = None) -> list[dict[str, Any]]:
-    """The ``clients`` list of one event (or reversion) window, sorted by client and service.
+    """The ``clients`` list of one event (or reversion) window, sorted by client, service and
+    family.
 
     ``probes`` is probes.parquet (any trials) or the streams of the window's trial from
     ``probe_streams``; ``tcp_events`` are the events of the run (others are skipped);
@@ -273,15 +296,15 @@ def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
         raise MetricsError(f"probe streams of trial {streams.trial} given for a window of "
                            f"trial {window.trial}")
     tcp_pairs, broken = _tcp_pairs(tcp_events, window)
-    per_pair: dict[tuple[str, str], list[dict[str, Any]]] = {pair: [] for pair in tcp_pairs}
-    for pair, flows in itertools.groupby(streams.flows, key=lambda f: (f.client, f.service)):
-        per_pair[pair] = [flow_figures(f, streams.sites, window, interval_ms,
-                                       reply_timeout_ns, inflight_ns, streams.nodes)
-                          for f in flows]
-    return [_client_entry(client, service, per_pair[(client, service)], interval_ms,
-                          broken[(client, service)])
-            for client, service in sorted(per_pair)]
+    per_key: dict[ClientKey, list[dict[str, Any]]] = {key: [] for key in tcp_pairs}
+    for key, flows in itertools.groupby(streams.flows, key=lambda f: f.key):
+        per_key[key] = [flow_figures(f, streams.sites, window, interval_ms,
+                                     reply_timeout_ns, inflight_ns, streams.nodes)
+                        for f in flows]
+    return [_client_entry(key, per_key[key], interval_ms, broken[key])
+            for key in sorted(per_key)]
 
 
-__all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "FlowStream", "ProbeStreams", "client_metrics",
-           "flow_figures", "most_frequent", "ns_to_ms", "probe_streams"]
+__all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "ClientKey", "FlowStream", "ProbeStreams",
+           "client_metrics", "flow_figures", "most_frequent", "ns_to_ms", "probe_families",
+           "probe_streams"]

@@ -183,7 +183,7 @@ def describe(values: Sequence[float]) -> dict[str, float] | None:
             "min": round(float(array.min()), 6), "max": round(float(array.max()), 6)}
 
 
-AggregateKey = tuple[int, str, str, str]
+AggregateKey = tuple[int, str, str, str, str]  # step, fault, client, service, family
 _SAMPLED = ("outage_ms", "loss_derived_ms", "tcp_broken", "detection_ms",
             "reversion_outage_ms")
 
@@ -195,10 +195,10 @@ def _samples(trials: Sequence[Mapping[str, Any]],
         if trial.get("complete") is False and not include_incomplete:
             continue
         for event in trial["events"]:
-            undone = {(c["client"], c["service"]): c["outage_ms"]
+            undone = {client_key(c): c["outage_ms"]
                       for c in (event.get("reversion") or {}).get("clients", [])}
             for entry in event["clients"]:
-                pair = (entry["client"], entry["service"])
+                pair = client_key(entry)
                 key = (event["step"], event["fault"], *pair)
                 lists = samples.setdefault(key, {name: [] for name in
                                                  (*_SAMPLED, "recovered")})
@@ -209,18 +209,25 @@ def _samples(trials: Sequence[Mapping[str, Any]],
     return samples
 
 
+def client_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(client, service, family) of a client row; rows written before families were
+    recorded are IPv4's."""
+    return str(entry["client"]), str(entry["service"]), str(entry.get("family", "ipv4"))
+
+
 def aggregate(trials: Sequence[Mapping[str, Any]], *,
               include_incomplete: bool = False) -> list[dict[str, Any]]:
-    """summary.json's ``aggregate``: one row per (step, fault, client, service) over the
-    trials (incomplete trials are left out unless asked). ``n`` counts the measured events
+    """summary.json's ``aggregate``: one row per (step, fault, client, service, family) over
+    the trials (incomplete trials are left out unless asked). ``n`` counts the measured events
     (a link-flap step has several per trial); each figure's statistics skip nulls, and
     ``n_detected`` and ``unrecovered`` count the events with a detection and those whose
     outage did not end within its window (its outage_ms is then a lower bound)."""
     rows: list[dict[str, Any]] = []
-    for (step, fault, client, service), lists in sorted(
+    for (step, fault, client, service, family), lists in sorted(
             _samples(trials, include_incomplete).items()):
         row: dict[str, Any] = {"step": step, "fault": fault, "client": client,
-                               "service": service, "n": len(lists["outage_ms"]),
+                               "service": service, "family": family,
+                               "n": len(lists["outage_ms"]),
                                "n_detected": sum(v is not None for v in lists["detection_ms"]),
                                "unrecovered": sum(v is False for v in lists["recovered"])}
         for name in _SAMPLED:
@@ -230,5 +237,6 @@ def aggregate(trials: Sequence[Mapping[str, Any]], *,
 
 
 __all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "EventWindow", "ProbeStreams", "aggregate",
-           "client_metrics", "control_plane", "describe", "detection", "event_windows",
-           "fib_changes", "probe_streams", "summarize_run", "summarize_trial", "trial_end_ns"]
+           "client_key", "client_metrics", "control_plane", "describe", "detection",
+           "event_windows", "fib_changes", "probe_streams", "summarize_run", "summarize_trial",
+           "trial_end_ns"]

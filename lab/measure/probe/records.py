@@ -51,6 +51,10 @@ class FileTarget:
     ip: str
     port: int
 
+    @property
+    def family(self) -> str:
+        return "ipv6" if ":" in self.ip else "ipv4"
+
 
 @dataclass(frozen=True)
 class ProberHeader:

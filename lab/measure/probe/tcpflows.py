@@ -5,9 +5,10 @@ keeps one TCP connection per flow to an anycast service, sends a line every mess
 expects the server's reply line (the line, a space, the identity JSON) within the timeout. It
 appends JSON lines to the spec's events file (one ``write`` each, flushed)::
 
-  {"t_ns", "source": "tcp", "kind": "flow_connected", "client", "service", "flow",
+  {"t_ns", "source": "tcp", "kind": "flow_connected", "client", "service", "family", "flow",
    "site", "node", "pod", "attempts"}
-  {"t_ns", "source": "tcp", "kind": "flow_broken", "client", "service", "flow", "reason"}
+  {"t_ns", "source": "tcp", "kind": "flow_broken", "client", "service", "family", "flow",
+   "reason"}
 
 ``flow_connected`` is recorded at the first reply of a connection (identity from that reply;
 ``attempts``: failed tries since the previous connection). ``flow_broken`` reasons: ``reset``,
@@ -91,7 +92,8 @@ class EventLog:
         if self.trial is not None:
             event["trial"] = self.trial
         event.update({"source": "tcp", "kind": kind, "client": flow.client,
-                      "service": flow.service, "flow": flow.flow, **extra})
+                      "service": flow.service, "family": flow.family, "flow": flow.flow,
+                      **extra})
         os.write(self.fd, (json.dumps(event, separators=(",", ":")) + "\n").encode())
 
     def close(self) -> None:
@@ -134,7 +136,8 @@ class Flow:
         self.attempts += 1
         try:
             with in_netns(self.spec.netns):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                family = socket.AF_INET6 if self.spec.family == "ipv6" else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
         except (ProbeError, OSError) as exc:  # namespace gone, out of descriptors
             print(f"lab.measure.probe.tcpflows: {self.spec.client}: {exc}", file=sys.stderr,
                   flush=True)

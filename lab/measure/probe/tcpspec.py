@@ -8,7 +8,9 @@ namespaces.
  "message_interval_ms": 50, "timeout_ms": 1000, "reconnect_ms": 100,
  "events": "/path/events.jsonl", "trial": 0}
 ```
-``netns`` is a name under /run/netns or an absolute path; the three timings have these defaults;
+``netns`` is a name under /run/netns or an absolute path; ``vip`` an IPv4 or IPv6 address (a
+dual-stack service has flows to each: every event names the flow's family); the three timings
+have these defaults;
 ``trial`` is optional (when given, every event carries it). Read with the runtime programs'
 ``SpecReader`` (no pydantic: it starts with the lab), every problem reported at once.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,10 @@ class TcpFlowSpec:
     vip: str
     port: int
     flow: int
+
+    @property
+    def family(self) -> str:
+        return "ipv6" if ":" in self.vip else "ipv4"
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def write_tcp_flows_spec(spec: TcpFlowsSpec, path: Path) -> Path:
 
 def _flows(reader: SpecReader, top: Any) -> tuple[TcpFlowSpec, ...]:
     flows: list[TcpFlowSpec] = []
-    seen: dict[tuple[str, str, int], str] = {}
+    seen: dict[tuple[str, str, str, int], str] = {}
     items = reader.items(top, "flows")
     if "flows" in top and isinstance(top["flows"], list) and not items:
         reader.fail("flows", "must list at least one flow")
@@ -83,19 +90,29 @@ def _flows(reader: SpecReader, top: Any) -> tuple[TcpFlowSpec, ...]:
         flow = TcpFlowSpec(client=reader.text(obj, "client", path),
                            netns=reader.text(obj, "netns", path),
                            service=reader.text(obj, "service", path),
-                           vip=str(reader.ipv4(obj, "vip", path)),
+                           vip=_address(reader, obj, path),
                            port=reader.integer(obj, "port", path, low=1, high=65535),
                            flow=reader.integer(obj, "flow", path, low=0, high=32767))
-        key = (flow.client, flow.service, flow.flow)
+        key = (flow.client, flow.service, flow.family, flow.flow)
         if key in seen:
             reader.fail(f"{path}.flow", f"flow {flow.flow} of {flow.client}/{flow.service} "
-                        f"is already defined at {seen[key]}")
+                        f"({flow.family}) is already defined at {seen[key]}")
         seen[key] = path
         if "/" in flow.netns and not flow.netns.startswith("/"):
             reader.fail(f"{path}.netns", f"must be a namespace name or an absolute path, "
                         f"not {flow.netns!r}")
         flows.append(flow)
     return tuple(flows)
+
+
+def _address(reader: SpecReader, obj: Any, path: str) -> str:
+    text = reader.text(obj, "vip", path)
+    try:
+        return str(ip_address(text))
+    except ValueError:
+        if text:
+            reader.fail(f"{path}.vip", f"must be an IP address, not {text!r}")
+        return "0.0.0.0"
 
 
 def load_tcp_flows_spec(path: Path) -> TcpFlowsSpec:

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import ip_address
 from pathlib import Path
 
 import numpy as np
@@ -29,35 +29,42 @@ DEFAULT_RT_PRIORITY = 5  # SCHED_FIFO, below the link emulator's 10: it carries 
 MIN_INTERVAL_US = 10
 MAX_FLOWS = 64
 MAX_TARGETS = 16
-PROBE_COLUMNS = ("trial", "client", "service", "flow", "seq", "send_ns", "recv_ns", "rtt_ms",
-                 "site", "cluster", "node", "pod")
+PROBE_COLUMNS = ("trial", "client", "service", "family", "flow", "seq", "send_ns", "recv_ns",
+                 "rtt_ms", "site", "cluster", "node", "pod")
 IDENTITY_KEYS = ("site", "cluster", "node", "pod")
 
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """One service a client probes: its name and anycast address."""
+    """One service a client probes: its name and anycast address (IPv4 or IPv6; a
+    dual-stack service is two targets of one name)."""
 
     service: str
     vip: str
     port: int
 
+    @property
+    def address(self) -> str:
+        """The target as the prober takes it: IP:PORT, [IPv6]:PORT."""
+        return f"[{self.vip}]:{self.port}" if ":" in self.vip else f"{self.vip}:{self.port}"
+
 
 def _check_targets(targets: Sequence[ProbeTarget]) -> None:
     if not 1 <= len(targets) <= MAX_TARGETS:
         raise ProbeError(f"a prober needs 1 to {MAX_TARGETS} targets, not {len(targets)}")
-    names = [t.service for t in targets]
-    if len(set(names)) != len(names):
-        raise ProbeError(f"services probed twice: {', '.join(sorted(names))}")
+    keys = [(t.service, ":" in t.vip) for t in targets]
+    if len(set(keys)) != len(keys):
+        names = sorted(t.service for t in targets)
+        raise ProbeError(f"services probed twice in one family: {', '.join(names)}")
     for target in targets:
         if not target.service or any(c.isspace() or c == "=" for c in target.service) \
                 or len(target.service) > 63:
             raise ProbeError(f"service name {target.service!r} must be 1-63 characters "
                              "without blanks or '='")
         try:
-            IPv4Address(target.vip)
-        except AddressValueError as exc:
-            raise ProbeError(f"{target.service}: {target.vip!r} is not an IPv4 address") from exc
+            ip_address(target.vip)
+        except ValueError as exc:
+            raise ProbeError(f"{target.service}: {target.vip!r} is not an IP address") from exc
         if not 1 <= target.port <= 65535:
             raise ProbeError(f"{target.service}: port {target.port} out of range")
 
@@ -81,7 +88,7 @@ def prober_argv(binary: Path, targets: Sequence[ProbeTarget], interval_ms: float
     argv = [str(binary), "--interval-us", str(interval_us(interval_ms)), "--out", str(out),
             "--flows", str(flows)]
     for target in targets:
-        argv += ["--target", f"{target.service}={target.vip}:{target.port}"]
+        argv += ["--target", f"{target.service}={target.address}"]
     if duration_ms is not None:
         if duration_ms <= 0:
             raise ProbeError(f"duration must be positive, not {duration_ms} ms")
@@ -144,6 +151,8 @@ def probes_frame(records: ProberFile, client: str, trial: int) -> pd.DataFrame:
         lost[rows] = False
         ident[rows] = replies[:, 5]
     services = np.array([t.service for t in records.targets], dtype=object)
+    families = np.array([t.family for t in records.targets], dtype=object)
+    target_of_row = np.repeat(np.arange(n_targets), n_flows * n)
     who = _identity_columns(records.identities)
     ident[(ident < 0) | (ident >= len(who["site"]) - 1)] = len(who["site"]) - 1
     rtt = (recv - send) / 1e6
@@ -151,7 +160,8 @@ def probes_frame(records: ProberFile, client: str, trial: int) -> pd.DataFrame:
     frame = pd.DataFrame({
         "trial": np.full(total, trial, dtype=np.int16),
         "client": np.full(total, client, dtype=object),
-        "service": services[np.repeat(np.arange(n_targets), n_flows * n)],
+        "service": services[target_of_row],
+        "family": families[target_of_row],
         "flow": np.tile(np.repeat(np.arange(n_flows, dtype=np.int16), n), n_targets),
         "seq": np.tile(seqs, n_targets * n_flows),
         "send_ns": send,

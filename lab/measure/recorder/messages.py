@@ -153,12 +153,12 @@ def error_code(message: bytes) -> int:
 
 
 def dump_request(kind: int, seq: int) -> bytes:
-    """An RTM_GETROUTE (IPv4) or RTM_GETNEXTHOP dump request."""
+    """An RTM_GETROUTE (every family) or RTM_GETNEXTHOP dump request."""
     msg: Any = RouteMessage() if kind == RTM_GETROUTE else NexthopMessage()
     msg["header"]["type"] = kind
     msg["header"]["flags"] = 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_DUMP
     msg["header"]["sequence_number"] = seq
-    msg["family"] = socket.AF_INET if kind == RTM_GETROUTE else socket.AF_UNSPEC
+    msg["family"] = socket.AF_UNSPEC
     msg.encode()
     return bytes(msg.data)
 
@@ -194,16 +194,17 @@ def route_hops(msg: Any) -> tuple[Hop, ...] | None:
 
 
 def parse_route(message: bytes, prefixes: frozenset[str]) -> RouteChange | None:
-    """Decode an RTM_NEWROUTE/RTM_DELROUTE; None unless it is IPv4, main table, one of
-    ``prefixes`` (normalised ``a.b.c.d/len`` strings)."""
+    """Decode an RTM_NEWROUTE/RTM_DELROUTE; None unless it is IPv4 or IPv6, main table, one of
+    ``prefixes`` (normalised strings, as ``str(ipaddress.ip_network(...))`` writes them)."""
     msg: Any = RouteMessage(message)
     msg.decode()
-    if msg["family"] != socket.AF_INET:
+    if msg["family"] not in (socket.AF_INET, socket.AF_INET6):
         return None
     table = msg.get_attr("RTA_TABLE")
     if (table if table is not None else msg["table"]) != RT_TABLE_MAIN:
         return None
-    prefix = f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}"
+    unspecified = "0.0.0.0" if msg["family"] == socket.AF_INET else "::"
+    prefix = f"{msg.get_attr('RTA_DST') or unspecified}/{msg['dst_len']}"
     if prefix not in prefixes:
         return None
     metric = msg.get_attr("RTA_PRIORITY")

@@ -16,14 +16,15 @@ NETLINK_ADD_MEMBERSHIP = 1
 SO_RCVBUFFORCE = 33
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
 RTNLGRP_NEXTHOP = 32  # beyond the 32-bit bind() mask: joined with NETLINK_ADD_MEMBERSHIP
 RECEIVE_BUFFER = 4 << 20
 COMPAT_MODE_SYSCTL = Path("/proc/sys/net/ipv4/nexthop_compat_mode")
 
 def route_monitor_socket(path: Path) -> tuple[socket.socket, bool]:
-    """A non-blocking NETLINK_ROUTE socket in namespace ``path`` subscribed to IPv4 route,
-    nexthop and link notifications, and that namespace's ``nexthop_compat_mode`` (True when route
-    notifications carry expanded gateways and nexthop changes re-announce routes)."""
+    """A non-blocking NETLINK_ROUTE socket in namespace ``path`` subscribed to IPv4 and IPv6
+    route, nexthop and link notifications, and that namespace's ``nexthop_compat_mode`` (True
+    when route notifications carry expanded gateways and nexthop changes re-announce routes)."""
     with in_netns(path):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                              socket.NETLINK_ROUTE)
@@ -53,7 +54,7 @@ def _configure(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
     except PermissionError:  # without CAP_NET_ADMIN: capped by net.core.rmem_max
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE))
+    sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
     try:
         sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP)
     except OSError as exc:  # kernels before 5.3 have no nexthop objects

@@ -88,14 +88,13 @@ def _netns_path(netns: str) -> str:
 
 
 def normalise_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
-    """IPv4 prefixes as ``a.b.c.d/len``, sorted, unique; host bits must be zero."""
+    """IPv4 and IPv6 prefixes in their normal text form, IPv4 first, sorted, unique; host
+    bits must be zero."""
     found = set()
     for text in prefixes:
         try:
             network = ipaddress.ip_network(str(text), strict=True)
         except ValueError as exc:
             raise RecorderError(f"recorder spec: bad prefix {text!r}: {exc}") from exc
-        if network.version != 4:
-            raise RecorderError(f"recorder spec: {text}: only IPv4 prefixes are recorded")
         found.add(network)
-    return tuple(str(n) for n in sorted(found))
+    return tuple(str(n) for n in sorted(found, key=lambda n: (n.version, n)))

@@ -2,11 +2,13 @@
  * prober: paced UDP probes from one client namespace to anycast services.
  *
  *   prober --interval-us N --out FILE --target SERVICE=IP:PORT [--target ...]
+ *   (an IPv6 target: SERVICE=[IP]:PORT; a service may have one target per family)
  *          [--flows N] [--duration-ms D] [--drain-ms D] [--late-ms L]
  *          [--rt-priority P]
  *
  * Runs in the namespace it is started in. Every target gets N flows; flow k is
- * its own UDP socket (own source port, so its own ECMP hash). Every interval
+ * its own UDP socket (own source port, so its own ECMP hash), of the target's
+ * address family: IPv4 and IPv6 probes go out on the same ticks. Every interval
  * ("tick"), one probe goes out on every flow. A probe is 24 bytes, network
  * order: u64 seq, u64 send time (CLOCK_MONOTONIC ns), u32 run nonce, u16
  * target index, u16 flow index. The anycast server answers with the request,
@@ -91,7 +93,8 @@ struct src {
 
 struct target {
 	char name[MAX_NAME + 1];
-	struct sockaddr_in addr;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
 };
 
 struct flow {
@@ -296,8 +299,9 @@ static void send_tick(void)
 		memcpy(buf + 8, &be_time, 8);
 		memcpy(buf + 20, &be_t, 2);
 		memcpy(buf + 22, &be_f, 2);
-		const struct sockaddr_in *to = &g.targets[f->target].addr;
-		if (sendto(f->fd, buf, PAYLOAD, 0, (const struct sockaddr *)to, sizeof(*to)) < 0) {
+		const struct target *to = &g.targets[f->target];
+		if (sendto(f->fd, buf, PAYLOAD, 0, (const struct sockaddr *)&to->addr,
+			   to->addrlen) < 0) {
 			int64_t err[4] = {f->target, f->index, (int64_t)seq, errno};
 			put_record('E', err, 4);
 			g.c.errors++;
@@ -407,13 +411,32 @@ static void add_target(const char *spec)
 	for (const char *p = t->name; *p; p++)
 		if (*p <= ' ') die("service name '%s' contains blanks", t->name);
 	char ip[64];
-	size_t iplen = (size_t)(colon - eq - 1);
+	const char *from = eq + 1;
+	size_t iplen = (size_t)(colon - from);
+	if (iplen >= 2 && from[0] == '[' && from[iplen - 1] == ']') { /* [IPv6]:PORT */
+		from++;
+		iplen -= 2;
+	}
 	if (iplen == 0 || iplen >= sizeof(ip)) die("bad address in '%s'", spec);
-	memcpy(ip, eq + 1, iplen);
+	memcpy(ip, from, iplen);
 	ip[iplen] = 0;
-	t->addr.sin_family = AF_INET;
-	if (inet_pton(AF_INET, ip, &t->addr.sin_addr) != 1) die("bad IPv4 address '%s'", ip);
-	t->addr.sin_port = htons((uint16_t)parse_int(colon + 1, "port", 1, 65535));
+	uint16_t port = htons((uint16_t)parse_int(colon + 1, "port", 1, 65535));
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&t->addr;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&t->addr;
+	if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = port;
+		t->addrlen = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = port;
+		t->addrlen = sizeof(*v6);
+	} else {
+		die("bad IP address '%s'", ip);
+	}
+	for (int k = 0; k < g.ntargets - 1; k++)
+		if (!strcmp(g.targets[k].name, t->name) && g.targets[k].addr.ss_family == t->addr.ss_family)
+			die("service '%s' has two targets of one address family", t->name);
 }
 
 static void parse_args(int argc, char **argv)
@@ -455,20 +478,21 @@ static void watch(struct src *s, int fd, enum src_kind kind)
 	if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
 }
 
-static int flow_socket(uint16_t *port)
+static int flow_socket(int family, uint16_t *port)
 {
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) die("socket: %s", strerror(errno));
 	int one = 1, size = 4 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-	struct sockaddr_in any = {.sin_family = AF_INET};
-	socklen_t len = sizeof(any);
-	if (bind(fd, (struct sockaddr *)&any, sizeof(any)) < 0 ||
+	struct sockaddr_storage any = {.ss_family = (sa_family_t)family};
+	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	if (bind(fd, (struct sockaddr *)&any, len) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&any, &len) < 0)
 		die("bind: %s", strerror(errno));
-	*port = ntohs(any.sin_port);
+	/* the port sits at the same offset in both families' addresses */
+	*port = ntohs(((struct sockaddr_in *)&any)->sin_port);
 	return fd;
 }
 
@@ -484,7 +508,7 @@ static void open_flows(void)
 		f->index = (uint16_t)(i % g.flows_per_target);
 		f->seen = calloc(words, sizeof(uint64_t));
 		if (!f->seen) die("out of memory");
-		f->fd = flow_socket(&f->port);
+		f->fd = flow_socket(g.targets[f->target].addr.ss_family, &f->port);
 	}
 }
 
@@ -493,11 +517,17 @@ static void write_header(void)
 	int64_t head[6] = {1, g.nonce, g.interval_ns, g.flows_per_target, g.late_ns, g.start_ns};
 	put_record('P', head, 6);
 	for (int t = 0; t < g.ntargets; t++) {
-		char ip[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &g.targets[t].addr.sin_addr, ip, sizeof(ip));
+		const struct target *target = &g.targets[t];
+		char ip[INET6_ADDRSTRLEN];
+		const struct sockaddr_in *v4 = (const struct sockaddr_in *)&target->addr;
+		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&target->addr;
+		if (target->addr.ss_family == AF_INET)
+			inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof(ip));
+		else
+			inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof(ip));
 		room();
 		g.used += (size_t)snprintf(g.out + g.used, OUT_ROOM, "T %d %s %s %u\n", t,
-					   g.targets[t].name, ip, ntohs(g.targets[t].addr.sin_port));
+					   target->name, ip, ntohs(v4->sin_port));
 	}
 	for (int i = 0; i < g.nflows; i++) {
 		int64_t rec[3] = {g.flows[i].target, g.flows[i].index, g.flows[i].port};
