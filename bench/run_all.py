@@ -38,7 +38,7 @@ from lab.proc import run  # noqa: E402
 
 REFERENCE = REPO / "topologies" / "three-sites.yaml"
 RESULTS = BENCH / "results"
-PARTS = ("netns", "netns-scale", "up", "clab", "mininet-backend", "prober", "emulator",
+PARTS = ("netns", "netns-scale", "up", "clab", "mininet-backend", "dual", "prober", "emulator",
          "outage", "cycles", "scale")  # scale last
 # part -> headline figures: (key, unit, goal)
 HEADLINES: dict[str, list[tuple[str, str, str]]] = {
@@ -53,6 +53,12 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "mininet-backend": [("mininet_backend_up_s", "s", ""), ("mininet_backend_down_s", "s", ""),
                         ("mininet_backend_rss_mb_per_router", "MB", ""),
                         ("mininet_backend_up_ratio", "", "")],
+    "dual": [("dual_up_s", "s", ""), ("dual_up_ratio", "", ""),
+             ("dual_pss_mb_per_router", "MB", ""),
+             ("dual_bfd_outage_ms_ipv4", "ms", "600-1300"),
+             ("dual_bfd_outage_ms_ipv6", "ms", "600-1300"),
+             ("dual_carrier_outage_ms_ipv4", "ms", "< 300"),
+             ("dual_carrier_outage_ms_ipv6", "ms", "< 300")],
     "prober": [("prober_max_hz", "Hz", ">= 1000")],
     "emulator": [("emulator_delay_err_ms", "ms", ""), ("emulator_max_pps", "pps", "")],
     "outage": [("bfd_outage_ms", "ms", "~900-1200"), ("bfd_outage_iqr_ms", "ms", ""),
@@ -162,6 +168,12 @@ def part_mininet_backend(args: argparse.Namespace) -> dict[str, Any]:
     return bench_backends.measure(REFERENCE, args.repeats, "mininet")
 
 
+def part_dual(args: argparse.Namespace) -> dict[str, Any]:
+    import bench_dual
+
+    return bench_dual.measure(args.repeats, max(1, args.trials // 2), Path(args.runs))
+
+
 def part_prober(args: argparse.Namespace) -> dict[str, Any]:
     return script("bench_prober.py", "--seconds", str(args.prober_seconds))
 
@@ -190,7 +202,7 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
 
 PART_FUNCTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "netns": part_netns, "netns-scale": part_netns_scale, "up": part_up, "clab": part_clab,
-    "mininet-backend": part_mininet_backend,
+    "mininet-backend": part_mininet_backend, "dual": part_dual,
     "prober": part_prober, "emulator": part_emulator, "outage": part_outage,
     "cycles": part_cycles, "scale": part_scale}
 

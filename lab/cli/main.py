@@ -24,7 +24,7 @@ from rich.table import Table
 from lab import pipeline
 from lab.atomicfile import write_atomic
 from lab.errors import InputError, InputIssue, LabError, TopologyError
-from lab.plan.model import LabPlan
+from lab.plan.model import Endpoint, LabPlan
 from lab.source.units import format_duration_ms
 
 # 1: the command failed (a run: incomplete); 2: bad input; 3: a run completed and a budget of
@@ -69,6 +69,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _end_text(end: Endpoint) -> str:
+    """A link end: its node and its addresses (IPv6 too where the link carries it)."""
+    return f"{end.node} {end.address}" + (f" {end.address6}" if end.address6 else "")
+
+
 def _print_plan(lab_plan: LabPlan) -> None:
     nodes = Table(title=f"{lab_plan.topology}: {len(lab_plan.nodes)} nodes", title_justify="left")
     for column in ("node", "role", "site", "ASN", "router-id / loopback", "speaker", "pods"):
@@ -81,19 +86,20 @@ def _print_plan(lab_plan: LabPlan) -> None:
     links = Table(title=f"{len(lab_plan.links)} links", title_justify="left")
     for column in ("link", "kind", "a", "b", "delay", "jitter", "loss"):
         links.add_column(column)
+    dual = len(lab_plan.families) > 1
     for link in lab_plan.links:
         imp = link.impairment
-        links.add_row(link.id, link.kind.value, f"{link.a.node} {link.a.address}",
-                      f"{link.b.node} {link.b.address}",
+        only = f" ({link.families[0]} only)" if dual and len(link.families) == 1 else ""
+        links.add_row(link.id + only, link.kind.value, _end_text(link.a), _end_text(link.b),
                       format_duration_ms(imp.delay_ms) if imp.delay_ms else "-",
                       format_duration_ms(imp.jitter_ms) if imp.jitter_ms else "-",
                       f"{imp.loss_pct:g}%" if imp.loss_pct else "-")
     sessions = Table(title=f"{len(lab_plan.sessions)} BGP sessions", title_justify="left")
-    for column in ("a", "ASN", "b", "ASN ", "kind", "keepalive/hold", "BFD"):
+    for column in ("a", "ASN", "b", "ASN ", "kind", "family", "keepalive/hold", "BFD"):
         sessions.add_column(column)
     for s in lab_plan.sessions:
         bfd = f"{s.timers.bfd.interval_ms}ms x{s.timers.bfd.multiplier}" if s.timers.bfd else "off"
-        sessions.add_row(s.a, str(s.a_asn), s.b, str(s.b_asn), s.kind.value,
+        sessions.add_row(s.a, str(s.a_asn), s.b, str(s.b_asn), s.kind.value, s.family,
                          f"{s.timers.keepalive_s}s/{s.timers.hold_s}s", bfd)
     services = Table(title=f"{len(lab_plan.services)} anycast services", title_justify="left")
     for column in ("service", "VIP", "protocol/port", "policy", "clusters"):

@@ -28,7 +28,7 @@ from matplotlib.patches import FancyBboxPatch, Patch, PathPatch
 from matplotlib.path import Path as MplPath
 from matplotlib.textpath import TextPath
 
-from lab.plan.model import ClusterPlan, LabPlan, LinkKind, Role, SitePlan
+from lab.plan.model import ClusterPlan, LabPlan, LinkKind, LinkPlan, Role, SitePlan
 
 DPI = 150
 FONT = 8.0
@@ -223,10 +223,19 @@ class _Picture:
         lines = [line for line in lines if line]
         return max([_text_w(name, 9, True)] + [_text_w(t, 7.5) for t in lines]) + 0.3, lines
 
-    def _spans(self) -> list[tuple[str, str, float, int]]:
-        """WAN links as (a, b, delay, span): span counts steps along a row, 0 across rows."""
+    def _spans(self) -> list[tuple[str, str, str, int]]:
+        """WAN links as (a, b, label, span): span counts steps along a row, 0 across rows; the
+        label is the delay, and the one family a link carries in a dual-stack lab."""
         index = {t: i for row in (0, 1) for i, t in enumerate(self._row_order(row))}
-        return [(k.a.node, k.b.node, k.impairment.delay_ms,
+        dual = len(self.plan.families) > 1
+
+        def label(link: LinkPlan) -> str:
+            parts = [_ms(link.impairment.delay_ms)] if link.impairment.delay_ms else []
+            if dual and len(link.families) == 1:
+                parts.append("IPv4 only" if link.families[0] == "ipv4" else "IPv6 only")
+            return ", ".join(parts)
+
+        return [(k.a.node, k.b.node, label(k),
                  abs(index[k.a.node] - index[k.b.node])
                  if self.trow[k.a.node] == self.trow[k.b.node] else 0)
                 for k in self.plan.links if k.kind is LinkKind.WAN and k.a.node != k.b.node]
@@ -389,12 +398,12 @@ class _Picture:
     def _wan(self) -> None:
         _, colour, lw, _ = LINKS[LinkKind.WAN]
 
-        def freedom(link: tuple[str, str, float, int]) -> int:  # label the least free first
+        def freedom(link: tuple[str, str, str, int]) -> int:  # label the least free first
             if link[3]:
                 return min(link[3], 2) - 1  # along a row: straight, then arcs
             return 2 if abs(self.tx[link[0]] - self.tx[link[1]]) > 0.01 else 0
 
-        for a_name, b_name, delay, span in sorted(self._spans(), key=freedom):
+        for a_name, b_name, text, span in sorted(self._spans(), key=freedom):
             a, b = sorted((self.anchors[a_name], self.anchors[b_name]), key=lambda n: n.x)
             ts, bulge, inset = [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8], 0.0, float(span == 1)
             (x1, y1), (x2, y2) = (a.x + inset * a.w / 2, a.y), (b.x - inset * b.w / 2, b.y)
@@ -411,9 +420,9 @@ class _Picture:
                 k = xs.index(a.x) + (span - 1) // 2  # first try over the gap beside the middle
                 first = ((xs[k] + xs[k + 1]) / 2 - a.x) / (b.x - a.x)
                 ts = [first, 0.5, 1 - first, 0.3, 0.7]
-            if delay:
+            if text:
                 self._tag([(x1 + (x2 - x1) * t, y1 + (y2 - y1) * t + 4 * bulge * t * (1 - t))
-                           for t in ts], _ms(delay), colour)
+                           for t in ts], text, colour)
 
     def _links(self) -> None:
         drawn: set[tuple[float, ...]] = set()

@@ -337,3 +337,80 @@ def test_tcp_flows_take_an_ipv6_vip(tmp_path: Path) -> None:
         {**flow, "vip": "192.0.2.80"}, {**flow, "vip": "2001:db8:80::80"}]}))
     spec = load_tcp_flows_spec(path)
     assert [f.family for f in spec.flows] == ["ipv4", "ipv6"]  # flow 0 of each family
+
+
+# ------------------------------------------------------------------------------- node agent
+
+
+def test_the_agent_spec_of_a_dual_stack_node_carries_both_families(tmp_path: Path) -> None:
+    import json
+    from ipaddress import IPv6Address, IPv6Network
+
+    from lab.apps.agent.spec import load_agent_spec
+    from lab.apps.agent.state import desired_state, service_rules
+    from lab.backend.runtime_specs import agent_spec
+    from lab.render.serviceproxy import render_service_rules
+
+    plan = pipeline.plan(DUAL_MINI)
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(agent_spec("demo", tmp_path, plan, plan.node("alpha-k8s-n1"))))
+    spec = load_agent_spec(path)
+    assert spec.pod_cidr6 == IPv6Network("2001:db8:4000::/64")
+    assert spec.families == ("ipv4", "ipv6")
+    assert IPv6Address("2001:db8:10::10") in spec.vips
+    assert spec.pods[0].address6 == IPv6Address("2001:db8:4000::2")
+    state = desired_state(spec.services, spec.pods, {spec.pods[0].name: True})
+    assert IPv6Address("2001:db8:80::80") in state.vips
+    ruleset = render_service_rules(spec.node, service_rules(spec.services, state.endpoints))
+    assert "dnat ip6 to [2001:db8:4000::2]:80" in ruleset
+    unready = desired_state(spec.services, spec.pods, {spec.pods[0].name: False})
+    assert not unready.vips  # a Local service withdraws both VIPs together
+
+
+def test_the_gobgp_speaker_uses_the_prefix_family(tmp_path: Path) -> None:
+    from ipaddress import ip_network
+
+    from lab.apps.agent.speaker import GobgpSpeaker
+
+    log = tmp_path / "argv"
+    fake = tmp_path / "gobgp"
+    fake.write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {log}\necho >> {log}\necho "{{}}"\n')
+    fake.chmod(0o755)
+    speaker = GobgpSpeaker("127.0.0.1", 50051, cli=str(fake), families=("ipv4", "ipv6"))
+    speaker.announce(ip_network("2001:db8:10::10/128"))
+    speaker.withdraw(ip_network("192.0.2.10/32"))
+    assert speaker.announced() == frozenset()
+    lines = log.read_text().splitlines()
+    assert lines[0].endswith("global|rib|add|-a|ipv6|2001:db8:10::10/128|")
+    assert lines[1].endswith("global|rib|del|-a|ipv4|192.0.2.10/32|")
+    assert [line.split("|")[-3] for line in lines[2:]] == ["ipv4", "ipv6"]  # both read back
+
+
+def test_the_server_answers_on_both_addresses(tmp_path: Path) -> None:
+    import socket
+    import threading
+    from ipaddress import IPv4Address, IPv6Address
+
+    from lab.apps.server.main import AnycastServer
+    from lab.apps.server.spec import ServerSpec, ServiceSpec
+
+    spec = ServerSpec("l", "s", "c", "n", "p", IPv4Address("127.0.0.1"),
+                      (ServiceSpec("echo", "udp", 0),), 0, tmp_path / "unready",
+                      address6=IPv6Address("::1"))
+    try:
+        server = AnycastServer(spec)  # port 0: the IPv6 socket takes the IPv4 one's port
+    except OSError as exc:  # a machine without IPv6 on lo
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        port = server.ports["echo"]
+        for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(2)
+                sock.sendto(b"x", (address, port))
+                assert b'"pod":"p"' in sock.recv(1024)
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
