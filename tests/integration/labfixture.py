@@ -91,11 +91,15 @@ def neighbour_entries(result: labs.UpResult) -> dict[str, list[dict[str, Any]]]:
 
 
 def assert_only_planned_neighbours(result: labs.UpResult) -> None:
-    """Every neighbour entry of the lab is one of the permanent ones it installs: one per
-    link end and two per pod (lab.backend.netns.netspec), none learnt by asking."""
+    """Every neighbour entry of the lab is one of the permanent ones it installs: per link
+    end, the peer's address (and its IPv6 and link-local ones on a dual-stack link), and per
+    pod two per family (lab.backend.netns.netspec), none learnt by asking."""
+    from lab.backend.netns.netspec import peer_neighbours
+
     entries = neighbour_entries(result)
     for ns, found in entries.items():
         assert all(e.get("state") == ["PERMANENT"] for e in found), (ns, found)
-    plan = result.plan
-    assert sum(map(len, entries.values())) == (sum(len(n.interfaces) for n in plan.nodes)
-                                               + 2 * len(plan.pods()))
+    plan, lab = result.plan, result.state.lab
+    links = sum(len(peer_neighbours(lab, i)) for n in plan.nodes for i in n.interfaces)
+    pods = sum(4 if pod.address6 is not None else 2 for pod in plan.pods())
+    assert sum(map(len, entries.values())) == links + pods

@@ -15,7 +15,11 @@ from lab.backend import backend_named, labs
 from lab.backend.inspect import status_document
 from lab.run.runner import RunOptions, run_scenario
 from tests.conftest import REPO, TOPOLOGIES
-from tests.integration.labfixture import require_backend, running_lab
+from tests.integration.labfixture import (
+    assert_only_planned_neighbours,
+    require_backend,
+    running_lab,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCENARIOS = REPO / "tests" / "data" / "scenarios"
@@ -45,6 +49,12 @@ def test_every_vip_of_both_families_answers_and_catchments_differ(
     assert _where(answers, "east-c1", "ipv6") == {"beta"}
     assert _where(answers, "west-c1", "ipv6") == {"beta"}
     assert dual.report.sessions_total == len(dual.plan.sessions) == 21
+
+
+def test_ipv6_needs_no_neighbour_discovery(dual: labs.UpResult) -> None:
+    """Every IPv6 neighbour, link-local next hops included, is a permanent entry of the plan:
+    the link-local addresses computed from the MACs are the kernel's."""
+    assert_only_planned_neighbours(dual)
 
 
 def test_status_keeps_its_contract_with_the_family(dual: labs.UpResult) -> None:

@@ -414,3 +414,22 @@ def test_the_server_answers_on_both_addresses(tmp_path: Path) -> None:
         server.stop()
         thread.join(5)
         server.close()
+
+
+def test_link_local_next_hops_get_permanent_neighbour_entries() -> None:
+    from lab.backend.netns.netspec import build_network_spec, link_local
+
+    assert link_local("02:11:22:33:44:55") == "fe80::11:22ff:fe33:4455"  # EUI-64, U/L bit
+    plan = pipeline.plan(DUAL_MINI)
+    spec = build_network_spec("demo", plan, {})
+    leaf = [n for n in spec.neighbours if n.ns.endswith("alpha-l1") and n.ifname == "alpha-k8s-n1"]
+    assert sorted(n.address for n in leaf)[:2] == ["10.254.0.9", "2001:db8:fffe::9"]
+    assert any(n.address.startswith("fe80::") for n in leaf)
+    uplink = [n for n in spec.neighbours if n.ns.endswith(".east") and n.ifname == "alpha-s1"]
+    assert [n.address for n in uplink] == ["100.64.0.3"]  # an IPv4-only link
+    sysctls = next(v for ns, v in spec.sysctls.items() if ns.endswith("alpha-l1"))
+    assert sysctls["net/ipv6/conf/all/forwarding"] == "1"
+    assert sysctls["net/ipv6/conf/default/accept_dad"] == "0"
+    assert sysctls["net/ipv6/conf/all/keep_addr_on_down"] == "1"
+    v4_only = build_network_spec("demo", build_plan(validate_data(mini())), {})
+    assert all(v["net/ipv6/conf/all/disable_ipv6"] == "1" for v in v4_only.sysctls.values())

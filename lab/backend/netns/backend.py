@@ -12,8 +12,9 @@ from typing import Any
 
 from lab.backend import daemons
 from lab.backend.daemons import NodeFiles
-from lab.backend.names import mac_address, state_labs
+from lab.backend.names import state_labs
 from lab.backend.netns.names import EMULATOR_NODE, namespace_labs, netns_name
+from lab.backend.netns.netspec import peer_neighbours
 from lab.backend.processes import is_alive, launch
 from lab.backend.protocol import Progress, TeardownReport
 from lab.backend.ready import ReadyReport
@@ -200,9 +201,9 @@ class NetnsBackend:
         the lab has them)."""
         for interface in plan.node(node).interfaces:
             if interface.name == ifname:
-                mac = mac_address(state.lab, interface.peer, interface.peer_ifname)
-                self._ip(state, node, "neigh", "replace", str(interface.peer_address),
-                         "lladdr", mac, "dev", ifname, "nud", "permanent")
+                for address, mac in peer_neighbours(state.lab, interface):
+                    self._ip(state, node, "neigh", "replace", address, "lladdr", mac, "dev",
+                             ifname, "nud", "permanent")
 
     def _restore_static_routes(self, state: LabState, plan: LabPlan, node: str,
                                ifname: str) -> None:

@@ -28,7 +28,7 @@ from lab.backend.names import mac_address
 from lab.backend.netns.names import netns_name
 from lab.impair.model import VethPair
 from lab.plan import naming
-from lab.plan.model import IPV6, LabPlan, NodePlan, Role
+from lab.plan.model import IPV6, InterfacePlan, LabPlan, NodePlan, Role
 
 ROUTER_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
@@ -152,6 +152,16 @@ def sysctls(plan: LabPlan, forwarder: bool) -> dict[str, str]:
     return ROUTER_SYSCTLS | IPV6_ROUTER if forwarder else HOST_SYSCTLS | IPV6_HOST
 
 
+def peer_neighbours(lab: str, interface: InterfacePlan) -> list[tuple[str, str]]:
+    """(address, MAC) of the permanent neighbour entries an interface has for its peer: the
+    peer's IPv4 address, and in a dual-stack link its IPv6 and link-local addresses."""
+    mac = mac_address(lab, interface.peer, interface.peer_ifname)
+    entries = [(str(interface.peer_address), mac)]
+    if interface.peer_address6 is not None:
+        entries += [(str(interface.peer_address6), mac), (link_local(mac), mac)]
+    return entries
+
+
 def link_local(mac: str) -> str:
     """The EUI-64 link-local address the kernel gives an interface with this MAC."""
     octets = [int(part, 16) for part in mac.split(":")]
@@ -175,15 +185,11 @@ def build_network_spec(lab: str, plan: LabPlan, impaired_links: dict[str, list[V
         if node.loopback6 is not None:
             spec.addresses.append(AddressSpec(ns, "lo", f"{node.loopback6}/128"))
         for interface in node.interfaces:
-            peer_mac = mac_address(lab, interface.peer, interface.peer_ifname)
             spec.addresses.append(AddressSpec(ns, interface.name, str(interface.address)))
-            spec.neighbours.append(NeighbourSpec(
-                ns, interface.name, str(interface.peer_address), peer_mac))
-            if interface.address6 is not None and interface.peer_address6 is not None:
+            if interface.address6 is not None:
                 spec.addresses.append(AddressSpec(ns, interface.name, str(interface.address6)))
-                spec.neighbours += [
-                    NeighbourSpec(ns, interface.name, str(interface.peer_address6), peer_mac),
-                    NeighbourSpec(ns, interface.name, link_local(peer_mac), peer_mac)]
+            spec.neighbours += [NeighbourSpec(ns, interface.name, address, mac)
+                                for address, mac in peer_neighbours(lab, interface)]
         for route in node.routes:
             spec.routes.append(RouteSpec(ns, str(route.prefix), str(route.via), route.dev))
         if node.pods:
