@@ -30,6 +30,7 @@ from tests.integration.hostsnap import host_snapshot, snapshot_diff
 pytestmark = pytest.mark.integration
 
 VIP = "192.0.2.53/32"
+VIP6 = "2001:db8:53::53/128"
 
 
 @dataclass
@@ -77,13 +78,15 @@ def recording(tmp_path: Path) -> Iterator[Recording]:
     require_tool("ip", "nsenter")
     with scratch_namespaces("a", "b") as (a, b):
         ip(a, "link", "add", "e0", "type", "veth", "peer", "name", "e0", "netns", b)
-        for ns, address in ((a, "10.0.0.1/24"), (b, "10.0.0.254/24")):
+        for ns, address, address6 in ((a, "10.0.0.1/24", "fd00::1/64"),
+                                      (b, "10.0.0.254/24", "fd00::fe/64")):
             ip(ns, "link", "set", "lo", "up")
             ip(ns, "address", "add", address, "dev", "e0")
+            ip(ns, "address", "add", address6, "dev", "e0", "nodad")
             ip(ns, "link", "set", "e0", "up")
         ip(a, "route", "add", VIP, "via", "10.0.0.2")  # there before the recorder starts
-        spec = RecorderSpec.build("altest", {"ra": a, "rb": b}, [VIP], tmp_path / "fib.jsonl",
-                                  tmp_path / "ready")
+        spec = RecorderSpec.build("altest", {"ra": a, "rb": b}, [VIP, VIP6],
+                                  tmp_path / "fib.jsonl", tmp_path / "ready")
         spec_path = spec.write(tmp_path / "recorder.json")
         lab = f"altest{os.getpid()}{secrets.token_hex(2)}"
         log = tmp_path / "recorder.log"
@@ -153,3 +156,21 @@ def test_link_down_is_recorded_although_the_kernel_is_silent(recording: Recordin
     last = rows[-1]
     assert (last["action"], last["cause"], last["nhid"]) == ("del", "link-down", 20)
     assert before <= last["t_ns"] <= after + 50_000_000
+
+
+def test_ipv6_routes_and_their_next_hops_are_recorded(recording: Recording) -> None:
+    a = recording.a
+    steps = [
+        timed(a, "-6", "route", "add", VIP6, "via", "fd00::2", "dev", "e0"),
+        timed(a, "-6", "route", "replace", VIP6, "nexthop", "via", "fd00::3", "dev", "e0",
+              "nexthop", "via", "fd00::2", "dev", "e0"),
+        timed(a, "-6", "route", "del", VIP6),
+    ]
+    wait_rows(recording, 1 + len(steps))
+    assert recording.stop() == 0
+    frame = load_routes(recording.out, trial=0)
+    six = frame[frame["prefix"] == VIP6].reset_index(drop=True)
+    assert six[["router", "action", "nexthops"]].values.tolist() == [
+        ["ra", "add", "fd00::2"], ["ra", "add", "fd00::2,fd00::3"], ["ra", "del", ""]]
+    for row, (before, after) in zip(six.to_dict("records"), steps, strict=True):
+        assert before <= int(row["t_ns"]) <= after + 50_000_000, (row, before, after)

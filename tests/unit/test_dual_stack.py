@@ -433,3 +433,17 @@ def test_link_local_next_hops_get_permanent_neighbour_entries() -> None:
     assert sysctls["net/ipv6/conf/all/keep_addr_on_down"] == "1"
     v4_only = build_network_spec("demo", build_plan(validate_data(mini())), {})
     assert all(v["net/ipv6/conf/all/disable_ipv6"] == "1" for v in v4_only.sysctls.values())
+
+
+def test_an_ipv6_only_service_renders_ipv6_rules_only() -> None:
+    plan = build_plan(validate_data(mini(services=[
+        {"name": "dns", "vip6": "2001:db8:53::53", "port": 53}])))
+    node = plan.node("alpha-k8s-n1")
+    ruleset = render_service_proxy(plan, node)
+    assert "ip6 daddr 2001:db8:53::53 udp dport 53" in ruleset
+    assert "ip daddr" not in ruleset
+    leaf = render_frr_conf(plan, plan.node("alpha-l1"))
+    assert "ipv6 prefix-list NODE-PREFIXES6 seq 5 permit 2001:db8:53::53/128" in leaf
+    from lab.backend.inspect import client_targets
+
+    assert {(c, s.name, f) for c, s, f in client_targets(plan)} == {("east-c1", "dns", "ipv6")}

@@ -313,3 +313,12 @@ def test_ipv6_routes_are_recorded_with_their_link_local_next_hops() -> None:
     assert live_gateways(change.hops or ()) == ("fe80::1", "fe80::2")
     assert parse_route(route_msg("2001:db8:54::53", 128, family=socket.AF_INET6,
                                  gateway="fe80::1"), watched) is None
+
+
+def test_the_tracker_watches_ipv6_prefixes() -> None:
+    vip6 = "2001:db8:53::53/128"
+    added = route_msg("2001:db8:53::53", 128, family=socket.AF_INET6, gateway="fe80::1")
+    removed = route_msg("2001:db8:53::53", 128, family=socket.AF_INET6, kind=RTM_DELROUTE)
+    rows = rows_of("r1", [vip6, VIP], [(0, added), (1000, removed)], True)
+    assert [(r["prefix"], r["action"], r["nexthops"]) for r in rows] == [
+        (vip6, "add", ["fe80::1"]), (vip6, "del", [])]

@@ -16,7 +16,7 @@ notification, and those changes are written too, marked with ``cause``:
 from __future__ import annotations
 
 import dataclasses
-import socket
+import ipaddress
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -77,7 +77,7 @@ class FibTracker:
         # Bytes every message about a watched prefix contains (its RTA_DST): messages
         # without them are skipped undecoded. A default route has no RTA_DST.
         self._needles = [] if any(p.endswith("/0") for p in self.prefixes) else [
-            socket.inet_aton(p.split("/")[0]) for p in self.prefixes]
+            ipaddress.ip_address(p.split("/")[0]).packed for p in self.prefixes]
 
     def handle(self, data: bytes, t_ns: int, port: int = 0,
                dump_seq: int | None = None) -> bool:
