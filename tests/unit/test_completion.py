@@ -48,7 +48,8 @@ def test_commands_options_and_files() -> None:
     assert set(_complete("anylab comp")) == {"compare", "completion"}
     assert {"mininet", "compare", "completion", "up", "run"} <= set(_complete("anylab "))
     assert {"--json", "--junit", "--backend"} <= set(_complete("anylab run --"))
-    assert _complete("anylab up topologies/two") == ["topologies/two-sites-mini.yaml"]
+    assert _complete("anylab up topologies/two") == ["topologies/two-sites-dual.yaml",
+                                                     "topologies/two-sites-mini.yaml"]
     assert "mininet" in _complete("anylab up x.yaml --backend ")
 
 
