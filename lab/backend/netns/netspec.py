@@ -55,6 +55,8 @@ IPV6_HOST = {
     "net/ipv6/conf/default/accept_ra": "0",
     "net/ipv6/conf/all/keep_addr_on_down": "1",
     "net/ipv6/conf/default/keep_addr_on_down": "1",
+    "net/ipv6/conf/all/router_solicitations": "0",
+    "net/ipv6/conf/default/router_solicitations": "0",
 }
 IPV6_ROUTER = {
     **IPV6_HOST,

@@ -53,17 +53,34 @@ def _write_sysctls(ns: str, values: dict[str, str]) -> None:
             raise SpecError(f"{ns}: cannot set {key.replace('/', '.')}={value}: {exc}") from exc
 
 
+def _for_existing_interfaces(values: dict[str, str]) -> dict[str, str]:
+    """The per-interface IPv6 defaults (``conf/default/KEY``) for the interfaces already in
+    the current namespace (made by containerlab or Mininet before the spec): a default
+    applies only to interfaces made after it, and without this a pod made beforehand keeps
+    sending router solicitations, which teach its node neighbour entries."""
+    defaults = {key.rsplit("/", 1)[1]: value for key, value in values.items()
+                if key.startswith("net/ipv6/conf/default/")}
+    interfaces = [path.name for path in Path("/proc/sys/net/ipv6/conf").iterdir()
+                  if path.name not in ("all", "default")] if defaults else []
+    return {f"net/ipv6/conf/{name}/{key}": value for name in interfaces
+            for key, value in defaults.items()}
+
+
 def _phase_links(spec: NetworkSpec) -> None:
     """lo up and sysctls in every namespace, then the veth pairs (created from their A side,
     which starts up; the peer comes up in the second phase), except those that exist. Every
     namespace has its sysctls before any link is made: a peer is created straight into its
     namespace and takes that namespace's defaults then (IPv6 duplicate address detection)."""
     veths = defaultdict(list)
-    for veth in spec.veths:
-        veths[veth.ns].append(veth)
+    existing = {v.ns for v in spec.veths if v.exists} | {v.peer_ns for v in spec.veths
+                                                        if v.exists}
     for ns, values in spec.sysctls.items():
         netns.setns(ns, flags=0)
         _write_sysctls(ns, values)
+        if ns in existing:
+            _write_sysctls(ns, _for_existing_interfaces(values))
+    for veth in spec.veths:
+        veths[veth.ns].append(veth)
     for ns in list(spec.sysctls) + [ns for ns in veths if ns not in spec.sysctls]:
         netns.setns(ns, flags=0)
         with IPRoute() as ipr:
