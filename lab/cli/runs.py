@@ -60,7 +60,9 @@ def print_summary(summary: dict[str, Any], title: str, console: Console = out) -
                 rtt = f"{_ms(client.get('rtt_before_ms'))} -> {_ms(client.get('rtt_after_ms'))}"
                 if client.get("outage_ms") is None:
                     rtt = "-"
-                table.add_row(client.get("client", ""), client.get("service", ""),
+                table.add_row(client.get("client", ""),
+                              subject_name({"service": client.get("service"),
+                                            "family": client.get("family")}),
                               _ms(client.get("outage_ms")), _ms(client.get("loss_derived_ms")),
                               _site(client), rtt, str(client.get("tcp_broken", "-")))
             console.print(table)
