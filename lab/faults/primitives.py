@@ -120,8 +120,8 @@ def vtysh_configure(handle: LabHandle, node: str, *lines: str) -> None:
         raise BackendError(f"FRR on {node} refused {list(lines)}: {output.strip()}")
 
 
-def vtysh_exec(handle: LabHandle, node: str, command: str) -> None:
-    handle.backend.vtysh(handle.state, node, [command])
+def vtysh_exec(handle: LabHandle, node: str, *commands: str) -> None:
+    handle.backend.vtysh(handle.state, node, list(commands))
 
 
 def unready_flag(handle: LabHandle, pod: str) -> Path:

@@ -34,7 +34,6 @@ ROUTER_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/ipv4/conf/all/rp_filter": "0",
     "net/ipv4/conf/default/rp_filter": "0",
-    "net/ipv4/fib_multipath_hash_policy": "1",  # ECMP on the L4 5-tuple, so flows spread
     "net/ipv4/conf/all/ignore_routes_with_linkdown": "1",  # carrier loss drops routes at once
     "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
 }
@@ -61,7 +60,6 @@ IPV6_HOST = {
 IPV6_ROUTER = {
     **IPV6_HOST,
     "net/ipv6/conf/all/forwarding": "1",
-    "net/ipv6/fib_multipath_hash_policy": "1",
     "net/ipv6/conf/all/ignore_routes_with_linkdown": "1",
     "net/ipv6/conf/default/ignore_routes_with_linkdown": "1",
 }
@@ -143,15 +141,34 @@ def node_namespaces(lab: str, plan: LabPlan) -> list[str]:
     return names
 
 
+# ECMP hashes the L4 5-tuple, so that flows (source ports) spread. The kernel hashes with one
+# key for every namespace, so routers in series that hash the same fields make the same choice
+# ("hash polarisation": a spine would get only the flows whose hash fell in its share at the
+# transit, and use only part of its own paths; measured: one leaf of four never got a flow).
+# Real routers each have their own key; here each tier hashes its own subset of the fields
+# (policy 3, custom fields: 0x01 source, 0x02 destination address, 0x04 protocol, 0x10 source,
+# 0x20 destination port), which makes the tiers' choices independent.
+MULTIPATH_FIELDS = {Role.TRANSIT: "0x0035", Role.BORDER: "0x0036", Role.SPINE: "0x0037",
+                    Role.LEAF: "0x0033"}
+
+
 def _is_forwarder(node: NodePlan) -> bool:
     return node.role not in {Role.CLIENT}
 
 
-def sysctls(plan: LabPlan, forwarder: bool) -> dict[str, str]:
-    """A node's (or a pod's) sysctls in this lab."""
+def sysctls(plan: LabPlan, forwarder: bool, role: Role | None = None) -> dict[str, str]:
+    """A node's (or a pod's, role None) sysctls in this lab."""
     if IPV6 not in plan.families:
-        return (ROUTER_SYSCTLS if forwarder else HOST_SYSCTLS) | IPV6_OFF
-    return ROUTER_SYSCTLS | IPV6_ROUTER if forwarder else HOST_SYSCTLS | IPV6_HOST
+        values = (ROUTER_SYSCTLS if forwarder else HOST_SYSCTLS) | IPV6_OFF
+    else:
+        values = ROUTER_SYSCTLS | IPV6_ROUTER if forwarder else HOST_SYSCTLS | IPV6_HOST
+    if forwarder:
+        families = ("ipv4",) + (("ipv6",) if IPV6 in plan.families else ())
+        fields = MULTIPATH_FIELDS.get(role or Role.K8S_NODE, "0x0037")
+        for family in families:
+            values = values | {f"net/{family}/fib_multipath_hash_policy": "3",
+                               f"net/{family}/fib_multipath_hash_fields": fields}
+    return values
 
 
 def peer_neighbours(lab: str, interface: InterfacePlan) -> list[tuple[str, str]]:
@@ -181,7 +198,7 @@ def build_network_spec(lab: str, plan: LabPlan, impaired_links: dict[str, list[V
     spec = NetworkSpec()
     for node in plan.nodes:
         ns = namer(lab, node.name)
-        spec.sysctls[ns] = sysctls(plan, _is_forwarder(node))
+        spec.sysctls[ns] = sysctls(plan, _is_forwarder(node), node.role)
         if node.loopback is not None:
             spec.addresses.append(AddressSpec(ns, "lo", f"{node.loopback}/32"))
         if node.loopback6 is not None:
