@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.run import FAMILIES, service_label
+from analysis.run import FAMILIES
+from lab.plan.model import service_label
 
 LANE_KEYS = ["client", "service", "family", "flow"]
 

@@ -43,6 +43,7 @@ from analysis.tables import (
     timers_table,
     to_html,
 )
+from lab.plan.model import service_label
 
 REPORT_DPI = 130  # crisp on high-density screens, shown at most 1000 px wide
 
@@ -206,7 +207,7 @@ def _run_figures(run: Run) -> list[Block]:
 
 
 def _rtt_cdf_figure(run: Run, first: FaultEvent | None, family: str) -> ReportFigure:
-    return _figure(f"RTT before and after{' (IPv6)' if family == 'ipv6' else ''}",
+    return _figure(service_label("RTT before and after", family),
                    "RTT distribution in the second before the first fault and in the last "
                    "second of its window.", lambda: figures.rtt_cdf(run, first, family=family))
 

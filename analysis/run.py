@@ -41,11 +41,6 @@ ROUTE_COLUMNS = ("trial", "t_ns", "router", "prefix", "action", "nexthops", "n_n
 EVENT_KEYS = ("t_ns", "trial", "source", "kind")
 
 
-def service_label(service: str, family: str) -> str:
-    """How tables and figures name what a client probed: ``dns``, or ``dns (IPv6)``."""
-    return f"{service} (IPv6)" if family == "ipv6" else str(service)
-
-
 class RunError(LabError):
     """A run directory cannot be read: missing, incomplete when completeness was required,
     or a file that does not follow docs/run-format.md. The message names the file."""

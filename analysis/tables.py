@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.run import Run, service_label
+from analysis.run import Run
+from lab.plan.model import service_label
 
 MISSING = "\u2014"  # em dash
 HIDDEN = ("flip_ns", "t_ns", "recovered_ns", "last_lost_ns", "resolution_ms")

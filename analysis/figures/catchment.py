@@ -10,8 +10,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from analysis.catchment import LOST, catchment_table
-from analysis.run import Run, service_label
+from analysis.run import Run
 from analysis.style import LOST_COLOR, empty_figure, new_figure, site_colors
+from lab.plan.model import service_label
 
 MAX_COLUMNS = 3
 

@@ -14,8 +14,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from analysis.metrics import labelled_client_table
-from analysis.run import Run, service_label
+from analysis.run import Run
 from analysis.style import empty_figure, new_figure, run_colors
+from lab.plan.model import service_label
 
 METRIC_NAMES = {"outage_ms": "rate-derived outage", "loss_derived_ms": "loss-derived outage",
                 "flip_ms": "flip after the action", "tcp_broken": "TCP flows broken",

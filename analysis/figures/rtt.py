@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 
 from analysis.actions import FaultEvent
 from analysis.lanes import bucket_medians
-from analysis.run import NS_PER_S, Run, service_label
+from analysis.run import NS_PER_S, Run
 from analysis.style import (
     LOST_COLOR,
     TimeAxis,
@@ -24,6 +24,7 @@ from analysis.style import (
     site_colors,
     site_handles,
 )
+from lab.plan.model import service_label
 
 BUCKETS = 500
 PANEL_IN = 1.05  # height of one client's RTT panel

@@ -25,7 +25,16 @@ from lab.backend.state import LabState
 from lab.errors import BackendError
 from lab.netns import socket_at
 from lab.plan import naming
-from lab.plan.model import IPV4, Family, LabPlan, NodePlan, Role, ServicePlan, SessionPlan
+from lab.plan.model import (
+    IPV4,
+    Family,
+    LabPlan,
+    NodePlan,
+    Role,
+    ServicePlan,
+    SessionPlan,
+    service_label,
+)
 from lab.render.configs import frr_daemons
 
 if TYPE_CHECKING:
@@ -61,7 +70,7 @@ class ClientAnswer:
     @property
     def target(self) -> str:
         """'service' or, for IPv6, 'service (IPv6)': how messages name what was asked."""
-        return self.service if self.family == IPV4 else f"{self.service} (IPv6)"
+        return service_label(self.service, self.family)
 
 
 def client_targets(plan: LabPlan) -> list[tuple[str, ServicePlan, Family]]:

@@ -7,11 +7,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lab.plan.model import service_label
+
 
 def subject_name(row: Mapping[str, Any]) -> str:
     """``client/service`` of a verdict or a compared row, with `` (IPv6)`` for that family."""
-    who = "/".join(str(row[k]) for k in ("client", "service") if row.get(k))
-    return who + " (IPv6)" if who and row.get("family") == "ipv6" else who
+    service = service_label(str(row["service"]), str(row.get("family"))) \
+        if row.get("service") else None
+    return "/".join(str(part) for part in (row.get("client"), service) if part)
 
 
 def verdict_name(verdict: Mapping[str, Any]) -> str:

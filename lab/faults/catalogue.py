@@ -15,6 +15,7 @@ from lab.faults import primitives as p
 from lab.faults.primitives import LabHandle
 from lab.impair import Impairment
 from lab.plan.model import LinkKind, LinkPlan, NodePlan, Role
+from lab.render.frrpolicy import TO_WAN_VIPS_SEQ, family_entry
 from lab.scenario.load import find_link
 from lab.scenario.model import Step
 
@@ -290,9 +291,9 @@ def _drain_line(ctx: FaultContext, router: str) -> str:
 
 def _drained_families(ctx: FaultContext) -> list[tuple[str, int]]:
     """(family, TO-WAN entry that announces the site's VIPs of it): the step's family, or
-    every family of the lab (lab.render.frrpolicy: entry 10 IPv4, 20 IPv6)."""
+    every family of the lab."""
     families = ctx.handle.plan.families
-    return [(family, 10 + 10 * k) for k, family in enumerate(families)
+    return [(family, family_entry(TO_WAN_VIPS_SEQ, family, families)) for family in families
             if ctx.step.family in (None, family)]
 
 

@@ -30,6 +30,12 @@ def family_of(value: IPAddress | IPNetwork | IPv4Interface | IPv6Interface) -> F
     return IPV4 if value.version == 4 else IPV6
 
 
+def service_label(service: str, family: str) -> str:
+    """How messages, tables and figures name what a client asks for: ``dns``, or
+    ``dns (IPv6)``."""
+    return f"{service} (IPv6)" if family == IPV6 else str(service)
+
+
 def host_prefix(address: IPAddress) -> IPNetwork:
     """The /32 or /128 of one address (how a VIP or a loopback is announced)."""
     return ipaddress.ip_network(address)

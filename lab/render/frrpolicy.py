@@ -35,6 +35,7 @@ from lab.plan.model import (
 )
 
 WAN_LEARNED_COMMUNITY = "64999:100"
+TO_WAN_VIPS_SEQ = 10  # TO-WAN's first entry that announces the site's VIPs (IPv4's)
 ALLOW_ALL = "ALLOW-ALL"
 DENY_ALL = "DENY-ALL"
 
@@ -188,13 +189,19 @@ def _policy_for_session(plan: LabPlan, node: NodePlan,
     return ALLOW_ALL, ALLOW_ALL
 
 
+def family_entry(seq: int, family: Family, families: tuple[Family, ...]) -> int:
+    """The sequence number of ``family``'s entry among a route map's per-family entries that
+    start at ``seq`` (SEQ for the first family of the lab, SEQ+10 for the second)."""
+    return seq + 10 * families.index(family)
+
+
 def _route_maps(used: set[str], families: tuple[Family, ...]) -> list[RouteMapEntry]:
     def matching(name: str, seq: int, description: str, prefix_list: str) -> list[RouteMapEntry]:
-        """permit entries SEQ, SEQ+10: one per family, each with its own prefix list"""
-        return [RouteMapEntry(name, "permit", seq + 10 * k, description,
+        """permit entries, one per family, each with its own prefix list"""
+        return [RouteMapEntry(name, "permit", family_entry(seq, family, families), description,
                               match_prefix_list=_family_name(prefix_list, family),
                               match_family=family)
-                for k, family in enumerate(families)]
+                for family in families]
 
     catalogue = {
         ALLOW_ALL: [RouteMapEntry(ALLOW_ALL, "permit", 10)],
@@ -204,7 +211,8 @@ def _route_maps(used: set[str], families: tuple[Family, ...]) -> list[RouteMapEn
                                    set_community=WAN_LEARNED_COMMUNITY)],
         "TO-WAN": [RouteMapEntry("TO-WAN", "deny", 5, "never re-announce WAN routes",
                                  match_community="WAN-LEARNED"),
-                   *matching("TO-WAN", 10, "this site's service VIPs", "SITE-VIPS")],
+                   *matching("TO-WAN", TO_WAN_VIPS_SEQ, "this site's service VIPs",
+                             "SITE-VIPS")],
         "FROM-SITES": matching("FROM-SITES", 10, "only anycast service VIPs", "ANYCAST-VIPS"),
         "CLIENT-NETS": matching("CLIENT-NETS", 10, "client access subnets", "CLIENT-NETS"),
     }

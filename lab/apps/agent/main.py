@@ -29,14 +29,7 @@ from lab.apps.agent.events import EventLog, write_json_atomic
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget, probe_all
 from lab.apps.agent.readiness import ProbeState, observe, transition
 from lab.apps.agent.speaker import FrrSpeaker, GobgpSpeaker, Speaker
-from lab.apps.agent.spec import (
-    AgentSpec,
-    IPAddress,
-    IPNetwork,
-    address_order,
-    host_prefix,
-    load_agent_spec,
-)
+from lab.apps.agent.spec import AgentSpec, address_order, load_agent_spec
 from lab.apps.agent.state import (
     desired_state,
     endpoint_addresses,
@@ -46,6 +39,7 @@ from lab.apps.agent.state import (
 from lab.apps.mainloop import MainLoop
 from lab.apps.server.spec import SpecError
 from lab.errors import CommandError
+from lab.plan.model import IPAddress, IPNetwork, host_prefix
 from lab.proc import run
 from lab.render.serviceproxy import render_service_rules
 

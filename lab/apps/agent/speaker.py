@@ -17,12 +17,11 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Protocol
 
-from lab.apps.agent.spec import IPNetwork
 from lab.errors import CommandError
+from lab.plan.model import IPV4, IPV6, IPNetwork, family_of
 from lab.proc import run
 
 SPEAKER_TIMEOUT_S = 10.0
-FAMILIES = ("ipv4", "ipv6")
 
 
 class Speaker(Protocol):
@@ -34,10 +33,6 @@ class Speaker(Protocol):
     def announce(self, prefix: IPNetwork) -> None: ...
 
     def withdraw(self, prefix: IPNetwork) -> None: ...
-
-
-def family_of(prefix: IPNetwork) -> str:
-    return FAMILIES[prefix.version == 6]
 
 
 def parse_gobgp_rib(text: str) -> frozenset[IPNetwork]:
@@ -102,7 +97,7 @@ def parse_frr_networks(running_config: str, asn: int) -> frozenset[IPNetwork]:
             in_router = line == f"router bgp {asn}"
             in_family = False
         elif in_router and line.startswith("address-family "):
-            in_family = line in {f"address-family {f} unicast" for f in FAMILIES}
+            in_family = line in {f"address-family {f} unicast" for f in (IPV4, IPV6)}
         elif in_router and line == "exit-address-family":
             in_family = False
         elif in_router and in_family and line.startswith("network "):

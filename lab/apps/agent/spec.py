@@ -4,27 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
 from lab.apps.agent.readiness import ProbePolicy
 from lab.apps.server.spec import PROTOCOLS, SpecReader, read_spec_document
+from lab.plan.model import IPAddress, IPNetwork
 
 SPEAKERS = ("gobgp", "frr")
 TRAFFIC_POLICIES = ("Local", "Cluster")
 DEFAULT_GOBGP_API = "127.0.0.1:50051"
 MAX_ASN = 4294967295
 MAX_PERIOD_MS = 3_600_000
-
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
-
-
-def host_prefix(address: IPAddress) -> IPNetwork:
-    """The /32 or /128 a VIP is announced as."""
-    return ip_network(address)
-
 
 def address_order(address: IPAddress) -> tuple[int, int]:
     """Sort key for addresses of both families (IPv4 first); they do not compare."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from lab.apps.agent.spec import AgentPod, AgentService, IPAddress, address_order
+from lab.apps.agent.spec import AgentPod, AgentService, address_order
+from lab.plan.model import IPAddress
 from lab.render.serviceproxy import Endpoint, ServiceRules
 
 
