@@ -25,6 +25,7 @@ from analysis.metrics import (
     client_table,
     event_table,
     flow_table,
+    instrument_table,
     labelled_client_table,
     run_labels,
 )
@@ -46,7 +47,7 @@ __all__ = [
     "FaultEvent", "Phase", "Run", "RunError", "aggregate_table", "catchment", "catchment_table",
     "changes_table", "client_table", "compact_client_table", "compact_event_table",
     "compare_outages", "control_plane", "event_table", "families_side_by_side", "flow_table",
-    "format_table",
+    "format_table", "instrument_table",
     "labelled_client_table", "load_run", "load_runs", "meta_rows", "node_colors", "phases",
     "render_report", "rtt_cdf", "rtt_timeline", "run_labels", "save_figure", "site_colors",
     "steps_table", "timeline", "timeline_zooms", "timers_table", "to_html", "write_report",

@@ -1,8 +1,10 @@
 """Two runs figure by figure: what got worse from a baseline run to a new one.
 
 Rows of summary.json's ``aggregate`` are matched by (step, fault, client, service, family); each
-figure (``outage_ms``, ``loss_derived_ms``, ``detection_ms``, ``reversion_outage_ms``,
-``tcp_broken``) is compared on its median and its p95. Larger is worse for every one of them.
+figure (``outage_ms``, ``rate_derived_ms``, ``loss_derived_ms``, ``detection_ms``,
+``reversion_outage_ms``, ``tcp_broken``) is compared on its median and its p95. A summary
+written before the outage became the longest loss window (``metrics_version`` 1) has only the
+rate-derived figure, under the old name: it is compared as ``rate_derived_ms``. Larger is worse for every one of them.
 A figure got **worse** when the new value exceeds the baseline by more than the tolerance: a
 fraction of the baseline (``tolerance``, e.g. 0.1) plus a slack of one probe interval for the
 millisecond figures (their resolution; the larger interval of the two runs), so that a 0 ms
@@ -20,7 +22,8 @@ from typing import Any
 
 from lab.errors import LabError
 
-FIGURES = ("outage_ms", "loss_derived_ms", "detection_ms", "reversion_outage_ms", "tcp_broken")
+FIGURES = ("outage_ms", "rate_derived_ms", "loss_derived_ms", "detection_ms",
+           "reversion_outage_ms", "tcp_broken")
 STATISTICS = ("median", "p95")
 Key = tuple[int, str, str, str, str]  # step, fault, client, service, family
 
@@ -79,7 +82,17 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
 
 def _rows(summary: Mapping[str, Any]) -> dict[Key, Mapping[str, Any]]:
     return {(int(r["step"]), str(r["fault"]), str(r["client"]), str(r["service"]),
-             str(r.get("family", "ipv4"))): r for r in summary.get("aggregate", [])}
+             str(r.get("family", "ipv4"))): _current(r, int(summary.get("metrics_version", 1)))
+            for r in summary.get("aggregate", [])}
+
+
+def _current(row: Mapping[str, Any], version: int) -> Mapping[str, Any]:
+    """An aggregate row under today's names: version 1's ``outage_ms`` was rate-derived (and
+    so was its ``reversion_outage_ms``, which has no current twin)."""
+    if version >= 2:
+        return row
+    old = {k: v for k, v in row.items() if k not in ("outage_ms", "reversion_outage_ms")}
+    return {**old, "rate_derived_ms": row.get("outage_ms")}
 
 
 def _verdict(base: float, new: float, allowed: float) -> str:

@@ -5,10 +5,15 @@ the windows of ``analysis.actions``, so a table here and summary.json give the s
 the same run; this module only arranges them in DataFrames. The definitions (docs/run-format.md,
 RFC 6412 / RFC 7747 terms):
 
-- **loss-derived outage**: charged lost probes x probe interval; **rate-derived outage**
-  (``outage_ms``): send instant of the first answered probe after the last charged loss of
-  the window, minus the action instant (0 when nothing was lost; the window's length, with
-  ``recovered`` False, when nothing was answered after the last loss). Not charged: probes
+- **outage** (``outage_ms``): the longest loss window of the flow, a run of consecutive
+  charged lost probes from the first one's send instant to the next answered probe's (the
+  window's end, with ``recovered`` False, when nothing was answered after it); 0 when nothing
+  was lost. ``loss_windows`` counts the runs, ``loss_ratio`` is lost / judged probes;
+  **loss-derived outage**: charged lost probes x probe interval; **rate-derived outage**
+  (``rate_derived_ms``): send instant of the first answered probe after the last charged loss
+  of the window, minus the action instant (the window's length when nothing was answered
+  after the last loss). Sporadic loss is a high ratio and many one-probe windows, a short
+  outage and a long rate-derived figure. Not charged: probes
   sent in the last reply timeout (2 s) before the flow's probes end, and a trailing run of
   losses that began less than one round trip before the next action (that action's);
 - **site (node) before/after**: the answering site (node) seen most often in the second
@@ -38,6 +43,7 @@ import pandas as pd
 
 from analysis.actions import FaultEvent
 from analysis.run import NS_PER_MS, NS_PER_S, Run
+from lab.measure.metrics.instrument import instrument_section
 from lab.measure.metrics.probes import ProbeStreams, client_metrics, flow_figures, probe_streams
 from lab.measure.metrics.summary import control_plane
 from lab.measure.metrics.summary import detection as first_detection
@@ -45,13 +51,14 @@ from lab.measure.metrics.summary import fib_changes as fib_changes_in
 
 CLIENT_KEYS = ["client", "service", "family"]
 FLOW_COLUMNS = ["client", "service", "family", "flow", "probes", "lost", "loss_derived_ms",
-                "outage_ms", "recovered", "site_before", "site_after", "flip_ns", "rtt_before_ms",
+                "outage_ms", "rate_derived_ms", "loss_windows", "loss_ratio", "recovered", "site_before", "site_after", "flip_ns", "rtt_before_ms",
                 "rtt_after_ms", "node_before", "node_after", "first_loss_ns", "last_loss_ns"]
 # every frame of a client table has these dtypes, so that tables concatenate cleanly
 CLIENT_DTYPES = {"client": "object", "service": "object", "family": "object",
                  "flows": "int64", "flows_hit": "int64",
                  "lost": "int64", "lost_total": "int64", "loss_derived_ms": "float64",
-                 "outage_ms": "float64", "recovered": "object", "site_before": "object",
+                 "outage_ms": "float64", "rate_derived_ms": "float64",
+                 "loss_windows": "int64", "loss_ratio": "float64", "recovered": "object", "site_before": "object",
                  "site_after": "object", "flip_ns": "Int64", "rtt_before_ms": "float64",
                  "rtt_after_ms": "float64", "tcp_broken": "int64"}
 _STREAMS: WeakKeyDictionary[Run, dict[int, ProbeStreams]] = WeakKeyDictionary()
@@ -78,6 +85,11 @@ def flow_table(run: Run, action: FaultEvent) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FLOW_COLUMNS)
 
 
+_ENTRY_FIGURES = ("loss_derived_ms", "outage_ms", "rate_derived_ms", "loss_windows",
+                  "loss_ratio", "recovered", "site_before", "site_after", "flip_ns",
+                  "rtt_before_ms", "rtt_after_ms", "tcp_broken")
+
+
 def _client_probe_rows(run: Run, action: FaultEvent) -> pd.DataFrame:
     entries = client_metrics(_streams(run, action.trial), action.window, run.interval_ms,
                              tcp_events=_trial_records(run, action.trial))
@@ -89,13 +101,9 @@ def _client_probe_rows(run: Run, action: FaultEvent) -> pd.DataFrame:
             "family": entry["family"], "flows": len(flows),
             "flows_hit": sum(f["lost"] > 0 for f in flows), "lost": entry["lost"],
             "lost_total": sum(f["lost"] for f in flows),
-            **{key: entry[key] for key in (
-                "loss_derived_ms", "outage_ms", "recovered", "site_before", "site_after",
-                "flip_ns", "rtt_before_ms", "rtt_after_ms", "tcp_broken")}})
+            **{key: entry[key] for key in _ENTRY_FIGURES}})
     frame = pd.DataFrame(rows, columns=[*CLIENT_KEYS, "flows", "flows_hit", "lost", "lost_total",
-                                        "loss_derived_ms", "outage_ms", "recovered",
-                                        "site_before", "site_after", "flip_ns", "rtt_before_ms",
-                                        "rtt_after_ms", "tcp_broken"])
+                                        *_ENTRY_FIGURES])
     return frame.astype(CLIENT_DTYPES)
 
 
@@ -150,8 +158,9 @@ def _order_clients(run: Run, rows: pd.DataFrame) -> pd.DataFrame:
 
 CLIENT_COLUMNS = ["run", "trial", "step", "phase", "fault", "target", "client", "service",
                   "family", "flows", "flows_hit", "lost", "lost_total", "loss_derived_ms",
-                  "outage_ms", "recovered", "resolution_ms", "site_before", "site_after",
-                  "flip_ns", "flip_ms", "rtt_before_ms", "rtt_after_ms", "tcp_flows", "tcp_broken"]
+                  "outage_ms", "rate_derived_ms", "loss_windows", "loss_ratio", "recovered",
+                  "resolution_ms", "site_before", "site_after", "flip_ns", "flip_ms",
+                  "rtt_before_ms", "rtt_after_ms", "tcp_flows", "tcp_broken"]
 
 
 def client_table(run: Run, *, phases: Sequence[str] = ("fault", "undo"),
@@ -199,6 +208,41 @@ def event_table(run: Run) -> pd.DataFrame:
             ).any() else None,
             "tcp_broken": int(clients["tcp_broken"].sum())})
     return pd.DataFrame(rows)
+
+
+def instrument_table(run: Run) -> pd.DataFrame:
+    """One row per trial: how well the lab's own parts kept time (summary.json's
+    ``instrument``, computed by ``lab.measure.metrics.instrument``); empty for runs recorded
+    without it."""
+    rows = []
+    for trial in run.trials:
+        section = instrument_section(run.records, trial)
+        if section is None:
+            continue
+        host = section["host"] or {}
+        emulator = section["emulator"] or {}
+        probers = section["probers"] or {}
+        rows.append({
+            "trial": trial, "cpu_busy": host.get("cpu_busy"),
+            "cpu_steal": host.get("cpu_steal"), "cpu_pressure": host.get("cpu_pressure"),
+            "backlog_drops": host.get("backlog_drops"),
+            "frames": emulator.get("forwarded"), "late_500us": emulator.get("late_500us"),
+            "late_2ms": emulator.get("late_2ms"), "late_10ms": emulator.get("late_10ms"),
+            "overruns": emulator.get("dropped_overrun"), "ticks": probers.get("ticks"),
+            "late_ticks": probers.get("late_500us"),
+            "skipped_slots": probers.get("skipped_slots"),
+            "longest_stall_ms": probers.get("longest_stall_ms"),
+            "client_drops": sum(section["client_rcvbuf_errors"].values()),
+            "pod_drops": sum(section["pod_rcvbuf_errors"].values()),
+            "problems": "; ".join(section["problems"]) or "none"})
+    return pd.DataFrame(rows, columns=INSTRUMENT_COLUMNS)
+
+
+INSTRUMENT_COLUMNS = ["trial", "cpu_busy", "cpu_steal", "cpu_pressure", "backlog_drops",
+                      "frames", "late_500us",
+                      "late_2ms", "late_10ms", "overruns", "ticks", "late_ticks",
+                      "skipped_slots", "longest_stall_ms", "client_drops", "pod_drops",
+                      "problems"]
 
 
 def _stats(values: pd.Series) -> pd.Series:
@@ -250,6 +294,6 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
             for label, r in zip(labels, runs, strict=True)]
 
 
-__all__ = ["CLIENT_COLUMNS", "action_client_table", "aggregate_table", "client_table",
-           "detection", "event_table", "fib_changes", "flow_table", "labelled_client_table",
-           "run_labels"]
+__all__ = ["CLIENT_COLUMNS", "INSTRUMENT_COLUMNS", "action_client_table", "aggregate_table",
+           "client_table", "detection", "event_table", "fib_changes", "flow_table",
+           "instrument_table", "labelled_client_table", "run_labels"]

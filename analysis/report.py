@@ -28,6 +28,7 @@ from analysis.metrics import (
     client_table,
     event_table,
     flow_table,
+    instrument_table,
     run_labels,
 )
 from analysis.run import Run, load_runs
@@ -134,6 +135,10 @@ def _warnings(run: Run) -> list[str]:
     if len(run.trials) > 1:
         out.append(f"{len(run.trials)} trials: the figures show trial {run.trials[0]}; the "
                    "tables cover every trial.")
+    for trial in run.summary.get("trials", []):
+        if trial.get("valid") is False:
+            out.append(f"Trial {trial.get('trial')} is not valid: "
+                       + "; ".join(trial.get("warnings") or ["see events.jsonl"]) + ".")
     return out
 
 
@@ -147,8 +152,10 @@ def _run_tables(run: Run) -> list[Block]:
                     "action. FIB changes: first to last change of a service prefix, in any "
                     "router. Times from the action.", compact_event_table(event_table(run))),
         _text_table("Clients after each fault", "Per client and service: flows (source "
-                    "ports) that lost probes; the worst flow's lost probes and outages "
-                    "(rate-derived: to the first answer after the last loss); answering "
+                    "ports) that lost probes; the worst flow's lost probes, loss windows (runs of "
+                    "consecutive losses) and outage (its longest loss window), the rate-"
+                    "derived figure (fault to the first answer after the last loss) and the "
+                    "loss-derived one (lost x interval); answering "
                     "site and median RTT in the second before the fault and the last second "
                     f"of its window; flip: first answer from another site. Resolution "
                     f"{run.interval_ms:g} ms.",
@@ -160,9 +167,22 @@ def _run_tables(run: Run) -> list[Block]:
             "(before \u2192 after the fault) and the median RTT. The two families have their "
             "own sessions and routes, so they may land and converge differently.",
             families_side_by_side(client_table(run, phases=("fault",)))))
+    instrument = instrument_table(run)
+    if not instrument.empty:
+        blocks.append(_table(
+            "Instrument", "How well the lab's own parts kept time in each trial: CPU busy, "
+            "steal and pressure (share of time a runnable task waited) of the machine and "
+            "packets its kernel dropped from a full receive backlog; frames "
+            "the link emulator forwarded, sent more than 0.5, 2 and 10 ms late, and lost "
+            "because it fell behind (overruns); probe ticks, ticks sent more than 0.5 ms "
+            "late, slots skipped and the longest stall of the probers; UDP datagrams dropped "
+            "for lack of socket buffer in the clients and pods. A trial beyond the limits of "
+            "docs/run-format.md is marked invalid.", instrument,
+            share_columns=("cpu_busy", "cpu_steal", "cpu_pressure")))
     if len(run.trials) > 1:
-        blocks.append(_table("Outage over trials", "Rate-derived outage (ms) per client: "
-                             "median, 95th percentile and interquartile range over trials.",
+        blocks.append(_table("Outage over trials", "Outage (longest loss window, ms) per "
+                             "client: median, 95th percentile and interquartile range over "
+                             "trials.",
                              aggregate_table(run), hide=("run",)))
     return blocks
 
@@ -226,10 +246,10 @@ def comparison_section(runs: Sequence[Run]) -> Section:
                              for label, r in zip(labels, runs, strict=True)])
     blocks: list[Block] = [
         _table("Runs", "The runs compared.", overview),
-        _figure("Outage per client", "Rate-derived outage after each fault, every trial a "
+        _figure("Outage per client", "Outage (longest loss window) after each fault, every trial a "
                 "point; boxes (quartiles, 5th-95th percentile whiskers) from 3 trials on.",
                 lambda: figures.compare_outages(runs, labels=labels)),
-        _table("Outage over trials", "Rate-derived outage (ms) per run and client.",
+        _table("Outage over trials", "Outage (longest loss window, ms) per run and client.",
                aggregate_table(runs, labels=labels))]
     return Section(anchor="comparison", title=f"Comparison of {len(runs)} runs",
                    blocks=blocks)

@@ -20,6 +20,8 @@ MISSING = "\u2014"  # em dash
 HIDDEN = ("flip_ns", "t_ns", "recovered_ns", "last_lost_ns", "resolution_ms")
 LABELS = {
     "outage_ms": "outage (ms)", "loss_derived_ms": "loss-derived (ms)",
+    "rate_derived_ms": "rate-derived (ms)", "loss_windows": "loss windows",
+    "loss_ratio": "loss ratio",
     "rtt_before_ms": "RTT before (ms)", "rtt_after_ms": "RTT after (ms)",
     "flip_ms": "flip (ms)", "tcp_broken": "TCP broken", "flows_hit": "flows hit",
     "lost_total": "lost (all flows)", "site_before": "site before", "site_after": "site after",
@@ -28,6 +30,11 @@ LABELS = {
     "routers_changed": "routers changed", "clients_hit": "client/services hit",
     "worst_outage_ms": "worst outage (ms)", "t_s": "t (s)", "window_s": "window (s)",
     "start_s": "from (s)", "end_s": "to (s)", "n_nexthops": "next hops",
+    "cpu_busy": "CPU busy", "cpu_steal": "CPU steal", "cpu_pressure": "CPU pressure",
+    "frames": "emulated frames", "late_500us": "late > 0.5 ms", "late_2ms": "late > 2 ms",
+    "late_10ms": "late > 10 ms", "late_ticks": "ticks late > 0.5 ms",
+    "skipped_slots": "slots skipped", "client_drops": "client buffer drops",
+    "pod_drops": "pod buffer drops", "backlog_drops": "backlog drops",
 }
 
 
@@ -60,7 +67,7 @@ def format_value(name: str, value: Any, share: bool = False) -> str:
             return f"{value:.2f}"
         if name.endswith("_ms") or name in ("median", "p95", "iqr", "min", "max"):
             return f"{value:.1f}"
-        return f"{value:g}"
+        return f"{value:.0f}" if value.is_integer() else f"{value:g}"  # counts in full
     return str(value)
 
 
@@ -155,7 +162,8 @@ def _ms(value: Any, prefix: str = "") -> str:
 
 def compact_client_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`analysis.metrics.client_table` as display text, one column per question:
-    how many flows were hit, how long, where before and after, RTT, TCP. Columns that do not
+    how many flows were hit, how long (the longest loss window, then the rate- and
+    loss-derived figures), where before and after, RTT, TCP. Columns that do not
     vary (run, trial, step) are left out; ``>=`` marks an outage still running at the end of
     its window."""
     out = pd.DataFrame(index=table.index)
@@ -168,9 +176,14 @@ def compact_client_table(table: pd.DataFrame) -> pd.DataFrame:
     out["flows hit"] = [MISSING if _is_missing(n) else f"{int(h)} of {int(n)}"
                         for h, n in zip(table["flows_hit"], table["flows"], strict=True)]
     out["lost"] = [MISSING if _is_missing(v) else str(int(v)) for v in table["lost"]]
-    out["loss-derived (ms)"] = [_ms(v) for v in table["loss_derived_ms"]]
+    out["loss windows"] = [MISSING if _is_missing(v) else str(int(v))
+                           for v in table["loss_windows"]]
     out["outage (ms)"] = [_ms(v, "" if ok is True or _is_missing(ok) else "\u2265 ")
                           for v, ok in zip(table["outage_ms"], table["recovered"], strict=True)]
+    out["rate-derived (ms)"] = [_ms(v, "" if ok is True or _is_missing(ok) else "\u2265 ")
+                                for v, ok in zip(table["rate_derived_ms"], table["recovered"],
+                                                 strict=True)]
+    out["loss-derived (ms)"] = [_ms(v) for v in table["loss_derived_ms"]]
     out["site"] = [_arrow(b, a) for b, a in zip(table["site_before"], table["site_after"],
                                                 strict=True)]
     out["flip (ms)"] = [_ms(v) for v in table["flip_ms"]]

@@ -4,8 +4,9 @@
 
 Plays scenarios/node-crash-bfd.yaml, node-crash-holdtimer.yaml and leaf-link-down.yaml on the
 reference lab (topologies/three-sites.yaml) with ``repeat`` trials each, and reads from every
-trial the first event's figure for client us-c1 / service dns: ``outage_ms`` (rate-derived:
-first answered probe after the last lost one, minus the fault instant; resolution 1 ms).
+trial the first event's figure for client us-c1 / service dns: ``outage_ms`` (the longest
+loss window; resolution 1 ms) beside ``rate_derived_ms`` (first answered probe after the last
+lost one, minus the fault instant).
 
 node-crash-bfd and leaf-link-down share one lab (same plan); node-crash-holdtimer changes the
 BGP timers (no BFD, hold 9 s), so it runs on a second lab. The labs get unique names and are
@@ -58,7 +59,9 @@ def trial_figures(summary: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"trial": trial.get("trial"), "valid": trial.get("valid", True),
                      "complete": trial.get("complete", True),
                      "outage_ms": client.get("outage_ms"),
+                     "rate_derived_ms": client.get("rate_derived_ms"),
                      "loss_derived_ms": client.get("loss_derived_ms"),
+                     "loss_windows": client.get("loss_windows"),
                      "detection_ms": events[0].get("detection_ms"),
                      "target": events[0].get("target"),
                      "site_before": client.get("site_before"),

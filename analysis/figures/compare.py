@@ -1,5 +1,5 @@
 """Comparison across runs (scenarios, timers, trials): a per-client figure (by default the
-rate-derived outage after each fault) as box plots with every trial as a point, grouped by
+outage, the longest loss window, after each fault) as box plots with every trial as a point, grouped by
 run label."""
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from analysis.run import Run
 from analysis.style import empty_figure, new_figure, run_colors
 from lab.plan.model import service_label
 
-METRIC_NAMES = {"outage_ms": "rate-derived outage", "loss_derived_ms": "loss-derived outage",
+METRIC_NAMES = {"outage_ms": "outage (longest loss window)",
+                "rate_derived_ms": "rate-derived outage", "loss_derived_ms": "loss-derived outage",
+                "loss_windows": "loss windows", "loss_ratio": "loss ratio",
                 "flip_ms": "flip after the action", "tcp_broken": "TCP flows broken",
                 "rtt_after_ms": "RTT after"}
 BOX_MIN_POINTS = 3

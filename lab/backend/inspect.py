@@ -63,9 +63,10 @@ class ClientAnswer:
     site: str | None
     node: str | None
     pod: str | None
-    rtt_ms: float | None
+    rtt_ms: float | None  # UDP: request to reply; TCP: the handshake (one round trip)
     error: str | None = None
     family: Family = IPV4
+    request_ms: float | None = None  # TCP: connect, request and reply (about two round trips)
 
     @property
     def target(self) -> str:
@@ -149,20 +150,24 @@ def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
     try:
         sock.settimeout(timeout_s)
         started = time.monotonic_ns()
+        request_ms = None
         if service.protocol == "udp":
             request = struct.pack("!QQ", 0, started)
             sock.sendto(request, (str(vip), service.port))
             reply = sock.recv(65535)
+            rtt_ms = (time.monotonic_ns() - started) / 1e6
         else:
             request = b"status-probe\n"
             sock.connect((str(vip), service.port))
+            rtt_ms = (time.monotonic_ns() - started) / 1e6  # SYN to SYN-ACK
             sock.sendall(request)
             reply = _read_line(sock)
             request = request.rstrip(b"\n")
-        rtt_ms = (time.monotonic_ns() - started) / 1e6
+            request_ms = round((time.monotonic_ns() - started) / 1e6, 3)
         who = _identity(reply, request)
         return ClientAnswer(client, service.name, who.get("site"), who.get("node"),
-                            who.get("pod"), round(rtt_ms, 3), family=family)
+                            who.get("pod"), round(rtt_ms, 3), family=family,
+                            request_ms=request_ms)
     except (OSError, ValueError) as exc:
         return ClientAnswer(client, service.name, None, None, None, None,
                             type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc),
@@ -229,7 +234,7 @@ def status_document(backend: Backend, state: LabState, plan: LabPlan) -> dict[st
         "announcements": announcements(state, plan),
         "clients": [{"client": a.client, "service": a.service, "family": a.family,
                      "site": a.site, "node": a.node, "pod": a.pod, "rtt_ms": a.rtt_ms,
-                     "error": a.error} for a in answers],
+                     "request_ms": a.request_ms, "error": a.error} for a in answers],
     }
 
 

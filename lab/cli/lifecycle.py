@@ -52,19 +52,25 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def print_answers(answers: Any, title: str) -> None:
-    """Where each client lands; a family column once a lab has IPv6 answers too."""
+    """Where each client lands; a family column once a lab has IPv6 answers too. RTT is one
+    round trip (a UDP request and its reply, or a TCP handshake); a TCP service's whole
+    connect + request + reply is its own column."""
     rows = [a if isinstance(a, dict) else asdict(a) for a in answers]
     dual = any(row.get("family", "ipv4") != "ipv4" for row in rows)
+    tcp = any(row.get("request_ms") is not None for row in rows)
     table = Table(title=title, title_justify="left")
-    columns = ("client", "service", "family", "site", "node", "pod", "RTT ms")
+    columns = ["client", "service", "family", "site", "node", "pod", "RTT ms"]
+    columns += ["TCP request ms"] if tcp else []
     for column in columns if dual else [c for c in columns if c != "family"]:
         table.add_column(column)
     for row in rows:
-        rtt = row.get("rtt_ms")
+        rtt, request = row.get("rtt_ms"), row.get("request_ms")
         cells = [row["client"], row["service"]] + ([row.get("family", "ipv4")] if dual else [])
-        table.add_row(*cells, row.get("site") or "[red]none[/red]", row.get("node") or "-",
-                      row.get("pod") or "-",
-                      f"{rtt:.2f}" if rtt is not None else str(row.get("error") or "-"))
+        cells += [row.get("site") or "[red]none[/red]", row.get("node") or "-",
+                  row.get("pod") or "-",
+                  f"{rtt:.2f}" if rtt is not None else str(row.get("error") or "-")]
+        cells += [f"{request:.2f}" if request is not None else "-"] if tcp else []
+        table.add_row(*cells)
     out.print(table)
 
 

@@ -50,11 +50,13 @@ def print_summary(summary: dict[str, Any], title: str, console: Console = out) -
     for trial in summary.get("trials", []):
         for warning in trial.get("warnings", []):
             console.print(f"[red]trial {trial.get('trial')}: {warning}[/red]")
+        invalid = " [red](INVALID: not counted, see the warnings)[/red]" if trial.get(
+            "valid") is False else ""
         for event in trial.get("events", []):
-            table = Table(title=f"trial {trial.get('trial')}, {_event_title(event)}",
+            table = Table(title=f"trial {trial.get('trial')}{invalid}, {_event_title(event)}",
                           title_justify="left")
-            for column in ("client", "service", "outage ms", "lost ms", "site", "RTT ms",
-                           "TCP broken"):
+            for column in ("client", "service", "outage ms", "loss windows", "lost ms", "site",
+                           "RTT ms", "TCP broken"):
                 table.add_column(column, overflow="fold")
             for client in event.get("clients", []):
                 rtt = f"{_ms(client.get('rtt_before_ms'))} -> {_ms(client.get('rtt_after_ms'))}"
@@ -63,7 +65,9 @@ def print_summary(summary: dict[str, Any], title: str, console: Console = out) -
                 table.add_row(client.get("client", ""),
                               subject_name({"service": client.get("service"),
                                             "family": client.get("family")}),
-                              _ms(client.get("outage_ms")), _ms(client.get("loss_derived_ms")),
+                              _ms(client.get("outage_ms")),
+                              str(client.get("loss_windows", "-")),
+                              _ms(client.get("loss_derived_ms")),
                               _site(client), rtt, str(client.get("tcp_broken", "-")))
             console.print(table)
 

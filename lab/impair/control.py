@@ -70,12 +70,14 @@ def decode_reply(line: str | bytes) -> dict[str, Any]:
 
 
 _COUNTER_FIELDS = tuple(Counters.__dataclass_fields__)
+_LATENESS_FIELDS = ("late_500us", "late_2ms", "late_10ms")  # absent from older emulators
 
 
 def decode_counters(data: dict[str, Any]) -> Counters:
     """Counters of one direction from a ``stats`` reply."""
     try:
-        return Counters(**{name: int(data[name]) for name in _COUNTER_FIELDS})
+        return Counters(**{name: int(data[name] if name not in _LATENESS_FIELDS
+                                     else data.get(name, 0)) for name in _COUNTER_FIELDS})
     except (KeyError, TypeError, ValueError) as exc:
         raise ImpairmentError(f"emulator stats lack counters: {data!r}") from exc
 

@@ -218,6 +218,10 @@ class Counters:
     dropped_error: int = 0  # send failures, truncated frames
     dropped_overrun: int = 0  # lost before the emulator read them (it fell behind)
     in_queue: int = 0
+    # sent later than due by more than 0.5, 2 and 10 ms (the emulator's own lag)
+    late_500us: int = 0
+    late_2ms: int = 0
+    late_10ms: int = 0
 
     @property
     def dropped(self) -> int:

@@ -71,15 +71,26 @@ def session_events(state: LabState, plan: LabPlan, clock: dict[str, int],
                           since_ns)
 
 
-def _probes(recording: Recording) -> pd.DataFrame:
-    from lab.measure.probe.udp import PROBE_COLUMNS, load_udp_probes
+def _probes(recording: Recording) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """probes.parquet, and per prober and trial a ``prober``/``timing`` event: how well the
+    prober kept its schedule (lab.run.instrument)."""
+    from lab.measure.probe.records import read_prober_file
+    from lab.measure.probe.udp import PROBE_COLUMNS, probes_frame
+    from lab.run.instrument import prober_timing
 
-    frames = [load_udp_probes(path, client, trial)
-              for trial, client, path in recording.prober_files if path.exists()]
+    frames, timing = [], []
+    for trial, client, path in recording.prober_files:
+        if not path.exists():
+            continue
+        records = read_prober_file(path)
+        frames.append(probes_frame(records, client, trial))
+        end = int(records.ticks[:, 1].max()) if len(records.ticks) else records.header.start_ns
+        timing.append({"t_ns": end, "trial": trial, "source": "prober", "kind": "timing",
+                       "client": client, **prober_timing(records)})
     frames = [f for f in frames if not f.empty]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in PROBE_COLUMNS})
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in PROBE_COLUMNS}), timing
+    return pd.concat(frames, ignore_index=True), timing
 
 
 def _routes(recording: Recording) -> pd.DataFrame:
@@ -106,10 +117,11 @@ def collect_results(loaded: LoadedScenario, state: LabState, recording: Recordin
     except (OSError, ValueError) as exc:
         events.append({"t_ns": since, "source": "runner", "kind": "note",
                        "message": f"FRR logs could not be read: {exc}"})
+    probes, timing = _probes(recording)
+    events += timing
     for row in events:
         row.setdefault("trial", _trial_of(int(row["t_ns"]), recording.trial_bounds))
     events.sort(key=lambda r: int(r["t_ns"]))
-    probes = _probes(recording)
     routes = _routes(recording)
     run_dir = recording.run_dir
     run_dir.write_jsonl("events.jsonl", events)
@@ -128,11 +140,14 @@ def collect_results(loaded: LoadedScenario, state: LabState, recording: Recordin
 
 
 def _mark_suspect_trials(summary: dict[str, Any], events: list[dict[str, Any]]) -> None:
-    """Trials in which a lab process died on its own get warnings and `valid: false`."""
+    """Trials in which a lab process died on its own, or the instrument lagged beyond its
+    limits (lab.measure.metrics.instrument), get warnings and `valid: false`."""
     for trial in summary.get("trials", []):
         died = [e for e in events if e.get("trial") == trial.get("trial")
                 and e.get("kind") == "daemon_died"]
         trial["warnings"] = [f"{e['daemon']} on {e['node']} (pid {e['pid']}) died outside "
                              "the scenario; its figures may show that, not the fault"
                              for e in died]
-        trial["valid"] = not died
+        trial["warnings"] += [f"the instrument lagged: {problem}" for problem in
+                              (trial.get("instrument") or {}).get("problems", [])]
+        trial["valid"] = not trial["warnings"]

@@ -9,17 +9,19 @@ The runner takes the class as a parameter: unit tests drive the timeline and the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING
 
 from lab.backend.processes import Spawn, stop_pids
 from lab.backend.state import ProcessRecord
-from lab.errors import BackendError
+from lab.errors import BackendError, LabError
 from lab.plan.model import IPAddress, LabPlan, Role, ServicePlan, family_of
 
 if TYPE_CHECKING:
     from lab.faults.primitives import LabHandle
+    from lab.run.instrument import Snapshot
     from lab.run.runner import Progress, Recording
     from lab.scenario.load import LoadedScenario
 
@@ -40,6 +42,7 @@ class Measurement:
         self.progress = progress
         self.recorder: ProcessRecord | None = None
         self.trial_processes: list[ProcessRecord] = []
+        self._trial_start: tuple[int, int, Snapshot] | None = None  # trial, t_ns, counters
 
     def _spawner(self, node: str | None, kind: str) -> Spawn:
         handle = self.handle
@@ -125,8 +128,32 @@ class Measurement:
             self.trial_processes.append(start_tcp_flows(
                 self._spawner(None, "tcpflows"), spec, scratch / f"tcp-{trial}.log"))
             recording.tcp_files.append(events)
+        self._trial_start = (trial, time.monotonic_ns(), self._snapshot())
+
+    def _snapshot(self) -> Snapshot:
+        """The instrument's counters (lab.run.instrument): the host, the link emulator, and
+        the UDP sockets of every pod (its server) and probed client (its prober)."""
+        from lab.run.instrument import namespace_processes, snapshot
+
+        driver = None
+        if any(r.kind == "emulator" for r in self.handle.state.processes):  # never start one
+            with contextlib.suppress(LabError, OSError):
+                driver = self.handle.driver()
+        sockets = namespace_processes([*self.handle.state.processes, *self.trial_processes],
+                                      ("server", "prober"))
+        return snapshot(driver, sockets)
 
     def stop_trial(self) -> None:
+        """The trial's ``instrument`` event (while its probers still run), then stop them."""
+        from lab.run.instrument import trial_fields
+
+        if self._trial_start is not None:
+            trial, start_ns, start = self._trial_start
+            self._trial_start = None
+            with contextlib.suppress(LabError, OSError, ValueError):
+                end_ns, end = time.monotonic_ns(), self._snapshot()
+                self.recording.event(trial, "runner", "instrument", t_ns=end_ns,
+                                     **trial_fields(start, end, end_ns - start_ns))
         stop_pids([r.pid for r in self.trial_processes], grace_s=3.0)
         self.trial_processes = []
 

@@ -99,7 +99,10 @@ class Expectation(StrictModel):
     service: Name | None = None
     family: Literal["ipv4", "ipv6"] | None = None
     outage_ms: FigureBound | None = None
+    rate_derived_ms: FigureBound | None = None
     lost_ms: FigureBound | None = None
+    loss_windows: FigureBound | None = None
+    loss_ratio: FigureBound | None = None
     detection_ms: FigureBound | None = None
     tcp_broken: FigureBound | None = None
     rtt_after_ms: FigureBound | None = None
@@ -148,7 +151,12 @@ SCENARIO_FIELD_HINTS = {
     "flows": "UDP flows (source ports) per client and service, 1-64",
     "expect": "e.g. `- {fault: node-crash, outage_ms: {p95: \"<= 1500\"}, tcp_broken: 0}`",
     "outage_ms": "a condition (\"<= 1500\", \"== 0\") or {median|p95|min|max: condition}",
+    "rate_derived_ms": "a condition (\"<= 1500\") or {median|p95|min|max: condition}",
     "lost_ms": "a condition (\"<= 1500\", \"== 0\") or {median|p95|min|max: condition}",
+    "loss_windows": "a condition (\"<= 1\": the loss came in one stretch) or "
+                    "{median|p95|min|max: condition}",
+    "loss_ratio": "a condition on lost / probes (\"<= 0.001\") or "
+                  "{median|p95|min|max: condition}",
     "detection_ms": "a condition (\"<= 1000\") or {median|p95|min|max: condition}",
     "tcp_broken": "a condition (0, \"<= 1\") or {median|p95|min|max: condition}",
     "rtt_after_ms": "a condition (\"<= 30\") or {median|p95|min|max: condition}",

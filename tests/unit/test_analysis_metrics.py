@@ -71,6 +71,7 @@ def test_outage_loss_and_rate_derived(tmp_path: Path) -> None:
     row = _row(client_table(run))
     assert row["lost"] == 900 and row["loss_derived_ms"] == 900.0
     assert row["outage_ms"] == 900.0  # probe 1900, the first answer, was sent 900 ms after
+    assert (row["rate_derived_ms"], row["loss_windows"]) == (900.0, 1)
     assert row["recovered"] and row["flows_hit"] == 1 and row["resolution_ms"] == 1.0
     assert row["site_before"] == row["site_after"] == "nyc" and pd.isna(row["flip_ns"])
     assert row["rtt_before_ms"] == row["rtt_after_ms"] == 10.0
@@ -78,11 +79,13 @@ def test_outage_loss_and_rate_derived(tmp_path: Path) -> None:
 
 
 def test_rate_derived_outage_runs_to_the_last_loss(tmp_path: Path) -> None:
-    """The contract's definition: one stray loss later in the window extends it."""
+    """RFC 6412's definition: one stray loss later in the window extends the rate-derived
+    figure; the outage stays the longest loss window."""
     run = _run(tmp_path, [lane("c1", lost=[*range(1000, 1100), 1500])])
     row = _row(client_table(run))
     assert row["loss_derived_ms"] == 101.0
-    assert row["outage_ms"] == 501.0
+    assert row["rate_derived_ms"] == 501.0
+    assert (row["outage_ms"], row["loss_windows"]) == (100.0, 2)
 
 
 def test_outage_not_recovered_in_its_window(tmp_path: Path) -> None:
@@ -196,7 +199,8 @@ def _summary_rows(path: Path) -> list[tuple[str, int, dict[str, Any]]]:
     return out
 
 
-FIELDS = ["outage_ms", "loss_derived_ms", "lost", "rtt_before_ms", "rtt_after_ms"]
+FIELDS = ["outage_ms", "rate_derived_ms", "loss_derived_ms", "loss_windows", "lost",
+          "rtt_before_ms", "rtt_after_ms"]
 
 
 @pytest.mark.parametrize("sample", [SAMPLE_BFD, SAMPLE_HOLD, SAMPLE_ISOLATE],

@@ -84,6 +84,25 @@ def test_a_budget_never_passes_by_matching_nothing() -> None:
     assert not invalid["pass"]
 
 
+def test_loss_windows_ratio_and_rate_derived_are_budgets_too(tmp_path: Path) -> None:
+    summary = _summary([1.0, 2.0])
+    for trial in summary["trials"]:  # sporadic loss: short outage, many windows
+        trial["events"][0]["clients"][0].update(rate_derived_ms=8000.0, loss_windows=80,
+                                                loss_ratio=0.01)
+    verdicts = evaluate([{"client": "east-c1", "outage_ms": "<= 10",
+                          "rate_derived_ms": {"max": "<= 1500"}, "loss_windows": "<= 1",
+                          "loss_ratio": {"median": "<= 0.001"}}], summary)
+    by_figure = {v["figure"]: v for v in verdicts}
+    assert by_figure["outage_ms"]["pass"]
+    assert not by_figure["rate_derived_ms"]["pass"] and by_figure["rate_derived_ms"][
+        "value"] == 8000.0
+    assert not by_figure["loss_windows"]["pass"] and not by_figure["loss_ratio"]["pass"]
+    loaded = load_scenario(_scenario(tmp_path, 'expect:\n  - {loss_ratio: "<= 0.001", '
+                                     'loss_windows: {p95: "<= 2"}}\n'))
+    (expect,) = loaded.scenario.expect
+    assert expect.as_dict() == {"loss_ratio": "<= 0.001", "loss_windows": {"p95": "<= 2"}}
+
+
 def test_sites_and_tcp() -> None:
     moved = _summary([900.0, 950.0], after="beta", tcp=1)
     verdicts = evaluate([{"client": "east-c1", "site_after": "beta", "tcp_broken": 0},

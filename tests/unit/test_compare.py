@@ -24,10 +24,24 @@ def _summary(outage: float, tcp: float = 0.0, client: str = "c1") -> dict[str, A
     def stats(v: float) -> dict[str, float]:
         return {"median": v, "p95": v, "iqr": 0.0, "min": v, "max": v}
 
-    return {"scenario": "s", "interval_ms": 1.0,
+    return {"scenario": "s", "interval_ms": 1.0, "metrics_version": 2,
             "aggregate": [{"step": 0, "fault": "node-crash", "client": client, "service": "dns",
                            "outage_ms": stats(outage), "tcp_broken": stats(tcp),
                            "detection_ms": None}]}
+
+
+def test_a_summary_of_the_first_definitions_is_compared_on_its_rate_derived_figure() -> None:
+    old = _summary(900.0)
+    del old["metrics_version"]  # version 1: its outage_ms was rate-derived
+    new = _summary(40.0)
+    new["aggregate"][0]["rate_derived_ms"] = new["aggregate"][0]["outage_ms"] | {
+        "median": 1500.0, "p95": 1500.0}
+    result = compare(old, new)
+    assert {d.figure for d in result.differences} == {"rate_derived_ms", "tcp_broken"}
+    assert {d.verdict for d in result.differences if d.figure == "rate_derived_ms"} == {
+        "worse"}
+    assert {d.figure for d in compare(old, old).differences} == {"rate_derived_ms",
+                                                                  "tcp_broken"}
 
 
 def test_holdtimer_is_worse_than_bfd_and_a_run_equals_itself() -> None:

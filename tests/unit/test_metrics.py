@@ -155,7 +155,8 @@ def test_no_loss_gives_zero_outage_and_the_same_site() -> None:
     entry = one(probe_stream())
     assert entry == {
         "client": "us-c1", "service": "dns", "family": "ipv4", "outage_ms": 0.0,
-        "loss_derived_ms": 0.0, "lost": 0, "resolution_ms": 1.0, "site_before": "nyc",
+        "rate_derived_ms": 0.0, "loss_derived_ms": 0.0, "lost": 0, "loss_windows": 0,
+        "loss_ratio": 0.0, "resolution_ms": 1.0, "site_before": "nyc",
         "site_after": "nyc",
         "flip_ns": None, "rtt_before_ms": 10.0, "rtt_after_ms": 10.0, "tcp_broken": 0,
         "recovered": True, "first_loss_ns": None, "last_loss_ns": None,
@@ -166,15 +167,49 @@ def test_no_loss_gives_zero_outage_and_the_same_site() -> None:
 def test_a_900_ms_gap_at_the_instant_is_a_900_ms_outage() -> None:
     entry = one(probe_stream(gaps=[(EVENT, 900)]))
     assert (entry["lost"], entry["loss_derived_ms"], entry["outage_ms"]) == (900, 900.0, 900.0)
+    assert (entry["rate_derived_ms"], entry["loss_windows"]) == (900.0, 1)
+    assert entry["loss_ratio"] == round(900 / 8_000, 6)
     assert (entry["first_loss_ns"], entry["last_loss_ns"]) == (EVENT, EVENT + 899 * MS)
     assert entry["recovered"] is True
 
 
-def test_the_outage_counts_from_the_instant_to_the_first_reply_after_the_last_loss() -> None:
+def test_the_outage_is_the_longest_window_and_rate_derived_ends_at_the_last_reply() -> None:
     entry = one(probe_stream(gaps=[(EVENT + 100 * MS, 900), (EVENT + 2 * S, 3)]))
     assert entry["lost"] == 903
     assert entry["loss_derived_ms"] == 903.0
-    assert entry["outage_ms"] == 2003.0  # the reply to the probe sent at EVENT + 2003 ms
+    assert (entry["outage_ms"], entry["loss_windows"]) == (900.0, 2)
+    assert entry["rate_derived_ms"] == 2003.0  # the reply to the probe sent at EVENT + 2003 ms
+
+
+def test_sporadic_loss_is_many_short_windows_not_a_long_outage() -> None:
+    # 1 % of the probes lost one at a time over 8 s (the run that showed "8998 ms" of outage)
+    entry = one(probe_stream(gaps=[(EVENT + k * 100 * MS, 1) for k in range(80)]))
+    assert (entry["lost"], entry["loss_windows"], entry["outage_ms"]) == (80, 80, 1.0)
+    assert entry["loss_ratio"] == 0.01
+    assert entry["rate_derived_ms"] == 7901.0  # the scatter, to the reply after the last
+    assert entry["recovered"] is True
+
+
+def test_pairs_and_bursts_among_sporadic_loss_give_the_longest_run() -> None:
+    gaps = [(EVENT + k * 100 * MS, 2) for k in range(40)] + [(EVENT + 4_050 * MS, 30)]
+    entry = one(probe_stream(gaps=gaps))
+    assert (entry["lost"], entry["loss_windows"], entry["outage_ms"]) == (110, 41, 30.0)
+
+
+def test_one_answered_probe_splits_an_outage_in_two_windows() -> None:
+    entry = one(probe_stream(gaps=[(EVENT, 400), (EVENT + 401 * MS, 500)]))
+    assert (entry["lost"], entry["loss_windows"], entry["outage_ms"]) == (900, 2, 500.0)
+    assert entry["rate_derived_ms"] == 901.0
+
+
+def test_the_worst_flow_is_the_longest_window_not_the_widest_scatter() -> None:
+    scattered = [(EVENT + k * 50 * MS, 1) for k in range(160)]
+    probes = pd.concat([probe_stream(flow=0, gaps=scattered),
+                        probe_stream(flow=1, gaps=[(EVENT + S, 120)])], ignore_index=True)
+    entry = one(probes)
+    assert (entry["flow"], entry["outage_ms"], entry["rate_derived_ms"]) == (1, 120.0, 1120.0)
+    assert [(f["flow"], f["outage_ms"], f["loss_windows"]) for f in entry["flows"]] == [
+        (0, 1.0, 160), (1, 120.0, 1)]
 
 
 def test_losses_before_the_instant_are_not_charged() -> None:
@@ -229,7 +264,7 @@ def test_loss_until_the_next_action_is_an_unrecovered_window_long_outage() -> No
     probes = probe_stream(gaps=[(EVENT + S, 5_000)])
     entry = one(probes, window(end_ns=EVENT + 3 * S))
     assert entry["recovered"] is False
-    assert entry["outage_ms"] == 3000.0
+    assert (entry["outage_ms"], entry["rate_derived_ms"]) == (2000.0, 3000.0)  # lower bounds
     assert entry["lost"] == 2_000 and entry["loss_derived_ms"] == 2000.0
     assert (entry["site_after"], entry["rtt_after_ms"]) == (None, None)  # no reply at all
 
@@ -237,7 +272,8 @@ def test_loss_until_the_next_action_is_an_unrecovered_window_long_outage() -> No
 def test_loss_until_the_trial_end_is_unrecovered_and_counted_until_the_reply_timeout() -> None:
     entry = one(probe_stream(gaps=[(EVENT + S, 20_000)]))
     assert entry["recovered"] is False
-    assert entry["outage_ms"] == 10_000.0  # the whole window
+    assert entry["rate_derived_ms"] == 10_000.0  # the whole window
+    assert entry["outage_ms"] == 9_000.0  # from the first loss to the window's end
     assert entry["lost"] == 7_000  # EVENT + 1 s .. TRIAL_END - 2 s
     assert (entry["site_after"], entry["rtt_after_ms"]) == (None, None)
 
@@ -247,7 +283,8 @@ def test_trailing_probes_near_the_trial_end_are_not_lost() -> None:
     entry = one(probes)
     assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (0, 0.0, True)
     entry = one(probes, reply_timeout_ns=1 * S)
-    assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (500, 10_000.0, False)
+    assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (500, 1_500.0, False)
+    assert entry["rate_derived_ms"] == 10_000.0
 
 
 def test_a_prober_that_stopped_early_leaves_its_last_probes_unjudged() -> None:
@@ -260,12 +297,14 @@ def test_in_flight_losses_at_the_next_action_are_charged_to_neither_window() -> 
     end = EVENT + 3 * S  # the next action: probes sent in its last RTT (10 ms) were in flight
     probes = probe_stream(gaps=[(EVENT + 100 * MS, 50), (end - 8 * MS, 30)])
     entry = one(probes, window(end_ns=end))
-    assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (50, 150.0, True)
+    assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (50, 50.0, True)
+    assert (entry["rate_derived_ms"], entry["loss_windows"]) == (150.0, 1)
     assert entry["last_loss_ns"] == EVENT + 149 * MS
     # a run that began before the last round trip is this window's unrecovered outage
     probes = probe_stream(gaps=[(end - 50 * MS, 80)])
     entry = one(probes, window(end_ns=end))
-    assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (50, 3000.0, False)
+    assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (50, 50.0, False)
+    assert entry["rate_derived_ms"] == 3000.0
     # the guard can be given
     entry = one(probes, window(end_ns=end), inflight_ns=60 * MS)
     assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (0, 0.0, True)
@@ -306,6 +345,7 @@ def test_tcp_breaks_in_the_window_are_counted_and_tcp_only_services_listed() -> 
     assert dns["tcp_broken"] == 2
     assert (web["service"], web["tcp_broken"], web["outage_ms"], web["lost"]) == (
         "web", 1, None, 0)
+    assert (web["loss_windows"], web["loss_ratio"], web["rate_derived_ms"]) == (0, None, None)
 
 
 def test_prepared_streams_must_be_of_the_window_trial() -> None:
@@ -408,7 +448,8 @@ def test_summarize_trial_with_an_undone_fault() -> None:
     assert reversion["control_plane"]["first_fib_change_ms"] == 40.0
     (back,) = reversion["clients"]
     assert (back["outage_ms"], back["lost"], back["site_before"], back["site_after"]) == (
-        60.0, 50, "ams", "nyc")
+        50.0, 50, "ams", "nyc")
+    assert back["rate_derived_ms"] == 60.0  # from the undo instant
     assert back["flip_ns"] == undo + 60 * MS
 
 
@@ -482,7 +523,9 @@ def test_summarize_run_marks_the_interrupted_last_trial_and_aggregates_the_other
     summary = summarize_run(scenario="node-crash-bfd", complete=False, probes=probes,
                             routes=route_rows([]), events=events, interval_ms=1.0,
                             trial_bounds=[(0, T0, TRIAL_END), (1, T0 + second, TRIAL_END + second)])
-    assert list(summary) == ["scenario", "complete", "interval_ms", "trials", "aggregate"]
+    assert list(summary) == ["scenario", "complete", "interval_ms", "metrics_version", "trials",
+                             "aggregate"]
+    assert summary["metrics_version"] == 2
     assert [t["complete"] for t in summary["trials"]] == [True, False]
     assert summary["trials"][1]["events"][0]["clients"][0]["outage_ms"] == 300.0
     (row,) = summary["aggregate"]

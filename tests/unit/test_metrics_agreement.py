@@ -35,7 +35,8 @@ from tests.unit.test_analysis_data import (
 
 REAL_RUNS = sorted(p for p in (REPO / "tests" / "data" / "real-runs").iterdir() if p.is_dir())
 SAMPLE_RUNS = sorted(p for p in SAMPLES.iterdir() if p.is_dir())
-CLIENT_FIELDS = ("outage_ms", "loss_derived_ms", "lost", "recovered", "site_before",
+CLIENT_FIELDS = ("outage_ms", "rate_derived_ms", "loss_derived_ms", "loss_windows",
+                 "loss_ratio", "lost", "recovered", "site_before",
                  "site_after", "flip_ns", "rtt_before_ms", "rtt_after_ms", "tcp_broken")
 
 

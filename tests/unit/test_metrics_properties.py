@@ -1,6 +1,6 @@
 """Property tests of the metrics: a reference written probe by probe from the definitions in
-docs/run-format.md, the RFC 6412 relations between the two outage figures, and windows that
-tile the timeline."""
+docs/run-format.md, the relations between the outage figures (longest loss window,
+rate-derived and loss-derived, RFC 6412), and windows that tile the timeline."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ def test_one_contiguous_gap(offset_ms: int, length: int) -> None:
                               window(), 1.0)
     assert entry["lost"] == length
     assert entry["loss_derived_ms"] == float(length)
-    assert entry["loss_derived_ms"] <= entry["outage_ms"] + entry["resolution_ms"]
+    assert entry["loss_derived_ms"] <= entry["rate_derived_ms"] + entry["resolution_ms"]
     assert (entry["outage_ms"] == 0) == (entry["lost"] == 0)
-    assert entry["outage_ms"] == (float(offset_ms + length) if length else 0.0)
+    assert entry["outage_ms"] == entry["loss_derived_ms"]  # one window
+    assert entry["loss_windows"] == (1 if length else 0)
+    assert entry["rate_derived_ms"] == (float(offset_ms + length) if length else 0.0)
     assert entry["recovered"] is True
 
 
@@ -46,8 +48,9 @@ def stream_from(send: np.ndarray, answered: np.ndarray, sites: list[str]) -> pd.
 
 
 def reference(send: list[int], answered: list[bool], win: EventWindow, reply_timeout: int,
-              inflight: int) -> tuple[int, int, bool]:
-    """(lost, outage_ns, recovered), probe by probe."""
+              inflight: int) -> tuple[int, int, bool, list[int]]:
+    """(lost, rate-derived outage in ns, recovered, the length of each loss window in ns),
+    probe by probe."""
     inside = [i for i, t in enumerate(send) if win.t_ns <= t < win.end_ns]
     stream_end = min(win.trial_end_ns, send[-1] + MS)
     judged_end = min(win.end_ns, stream_end - reply_timeout)
@@ -60,11 +63,21 @@ def reference(send: list[int], answered: list[bool], win: EventWindow, reply_tim
             if send[run_start] >= win.end_ns - inflight:
                 lost = [i for i in lost if before and i < before[-1]]
     if not lost:
-        return 0, 0, True
+        return 0, 0, True, []
+    runs = [[lost[0]]]
+    for i in lost[1:]:
+        if i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    windows = []
+    for run in runs:
+        reply = [i for i in inside if i > run[-1] and answered[i]]
+        windows.append((send[reply[0]] if reply else win.end_ns) - send[run[0]])
     recovery = [i for i in inside if i > lost[-1] and answered[i]]
     if not recovery:
-        return len(lost), win.length_ns, False
-    return len(lost), send[recovery[0]] - win.t_ns, True
+        return len(lost), win.length_ns, False, windows
+    return len(lost), send[recovery[0]] - win.t_ns, True, windows
 
 
 @st.composite
@@ -94,12 +107,14 @@ def test_any_loss_pattern_matches_the_reference(pattern: Any, reply_timeout_ms: 
     send, answered, sites, win, inflight = pattern
     (entry,) = client_metrics(stream_from(send, answered, sites), win, 1.0,
                               reply_timeout_ns=reply_timeout_ms * MS, inflight_ns=inflight)
-    lost, outage_ns, recovered = reference([int(t) for t in send], list(answered), win,
-                                           reply_timeout_ms * MS, inflight)
+    lost, rate_derived_ns, recovered, windows = reference(
+        [int(t) for t in send], list(answered), win, reply_timeout_ms * MS, inflight)
     assert (entry["lost"], entry["recovered"]) == (lost, recovered)
-    assert entry["outage_ms"] == round(outage_ns / MS, 6)
+    assert entry["rate_derived_ms"] == round(rate_derived_ns / MS, 6)
+    assert entry["loss_windows"] == len(windows)
+    assert entry["outage_ms"] == round(max(windows, default=0) / MS, 6)
     assert (entry["outage_ms"] == 0) == (entry["lost"] == 0)
-    assert entry["outage_ms"] <= win.length_ns / MS
+    assert entry["outage_ms"] <= entry["rate_derived_ms"] <= win.length_ns / MS
 
 
 @PROPERTY

@@ -14,7 +14,8 @@
  *   set LINK a_to_b|b_to_a|both key=value ...   (all keys; missing ones reset
  *                                                to their defaults)
  *   del LINK
- *   stats [LINK]
+ *   stats [LINK]     (per direction: forwarded, dropped by cause, late_500us,
+ *                     late_2ms, late_10ms: frames sent that much later than due)
  *   quit
  * Keys of set: delay_us jitter_us dist=normal|uniform|pareto loss=<fraction>
  *   ge_p ge_r ge_bad ge_good (Gilbert-Elliott, fractions; ge_p>0 enables it)
@@ -86,6 +87,9 @@ struct params {
 struct counters {
 	uint64_t fwd, fwd_bytes, drop_loss, drop_bh, drop_queue, drop_err;
 	uint64_t drop_overrun; /* dropped by the kernel: the emulator fell behind */
+	/* frames sent later than due, by more than 0.5, 2 and 10 ms (self-monitoring:
+	 * delays are only as good as the emulator's scheduling) */
+	uint64_t late_500us, late_2ms, late_10ms;
 };
 
 struct dir {
@@ -305,7 +309,14 @@ static void admit(struct link *l, int di, const unsigned char *data, uint32_t le
 	d->depth++;
 }
 
-static void transmit(struct pkt *pk)
+static void count_lateness(struct counters *c, int64_t late_ns)
+{
+	if (late_ns > 500000) c->late_500us++;
+	if (late_ns > 2000000) c->late_2ms++;
+	if (late_ns > 10000000) c->late_10ms++;
+}
+
+static void transmit(struct pkt *pk, int64_t now)
 {
 	struct link *l = pk->link;
 	struct dir *d = &l->dir[pk->dir];
@@ -319,6 +330,7 @@ static void transmit(struct pkt *pk)
 	} else {
 		d->c.fwd++;
 		d->c.fwd_bytes += pk->len;
+		count_lateness(&d->c, now - pk->t);
 	}
 	free(pk);
 }
@@ -326,7 +338,7 @@ static void transmit(struct pkt *pk)
 static void release_due(void)
 {
 	int64_t now = now_ns();
-	while (g.heap_len && g.heap[0]->t <= now) transmit(heap_pop());
+	while (g.heap_len && g.heap[0]->t <= now) transmit(heap_pop(), now);
 }
 
 static void arm_timer(void)
@@ -573,13 +585,15 @@ static size_t dir_json(char *o, size_t n, const struct dir *d)
 	int w = snprintf(o, n,
 		"{\"forwarded\":%llu,\"forwarded_bytes\":%llu,\"dropped_loss\":%llu,"
 		"\"dropped_blackhole\":%llu,\"dropped_queue\":%llu,\"dropped_error\":%llu,"
-		"\"dropped_overrun\":%llu,\"in_queue\":%u,\"params\":{\"delay_us\":%.3f,\"jitter_us\":%.3f,\"dist\":\"%s\","
+		"\"dropped_overrun\":%llu,\"late_500us\":%llu,\"late_2ms\":%llu,"
+		"\"late_10ms\":%llu,\"in_queue\":%u,\"params\":{\"delay_us\":%.3f,\"jitter_us\":%.3f,\"dist\":\"%s\","
 		"\"loss\":%.9g,\"ge_p\":%.9g,\"ge_r\":%.9g,\"ge_bad\":%.9g,\"ge_good\":%.9g,"
 		"\"rate_bps\":%llu,\"queue_us\":%.3f,\"limit\":%u,\"blackhole\":%d,\"reorder\":%d}}",
 		(unsigned long long)c->fwd, (unsigned long long)c->fwd_bytes,
 		(unsigned long long)c->drop_loss, (unsigned long long)c->drop_bh,
 		(unsigned long long)c->drop_queue, (unsigned long long)c->drop_err,
-		(unsigned long long)c->drop_overrun, d->depth,
+		(unsigned long long)c->drop_overrun, (unsigned long long)c->late_500us,
+		(unsigned long long)c->late_2ms, (unsigned long long)c->late_10ms, d->depth,
 		p->delay_ns / 1e3, p->jitter_ns / 1e3, dists[p->dist], p->loss, p->ge_p, p->ge_r,
 		p->ge_bad, p->ge_good, (unsigned long long)p->rate_bps, p->queue_ns / 1e3,
 		p->limit, p->blackhole, p->reorder);

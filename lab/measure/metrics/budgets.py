@@ -7,7 +7,8 @@ per trial or as a statistic over the trials::
     {fault: node-crash, client: us-c1, outage_ms: {p95: "<= 1500"}, tcp_broken: 0}
     {fault: site-drain, outage_ms: {max: "== 0"}, site_after: nyc}
 
-- figures: ``outage_ms``, ``lost_ms`` (the loss-derived outage), ``tcp_broken`` and
+- figures: ``outage_ms`` (the longest loss window), ``rate_derived_ms``, ``lost_ms`` (the
+  loss-derived outage), ``loss_windows``, ``loss_ratio``, ``tcp_broken`` and
   ``rtt_after_ms`` per flow, ``detection_ms`` per event (its verdict names no client); a
   bound is a condition (``"<= 1500"``, ``"< 2"``, ``"== 0"``, ``">= 10"``, ``"!= 0"``) or a
   number (meaning ``==``), either for every trial's value, or per statistic over the trials
@@ -29,7 +30,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 STATISTICS = ("median", "p95", "min", "max")
-FIGURES = {"outage_ms": "outage_ms", "lost_ms": "loss_derived_ms", "tcp_broken": "tcp_broken",
+FIGURES = {"outage_ms": "outage_ms", "rate_derived_ms": "rate_derived_ms",
+           "lost_ms": "loss_derived_ms", "loss_windows": "loss_windows",
+           "loss_ratio": "loss_ratio", "tcp_broken": "tcp_broken",
            "rtt_after_ms": "rtt_after_ms", "detection_ms": "detection_ms"}
 EVENT_FIGURES = frozenset({"detection_ms"})  # one value per event, not per flow
 SELECTORS = ("step", "fault", "client", "service", "family")

@@ -6,6 +6,11 @@ are probed as separate targets, so every figure is per family); every window is 
 of binary searches and a few vectorised passes over the probes it holds, so a dozen windows
 over 720k probes stay well under a second.
 
+The outage of a flow is its longest loss window (a run of consecutive lost probes, from the
+first one's send to the next answered probe's): sporadic loss spread over seconds is many
+one-probe windows, not seconds of outage. The rate-derived figure (event to the first reply
+after the last loss, RFC 6412) and the loss-derived one (lost x interval) stay beside it.
+
 Which probes are charged to a window (see the Definitions in docs/run-format.md):
 - probes sent in ``[t_ns, end_ns)`` of the window, except those sent in the last
   ``reply_timeout_ns`` before the flow's probes end (the trial end, or the flow's last probe
@@ -190,16 +195,37 @@ def _charged_losses(stream: FlowStream, window: EventWindow, span: _Span,
     return lost
 
 
-def _outage(stream: FlowStream, window: EventWindow, lost: IntArray,
-            stop: int) -> tuple[int, bool]:
-    """Rate-derived outage in ns and whether a reply followed the last charged loss."""
+def _rate_derived(stream: FlowStream, window: EventWindow, lost: IntArray,
+                  stop: int) -> tuple[int, bool]:
+    """Rate-derived outage in ns (the first reply after the last charged loss, minus the
+    instant) and whether that reply came within the window."""
     if lost.size == 0:
         return 0, True
     last = int(lost[-1])
-    following = np.flatnonzero(stream.answered[last + 1:stop])
+    recovered = bool(stream.answered[last + 1:stop].any())
+    return _recovery_ns(stream, window, last, stop) - window.t_ns, recovered
+
+
+def _recovery_ns(stream: FlowStream, window: EventWindow, last_lost: int, stop: int) -> int:
+    """Send instant of the first answered probe of the window after ``last_lost``; the
+    window's end when there is none."""
+    following = np.flatnonzero(stream.answered[last_lost + 1:stop])
     if following.size == 0:
-        return window.length_ns, False
-    return int(stream.send_ns[last + 1 + int(following[0])]) - window.t_ns, True
+        return window.end_ns
+    return int(stream.send_ns[last_lost + 1 + int(following[0])])
+
+
+def loss_windows(stream: FlowStream, window: EventWindow, lost: IntArray,
+                 stop: int) -> list[tuple[int, int]]:
+    """The loss windows of charged losses ``lost``: (first lost send, first answered send
+    after the run, or the window's end), one per run of consecutive lost probes."""
+    if lost.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(lost) > 1)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [lost.size - 1]))
+    return [(int(stream.send_ns[lost[a]]), _recovery_ns(stream, window, int(lost[b]), stop))
+            for a, b in zip(starts, ends, strict=True)]
 
 
 def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
@@ -210,7 +236,10 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
     interval_ns = round(interval_ms * NS_PER_MS)
     span = _span(stream, window, reply_timeout_ns, interval_ns)
     lost = _charged_losses(stream, window, span, inflight_ns, interval_ns)
-    outage_ns, recovered = _outage(stream, window, lost, span.stop)
+    rate_derived_ns, recovered = _rate_derived(stream, window, lost, span.stop)
+    windows = loss_windows(stream, window, lost, span.stop)
+    outage_ns = max((end - start for start, end in windows), default=0)
+    probes = span.judged - span.first
     before, after = most_frequent(stream.site[span.before]), most_frequent(stream.site[span.after])
     node_before = most_frequent(stream.node[span.before])
     node_after = most_frequent(stream.node[span.after])
@@ -221,7 +250,10 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
         flip = int(stream.send_ns[span.first + int(hits[0])]) if hits.size else None
     return {
         "flow": stream.flow, "outage_ms": ns_to_ms(outage_ns),
+        "rate_derived_ms": ns_to_ms(rate_derived_ns),
         "loss_derived_ms": round(int(lost.size) * interval_ms, 6), "lost": int(lost.size),
+        "loss_windows": len(windows),
+        "loss_ratio": round(int(lost.size) / probes, 6) if probes else None,
         "resolution_ms": interval_ms,
         "site_before": sites[before] if before >= 0 else None,
         "site_after": sites[after] if after >= 0 else None, "flip_ns": flip,
@@ -230,7 +262,7 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
         "recovered": recovered,
         "first_loss_ns": int(stream.send_ns[lost[0]]) if lost.size else None,
         "last_loss_ns": int(stream.send_ns[lost[-1]]) if lost.size else None,
-        "probes": span.judged - span.first,
+        "probes": probes,
         "node_before": nodes[node_before] if node_before >= 0 and nodes else None,
         "node_after": nodes[node_after] if node_after >= 0 and nodes else None,
     }
@@ -261,7 +293,7 @@ def _client_entry(key: ClientKey, figures: list[dict[str, Any]],
     client, service, family = key
     if not figures:  # a TCP-only service: no UDP figures
         worst: dict[str, Any] = dict.fromkeys(_FIGURE_KEYS)
-        worst.update(resolution_ms=interval_ms, lost=0, probes=0)
+        worst.update(resolution_ms=interval_ms, lost=0, loss_windows=0, probes=0)
     else:
         worst = max(figures, key=lambda f: (f["outage_ms"], f["lost"]))
     entry: dict[str, Any] = {"client": client, "service": service, "family": family}
@@ -273,9 +305,10 @@ def _client_entry(key: ClientKey, figures: list[dict[str, Any]],
     return entry
 
 
-_FIGURE_KEYS = ("outage_ms", "loss_derived_ms", "lost", "resolution_ms", "site_before",
-                "site_after", "flip_ns", "rtt_before_ms", "rtt_after_ms", "recovered",
-                "first_loss_ns", "last_loss_ns", "probes", "flow", "node_before", "node_after")
+_FIGURE_KEYS = ("outage_ms", "rate_derived_ms", "loss_derived_ms", "lost", "loss_windows",
+                "loss_ratio", "resolution_ms", "site_before", "site_after", "flip_ns",
+                "rtt_before_ms", "rtt_after_ms", "recovered", "first_loss_ns", "last_loss_ns",
+                "probes", "flow", "node_before", "node_after")
 _TAIL_KEYS = ("recovered", "first_loss_ns", "last_loss_ns", "probes", "flow", "node_before",
               "node_after")
 
@@ -306,5 +339,5 @@ def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
 
 
 __all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "ClientKey", "FlowStream", "ProbeStreams",
-           "client_metrics", "flow_figures", "most_frequent", "ns_to_ms", "probe_families",
-           "probe_streams"]
+           "client_metrics", "flow_figures", "loss_windows", "most_frequent", "ns_to_ms",
+           "probe_families", "probe_streams"]

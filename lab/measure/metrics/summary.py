@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lab.errors import MetricsError
+from lab.measure.metrics.instrument import instrument_section
 from lab.measure.metrics.probes import (
     DEFAULT_REPLY_TIMEOUT_NS,
     ProbeStreams,
@@ -32,6 +33,9 @@ from lab.measure.metrics.windows import (
     is_event,
 )
 
+# 2: ``outage_ms`` is the longest loss window; before, it was the rate-derived figure (now
+# ``rate_derived_ms``). Summaries without the field are version 1.
+METRICS_VERSION = 2
 DETECTION_KINDS = {("bfd", "bfd_down"), ("bgp", "session_down")}
 FIB_ACTIONS = ("add", "del")
 
@@ -155,7 +159,8 @@ def summarize_trial(trial: int, events: Sequence[Event], probes: pd.DataFrame,
                   interval_ms=interval_ms, reply_timeout_ns=reply_timeout_ns,
                   prefixes=prefixes)
     return {"trial": trial, "complete": recorded_end if complete is None else complete,
-            "events": [_event_summary(w, data) for w in event_windows(own, trial, end)]}
+            "events": [_event_summary(w, data) for w in event_windows(own, trial, end)],
+            "instrument": instrument_section(own, trial)}
 
 
 def summarize_run(*, scenario: str, complete: bool, probes: pd.DataFrame, routes: pd.DataFrame,
@@ -170,7 +175,7 @@ def summarize_run(*, scenario: str, complete: bool, probes: pd.DataFrame, routes
                               reply_timeout_ns=reply_timeout_ns)
               for index, (trial, _start, end) in enumerate(trial_bounds)]
     return {"scenario": scenario, "complete": complete, "interval_ms": interval_ms,
-            "trials": trials, "aggregate": aggregate(trials)}
+            "metrics_version": METRICS_VERSION, "trials": trials, "aggregate": aggregate(trials)}
 
 
 def describe(values: Sequence[float]) -> dict[str, float] | None:
@@ -184,8 +189,9 @@ def describe(values: Sequence[float]) -> dict[str, float] | None:
 
 
 AggregateKey = tuple[int, str, str, str, str]  # step, fault, client, service, family
-_SAMPLED = ("outage_ms", "loss_derived_ms", "tcp_broken", "detection_ms",
-            "reversion_outage_ms")
+_PER_CLIENT = ("outage_ms", "rate_derived_ms", "loss_derived_ms", "loss_windows", "loss_ratio",
+               "tcp_broken")
+_SAMPLED = (*_PER_CLIENT, "detection_ms", "reversion_outage_ms")
 
 
 def _samples(trials: Sequence[Mapping[str, Any]],
@@ -202,7 +208,7 @@ def _samples(trials: Sequence[Mapping[str, Any]],
                 key = (event["step"], event["fault"], *pair)
                 lists = samples.setdefault(key, {name: [] for name in
                                                  (*_SAMPLED, "recovered")})
-                for name in ("outage_ms", "loss_derived_ms", "tcp_broken", "recovered"):
+                for name in (*_PER_CLIENT, "recovered"):
                     lists[name].append(entry.get(name))
                 lists["detection_ms"].append(event.get("detection_ms"))
                 lists["reversion_outage_ms"].append(undone.get(pair))
@@ -236,7 +242,8 @@ def aggregate(trials: Sequence[Mapping[str, Any]], *,
     return rows
 
 
-__all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "EventWindow", "ProbeStreams", "aggregate",
+__all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "METRICS_VERSION", "EventWindow", "ProbeStreams",
+           "aggregate",
            "client_key", "client_metrics", "control_plane", "describe", "detection",
            "event_windows", "fib_changes", "probe_streams", "summarize_run", "summarize_trial",
            "trial_end_ns"]

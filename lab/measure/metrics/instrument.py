@@ -1,0 +1,106 @@
+"""summary.json's ``instrument``: how well the lab's own parts kept time in a trial, and
+whether the trial's figures can be trusted.
+
+The runner records one ``runner``/``instrument`` event per trial (host CPU, the link
+emulator's late and overrun frames, UDP socket-buffer drops per namespace:
+``lab.run.instrument``) and one ``prober``/``timing`` event per prober (late ticks, skipped
+slots). A trial in which the instrument itself lagged beyond ``LIMITS`` has loss and delay
+that no router caused: it is marked invalid with the reason, as a trial in which a daemon died
+(docs/run-format.md, "instrument").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lab.measure.metrics.windows import Event, is_event
+
+# Beyond these, the trial's probes measure the machine, not the network.
+LIMITS = {
+    # frames the link emulator sent more than 2 ms later than due, per frame forwarded
+    "emulator_late_2ms": 0.001,
+    # frames lost because the emulator fell behind (kernel socket overruns), per frame
+    "emulator_overrun": 0.0001,
+    # probe slots the probers skipped (they stalled for more than an interval), per tick
+    "prober_skipped": 0.001,
+    # ticks that began more than 0.5 ms after their slot, per tick
+    "prober_late_500us": 0.01,
+    # UDP datagrams dropped for lack of socket buffer in a client (its prober), in the trial
+    "client_rcvbuf_errors": 0,
+    # packets the kernel dropped from a full receive backlog (any namespace), in the trial
+    "backlog_drops": 0,
+}
+
+
+def instrument_section(events: Sequence[Event], trial: int) -> dict[str, Any] | None:
+    """The trial's ``instrument``: ``host`` (CPU busy, steal and pressure shares, receive
+    backlog drops and softirq squeezes),
+    ``emulator`` (frames forwarded, late by > 0.5/2/10 ms, overruns),
+    ``client_rcvbuf_errors`` and ``pod_rcvbuf_errors`` (UDP socket-buffer drops per client
+    or pod that had any; a pod's may be the fault's own doing, e.g. a frozen node), ``probers`` (ticks, late ticks, skipped slots, longest
+    stall, over every client) and ``problems`` (what exceeded ``LIMITS``); None when the run
+    recorded none of it."""
+    runner = next((e for e in events if is_event(e, trial, "runner", ("instrument",))), None)
+    timing = [e for e in events if is_event(e, trial, "prober", ("timing",))]
+    if runner is None and not timing:
+        return None
+    probers = None
+    if timing:
+        probers = {"clients": len(timing),
+                   **{key: sum(int(e.get(key, 0)) for e in timing)
+                      for key in ("ticks", "late_500us", "skipped_slots")},
+                   "longest_stall_ms": max(float(e.get("longest_stall_ms", 0.0))
+                                           for e in timing)}
+    section: dict[str, Any] = {
+        "host": runner.get("host") if runner else None,
+        "emulator": runner.get("emulator") if runner else None,
+        "client_rcvbuf_errors": dict(runner.get("client_rcvbuf_errors") or {}) if runner
+        else {},
+        "pod_rcvbuf_errors": dict(runner.get("pod_rcvbuf_errors") or {}) if runner else {},
+        "probers": probers,
+    }
+    section["problems"] = instrument_problems(section)
+    return section
+
+
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
+def instrument_problems(section: Mapping[str, Any]) -> list[str]:
+    """Why the trial's figures cannot be trusted, one sentence per limit exceeded."""
+    problems = []
+    emulator = section.get("emulator") or {}
+    frames = float(emulator.get("forwarded", 0))
+    late = float(emulator.get("late_2ms", 0))
+    if _share(late, frames) > LIMITS["emulator_late_2ms"]:
+        problems.append(f"the link emulator sent {late:.0f} of {frames:.0f} frames more than "
+                        f"2 ms late ({_share(late, frames):.2%}; limit "
+                        f"{LIMITS['emulator_late_2ms']:.2%}): delays and losses include its lag")
+    overrun = float(emulator.get("dropped_overrun", 0))
+    if _share(overrun, frames + overrun) > LIMITS["emulator_overrun"]:
+        problems.append(f"the link emulator fell behind and lost {overrun:.0f} frames")
+    probers = section.get("probers") or {}
+    ticks = float(probers.get("ticks", 0))
+    skipped = float(probers.get("skipped_slots", 0))
+    if _share(skipped, ticks + skipped) > LIMITS["prober_skipped"]:
+        problems.append(f"the probers skipped {skipped:.0f} probe slots (longest stall "
+                        f"{float(probers.get('longest_stall_ms', 0)):.1f} ms)")
+    late_ticks = float(probers.get("late_500us", 0))
+    if _share(late_ticks, ticks) > LIMITS["prober_late_500us"]:
+        problems.append(f"{_share(late_ticks, ticks):.1%} of the probers' ticks went out more "
+                        "than 0.5 ms late")
+    backlog = int((section.get("host") or {}).get("backlog_drops") or 0)
+    if backlog > LIMITS["backlog_drops"]:
+        problems.append(f"the kernel dropped {backlog} packets from its full receive backlog "
+                        "(softirq processing fell behind)")
+    drops = section.get("client_rcvbuf_errors") or {}
+    if sum(drops.values()) > LIMITS["client_rcvbuf_errors"]:
+        where = ", ".join(f"{node} {count}" for node, count in sorted(drops.items()))
+        problems.append(f"replies dropped for lack of socket buffer in the clients ({where}): "
+                        "the probers could not keep up")
+    return problems
+
+
+__all__ = ["LIMITS", "instrument_problems", "instrument_section"]

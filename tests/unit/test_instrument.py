@@ -1,0 +1,158 @@
+"""Self-monitoring: the instrument's counters (from /proc, the emulator and the probers'
+records), the summary's ``instrument`` section and the limits that make a trial invalid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lab.impair.control import decode_counters
+from lab.measure.metrics.instrument import LIMITS, instrument_problems, instrument_section
+from lab.measure.probe.records import ProberFile, ProberHeader
+from lab.run import instrument
+from lab.run.instrument import Snapshot, prober_timing, trial_fields, udp_rcvbuf_errors
+
+MS = 1_000_000
+
+SNMP = """Ip: Forwarding DefaultTTL
+Ip: 1 64
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors
+Udp: 100 0 7 100 7 0 0
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors
+UdpLite: 0 0 0 0 99 0 0
+"""
+SNMP6 = "Udp6InDatagrams                 \t50\nUdp6RcvbufErrors                \t3\n"
+
+
+def fake_proc(tmp_path: Path, *, stat: str, pressure: str | None = None,
+              pids: dict[int, tuple[str, str]] | None = None) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "stat").write_text(stat)
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "softnet_stat").write_text(
+        "0634b556 00000010 000000c3 00000000\n06717c6e 00000001 00000010 00000000\n")
+    if pressure is not None:
+        (tmp_path / "pressure").mkdir()
+        (tmp_path / "pressure" / "cpu").write_text(pressure)
+    for pid, (snmp, snmp6) in (pids or {}).items():
+        net = tmp_path / str(pid) / "net"
+        net.mkdir(parents=True)
+        (net / "snmp").write_text(snmp)
+        (net / "snmp6").write_text(snmp6)
+    return tmp_path
+
+
+def test_cpu_shares_pressure_and_socket_drops_from_proc(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, stat="cpu  100 10 50 800 20 5 15 40 0 0\ncpu0 1 2 3\n",
+                     pressure="some avg10=1.00 avg60=0.50 avg300=0.1 total=123456\n"
+                              "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+                     pids={42: (SNMP, SNMP6)})
+    assert instrument._cpu_jiffies(proc) == (180, 40, 1040)  # busy 100+10+50+5+15
+    assert instrument._softnet(proc) == (0x11, 0xc3 + 0x10)
+    assert instrument._cpu_pressure_us(proc) == 123456
+    assert udp_rcvbuf_errors(42, proc) == 10  # UDP 7 + UDP6 3, not UDP-Lite's
+    assert udp_rcvbuf_errors(43, proc) is None  # gone
+    assert instrument._cpu_pressure_us(fake_proc(tmp_path / "old", stat="cpu 1")) is None
+
+
+def test_trial_fields_are_the_deltas(tmp_path: Path) -> None:
+    counters = dict.fromkeys(instrument.EMULATOR_COUNTERS, 0)
+    start = Snapshot((100, 10, 1000), 1_000, (3, 10), {**counters, "forwarded": 10},
+                     {"prober": {"c1": 2, "c2": 0}, "server": {"p1": 5}})
+    end = Snapshot((600, 30, 2000), 501_000, (5, 11),
+                   {**counters, "forwarded": 1010, "late_2ms": 4},
+                   {"prober": {"c1": 2, "c2": 3}, "server": {"p1": 9, "p2": 1}})
+    fields = trial_fields(start, end, elapsed_ns=1_000_000_000)
+    assert fields["host"] == {"cpu_busy": 0.5, "cpu_steal": 0.02, "cpu_pressure": 0.5,
+                              "backlog_drops": 2, "softirq_squeezes": 1}
+    assert fields["emulator"]["forwarded"] == 1000 and fields["emulator"]["late_2ms"] == 4
+    assert fields["client_rcvbuf_errors"] == {"c2": 3}
+    assert fields["pod_rcvbuf_errors"] == {"p1": 4}  # p2 appeared mid-trial: no baseline
+    no_emulator = trial_fields(Snapshot((0, 0, 1), None, (0, 0), None),
+                               Snapshot((1, 0, 2), None, (0, 0), None), elapsed_ns=5)
+    assert no_emulator["emulator"] is None and no_emulator["host"]["cpu_pressure"] is None
+
+
+def records(ticks_ns: list[int], skips: Sequence[tuple[int, int]] = (),
+            interval_ns: int = MS, start_ns: int = 10 * MS) -> ProberFile:
+    ticks = np.array([[seq, t] for seq, t in enumerate(ticks_ns)], dtype=np.int64)
+    return ProberFile(header=ProberHeader(1, interval_ns, 1, 2_000 * MS, start_ns),
+                      targets=(), ports={}, ticks=ticks.reshape(-1, 2),
+                      skips=np.array(skips, dtype=np.int64).reshape(-1, 2))
+
+
+def test_prober_lateness_is_measured_from_each_slot() -> None:
+    start = 10 * MS
+    on_time = [start + k * MS + 20_000 for k in range(100)]  # 20 us after each slot
+    assert prober_timing(records(on_time)) == {"ticks": 100, "late_500us": 0,
+                                               "skipped_slots": 0, "longest_stall_ms": 0.0}
+    late = on_time[:50] + [start + k * MS + 700_000 for k in range(50, 60)] + on_time[60:]
+    # a stall: slots 60-64 skipped, the tick of slot 65 went out 0.1 ms late
+    stalled = late[:60] + [start + 65 * MS + 100_000] + on_time[66:]
+    timing = prober_timing(records(stalled, skips=[(start + 65 * MS, 5)]))
+    assert timing == {"ticks": 95, "late_500us": 10, "skipped_slots": 5,
+                      "longest_stall_ms": 6.0}
+
+
+def runner_event(trial: int = 0, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "t_ns": 5, "trial": trial, "source": "runner", "kind": "instrument",
+        "host": {"cpu_busy": 0.4, "cpu_steal": 0.0, "cpu_pressure": 0.1},
+        "emulator": {"forwarded": 100_000, "late_500us": 50, "late_2ms": 10, "late_10ms": 0,
+                     "dropped_overrun": 0},
+        "client_rcvbuf_errors": {}, "pod_rcvbuf_errors": {"nyc-k8s-n1-dns-0": 40}}
+    return {**base, **fields}
+
+
+def timing_event(client: str, trial: int = 0, **fields: Any) -> dict[str, Any]:
+    return {"t_ns": 6, "trial": trial, "source": "prober", "kind": "timing", "client": client,
+            "ticks": 10_000, "late_500us": 20, "skipped_slots": 0, "longest_stall_ms": 0.0,
+            **fields}
+
+
+def test_a_quiet_trial_is_summarised_without_problems() -> None:
+    events = [runner_event(), timing_event("us-c1"), timing_event("eu-c1", longest_stall_ms=1.5),
+              runner_event(trial=1), timing_event("us-c1", trial=1)]
+    section = instrument_section(events, 0)
+    assert section is not None
+    assert section["probers"] == {"clients": 2, "ticks": 20_000, "late_500us": 40,
+                                  "skipped_slots": 0, "longest_stall_ms": 1.5}
+    assert section["emulator"]["late_2ms"] == 10
+    assert section["pod_rcvbuf_errors"] == {"nyc-k8s-n1-dns-0": 40}  # reported only
+    assert section["problems"] == []
+    assert instrument_section([e for e in events if e["trial"] == 1], 0) is None
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"emulator": {"forwarded": 100_000, "late_2ms": 101}}, "more than 2 ms late"),
+    ({"emulator": {"forwarded": 100_000, "dropped_overrun": 11}}, "lost 11 frames"),
+    ({"client_rcvbuf_errors": {"us-c1": 1}}, "us-c1 1"),
+    ({"host": {"backlog_drops": 3}}, "dropped 3 packets from its full receive backlog"),
+])
+def test_each_limit_makes_a_problem(change: dict[str, Any], words: str) -> None:
+    (problem,) = instrument_section([runner_event(**change)], 0)["problems"]  # type: ignore[index]
+    assert words in problem
+
+
+def test_prober_limits() -> None:
+    ticks = 10_000
+    skipped = instrument_section([timing_event("c", skipped_slots=11)], 0)
+    assert skipped is not None and "skipped 11 probe slots" in skipped["problems"][0]
+    late = instrument_section([timing_event("c", late_500us=int(ticks * 0.02))], 0)
+    assert late is not None and "2.0% of the probers' ticks" in late["problems"][0]
+    at_limit = {"probers": {"ticks": ticks, "late_500us": int(ticks * LIMITS[
+        "prober_late_500us"]), "skipped_slots": 10}, "emulator": {"forwarded": 1000,
+                                                                  "late_2ms": 1}}
+    assert instrument_problems(at_limit) == []  # the limits themselves are allowed
+
+
+def test_emulator_counters_of_an_older_emulator_read_as_zero_lateness() -> None:
+    old = {"forwarded": 5, "forwarded_bytes": 500, "dropped_loss": 0, "dropped_blackhole": 0,
+           "dropped_queue": 0, "dropped_error": 0, "dropped_overrun": 1, "in_queue": 0}
+    counters = decode_counters(old)
+    assert (counters.forwarded, counters.dropped_overrun, counters.late_2ms) == (5, 1, 0)
+    assert decode_counters({**old, "late_2ms": 3}).late_2ms == 3
