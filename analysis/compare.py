@@ -4,7 +4,8 @@ Rows of summary.json's ``aggregate`` are matched by (step, fault, client, servic
 figure (``outage_ms``, ``rate_derived_ms``, ``loss_derived_ms``, ``detection_ms``,
 ``reversion_outage_ms``, ``tcp_broken``) is compared on its median and its p95. A summary
 written before the outage became the longest loss window (``metrics_version`` 1) has only the
-rate-derived figure, under the old name: it is compared as ``rate_derived_ms``. Larger is worse for every one of them.
+rate-derived figure, under the old name: it is compared as ``rate_derived_ms``. Larger is
+worse for every one of them.
 A figure got **worse** when the new value exceeds the baseline by more than the tolerance: a
 fraction of the baseline (``tolerance``, e.g. 0.1) plus a slack of one probe interval for the
 millisecond figures (their resolution; the larger interval of the two runs), so that a 0 ms

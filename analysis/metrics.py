@@ -51,14 +51,16 @@ from lab.measure.metrics.summary import fib_changes as fib_changes_in
 
 CLIENT_KEYS = ["client", "service", "family"]
 FLOW_COLUMNS = ["client", "service", "family", "flow", "probes", "lost", "loss_derived_ms",
-                "outage_ms", "rate_derived_ms", "loss_windows", "loss_ratio", "recovered", "site_before", "site_after", "flip_ns", "rtt_before_ms",
-                "rtt_after_ms", "node_before", "node_after", "first_loss_ns", "last_loss_ns"]
+                "outage_ms", "rate_derived_ms", "loss_windows", "loss_ratio", "recovered",
+                "site_before", "site_after", "flip_ns", "rtt_before_ms", "rtt_after_ms",
+                "node_before", "node_after", "first_loss_ns", "last_loss_ns"]
 # every frame of a client table has these dtypes, so that tables concatenate cleanly
 CLIENT_DTYPES = {"client": "object", "service": "object", "family": "object",
                  "flows": "int64", "flows_hit": "int64",
                  "lost": "int64", "lost_total": "int64", "loss_derived_ms": "float64",
                  "outage_ms": "float64", "rate_derived_ms": "float64",
-                 "loss_windows": "int64", "loss_ratio": "float64", "recovered": "object", "site_before": "object",
+                 "loss_windows": "int64", "loss_ratio": "float64", "recovered": "object",
+                 "site_before": "object",
                  "site_after": "object", "flip_ns": "Int64", "rtt_before_ms": "float64",
                  "rtt_after_ms": "float64", "tcp_broken": "int64"}
 _STREAMS: WeakKeyDictionary[Run, dict[int, ProbeStreams]] = WeakKeyDictionary()

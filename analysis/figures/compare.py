@@ -1,6 +1,6 @@
 """Comparison across runs (scenarios, timers, trials): a per-client figure (by default the
-outage, the longest loss window, after each fault) as box plots with every trial as a point, grouped by
-run label."""
+outage, the longest loss window, after each fault) as box plots with every trial as a point,
+grouped by run label."""
 
 from __future__ import annotations
 

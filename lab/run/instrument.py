@@ -161,7 +161,7 @@ def prober_timing(records: ProberFile) -> dict[str, Any]:
     interval, start = records.header.interval_ns, records.header.start_ns
     late = (records.ticks[:, 1] - start) % interval if interval > 0 else np.zeros(0)
     skips = records.skips[:, 1] if len(records.skips) else np.zeros(0, dtype=np.int64)
-    return {"ticks": int(len(records.ticks)), "late_500us": int((late > 500_000).sum()),
+    return {"ticks": len(records.ticks), "late_500us": int((late > 500_000).sum()),
             "skipped_slots": int(skips.sum()),
             "longest_stall_ms": round(float(skips.max() + 1) * interval / 1e6, 3)
             if len(skips) else 0.0}

@@ -197,7 +197,7 @@ def test_compare(tmp_path: Path) -> None:
     runs = load_runs([SAMPLE_BFD, SAMPLE_HOLD])
     fig = compare_outages(runs)
     (ax,) = fig.get_axes()
-    assert ax.get_ylabel() == "rate-derived outage (s)"
+    assert ax.get_ylabel() == "outage (longest loss window) (s)"
     assert [t.get_text() for t in ax.get_xticklabels()] == runs[0].clients
     assert _overlapping(fig) == []
     legend = [t.get_text() for t in fig.legends[0].get_texts()]

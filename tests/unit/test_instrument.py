@@ -92,7 +92,7 @@ def test_prober_lateness_is_measured_from_each_slot() -> None:
                                                "skipped_slots": 0, "longest_stall_ms": 0.0}
     late = on_time[:50] + [start + k * MS + 700_000 for k in range(50, 60)] + on_time[60:]
     # a stall: slots 60-64 skipped, the tick of slot 65 went out 0.1 ms late
-    stalled = late[:60] + [start + 65 * MS + 100_000] + on_time[66:]
+    stalled = [*late[:60], start + 65 * MS + 100_000, *on_time[66:]]
     timing = prober_timing(records(stalled, skips=[(start + 65 * MS, 5)]))
     assert timing == {"ticks": 95, "late_500us": 10, "skipped_slots": 5,
                       "longest_stall_ms": 6.0}

@@ -35,12 +35,11 @@ LIMITS = {
 
 def instrument_section(events: Sequence[Event], trial: int) -> dict[str, Any] | None:
     """The trial's ``instrument``: ``host`` (CPU busy, steal and pressure shares, receive
-    backlog drops and softirq squeezes),
-    ``emulator`` (frames forwarded, late by > 0.5/2/10 ms, overruns),
-    ``client_rcvbuf_errors`` and ``pod_rcvbuf_errors`` (UDP socket-buffer drops per client
-    or pod that had any; a pod's may be the fault's own doing, e.g. a frozen node), ``probers`` (ticks, late ticks, skipped slots, longest
-    stall, over every client) and ``problems`` (what exceeded ``LIMITS``); None when the run
-    recorded none of it."""
+    backlog drops and softirq squeezes), ``emulator`` (frames forwarded, late by > 0.5/2/10
+    ms, overruns), ``client_rcvbuf_errors`` and ``pod_rcvbuf_errors`` (UDP socket-buffer
+    drops per client or pod that had any; a pod's may be the fault's own doing, e.g. a frozen
+    node), ``probers`` (ticks, late ticks, skipped slots, longest stall, over every client)
+    and ``problems`` (what exceeded ``LIMITS``); None when the run recorded none of it."""
     runner = next((e for e in events if is_event(e, trial, "runner", ("instrument",))), None)
     timing = [e for e in events if is_event(e, trial, "prober", ("timing",))]
     if runner is None and not timing:
@@ -48,20 +47,24 @@ def instrument_section(events: Sequence[Event], trial: int) -> dict[str, Any] | 
     probers = None
     if timing:
         probers = {"clients": len(timing),
-                   **{key: sum(int(e.get(key, 0)) for e in timing)
+                   **{key: sum(int(_number(e, key)) for e in timing)
                       for key in ("ticks", "late_500us", "skipped_slots")},
-                   "longest_stall_ms": max(float(e.get("longest_stall_ms", 0.0))
-                                           for e in timing)}
+                   "longest_stall_ms": max(_number(e, "longest_stall_ms") for e in timing)}
+    recorded: Mapping[str, Any] = runner or {}
     section: dict[str, Any] = {
-        "host": runner.get("host") if runner else None,
-        "emulator": runner.get("emulator") if runner else None,
-        "client_rcvbuf_errors": dict(runner.get("client_rcvbuf_errors") or {}) if runner
-        else {},
-        "pod_rcvbuf_errors": dict(runner.get("pod_rcvbuf_errors") or {}) if runner else {},
+        "host": recorded.get("host"),
+        "emulator": recorded.get("emulator"),
+        "client_rcvbuf_errors": dict(recorded.get("client_rcvbuf_errors") or {}),
+        "pod_rcvbuf_errors": dict(recorded.get("pod_rcvbuf_errors") or {}),
         "probers": probers,
     }
     section["problems"] = instrument_problems(section)
     return section
+
+
+def _number(event: Event, key: str) -> float:
+    value = event.get(key, 0)
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _share(part: float, whole: float) -> float:
