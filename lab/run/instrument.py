@@ -35,7 +35,8 @@ from lab.errors import LabError
 from lab.impair import ImpairmentDriver
 from lab.measure.probe.records import ProberFile
 
-EMULATOR_COUNTERS = ("forwarded", "late_500us", "late_2ms", "late_10ms", "dropped_overrun")
+EMULATOR_COUNTERS = ("forwarded", "late_500us", "late_2ms", "late_10ms", "dropped_overrun",
+                     "dropped_error")
 PROC = Path("/proc")
 
 
@@ -157,14 +158,17 @@ def trial_fields(start: Snapshot, end: Snapshot, elapsed_ns: int) -> dict[str, A
 
 def prober_timing(records: ProberFile) -> dict[str, Any]:
     """How well one prober kept its schedule: ticks sent, ticks that began more than 0.5 ms
-    after their slot, slots skipped (stalls longer than an interval) and the longest stall."""
+    after their slot, slots skipped (stalls longer than an interval), the longest stall and
+    when it ended (on the run's clock)."""
     interval, start = records.header.interval_ns, records.header.start_ns
     late = (records.ticks[:, 1] - start) % interval if interval > 0 else np.zeros(0)
     skips = records.skips[:, 1] if len(records.skips) else np.zeros(0, dtype=np.int64)
     return {"ticks": len(records.ticks), "late_500us": int((late > 500_000).sum()),
             "skipped_slots": int(skips.sum()),
             "longest_stall_ms": round(float(skips.max() + 1) * interval / 1e6, 3)
-            if len(skips) else 0.0}
+            if len(skips) else 0.0,
+            "longest_stall_at_ns": int(records.skips[int(skips.argmax()), 0])
+            if len(skips) else None}
 
 
 def namespace_processes(processes: Iterable[ProcessRecord],

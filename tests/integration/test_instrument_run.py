@@ -90,5 +90,7 @@ def test_an_overloaded_run_is_marked_invalid_with_the_reason(mini: labs.UpResult
         summary = _run(mini, tmp_path)
     (trial,) = summary["trials"]
     assert trial["valid"] is False
-    assert trial["instrument"]["problems"], trial["instrument"]
+    # measured: 5 % of the frames 10 ms late, 65 % of the slots skipped
+    problems = " | ".join(trial["instrument"]["problems"])
+    assert "more than 10 ms late" in problems and "probe slots" in problems, trial["instrument"]
     assert any(w.startswith("the instrument lagged") for w in trial["warnings"])

@@ -89,13 +89,14 @@ def test_prober_lateness_is_measured_from_each_slot() -> None:
     start = 10 * MS
     on_time = [start + k * MS + 20_000 for k in range(100)]  # 20 us after each slot
     assert prober_timing(records(on_time)) == {"ticks": 100, "late_500us": 0,
-                                               "skipped_slots": 0, "longest_stall_ms": 0.0}
+                                               "skipped_slots": 0, "longest_stall_ms": 0.0,
+                                               "longest_stall_at_ns": None}
     late = on_time[:50] + [start + k * MS + 700_000 for k in range(50, 60)] + on_time[60:]
     # a stall: slots 60-64 skipped, the tick of slot 65 went out 0.1 ms late
     stalled = [*late[:60], start + 65 * MS + 100_000, *on_time[66:]]
     timing = prober_timing(records(stalled, skips=[(start + 65 * MS, 5)]))
     assert timing == {"ticks": 95, "late_500us": 10, "skipped_slots": 5,
-                      "longest_stall_ms": 6.0}
+                      "longest_stall_ms": 6.0, "longest_stall_at_ns": start + 65 * MS}
 
 
 def runner_event(trial: int = 0, **fields: Any) -> dict[str, Any]:
@@ -128,8 +129,10 @@ def test_a_quiet_trial_is_summarised_without_problems() -> None:
 
 
 @pytest.mark.parametrize(("change", "words"), [
-    ({"emulator": {"forwarded": 100_000, "late_2ms": 101}}, "more than 2 ms late"),
+    ({"emulator": {"forwarded": 100_000, "late_10ms": 101}}, "more than 10 ms late"),
     ({"emulator": {"forwarded": 100_000, "dropped_overrun": 11}}, "lost 11 frames"),
+    ({"emulator": {"forwarded": 100_000, "dropped_overrun": 1, "dropped_error": 2}},
+     "lost 3 frames"),
     ({"client_rcvbuf_errors": {"us-c1": 1}}, "us-c1 1"),
     ({"host": {"backlog_drops": 3}}, "dropped 3 packets from its full receive backlog"),
 ])
@@ -140,13 +143,20 @@ def test_each_limit_makes_a_problem(change: dict[str, Any], words: str) -> None:
 
 def test_prober_limits() -> None:
     ticks = 10_000
-    skipped = instrument_section([timing_event("c", skipped_slots=11)], 0)
-    assert skipped is not None and "skipped 11 probe slots" in skipped["problems"][0]
-    late = instrument_section([timing_event("c", late_500us=int(ticks * 0.02))], 0)
-    assert late is not None and "2.0% of the probers' ticks" in late["problems"][0]
-    at_limit = {"probers": {"ticks": ticks, "late_500us": int(ticks * LIMITS[
-        "prober_late_500us"]), "skipped_slots": 10}, "emulator": {"forwarded": 1000,
-                                                                  "late_2ms": 1}}
+    skipped = instrument_section([timing_event("c", ticks=ticks - 1002, skipped_slots=1002)],
+                                 0)
+    assert skipped is not None
+    assert skipped["problems"] == ["the probers skipped 1002 of 10000 probe slots (10.02%; "
+                                   "limit 10%)"]
+    stalled = instrument_section([timing_event("c", skipped_slots=51, longest_stall_ms=52.0)],
+                                 0)
+    assert stalled is not None and "a prober stalled for 52 ms" in stalled["problems"][0]
+    # late ticks and 2 ms-late frames are reported, never a reason by themselves
+    late = instrument_section([timing_event("c", late_500us=ticks // 2)], 0)
+    assert late is not None and late["problems"] == []
+    at_limit = {"probers": {"ticks": ticks - 1000, "skipped_slots": 1000,
+                            "longest_stall_ms": LIMITS["prober_stall_ms"]},
+                "emulator": {"forwarded": 1000, "late_2ms": 900, "late_10ms": 1}}
     assert instrument_problems(at_limit) == []  # the limits themselves are allowed
 
 

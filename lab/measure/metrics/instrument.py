@@ -16,16 +16,22 @@ from typing import Any
 
 from lab.measure.metrics.windows import Event, is_event
 
-# Beyond these, the trial's probes measure the machine, not the network.
+# Beyond these, the trial's probes measure the machine, not the network. A probe is lost only
+# after a 2 s reply timeout, so lateness alone distorts delays, not outages: the limits aim at
+# what makes loss (frames or replies dropped) or holes in the timeline (stalls), and at delays
+# late beyond any path's tolerance. A quiet 2-core machine stays far inside them (measured:
+# docs/run-format.md, "instrument").
 LIMITS = {
-    # frames the link emulator sent more than 2 ms later than due, per frame forwarded
-    "emulator_late_2ms": 0.001,
-    # frames lost because the emulator fell behind (kernel socket overruns), per frame
-    "emulator_overrun": 0.0001,
-    # probe slots the probers skipped (they stalled for more than an interval), per tick
-    "prober_skipped": 0.001,
-    # ticks that began more than 0.5 ms after their slot, per tick
-    "prober_late_500us": 0.01,
+    # frames the link emulator sent more than 10 ms later than due, per frame forwarded
+    "emulator_late_10ms": 0.001,
+    # frames the emulator lost because it fell behind (kernel socket overruns) or could not
+    # send, in the trial
+    "emulator_dropped": 0,
+    # probe slots the probers skipped (they stalled for more than an interval), per slot: short
+    # stalls cost resolution, not loss; a quiet machine with 10 % steal skipped 1.9 %
+    "prober_skipped": 0.1,
+    # the longest prober stall, ms: a hole in the timeline that long hides a loss window
+    "prober_stall_ms": 50.0,
     # UDP datagrams dropped for lack of socket buffer in a client (its prober), in the trial
     "client_rcvbuf_errors": 0,
     # packets the kernel dropped from a full receive backlog (any namespace), in the trial
@@ -76,24 +82,26 @@ def instrument_problems(section: Mapping[str, Any]) -> list[str]:
     problems = []
     emulator = section.get("emulator") or {}
     frames = float(emulator.get("forwarded", 0))
-    late = float(emulator.get("late_2ms", 0))
-    if _share(late, frames) > LIMITS["emulator_late_2ms"]:
+    late = float(emulator.get("late_10ms", 0))
+    if _share(late, frames) > LIMITS["emulator_late_10ms"]:
         problems.append(f"the link emulator sent {late:.0f} of {frames:.0f} frames more than "
-                        f"2 ms late ({_share(late, frames):.2%}; limit "
-                        f"{LIMITS['emulator_late_2ms']:.2%}): delays and losses include its lag")
-    overrun = float(emulator.get("dropped_overrun", 0))
-    if _share(overrun, frames + overrun) > LIMITS["emulator_overrun"]:
-        problems.append(f"the link emulator fell behind and lost {overrun:.0f} frames")
+                        f"10 ms late ({_share(late, frames):.2%}; limit "
+                        f"{LIMITS['emulator_late_10ms']:.2%}): delays include its lag")
+    dropped = float(emulator.get("dropped_overrun", 0)) + float(emulator.get("dropped_error", 0))
+    if dropped > LIMITS["emulator_dropped"]:
+        problems.append(f"the link emulator fell behind and lost {dropped:.0f} frames")
     probers = section.get("probers") or {}
     ticks = float(probers.get("ticks", 0))
     skipped = float(probers.get("skipped_slots", 0))
+    stall = float(probers.get("longest_stall_ms", 0))
     if _share(skipped, ticks + skipped) > LIMITS["prober_skipped"]:
-        problems.append(f"the probers skipped {skipped:.0f} probe slots (longest stall "
-                        f"{float(probers.get('longest_stall_ms', 0)):.1f} ms)")
-    late_ticks = float(probers.get("late_500us", 0))
-    if _share(late_ticks, ticks) > LIMITS["prober_late_500us"]:
-        problems.append(f"{_share(late_ticks, ticks):.1%} of the probers' ticks went out more "
-                        "than 0.5 ms late")
+        problems.append(f"the probers skipped {skipped:.0f} of {ticks + skipped:.0f} probe "
+                        f"slots ({_share(skipped, ticks + skipped):.2%}; limit "
+                        f"{LIMITS['prober_skipped']:.0%})")
+    if stall > LIMITS["prober_stall_ms"]:
+        problems.append(f"a prober stalled for {stall:.0f} ms (limit "
+                        f"{LIMITS['prober_stall_ms']:.0f} ms): the timeline has a hole that "
+                        "long")
     backlog = int((section.get("host") or {}).get("backlog_drops") or 0)
     if backlog > LIMITS["backlog_drops"]:
         problems.append(f"the kernel dropped {backlog} packets from its full receive backlog "
