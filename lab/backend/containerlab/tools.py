@@ -85,10 +85,12 @@ def start_engine(progress: Progress) -> None:
         return
     progress(f"starting the Docker engine (log: {DOCKERD_LOG})")
     DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
+    # dockerd outlives this process: `setsid --fork` detaches it, so no child is left
+    # unwaited here
     with DOCKERD_LOG.open("ab") as log:
-        subprocess.Popen([DOCKERD, f"--pidfile={DOCKERD_PIDFILE}", *DOCKERD_ARGS],
-                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True, close_fds=True)
+        subprocess.run(["setsid", "--fork", DOCKERD, f"--pidfile={DOCKERD_PIDFILE}",
+                        *DOCKERD_ARGS], stdin=subprocess.DEVNULL, stdout=log,
+                       stderr=subprocess.STDOUT, close_fds=True, check=True, timeout=30)
     deadline = time.monotonic() + ENGINE_START_S
     while time.monotonic() < deadline:
         if engine_running():
