@@ -218,12 +218,13 @@ def instrument_table(run: Run) -> pd.DataFrame:
     without it."""
     rows = []
     for trial in run.trials:
-        section = instrument_section(run.records, trial)
+        section = instrument_section(run.records, trial, run.probes)
         if section is None:
             continue
         host = section["host"] or {}
         emulator = section["emulator"] or {}
         probers = section["probers"] or {}
+        delay = section["delay"] or {}
         rows.append({
             "trial": trial, "cpu_busy": host.get("cpu_busy"),
             "cpu_steal": host.get("cpu_steal"), "cpu_pressure": host.get("cpu_pressure"),
@@ -236,6 +237,9 @@ def instrument_table(run: Run) -> pd.DataFrame:
             "longest_stall_ms": probers.get("longest_stall_ms"),
             "client_drops": sum(section["client_rcvbuf_errors"].values()),
             "pod_drops": sum(section["pod_rcvbuf_errors"].values()),
+            "early_flaps": len(section.get("sessions_down_before_fault") or []),
+            "delay_error_ms": delay.get("median_error_ms"),
+            "delay_max_error_ms": delay.get("max_abs_error_ms"),
             "problems": "; ".join(section["problems"]) or "none"})
     return pd.DataFrame(rows, columns=INSTRUMENT_COLUMNS)
 
@@ -244,7 +248,7 @@ INSTRUMENT_COLUMNS = ["trial", "cpu_busy", "cpu_steal", "cpu_pressure", "backlog
                       "frames", "late_500us",
                       "late_2ms", "late_10ms", "overruns", "ticks", "late_ticks",
                       "skipped_slots", "longest_stall_ms", "client_drops", "pod_drops",
-                      "problems"]
+                      "early_flaps", "delay_error_ms", "delay_max_error_ms", "problems"]
 
 
 def _stats(values: pd.Series) -> pd.Series:

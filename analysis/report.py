@@ -176,7 +176,10 @@ def _run_tables(run: Run) -> list[Block]:
             "the link emulator forwarded, sent more than 0.5, 2 and 10 ms late, and lost "
             "because it fell behind (overruns); probe ticks, ticks sent more than 0.5 ms "
             "late, slots skipped and the longest stall of the probers; UDP datagrams dropped "
-            "for lack of socket buffer in the clients and pods. A trial beyond the limits of "
+            "for lack of socket buffer in the clients and pods; BGP and BFD sessions that "
+            "went down before the fault (none should); the RTT error before the "
+            "first fault (measured median minus the configured round trip, over every "
+            "client's paths: median and largest). A trial beyond the limits of "
             "docs/run-format.md is marked invalid.", instrument,
             share_columns=("cpu_busy", "cpu_steal", "cpu_pressure")))
     if len(run.trials) > 1:

@@ -35,6 +35,8 @@ LABELS = {
     "late_10ms": "late > 10 ms", "late_ticks": "ticks late > 0.5 ms",
     "skipped_slots": "slots skipped", "client_drops": "client buffer drops",
     "pod_drops": "pod buffer drops", "backlog_drops": "backlog drops",
+    "early_flaps": "sessions down before the fault",
+    "delay_error_ms": "RTT error, median (ms)", "delay_max_error_ms": "RTT error, max (ms)",
 }
 
 

@@ -39,7 +39,7 @@ from lab.proc import run  # noqa: E402
 REFERENCE = REPO / "topologies" / "three-sites.yaml"
 RESULTS = BENCH / "results"
 PARTS = ("netns", "netns-scale", "up", "clab", "mininet-backend", "dual", "prober", "emulator",
-         "outage", "cycles", "scale")  # scale last
+         "fidelity", "outage", "cycles", "scale")  # scale last
 # part -> headline figures: (key, unit, goal)
 HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "netns": [("netns_build_s", "s", ""), ("netns_teardown_s", "s", ""),
@@ -61,6 +61,11 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
              ("dual_carrier_outage_ms_ipv6", "ms", "< 300")],
     "prober": [("prober_max_hz", "Hz", ">= 1000")],
     "emulator": [("emulator_delay_err_ms", "ms", ""), ("emulator_max_pps", "pps", "")],
+    "fidelity": [("sparse_raw_max_abs_error_ms", "ms", ""),
+                 ("sparse_calibrated_max_abs_error_ms", "ms", "<= 0.5"),
+                 ("quiet_calibrated_max_abs_error_ms", "ms", "<= 0.5"),
+                 ("loaded_calibrated_max_abs_error_ms", "ms", "<= 0.5"),
+                 ("sparse_loaded_calibrated_max_abs_error_ms", "ms", "<= 0.5")],
     "outage": [("bfd_outage_ms", "ms", "~900-1200"), ("bfd_outage_iqr_ms", "ms", ""),
                ("holdtimer_outage_ms", "ms", "6000-9000"),
                ("holdtimer_outage_iqr_ms", "ms", ""),
@@ -182,6 +187,12 @@ def part_emulator(args: argparse.Namespace) -> dict[str, Any]:
     return script("bench_emulator.py", "--repeats", str(args.emulator_repeats))
 
 
+def part_fidelity(args: argparse.Namespace) -> dict[str, Any]:
+    import bench_fidelity
+
+    return bench_fidelity.measure(Path(args.runs))
+
+
 def part_outage(args: argparse.Namespace) -> dict[str, Any]:
     import bench_outage
 
@@ -204,7 +215,7 @@ PART_FUNCTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "netns": part_netns, "netns-scale": part_netns_scale, "up": part_up, "clab": part_clab,
     "mininet-backend": part_mininet_backend, "dual": part_dual,
     "prober": part_prober, "emulator": part_emulator, "outage": part_outage,
-    "cycles": part_cycles, "scale": part_scale}
+    "cycles": part_cycles, "scale": part_scale, "fidelity": part_fidelity}
 
 
 # ------------------------------------------------------------------ results

@@ -18,6 +18,7 @@ from lab.backend.protocol import Backend, TeardownReport
 from lab.backend.ready import ReadyReport
 from lab.backend.state import TOPOLOGY_COPY, LabPhase, LabState, load_state, save_state
 from lab.errors import BackendError, LabError
+from lab.measure.calibrate import Calibration, calibrate_delays
 from lab.plan.model import LabPlan
 
 DEFAULT_READY_TIMEOUT_S = 120.0
@@ -32,6 +33,7 @@ class UpResult:
     report: ReadyReport
     backend: Backend
     kept: bool = True  # False: the lab was not ready and has been removed (evidence kept)
+    calibration: Calibration | None = None  # the delays' calibration (lab.measure.calibrate)
 
 
 def default_backend() -> Backend:
@@ -45,12 +47,14 @@ def backend_for(state: LabState) -> Backend:
 
 def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
        timeout_s: float = DEFAULT_READY_TIMEOUT_S, driver: str | None = None,
-       backend: Backend | None = None, keep_on_failure: bool = False) -> UpResult:
+       backend: Backend | None = None, keep_on_failure: bool = False,
+       calibrate: bool = True) -> UpResult:
     """Build the lab (on ``backend``, else the one the topology's defaults name) and wait
     until it is ready. When the timeout passes first, the report
     says what is not ready in the daemons' words, the lab's files and views are kept in an
     evidence directory (``report.evidence``), and the lab is removed unless
-    ``keep_on_failure``. A failed deploy keeps its evidence too (named in the error)."""
+    ``keep_on_failure``. A failed deploy keeps its evidence too (named in the error). A ready
+    lab's emulated delays are then calibrated (``calibrate``; lab.measure.calibrate)."""
     plan, rendered = pipeline.render(topology_file)
     backend = backend or backend_named(plan.backend)
     lab = check_lab_name(name or plan.topology)
@@ -72,7 +76,8 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
     state.phase = LabPhase.READY if report.ready else LabPhase.NOT_READY
     save_state(state)
     if report.ready:
-        return UpResult(state, plan, report, backend)
+        calibration = calibrate_delays_of(backend, state, plan, progress) if calibrate else None
+        return UpResult(state, plan, report, backend, calibration=calibration)
     progress("not ready: keeping the evidence")
     why = f"`up` was not ready after {report.elapsed_s:.1f} s:\n{report.explain()}"
     report.evidence = backend.keep_evidence(state, plan, new_evidence_dir(lab, "not-ready"),
@@ -81,6 +86,24 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
         progress("not ready: removing the lab")
         backend.destroy(lab, force=True)
     return UpResult(state, plan, report, backend, kept=keep_on_failure)
+
+
+def calibrate_delays_of(backend: Backend, state: LabState, plan: LabPlan,
+                        progress: Callable[[str], None]) -> Calibration | None:
+    """Take the lab's own forwarding cost off its emulated delays (lab.measure.calibrate);
+    None when the lab has no userspace emulator (netem) or nothing to calibrate."""
+    from lab.impair.userspace import UserspaceDriver
+
+    if not any(r.kind == "emulator" for r in state.processes):
+        return None
+    driver = backend.impairment_driver(state)
+    if not isinstance(driver, UserspaceDriver):
+        return None
+    progress("calibrating the emulated delays")
+    return calibrate_delays(
+        plan, driver,
+        lambda client: lambda argv, log: backend.spawn(state, client, "prober", argv, log),
+        state.directory / "calibration")
 
 
 def resolve_name(name: str | None) -> str:

@@ -18,6 +18,7 @@ from lab.backend import BACKENDS, DEFAULT_BACKEND, backend_named, labs
 from lab.backend.daemons import vtysh_argv
 from lab.backend.state import load_state
 from lab.errors import BackendError
+from lab.measure.calibrate import Calibration
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -33,7 +34,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         backend = backend_named(args.backend) if args.backend else None
         result = labs.up(Path(args.file), args.name, progress, timeout_s=args.timeout,
                          driver=args.impairment_driver, keep_on_failure=args.keep_on_failure,
-                         backend=backend)
+                         backend=backend, calibrate=not args.no_calibrate)
     elapsed = time.monotonic() - started
     report = result.report
     if not report.ready:
@@ -48,7 +49,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print_answers(report.answers, f"lab {result.state.lab!r} ready in {elapsed:.1f} s "
                    f"({report.sessions_total} BGP sessions Established)")
+    if result.calibration is not None and result.calibration.clients:
+        print_calibration(result.calibration)
     return 0
+
+
+def print_calibration(calibration: Calibration) -> None:
+    """One line: how far the round trips were from the configured ones, and after."""
+    before = [abs(c.error_ms) for c in calibration.clients]
+    after = [abs(c.residual_ms) for c in calibration.clients if c.residual_ms is not None]
+    out.print(f"emulated delays calibrated in {calibration.seconds:.1f} s: median RTT of each "
+              f"client within {max(before):.2f} ms of the configured round trip before, "
+              + (f"{max(after):.2f} ms after" if after else "not measured after")
+              + " (the lab's own forwarding cost is taken off each client's access link)")
 
 
 def print_answers(answers: Any, title: str) -> None:
@@ -192,6 +205,9 @@ def add_lab_commands(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any)
     p.add_argument("--keep-on-failure", action="store_true",
                    help="leave a lab that is not ready up for inspection (its evidence is "
                    "kept either way, in $ANYLAB_EVIDENCE_DIR or /var/tmp/anylab/evidence)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="leave the emulated delays as configured (calibration takes the lab's "
+                   "own forwarding cost, measured per client, off each client's access link)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     p.set_defaults(handler=cmd_up)
 

@@ -2,6 +2,7 @@
 
 Commands (see csrc/linkemu.c): ``hello``, ``add LINK IFA IFB mtu=N``,
 ``set LINK DIR key=value ...`` (a full setting: missing keys take defaults),
+``comp LINK DIR MICROSECONDS`` (taken off every frame's hold; kept across ``set``),
 ``del LINK``, ``stats [LINK]``, ``quit``.
 """
 

@@ -220,6 +220,18 @@ class UserspaceDriver:
     def link_ids(self) -> list[str]:
         return sorted(self._registry.links)
 
+    def compensation(self, link_id: str) -> float:
+        """Microseconds taken off each frame's hold on the link (``comp``; a→b direction)."""
+        self._registry.get(link_id)
+        reply = self._ctl.request(f"stats {link_id}")[0]
+        return float(reply["links"][0]["a_to_b"].get("comp_us", 0.0))
+
+    def compensate(self, link_id: str, microseconds: float) -> None:
+        """Take ``microseconds`` off every frame's hold in both directions of the link: the
+        measured forwarding cost of the lab around the emulator (lab.measure.calibrate)."""
+        self._registry.get(link_id)
+        self._ctl.request(f"comp {check_link_id(link_id)} both {microseconds:.3f}")
+
     def stats(self) -> dict[str, Any]:
         """The emulator's raw ``stats`` reply (every link, with echoed settings)."""
         return self._ctl.request("stats")[0]

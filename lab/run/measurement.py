@@ -49,9 +49,11 @@ class Measurement:
         return lambda argv, log: handle.backend.spawn(handle.state, node, kind, argv, log)
 
     def start(self) -> None:
-        """The FIB recorder, watching every router's table, until ``stop``."""
+        """Delay calibration, then the FIB recorder, watching every router's table, until
+        ``stop``."""
         from lab.measure.recorder import RecorderSpec, start_recorder, wait_ready
 
+        self._calibrate()
         self.progress("starting the FIB recorder")
         handle, scratch = self.handle, self.recording.run_dir.scratch
         routers = [n.name for n in handle.plan.nodes
@@ -65,6 +67,17 @@ class Measurement:
         log = scratch / "recorder.log"
         self.recorder = start_recorder(self._spawner(None, "recorder"), spec_path, log)
         wait_ready(ready, RECORDER_READY_S, self.recorder, log)
+
+    def _calibrate(self) -> None:
+        """Take the lab's forwarding cost off the emulated delays (lab.measure.calibrate),
+        under the probers' load; recorded in run.json. Only with the userspace emulator."""
+        from lab.backend.labs import calibrate_delays_of
+
+        handle = self.handle
+        if self.loaded.scenario.probe.calibrate:
+            calibration = calibrate_delays_of(handle.backend, handle.state, handle.plan,
+                                              self.progress)
+            self.recording.calibration = calibration.to_dict() if calibration else None
 
     def settle(self) -> None:
         """Every BGP session Established for a few seconds before a trial: a session that has
@@ -95,6 +108,7 @@ class Measurement:
         """The probers of every probed client and the TCP flows, until ``stop_trial``."""
         from lab.measure.probe.tcpflows import start_tcp_flows
         from lab.measure.probe.udp import ProbeTarget, start_udp_prober
+        from lab.plan.paths import expected_rtts
 
         handle, probe, recording = self.handle, self.loaded.scenario.probe, self.recording
         plan, scratch = handle.plan, recording.run_dir.scratch
@@ -128,6 +142,9 @@ class Measurement:
             self.trial_processes.append(start_tcp_flows(
                 self._spawner(None, "tcpflows"), spec, scratch / f"tcp-{trial}.log"))
             recording.tcp_files.append(events)
+        # the configured round trips the trial's delays are measured against (lab.plan.paths)
+        self.recording.event(trial, "runner", "paths", expected_rtt_ms=expected_rtts(
+            plan, clients, [n.name for n in plan.nodes_with_role(Role.K8S_NODE)]))
         self._trial_start = (trial, time.monotonic_ns(), self._snapshot())
 
     def _snapshot(self) -> Snapshot:

@@ -88,6 +88,7 @@ class Recording:
     routes_file: Path | None = None
     trial_bounds: list[tuple[int, int, int]] = field(default_factory=list)  # trial, start, end
     evidence: str | None = None  # folder of the run directory with the lab's evidence
+    calibration: dict[str, Any] | None = None  # lab.measure.calibrate, before the trials
 
     def event(self, trial: int, source: str, kind: str, **fields: Any) -> dict[str, Any]:
         row = {"t_ns": fields.pop("t_ns", time.monotonic_ns()), "trial": trial,
@@ -183,7 +184,7 @@ def _ensure_lab(loaded: LoadedScenario, lab: str, options: RunOptions, progress:
         topology = Path(folder) / f"{loaded.plan.topology}.yaml"
         topology.write_text(loaded.topology_yaml, encoding="utf-8")
         result = labs.up(topology, lab, progress, timeout_s=options.ready_timeout_s,
-                         backend=backend)
+                         backend=backend, calibrate=False)  # the run calibrates, under load
     if not result.report.ready:
         raise BackendError(f"lab {lab!r} did not become ready (it was removed):\n"
                            f"{result.report.explain()}")
@@ -363,6 +364,7 @@ def _finish(loaded: LoadedScenario, state: LabState, recording: Recording, repea
         meta = _run_meta(loaded, state, repeat, recording.clock, complete, interrupted)
         meta["run_id"] = recording.run_dir.name
         meta["evidence"] = recording.evidence
+        meta["delay_calibration"] = recording.calibration
         recording.run_dir.write_json("run.json", meta)
         recording.run_dir.finalize()
     return summary

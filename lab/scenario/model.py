@@ -82,6 +82,8 @@ class ProbeSettings(StrictModel):
     clients: list[Name] | Literal["all"] = "all"
     flows: Annotated[int, Field(ge=1, le=64)] = 1
     tcp_flows: Annotated[int, Field(ge=0, le=64)] = 1
+    # take the lab's own forwarding cost off the emulated delays first (lab.measure.calibrate)
+    calibrate: bool = True
 
 
 Bound = Annotated[str, Field(min_length=1)] | float

@@ -23,7 +23,8 @@ from tests.integration.labfixture import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCENARIOS = REPO / "tests" / "data" / "scenarios"
-CLIENT_KEYS = {"client", "service", "family", "site", "node", "pod", "rtt_ms", "error"}
+CLIENT_KEYS = {"client", "service", "family", "site", "node", "pod", "rtt_ms", "request_ms",
+               "error"}
 
 
 @pytest.fixture(scope="module", params=["netns", "containerlab", "mininet"])

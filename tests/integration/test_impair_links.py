@@ -40,6 +40,7 @@ from lab.impair.measure import (
     unique_name,
 )
 from lab.impair.namespaces import remove_netns, require_index, rtnl, socket_in_netns
+from lab.impair.userspace import UserspaceDriver
 from tests.conftest import require_root
 
 pytestmark = pytest.mark.integration
@@ -90,6 +91,23 @@ def test_added_delay_median(setup: Setup, delay_ms: float) -> None:
     assert result.lost == 0
     assert result.reordered == 0
     assert abs(result.median_ms() - delay_ms) < 1.0, result.median_ms()
+
+
+def test_compensation_is_taken_off_every_frame_and_kept_across_settings(setup: Setup) -> None:
+    if not isinstance(setup.driver, UserspaceDriver):
+        pytest.skip("only the userspace emulator compensates")
+    setup.driver.set(LINK, "a_to_b", Impairment(delay_ms=10.0))
+    setup.driver.compensate(LINK, 2000.0)
+    try:
+        assert setup.driver.compensation(LINK) == 2000.0
+        assert abs(probe(setup, count=600).median_ms() - 8.0) < 1.0
+        setup.driver.set(LINK, "a_to_b", Impairment(delay_ms=20.0))  # a fault's new setting
+        assert abs(probe(setup, count=600).median_ms() - 18.0) < 1.0
+        setup.driver.compensate(LINK, 50_000.0)  # more than the delay: never below zero
+        assert probe(setup, count=600).median_ms() < 1.0
+    finally:
+        setup.driver.compensate(LINK, 0.0)
+        setup.driver.set(LINK, "a_to_b", CLEAN)
 
 
 @pytest.mark.parametrize("dist", ["normal", "uniform", "pareto"])

@@ -5,6 +5,7 @@ priority, on every core) gives an invalid trial whose warnings say what lagged."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +64,17 @@ def cpu_hogs(busy_ms: float, idle_ms: float) -> Iterator[list[int]]:
             hog.wait(timeout=10)
 
 
+def test_up_calibrates_the_emulated_delays(mini: labs.UpResult) -> None:
+    calibration = mini.calibration
+    assert calibration is not None
+    assert [c.client for c in calibration.clients] == ["east-c1", "west-c1"]
+    for client in calibration.clients:
+        assert client.link is not None and client.probes > 200
+        # the lab's own cost is a fraction of a millisecond per round trip on this machine
+        assert 0 <= client.compensation_us <= 2000
+        assert client.residual_ms is not None and abs(client.residual_ms) < 1.0, client
+
+
 def _run(mini: labs.UpResult, tmp_path: Path) -> dict[str, Any]:
     scenario = tmp_path / "instrument.yaml"
     scenario.write_text(SCENARIO.read_text().replace("topology: topologies/",
@@ -77,11 +89,21 @@ def test_a_quiet_run_is_valid_and_shows_its_instrument(mini: labs.UpResult,
     summary = _run(mini, tmp_path)
     (trial,) = summary["trials"]
     assert trial["valid"] is True, trial["warnings"]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    calibration = json.loads((run_dir / "run.json").read_text())["delay_calibration"]
+    assert {c["client"] for c in calibration["clients"]} == {"east-c1", "west-c1"}
     instrument = trial["instrument"]
     assert instrument["problems"] == []
     assert instrument["emulator"]["forwarded"] > 10_000  # two clients' probes, both ways
     assert instrument["probers"]["clients"] == 2 and instrument["probers"]["ticks"] > 5_000
     assert 0 < instrument["host"]["cpu_busy"] <= 1
+    assert instrument["sessions_down_before_fault"] == []
+    # the round trips before the fault, against the configured 4 ms (2 ms access link each
+    # way): within a millisecond after the run's own calibration
+    delay = instrument["delay"]
+    assert {p["client"] for p in delay["paths"]} == {"east-c1", "west-c1"}
+    assert all(p["expected_rtt_ms"] == 4.0 for p in delay["paths"])
+    assert delay["max_abs_error_ms"] < 1.0, delay
 
 
 def test_an_overloaded_run_is_marked_invalid_with_the_reason(mini: labs.UpResult,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lab.impair.control import decode_counters
@@ -116,14 +117,19 @@ def timing_event(client: str, trial: int = 0, **fields: Any) -> dict[str, Any]:
 
 
 def test_a_quiet_trial_is_summarised_without_problems() -> None:
-    events = [runner_event(), timing_event("us-c1"), timing_event("eu-c1", longest_stall_ms=1.5),
-              runner_event(trial=1), timing_event("us-c1", trial=1)]
+    crash = {"t_ns": 2, "trial": 0, "source": "injector", "kind": "fault",
+             "target": "nyc-k8s-n1"}
+    events = [crash, runner_event(), timing_event("us-c1"),
+              timing_event("eu-c1", longest_stall_ms=1.5), runner_event(trial=1),
+              timing_event("us-c1", trial=1)]
     section = instrument_section(events, 0)
     assert section is not None
     assert section["probers"] == {"clients": 2, "ticks": 20_000, "late_500us": 40,
                                   "skipped_slots": 0, "longest_stall_ms": 1.5}
     assert section["emulator"]["late_2ms"] == 10
-    assert section["pod_rcvbuf_errors"] == {"nyc-k8s-n1-dns-0": 40}  # reported only
+    # the crashed node's pod filled its buffer: the fault's doing, reported only
+    assert section["pod_rcvbuf_errors"] == {"nyc-k8s-n1-dns-0": 40}
+    assert section["fault_targets"] == ["nyc-k8s-n1"]
     assert section["problems"] == []
     assert instrument_section([e for e in events if e["trial"] == 1], 0) is None
 
@@ -135,8 +141,10 @@ def test_a_quiet_trial_is_summarised_without_problems() -> None:
      "lost 3 frames"),
     ({"client_rcvbuf_errors": {"us-c1": 1}}, "us-c1 1"),
     ({"host": {"backlog_drops": 3}}, "dropped 3 packets from its full receive backlog"),
+    ({"pod_rcvbuf_errors": {"ams-k8s-n1-p2": 944}}, "pods no fault touched (ams-k8s-n1-p2 944)"),
 ])
 def test_each_limit_makes_a_problem(change: dict[str, Any], words: str) -> None:
+    change = {"pod_rcvbuf_errors": {}, **change}
     (problem,) = instrument_section([runner_event(**change)], 0)["problems"]  # type: ignore[index]
     assert words in problem
 
@@ -148,9 +156,9 @@ def test_prober_limits() -> None:
     assert skipped is not None
     assert skipped["problems"] == ["the probers skipped 1002 of 10000 probe slots (10.02%; "
                                    "limit 10%)"]
-    stalled = instrument_section([timing_event("c", skipped_slots=51, longest_stall_ms=52.0)],
-                                 0)
-    assert stalled is not None and "a prober stalled for 52 ms" in stalled["problems"][0]
+    stalled = instrument_section([timing_event("c", skipped_slots=260,
+                                               longest_stall_ms=261.0)], 0)
+    assert stalled is not None and "a prober stalled for 261 ms" in stalled["problems"][0]
     # late ticks and 2 ms-late frames are reported, never a reason by themselves
     late = instrument_section([timing_event("c", late_500us=ticks // 2)], 0)
     assert late is not None and late["problems"] == []
@@ -166,3 +174,55 @@ def test_emulator_counters_of_an_older_emulator_read_as_zero_lateness() -> None:
     counters = decode_counters(old)
     assert (counters.forwarded, counters.dropped_overrun, counters.late_2ms) == (5, 1, 0)
     assert decode_counters({**old, "late_2ms": 3}).late_2ms == 3
+
+
+def _probe_rows(client: str, node: str, rtts: Sequence[float | None], start_ns: int,
+                trial: int = 0) -> list[dict[str, Any]]:
+    return [{"trial": trial, "client": client, "service": "dns", "family": "ipv4",
+             "node": node if rtt is not None else None, "send_ns": start_ns + k * MS,
+             "rtt_ms": rtt} for k, rtt in enumerate(rtts)]
+
+
+def test_delay_fidelity_compares_the_rtt_before_the_first_fault_with_the_configured() -> None:
+    paths = {"t_ns": 1, "trial": 0, "source": "runner", "kind": "paths",
+             "expected_rtt_ms": {"us-c1": {"nyc-k8s-n1": 10.0}, "eu-c1": {"ams-k8s-n2": 8.0}}}
+    fault = {"t_ns": 100 * MS, "trial": 0, "source": "injector", "kind": "fault"}
+    rows = (_probe_rows("us-c1", "nyc-k8s-n1", [10.2, 10.4, None, 10.3], 0)
+            # after the fault: not counted
+            + _probe_rows("us-c1", "nyc-k8s-n1", [50.0] * 10, 100 * MS)
+            + _probe_rows("eu-c1", "ams-k8s-n2", [7.9, 8.1, 7.9], 0)
+            # a node the plan has no configured delay to: left out
+            + _probe_rows("eu-c1", "sin-k8s-n1", [90.0], 5 * MS))
+    section = instrument_section([paths, fault, runner_event()], 0, pd.DataFrame(rows))
+    assert section is not None
+    delay = section["delay"]
+    assert delay["paths"] == [
+        {"client": "eu-c1", "service": "dns", "family": "ipv4", "node": "ams-k8s-n2",
+         "probes": 3, "rtt_ms": 7.9, "expected_rtt_ms": 8.0, "error_ms": -0.1},
+        {"client": "us-c1", "service": "dns", "family": "ipv4", "node": "nyc-k8s-n1",
+         "probes": 3, "rtt_ms": 10.3, "expected_rtt_ms": 10.0, "error_ms": 0.3}]
+    assert delay["median_error_ms"] == 0.1 and delay["max_abs_error_ms"] == 0.3
+    without_paths = instrument_section([runner_event()], 0, pd.DataFrame(rows))
+    assert without_paths is not None and without_paths["delay"] is None
+
+
+def test_sessions_that_go_down_before_any_fault_make_the_trial_invalid() -> None:
+    def down(t_ns: int, router: str, peer: str, source: str = "bfd") -> dict[str, Any]:
+        return {"t_ns": t_ns, "trial": 0, "source": source,
+                "kind": "bfd_down" if source == "bfd" else "session_down",
+                "router": router, "peer": peer}
+
+    fault = {"t_ns": 100, "trial": 0, "source": "injector", "kind": "fault",
+             "target": "nyc-k8s-n1"}
+    after_the_fault = [fault, down(150, "nyc-l1", "nyc-k8s-n1"),
+                       down(151, "nyc-l1", "nyc-k8s-n1", "bgp"), runner_event()]
+    section = instrument_section(after_the_fault, 0)
+    assert section is not None and section["sessions_down_before_fault"] == []
+    assert section["problems"] == []
+    before = instrument_section([down(50, "sin-l4", "sin-s1"), down(60, "ams-s1", "eu-west"),
+                                 *after_the_fault], 0)
+    assert before is not None
+    assert before["sessions_down_before_fault"] == ["ams-s1-eu-west", "sin-l4-sin-s1"]
+    assert before["problems"] == ["2 BGP/BFD sessions went down before any fault "
+                                  "(ams-s1-eu-west, sin-l4-sin-s1): the routers' daemons did "
+                                  "not keep their timers"]

@@ -13,6 +13,9 @@
  *   add LINK IFA IFB [mtu=N]
  *   set LINK a_to_b|b_to_a|both key=value ...   (all keys; missing ones reset
  *                                                to their defaults)
+ *   comp LINK a_to_b|b_to_a|both MICROSECONDS   (compensation: taken off every
+ *                                                frame's hold, never below zero; kept
+ *                                                across "set")
  *   del LINK
  *   stats [LINK]     (per direction: forwarded, dropped by cause, late_500us,
  *                     late_2ms, late_10ms: frames sent that much later than due)
@@ -99,6 +102,9 @@ struct dir {
 	int ge_bad_state;
 	int64_t last_release; /* FIFO floor when reorder is off */
 	int64_t ser_free;     /* when the rate serializer is next idle */
+	/* forwarding cost of the lab around the emulator, measured and taken off the delay
+	 * ("comp"); kept across "set" */
+	int64_t comp_ns;
 };
 
 struct link;
@@ -280,12 +286,9 @@ static void admit(struct link *l, int di, const unsigned char *data, uint32_t le
 		d->ser_free = start + (int64_t)((len + vlan) * 8.0 * 1e9 / (double)p->rate_bps);
 		t = d->ser_free;
 	}
-	if (p->jitter_ns > 0) {
-		double extra = (double)p->delay_ns + (double)p->jitter_ns * rnd_std(p->dist);
-		t += extra > 0.0 ? (int64_t)extra : 0;
-	} else {
-		t += p->delay_ns;
-	}
+	double hold = (double)p->delay_ns - (double)d->comp_ns;
+	if (p->jitter_ns > 0) hold += (double)p->jitter_ns * rnd_std(p->dist);
+	t += hold > 0.0 ? (int64_t)hold : 0;
 	if (!p->reorder) {
 		if (t < d->last_release) t = d->last_release;
 		d->last_release = t;
@@ -359,7 +362,8 @@ static void port_readable(struct port *pt)
 	static struct mmsghdr msgs[BATCH];
 	static struct iovec iov[BATCH];
 	static struct sockaddr_ll from[BATCH];
-	static char cbuf[BATCH][CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+	static char cbuf[BATCH][CMSG_SPACE(sizeof(struct tpacket_auxdata)) +
+				CMSG_SPACE(sizeof(struct timespec))];
 
 	for (int round = 0; round < RX_ROUNDS; round++) {
 		for (int i = 0; i < BATCH; i++) {
@@ -372,15 +376,28 @@ static void port_readable(struct port *pt)
 		int n = recvmmsg(pt->src.fd, msgs, BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0) return;
 		int64_t now = now_ns();
+		/* receive timestamps are CLOCK_REALTIME: moved to the monotonic clock */
+		int64_t real_minus_mono = clock_ns(CLOCK_REALTIME) - now;
 		for (int i = 0; i < n; i++) {
 			struct msghdr *h = &msgs[i].msg_hdr;
 			if (from[i].sll_pkttype == PACKET_OUTGOING) continue;
 			if (h->msg_flags & MSG_TRUNC) { pt->link->dir[pt->side].c.drop_err++; continue; }
 			const struct tpacket_auxdata *aux = NULL;
-			for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+			int64_t arrival = now;
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
 				if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA)
 					aux = (const struct tpacket_auxdata *)CMSG_DATA(c);
-			admit(pt->link, pt->side, bufs[i], msgs[i].msg_len, aux, now);
+				if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+					struct timespec ts;
+					memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+					int64_t t = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec -
+						    real_minus_mono;
+					/* a stamp from the future or older than a second is a
+					 * clock step, not an arrival */
+					if (t <= now && now - t < 1000000000LL) arrival = t;
+				}
+			}
+			admit(pt->link, pt->side, bufs[i], msgs[i].msg_len, aux, arrival);
 		}
 		if (n < BATCH) return;
 	}
@@ -414,6 +431,9 @@ static int port_open(struct port *pt, const char *ifname, char *err, size_t errl
 	if (fd < 0) { snprintf(err, errlen, "socket: %s", strerror(errno)); return -1; }
 	setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
 	setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof(one));
+	/* the kernel's receive time: a frame's delay counts from its arrival, not from when
+	 * this process got to read it */
+	setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof(bufsz)) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz));
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof(bufsz)) < 0)
@@ -586,7 +606,7 @@ static size_t dir_json(char *o, size_t n, const struct dir *d)
 		"{\"forwarded\":%llu,\"forwarded_bytes\":%llu,\"dropped_loss\":%llu,"
 		"\"dropped_blackhole\":%llu,\"dropped_queue\":%llu,\"dropped_error\":%llu,"
 		"\"dropped_overrun\":%llu,\"late_500us\":%llu,\"late_2ms\":%llu,"
-		"\"late_10ms\":%llu,\"in_queue\":%u,\"params\":{\"delay_us\":%.3f,\"jitter_us\":%.3f,\"dist\":\"%s\","
+		"\"late_10ms\":%llu,\"in_queue\":%u,\"comp_us\":%.3f,\"params\":{\"delay_us\":%.3f,\"jitter_us\":%.3f,\"dist\":\"%s\","
 		"\"loss\":%.9g,\"ge_p\":%.9g,\"ge_r\":%.9g,\"ge_bad\":%.9g,\"ge_good\":%.9g,"
 		"\"rate_bps\":%llu,\"queue_us\":%.3f,\"limit\":%u,\"blackhole\":%d,\"reorder\":%d}}",
 		(unsigned long long)c->fwd, (unsigned long long)c->fwd_bytes,
@@ -594,7 +614,7 @@ static size_t dir_json(char *o, size_t n, const struct dir *d)
 		(unsigned long long)c->drop_queue, (unsigned long long)c->drop_err,
 		(unsigned long long)c->drop_overrun, (unsigned long long)c->late_500us,
 		(unsigned long long)c->late_2ms, (unsigned long long)c->late_10ms, d->depth,
-		p->delay_ns / 1e3, p->jitter_ns / 1e3, dists[p->dist], p->loss, p->ge_p, p->ge_r,
+		d->comp_ns / 1e3, p->delay_ns / 1e3, p->jitter_ns / 1e3, dists[p->dist], p->loss, p->ge_p, p->ge_r,
 		p->ge_bad, p->ge_good, (unsigned long long)p->rate_bps, p->queue_ns / 1e3,
 		p->limit, p->blackhole, p->reorder);
 	return w < 0 ? 0 : ((size_t)w < n ? (size_t)w : n - 1);
@@ -651,6 +671,21 @@ static int cmd_set(struct client *c, char **tok, int ntok)
 	return reply(c, "{\"ok\":true}");
 }
 
+static int cmd_comp(struct client *c, char **tok, int ntok)
+{
+	double us = 0;
+	if (ntok != 4 || parse_num(tok[3], 0, 1e6, &us))
+		return reply(c, "{\"ok\":false,\"error\":\"usage: comp LINK DIR MICROSECONDS\"}");
+	struct link *l = link_find(tok[1]);
+	if (!l) return reply(c, "{\"ok\":false,\"error\":\"no link %s\"}", tok[1]);
+	int both = strcmp(tok[2], "both") == 0, ab = strcmp(tok[2], "a_to_b") == 0;
+	if (!both && !ab && strcmp(tok[2], "b_to_a") != 0)
+		return reply(c, "{\"ok\":false,\"error\":\"bad direction\"}");
+	if (both || ab) l->dir[0].comp_ns = (int64_t)(us * 1e3);
+	if (both || !ab) l->dir[1].comp_ns = (int64_t)(us * 1e3);
+	return reply(c, "{\"ok\":true}");
+}
+
 static int cmd_add(struct client *c, char **tok, int ntok)
 {
 	char err[256];
@@ -682,6 +717,7 @@ static int handle_line(struct client *c, char *line)
 		return reply(c, "{\"ok\":true,\"pid\":%d,\"version\":1,\"links\":%zu}", (int)getpid(), g.nlinks);
 	if (strcmp(tok[0], "add") == 0) return cmd_add(c, tok, ntok);
 	if (strcmp(tok[0], "set") == 0) return cmd_set(c, tok, ntok);
+	if (strcmp(tok[0], "comp") == 0) return cmd_comp(c, tok, ntok);
 	if (strcmp(tok[0], "stats") == 0) return cmd_stats(c, ntok > 1 ? tok[1] : NULL);
 	if (strcmp(tok[0], "del") == 0) {
 		struct link *l = ntok == 2 ? link_find(tok[1]) : NULL;

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.measure.metrics.windows import Event, is_event
+import pandas as pd
+
+from lab.measure.metrics.windows import Event, event_int, is_event
 
 # Beyond these, the trial's probes measure the machine, not the network. A probe is lost only
 # after a 2 s reply timeout, so lateness alone distorts delays, not outages: the limits aim at
@@ -30,22 +32,34 @@ LIMITS = {
     # probe slots the probers skipped (they stalled for more than an interval), per slot: short
     # stalls cost resolution, not loss; a quiet machine with 10 % steal skipped 1.9 %
     "prober_skipped": 0.1,
-    # the longest prober stall, ms: a hole in the timeline that long hides a loss window
-    "prober_stall_ms": 50.0,
+    # the longest prober stall, ms: a hole in the timeline that long could hide a whole
+    # carrier-loss outage (the hypervisor of a quiet 2-core machine paused it 51 ms)
+    "prober_stall_ms": 250.0,
     # UDP datagrams dropped for lack of socket buffer in a client (its prober), in the trial
     "client_rcvbuf_errors": 0,
     # packets the kernel dropped from a full receive backlog (any namespace), in the trial
     "backlog_drops": 0,
+    # requests dropped for lack of socket buffer in a pod whose node no fault of the trial
+    # targeted (a frozen node's pods fill their buffers on purpose)
+    "pod_rcvbuf_errors": 0,
+    # BGP or BFD sessions that went down before the trial's first fault (no fault explains
+    # them: the routers' daemons did not get to run)
+    "sessions_down_before_fault": 0,
 }
 
 
-def instrument_section(events: Sequence[Event], trial: int) -> dict[str, Any] | None:
+def instrument_section(events: Sequence[Event], trial: int,
+                       probes: pd.DataFrame | None = None) -> dict[str, Any] | None:
     """The trial's ``instrument``: ``host`` (CPU busy, steal and pressure shares, receive
     backlog drops and softirq squeezes), ``emulator`` (frames forwarded, late by > 0.5/2/10
     ms, overruns), ``client_rcvbuf_errors`` and ``pod_rcvbuf_errors`` (UDP socket-buffer
     drops per client or pod that had any; a pod's may be the fault's own doing, e.g. a frozen
-    node), ``probers`` (ticks, late ticks, skipped slots, longest stall, over every client)
-    and ``problems`` (what exceeded ``LIMITS``); None when the run recorded none of it."""
+    node), ``sessions_down_before_fault`` (router-peer of each BGP or BFD session that went
+    down before the trial's first fault), ``fault_targets`` (what the trial's faults
+    targeted), ``probers`` (ticks, late
+    ticks, skipped slots, longest stall, over every client),
+    ``delay`` (``delay_fidelity``) and ``problems`` (what exceeded ``LIMITS``); None when the
+    run recorded none of it."""
     runner = next((e for e in events if is_event(e, trial, "runner", ("instrument",))), None)
     timing = [e for e in events if is_event(e, trial, "prober", ("timing",))]
     if runner is None and not timing:
@@ -57,15 +71,60 @@ def instrument_section(events: Sequence[Event], trial: int) -> dict[str, Any] | 
                       for key in ("ticks", "late_500us", "skipped_slots")},
                    "longest_stall_ms": max(_number(e, "longest_stall_ms") for e in timing)}
     recorded: Mapping[str, Any] = runner or {}
+    faults = [event_int(e, "t_ns") for e in events if is_event(e, trial, "injector", ("fault",))]
+    first_fault = min(faults, default=None)
+    flaps = sorted({f"{e.get('router')}-{e.get('peer')}" for e in events
+                    if is_event(e, trial, "bgp", ("session_down",))
+                    or is_event(e, trial, "bfd", ("bfd_down",))
+                    if first_fault is None or event_int(e, "t_ns") < first_fault})
     section: dict[str, Any] = {
         "host": recorded.get("host"),
         "emulator": recorded.get("emulator"),
         "client_rcvbuf_errors": dict(recorded.get("client_rcvbuf_errors") or {}),
         "pod_rcvbuf_errors": dict(recorded.get("pod_rcvbuf_errors") or {}),
+        "sessions_down_before_fault": flaps,
+        "fault_targets": sorted({str(e.get("target")) for e in events
+                           if is_event(e, trial, "injector", ("fault",)) and e.get("target")}),
         "probers": probers,
+        "delay": delay_fidelity(events, trial, probes) if probes is not None else None,
     }
     section["problems"] = instrument_problems(section)
     return section
+
+
+def delay_fidelity(events: Sequence[Event], trial: int,
+                   probes: pd.DataFrame) -> dict[str, Any] | None:
+    """How far the trial's round-trip times were from the configured ones, before its first
+    fault: per client, service, family and answering node, the median RTT of the answered
+    probes, the RTT the topology configures (the runner's ``runner``/``paths`` event: twice
+    the one-way link delays along the path, lab.plan.paths) and the error; ``median_error_ms``
+    and ``max_abs_error_ms`` over the paths. None without the paths event."""
+    paths = next((e for e in events if is_event(e, trial, "runner", ("paths",))), None)
+    if paths is None:
+        return None
+    expected = paths.get("expected_rtt_ms")
+    assert isinstance(expected, Mapping)
+    faults = [event_int(e, "t_ns") for e in events if is_event(e, trial, "injector", ("fault",))]
+    rows = probes.loc[(probes["trial"] == trial) & probes["rtt_ms"].notna()
+                      & probes["node"].notna()]
+    if faults:
+        rows = rows.loc[rows["send_ns"] < min(faults)]
+    entries = []
+    keys = ["client", "service", "family", "node"]
+    for (client, service, family, node), group in rows.groupby(keys, sort=True, observed=True):
+        configured = (expected.get(client) or {}).get(node)
+        if configured is None:
+            continue
+        rtt = float(group["rtt_ms"].median())
+        entries.append({"client": str(client), "service": str(service),
+                        "family": str(family), "node": str(node),
+                        "probes": len(group), "rtt_ms": round(rtt, 3),
+                        "expected_rtt_ms": configured,
+                        "error_ms": round(rtt - float(configured), 3)})
+    errors = [entry["error_ms"] for entry in entries]
+    return {"paths": entries,
+            "median_error_ms": round(float(pd.Series(errors).median()), 3) if errors else None,
+            "max_abs_error_ms": max((abs(e) for e in errors), default=None)}
 
 
 def _number(event: Event, key: str) -> float:
@@ -106,6 +165,18 @@ def instrument_problems(section: Mapping[str, Any]) -> list[str]:
     if backlog > LIMITS["backlog_drops"]:
         problems.append(f"the kernel dropped {backlog} packets from its full receive backlog "
                         "(softirq processing fell behind)")
+    targets = section.get("fault_targets") or []
+    pods = {pod: count for pod, count in (section.get("pod_rcvbuf_errors") or {}).items()
+            if not any(pod == t or pod.startswith(f"{t}-") for t in targets)}
+    if sum(pods.values()) > LIMITS["pod_rcvbuf_errors"]:
+        where = ", ".join(f"{pod} {count}" for pod, count in sorted(pods.items()))
+        problems.append(f"requests dropped for lack of socket buffer in pods no fault "
+                        f"touched ({where}): their servers could not keep up")
+    flaps = section.get("sessions_down_before_fault") or []
+    if len(flaps) > LIMITS["sessions_down_before_fault"]:
+        shown = ", ".join(flaps[:6]) + (f" and {len(flaps) - 6} more" if len(flaps) > 6 else "")
+        problems.append(f"{len(flaps)} BGP/BFD sessions went down before any fault ({shown}): "
+                        "the routers' daemons did not keep their timers")
     drops = section.get("client_rcvbuf_errors") or {}
     if sum(drops.values()) > LIMITS["client_rcvbuf_errors"]:
         where = ", ".join(f"{node} {count}" for node, count in sorted(drops.items()))
@@ -114,4 +185,4 @@ def instrument_problems(section: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-__all__ = ["LIMITS", "instrument_problems", "instrument_section"]
+__all__ = ["LIMITS", "delay_fidelity", "instrument_problems", "instrument_section"]

@@ -160,7 +160,7 @@ def summarize_trial(trial: int, events: Sequence[Event], probes: pd.DataFrame,
                   prefixes=prefixes)
     return {"trial": trial, "complete": recorded_end if complete is None else complete,
             "events": [_event_summary(w, data) for w in event_windows(own, trial, end)],
-            "instrument": instrument_section(own, trial)}
+            "instrument": instrument_section(own, trial, probes)}
 
 
 def summarize_run(*, scenario: str, complete: bool, probes: pd.DataFrame, routes: pd.DataFrame,
