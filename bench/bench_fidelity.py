@@ -85,10 +85,13 @@ def reset_compensation(lab: str) -> None:
     state, plan = opened(lab)
     driver = labs.backend_for(state).impairment_driver(state)
     assert isinstance(driver, UserspaceDriver)
-    for client in plan.nodes_with_role(Role.CLIENT):
-        link = access_link(plan, client.name)
-        if link is not None and link.impairment.delay_ms > 0:
-            driver.compensate(link.id, 0.0)
+    try:
+        for client in plan.nodes_with_role(Role.CLIENT):
+            link = access_link(plan, client.name)
+            if link is not None and link.impairment.delay_ms > 0:
+                driver.compensate(link.id, 0.0)
+    finally:
+        driver.detach()
 
 
 def played(scenario: Path, lab: str, runs: Path) -> dict[str, Any]:

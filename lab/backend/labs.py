@@ -97,13 +97,16 @@ def calibrate_delays_of(backend: Backend, state: LabState, plan: LabPlan,
     if not any(r.kind == "emulator" for r in state.processes):
         return None
     driver = backend.impairment_driver(state)
-    if not isinstance(driver, UserspaceDriver):
-        return None
-    progress("calibrating the emulated delays")
-    return calibrate_delays(
-        plan, driver,
-        lambda client: lambda argv, log: backend.spawn(state, client, "prober", argv, log),
-        state.directory / "calibration")
+    try:
+        if not isinstance(driver, UserspaceDriver):
+            return None
+        progress("calibrating the emulated delays")
+        return calibrate_delays(
+            plan, driver,
+            lambda client: lambda argv, log: backend.spawn(state, client, "prober", argv, log),
+            state.directory / "calibration")
+    finally:
+        driver.detach()  # the emulator and its links keep running
 
 
 def resolve_name(name: str | None) -> str:

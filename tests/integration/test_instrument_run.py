@@ -20,8 +20,8 @@ import pytest
 from lab.backend import labs
 from lab.backend.processes import stop_pids
 from lab.run.runner import RunOptions, run_scenario
-from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
-from tests.integration.labfixture import running_lab
+from tests.conftest import REPO, TOPOLOGIES
+from tests.integration.labfixture import require_backend, running_lab
 
 pytestmark = [pytest.mark.integration]
 SCENARIO = REPO / "tests" / "data" / "scenarios" / "mini-node-crash.yaml"
@@ -41,8 +41,7 @@ while True:
 
 @pytest.fixture(scope="module")
 def mini() -> Iterator[labs.UpResult]:
-    require_root()
-    require_tool("vtysh", "gobgpd", "nft", "nsenter", "conntrack")
+    require_backend("netns")
     with running_lab(TOPOLOGIES / "two-sites-mini.yaml", "instr") as result:
         yield result
 
