@@ -139,7 +139,7 @@ def calibrate_delays(plan: LabPlan, driver: Compensating, spawn_in: Callable[[st
     began = time.monotonic()
     chosen = list(clients) if clients is not None else [
         n.name for n in plan.nodes_with_role(Role.CLIENT)]
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)  # the lab state is root-only
     first = measure_errors(plan, spawn_in, scratch, chosen)
     corrected = corrections(plan, {c: e for c, (e, _n) in first.items()},
                             driver.compensation)
