@@ -63,9 +63,10 @@ def deploy(backend: Backend, lab: str, lab_plan: LabPlan, rendered: RenderedLab,
 
 
 def ready(backend: Backend, state: LabState, lab_plan: LabPlan, timeout_s: float,
-          progress: Progress) -> ReadyReport:
-    """Wait until every session is up, routing settled and every client answered."""
-    return backend.wait_ready(state, lab_plan, timeout_s, progress)
+          progress: Progress, when_answered: Callable[[], None] | None = None) -> ReadyReport:
+    """Wait until every session is up, routing settled and every client answered
+    (``when_answered`` runs once at that point, before BFD is necessarily up)."""
+    return backend.wait_ready(state, lab_plan, timeout_s, progress, when_answered)
 
 
 def run(options: RunOptions, progress: Progress, **kwargs: Any) -> RunResult:

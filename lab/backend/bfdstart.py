@@ -9,8 +9,15 @@ twice, about two seconds in all. Configured after Established, the registration 
 the final addresses and interface at once and BGP never flaps.
 
 Routers therefore boot from their ``frr.conf`` without the ``neighbor ... bfd profile``
-lines (``boot_config``); readiness adds them (``attach``) as sessions come up. The running
-configuration then equals ``frr.conf``, which daemons restarted later read whole.
+lines (``boot_config``); readiness adds them (``attach``) as sessions come up.
+
+The boot configuration also sets ``coalesce-time`` to ``BOOT_COALESCE_MS``: FRR holds a new
+update group's first updates for its coalesce time (1 s plus 50 ms per peer by default),
+which at start delays every router's first routes by that long, hop after hop. Once routing
+has settled, readiness restores FRR's default (``restore_coalesce``) before the lab is
+declared ready, so that sessions that come up later (a node back from a crash) wait as on a
+real router. The running configuration then equals ``frr.conf``, which daemons restarted
+later read whole.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ from lab.backend.vty import vty_commands
 from lab.errors import BackendError
 from lab.plan.model import LabPlan, SessionPlan
 from lab.render.configs import frr_daemons
+
+ROUTER_BGP = "router bgp "
+# FRR's coalesce time while the lab starts: long enough to group a router's sessions that
+# come up together, short beside the default's second
+BOOT_COALESCE_MS = 100
 
 
 @dataclass(frozen=True)
@@ -55,14 +67,38 @@ def attachments(plan: LabPlan, session: SessionPlan) -> list[BfdAttachment]:
 
 
 def boot_config(plan: LabPlan, router: str, frr_conf: str) -> str:
-    """``frr_conf`` without the router's BFD lines on BGP neighbors."""
+    """``frr_conf`` without the router's BFD lines on BGP neighbors, with the start's short
+    coalesce time in every BGP instance."""
     lines = frr_conf.split("\n")
     for item in (a for s in plan.sessions for a in attachments(plan, s) if a.router == router):
         if lines.count(item.line) != 1:
             raise BackendError(f"the configuration of {router} should hold {item.line.strip()!r}"
                                " once")
         lines.remove(item.line)
-    return "\n".join(lines)
+    booted: list[str] = []
+    for line in lines:
+        booted.append(line)
+        if line.startswith(ROUTER_BGP):
+            booted.append(f" coalesce-time {BOOT_COALESCE_MS}")
+    return "\n".join(booted)
+
+
+def bgp_instances(frr_conf: str) -> list[str]:
+    """The ``router bgp ...`` lines of a configuration."""
+    return [line for line in frr_conf.split("\n") if line.startswith(ROUTER_BGP)]
+
+
+def restore_coalesce(files: NodeFiles) -> None:
+    """FRR's default coalesce time back in every BGP instance of one router's running bgpd."""
+    session = ["enable", "configure terminal"]
+    for instance in bgp_instances(files.frr_conf.read_text(encoding="utf-8")):
+        session += [instance, f"no coalesce-time {BOOT_COALESCE_MS}", "exit"]
+    session.append("end")
+    try:
+        vty_commands(files.vty_socket("bgpd"), session)
+    except BackendError as exc:
+        raise BackendError(f"cannot restore the coalesce time in {files.directory}: {exc}"
+                           ) from exc
 
 
 def attach(files: NodeFiles, items: list[BfdAttachment]) -> None:

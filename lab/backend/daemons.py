@@ -24,6 +24,7 @@ GOBGPD = "/usr/bin/gobgpd"
 GOBGP = "/usr/bin/gobgp"
 GOBGP_API = "127.0.0.1:50051"
 VTYSH_TIMEOUT_S = 20.0
+FRR_FD_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,10 @@ def frr_daemon_argv(daemon: str, files: NodeFiles) -> list[str]:
             "-z", str(folder / "zserv.api"),
             "--vty_socket", str(folder),
             "--log", f"file:{files.log(daemon)}",
-            "-f", "/dev/null"]
+            "-f", "/dev/null",
+            # FRR sizes its event loops' tables by the fd limit (20000 here): ~1.9 MB per
+            # daemon that a node's few dozen sessions never use
+            "--limit-fds", str(FRR_FD_LIMIT)]
     if daemon == "zebra":
         argv += ["-s", "90000000"]  # netlink receive buffer for large route bursts
     if daemon == "bfdd":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,8 +129,11 @@ class FakeBackend:
         return state
 
     def wait_ready(self, state: LabState, plan: LabPlan, timeout_s: float,
-                   progress: Progress) -> ReadyReport:
+                   progress: Progress, when_answered: Callable[[], None] | None = None
+                   ) -> ReadyReport:
         self.journal.append(("wait_ready", state.lab))
+        if self.ready and when_answered is not None:
+            when_answered()
         return ReadyReport(self.ready, 0.0, len(plan.sessions))
 
     def destroy(self, lab: str, force: bool = False) -> TeardownReport:

@@ -63,7 +63,11 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
     try:
         state = pipeline.deploy(backend, lab, plan, rendered, topology_file, progress, driver)
         deployed = True
-        report = pipeline.ready(backend, state, plan, timeout_s, progress)
+        # the delays are calibrated as soon as every client is answered, while BFD comes up
+        calibration: list[Calibration | None] = []
+        report = pipeline.ready(backend, state, plan, timeout_s, progress, when_answered=(
+            (lambda: calibration.append(calibrate_delays_of(backend, state, plan, progress)))
+            if calibrate else None))
     except BaseException as exc:
         # Ctrl-C while waiting, as during the build, removes the lab. A failed deploy has
         # removed what it built; an interrupt can also land just after the deploy's own
@@ -76,8 +80,8 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
     state.phase = LabPhase.READY if report.ready else LabPhase.NOT_READY
     save_state(state)
     if report.ready:
-        calibration = calibrate_delays_of(backend, state, plan, progress) if calibrate else None
-        return UpResult(state, plan, report, backend, calibration=calibration)
+        return UpResult(state, plan, report, backend,
+                        calibration=calibration[0] if calibration else None)
     progress("not ready: keeping the evidence")
     why = f"`up` was not ready after {report.elapsed_s:.1f} s:\n{report.explain()}"
     report.evidence = backend.keep_evidence(state, plan, new_evidence_dir(lab, "not-ready"),

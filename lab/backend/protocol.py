@@ -66,7 +66,12 @@ class Backend(Protocol):
         ...
 
     def wait_ready(self, state: LabState, plan: LabPlan, timeout_s: float,
-                   progress: Progress) -> ReadyReport: ...
+                   progress: Progress, when_answered: Callable[[], None] | None = None
+                   ) -> ReadyReport:
+        """Wait until the lab is ready (lab.backend.ready); ``when_answered`` runs once, as
+        soon as routing has settled and every client is answered (BFD may still be coming
+        up)."""
+        ...
 
     def destroy(self, lab: str, force: bool = False) -> TeardownReport: ...
 

@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 POLL_INTERVAL_S = 0.1  # a round reads log files and status files: cheap
 AUTHORITY_INTERVAL_S = 5.0  # how often the daemons are asked about sessions the logs show down
 PROBE_TIMEOUT_S = 0.5  # readiness probes; a round of them lasts at most this long
-COALESCE_S = 1.0  # FRR's default update-group coalesce time (bgp coalesce-time 1000)
+# FRR's default update-group coalesce time (1 s, plus 50 ms per peer); at start the routers
+# run a shorter one (lab.backend.bfdstart)
+COALESCE_S = 1.0
 MIN_QUIET_S = 0.5  # routing counts as settled after this long without a table change
 
 
@@ -157,6 +159,8 @@ class _RoutingQuiet:
     def __init__(self, backend: Backend, state: LabState, plan: LabPlan) -> None:
         self.files = [backend.router_files(state, n.name) for n in plan.nodes
                       if "bgpd" in frr_daemons(n)]
+        self.coalesce_s = (bfdstart.BOOT_COALESCE_MS / 1000 if state.coalesce_pending
+                           else COALESCE_S)
         slowest_ms = max((link.impairment.delay_ms + link.impairment.jitter_ms
                           for link in plan.links), default=0.0)
         self.quiet_s = max(MIN_QUIET_S, 3 * slowest_ms / 1000)
@@ -180,11 +184,15 @@ class _RoutingQuiet:
         now = time.monotonic()
         if versions != self.versions:
             self.versions, self.changed_at = versions, now
-        return youngest_s >= COALESCE_S and now - self.changed_at >= self.quiet_s
+        return youngest_s >= self.coalesce_s and now - self.changed_at >= self.quiet_s
 
 
 def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: float,
-               progress: Callable[[str], None]) -> ReadyReport:
+               progress: Callable[[str], None],
+               when_answered: Callable[[], None] | None = None) -> ReadyReport:
+    """Poll until ready or ``timeout_s``; ``when_answered`` runs once when routing has
+    settled and every client is answered (the delays' calibration runs there, while BFD
+    sessions leave their one-second slow start)."""
     started = time.monotonic()
     progress = _changes_only(progress)
     watch = _SessionWatch(backend, state, plan)
@@ -209,6 +217,7 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
         report.routing_settling = (not bgp_down and not report.not_announcing
                                    and not routing.settled())
         if not bgp_down and not report.not_announcing and not report.routing_settling:
+            _restore_coalesce(backend, state)
             if routing.changed_at > answered_at:
                 good.clear()  # taken before routing last changed
             answered_at = time.monotonic()
@@ -217,6 +226,9 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
         elif report.routing_settling:
             report.answers = []  # answers count only when taken after routing settled
             progress("routing: settling")
+        if report.answers and not report.clients_failing and when_answered is not None:
+            when_answered()
+            when_answered = None
         if not bgp_down and not bfd_down and report.answers and not report.clients_failing:
             report.ready = True
             break
@@ -280,4 +292,16 @@ def _switch_bfd_on(backend: Backend, state: LabState, plan: LabPlan,
                                                  per_router[r]), sorted(per_router)))
     done = {s.id for s in due}
     state.bfd_pending = [s for s in state.bfd_pending if s not in done]
+    save_state(state)
+
+
+def _restore_coalesce(backend: Backend, state: LabState) -> None:
+    """FRR's default coalesce time back on the routers that started with a short one, once
+    routing has settled (lab.backend.bfdstart)."""
+    if not state.coalesce_pending:
+        return
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda r: bfdstart.restore_coalesce(backend.router_files(state, r)),
+                      state.coalesce_pending))
+    state.coalesce_pending = []
     save_state(state)

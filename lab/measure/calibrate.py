@@ -27,7 +27,12 @@ from lab.measure.probe.udp import ProbeTarget, probes_frame, start_udp_prober
 from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role, family_of
 from lab.plan.paths import expected_rtts
 
-MEASURE_MS = 300  # per round: ~300 probes per client at 1 ms
+MEASURE_MS = 200  # per round: ~200 probes per client and VIP at 1 ms
+# after the last probe, answers are waited for twice the round trip to the client's nearest
+# node plus this margin; answers from farther nodes may miss the end (the median is over
+# the answered probes)
+DRAIN_MARGIN_MS = 20
+POLL_S = 0.01
 # one flow per VIP, as scenarios probe by default: many flows at 1 ms from every client at
 # once are more than a 2-core machine forwards without queueing (the error grows to 25 ms)
 FLOWS = 1
@@ -91,10 +96,11 @@ def measure_errors(plan: LabPlan, spawn_in: Callable[[str], Spawn], scratch: Pat
             out = scratch / f"calibrate-{client}.txt"
             started.append((client, out, start_udp_prober(
                 spawn_in(client), client, targets, interval_ms, FLOWS, out,
-                scratch / f"calibrate-{client}.log", duration_ms=duration_ms)))
+                scratch / f"calibrate-{client}.log", duration_ms=duration_ms,
+                drain_ms=round(2 * min(expected[client].values(), default=0.0)) + DRAIN_MARGIN_MS)))
         deadline = time.monotonic() + duration_ms / 1000 + EXIT_GRACE_S
         while any(is_alive(p) for _c, _o, p in started) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(POLL_S)
     finally:
         stop_pids([p.pid for _c, _o, p in started], grace_s=1.0)
     errors: dict[str, tuple[float, int]] = {}

@@ -6,7 +6,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,11 @@ class NetnsBackend:
         return deploy(self, lab, plan, rendered, topology_file, progress, driver_kind)
 
     def wait_ready(self, state: LabState, plan: LabPlan, timeout_s: float,
-                   progress: Progress) -> ReadyReport:
+                   progress: Progress, when_answered: Callable[[], None] | None = None
+                   ) -> ReadyReport:
         from lab.backend.ready import wait_ready
 
-        return wait_ready(self, state, plan, timeout_s, progress)
+        return wait_ready(self, state, plan, timeout_s, progress, when_answered)
 
     def destroy(self, lab: str, force: bool = False) -> TeardownReport:
         from lab.backend.netns.teardown import destroy

@@ -103,12 +103,12 @@ def prober_argv(binary: Path, targets: Sequence[ProbeTarget], interval_ms: float
 def start_udp_prober(spawn: Spawn, client: str, targets: list[ProbeTarget],
                      interval_ms: float, flows: int, out: Path, log: Path, *,
                      duration_ms: int | None = None, rt_priority: int = DEFAULT_RT_PRIORITY,
-                     binary: Path | None = None) -> ProcessRecord:
+                     binary: Path | None = None, drain_ms: int | None = None) -> ProcessRecord:
     """Start the prober of ``client`` with ``spawn`` (which runs it in the client), building
     it if needed. It writes ``out`` until SIGTERM (or ``duration_ms``); stop it with
     ``stop_pids``."""
     argv = prober_argv(binary or ensure_prober_built(), targets, interval_ms, flows, out,
-                       duration_ms=duration_ms, rt_priority=rt_priority)
+                       duration_ms=duration_ms, rt_priority=rt_priority, drain_ms=drain_ms)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         return spawn(argv, log)
