@@ -217,7 +217,7 @@ def write_files(state: LabState, plan: LabPlan, rendered: RenderedLab) -> None:
                               bfdstart.boot_config(plan, node_name, text))
             write_atomic(folder / name, text)
     state.bfd_pending = [s.id for s in plan.sessions if bfdstart.attachments(plan, s)]
-    state.coalesce_pending = [n.name for n in plan.nodes if "bgpd" in frr_daemons(n)]
+    state.boot_pending = [n.name for n in plan.nodes if "bgpd" in frr_daemons(n)]
     for node in plan.nodes_with_role(Role.K8S_NODE):
         spec = agent_spec(state.lab, state.directory, plan, node)
         write_atomic(node_dir(state.directory, node.name) / "agent.json", json.dumps(spec))

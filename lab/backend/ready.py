@@ -44,6 +44,9 @@ PROBE_TIMEOUT_S = 0.5  # readiness probes; a round of them lasts at most this lo
 # FRR's default update-group coalesce time (1 s, plus 50 ms per peer); at start the routers
 # run a shorter one (lab.backend.bfdstart)
 COALESCE_S = 1.0
+# bgpd's BFD registration reaches bfdd (through zebra) within milliseconds; the static peers
+# of the boot configuration go only this long after the last one was attached
+REGISTERED_S = 0.3
 MIN_QUIET_S = 0.5  # routing counts as settled after this long without a table change
 
 
@@ -159,7 +162,7 @@ class _RoutingQuiet:
     def __init__(self, backend: Backend, state: LabState, plan: LabPlan) -> None:
         self.files = [backend.router_files(state, n.name) for n in plan.nodes
                       if "bgpd" in frr_daemons(n)]
-        self.coalesce_s = (bfdstart.BOOT_COALESCE_MS / 1000 if state.coalesce_pending
+        self.coalesce_s = (bfdstart.BOOT_COALESCE_MS / 1000 if state.boot_pending
                            else COALESCE_S)
         slowest_ms = max((link.impairment.delay_ms + link.impairment.jitter_ms
                           for link in plan.links), default=0.0)
@@ -199,7 +202,7 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
     routing = _RoutingQuiet(backend, state, plan)
     report = ReadyReport(False, 0.0, len(plan.sessions))
     good: dict[tuple[str, str, str], ClientAnswer] = {}
-    answered_at = 0.0
+    answered_at = attached_at = 0.0
     while True:
         _, report.dead = daemons_alive(state)
         if report.dead:
@@ -208,7 +211,8 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
         bgp_down = [s for s in plan.sessions if not watch.bgp_up(s)]
         progress(f"BGP sessions established: {len(plan.sessions) - len(bgp_down)}"
                  f"/{len(plan.sessions)}")
-        _switch_bfd_on(backend, state, plan, {s.id for s in bgp_down})
+        if _switch_bfd_on(backend, state, plan, {s.id for s in bgp_down}):
+            attached_at = time.monotonic()
         bfd_all = [s for s in plan.sessions if s.timers.bfd is not None]
         bfd_down = [s for s in bfd_all if not watch.bfd_up(s)]
         if not bgp_down and bfd_all:
@@ -217,7 +221,8 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
         report.routing_settling = (not bgp_down and not report.not_announcing
                                    and not routing.settled())
         if not bgp_down and not report.not_announcing and not report.routing_settling:
-            _restore_coalesce(backend, state)
+            if not state.bfd_pending and time.monotonic() - attached_at >= REGISTERED_S:
+                _finish_start(backend, state, plan)
             if routing.changed_at > answered_at:
                 good.clear()  # taken before routing last changed
             answered_at = time.monotonic()
@@ -229,7 +234,8 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
         if report.answers and not report.clients_failing and when_answered is not None:
             when_answered()
             when_answered = None
-        if not bgp_down and not bfd_down and report.answers and not report.clients_failing:
+        if (not bgp_down and not bfd_down and not state.boot_pending and report.answers
+                and not report.clients_failing):
             report.ready = True
             break
         if time.monotonic() - started > timeout_s:
@@ -278,11 +284,12 @@ def _probe_until_answered(backend: Backend, state: LabState, plan: LabPlan,
 
 
 def _switch_bfd_on(backend: Backend, state: LabState, plan: LabPlan,
-                   not_established: set[str]) -> None:
-    """BFD on for the sessions that came up since the last poll (see lab.backend.bfdstart)."""
+                   not_established: set[str]) -> bool:
+    """BFD on for the sessions that came up since the last poll (see lab.backend.bfdstart);
+    whether there were any."""
     due = [s for s in plan.sessions if s.id in state.bfd_pending and s.id not in not_established]
     if not due:
-        return
+        return False
     per_router: dict[str, list[bfdstart.BfdAttachment]] = defaultdict(list)
     for session in due:
         for item in bfdstart.attachments(plan, session):
@@ -293,15 +300,17 @@ def _switch_bfd_on(backend: Backend, state: LabState, plan: LabPlan,
     done = {s.id for s in due}
     state.bfd_pending = [s for s in state.bfd_pending if s not in done]
     save_state(state)
+    return True
 
 
-def _restore_coalesce(backend: Backend, state: LabState) -> None:
-    """FRR's default coalesce time back on the routers that started with a short one, once
-    routing has settled (lab.backend.bfdstart)."""
-    if not state.coalesce_pending:
+def _finish_start(backend: Backend, state: LabState, plan: LabPlan) -> None:
+    """Every router from its boot configuration to its ``frr.conf`` once routing has settled
+    and every BFD session is attached (lab.backend.bfdstart)."""
+    if not state.boot_pending:
         return
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda r: bfdstart.restore_coalesce(backend.router_files(state, r)),
-                      state.coalesce_pending))
-    state.coalesce_pending = []
+        list(pool.map(lambda r: bfdstart.finish_start(
+            backend.router_files(state, r), bfdstart.router_attachments(plan, r)),
+            state.boot_pending))
+    state.boot_pending = []
     save_state(state)

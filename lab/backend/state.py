@@ -52,8 +52,8 @@ class LabState:
     processes: list[ProcessRecord] = field(default_factory=list)
     # sessions whose BFD readiness still has to switch on (lab.backend.bfdstart)
     bfd_pending: list[str] = field(default_factory=list)
-    # routers still at the start's coalesce time (lab.backend.bfdstart)
-    coalesce_pending: list[str] = field(default_factory=list)
+    # routers still running their boot configuration (lab.backend.bfdstart)
+    boot_pending: list[str] = field(default_factory=list)
 
     @property
     def directory(self) -> Path:

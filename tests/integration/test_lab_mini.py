@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -55,10 +56,12 @@ def test_all_sessions_established(mini: labs.UpResult) -> None:
 def test_start_has_no_bgp_reset_and_bfd_runs_on_every_session(mini: labs.UpResult) -> None:
     """BFD is switched on per session once BGP is Established (lab.backend.bfdstart): no
     session went down during the start, every BFD session is up, and each bgpd runs the BFD
-    lines of its frr.conf."""
+    lines of its frr.conf; what only the start needs (static bfdd peers, a short coalesce
+    time) is gone."""
     bfd = bfd_states(mini.backend, mini.state, mini.plan, list(mini.plan.sessions))
     assert bfd and all(s.state == "up" for s in bfd), bfd
     assert load_state(mini.state.lab).bfd_pending == []
+    assert load_state(mini.state.lab).boot_pending == []
     for router in {a.router for s in mini.plan.sessions for a in attachments(mini.plan, s)}:
         files = NodeFiles(node_dir(mini.state.directory, router))
         log = files.log("frr").read_text()
@@ -70,6 +73,12 @@ def test_start_has_no_bgp_reset_and_bfd_runs_on_every_session(mini: labs.UpResul
                   if a.router == router}
         assert wanted <= {line.strip() for line in running.splitlines()}
         assert wanted <= {line.strip() for line in files.frr_conf.read_text().splitlines()}
+        assert "coalesce-time" not in running
+        bfdd = vty_commands(files.vty_socket("bfdd"), ["enable", "show running-config"])[1]
+        assert " peer " not in bfdd, bfdd
+        peers = json.loads(vty_commands(files.vty_socket("bfdd"),
+                                        ["enable", "show bfd peers json"])[1])
+        assert peers and all(p["status"] == "up" for p in peers), peers
 
 
 def test_each_client_lands_on_its_nearest_site(mini: labs.UpResult) -> None:

@@ -1,5 +1,6 @@
 """lab.backend.bfdstart on the two-sites-mini plan: which session ends get BFD lines, the
-boot configuration without them, the vty session that adds them, and bfdd's peer states."""
+boot configuration without them (with them as static bfdd peers, and a short coalesce
+time), the vty sessions that add them and that finish the start, and bfdd's peer states."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 
 from lab import pipeline
 from lab.backend.bfdstart import (
+    BOOT_COALESCE_MS,
     BfdAttachment,
     attach,
     attachments,
     bfd_peer_states,
     boot_config,
+    finish_start,
+    router_attachments,
 )
 from lab.backend.daemons import NodeFiles
 from lab.errors import BackendError
@@ -53,10 +57,11 @@ def test_one_attachment_per_bgpd_end(mini: tuple[LabPlan, RenderedLab]) -> None:
         ends = [e for e in (session.a, session.b) if "bgpd" in frr_daemons(plan.node(e))]
         assert [a.router for a in found] == ends
         for item in found:
-            _, asn, _, _, peer, _ = session.side(item.router)
+            local, asn, ifname, _, peer, _ = session.side(item.router)
             assert item == BfdAttachment(session.id, item.router, asn, str(peer),
-                                         session.timers.bfd.profile)
+                                         session.timers.bfd.profile, str(local), ifname)
             assert item.line == f" neighbor {peer} bfd profile {session.timers.bfd.profile}"
+            assert item.static_peer == f" peer {peer} local-address {local} interface {ifname}"
     by_id = {s.id: s for s in plan.sessions}
     gobgp = attachments(plan, by_id["alpha-l1--alpha-k8s-n1"])
     frr = attachments(plan, by_id["beta-l1--beta-k8s-n1"])
@@ -71,18 +76,35 @@ def test_no_attachment_without_bfd(mini: tuple[LabPlan, RenderedLab]) -> None:
         assert attachments(plan, plain) == []
 
 
+def start_only(plan: LabPlan, router: str) -> list[str]:
+    """What the boot configuration adds: the static bfdd peers, the short coalesce time."""
+    items = router_attachments(plan, router)
+    block = ["bfd"]
+    for item in items:
+        block += [item.static_peer, f"  profile {item.profile}", " exit"]
+    return [*block, "exit"] if items else []
+
+
 def test_boot_config_drops_only_the_bfd_lines(mini: tuple[LabPlan, RenderedLab]) -> None:
     plan, rendered = mini
+    coalesce = f" coalesce-time {BOOT_COALESCE_MS}"
     for router in rendered.files:
         text = frr_conf(rendered, router)
         expected = router_lines(plan, router)
-        booted = boot_config(plan, router, text)
-        assert set(text.split("\n")) - set(booted.split("\n")) == expected
-        assert booted.split("\n") == [ln for ln in text.split("\n") if ln not in expected]
+        booted = boot_config(plan, router, text).split("\n")
+        kept = [ln for ln in text.split("\n") if ln not in expected]
+        # a short coalesce time right after each `router bgp`, the static peers before `end`
+        added = start_only(plan, router)
+        without = [ln for ln in booted if ln != coalesce]
+        assert without == [*kept[:kept.index("end")], *added, *kept[kept.index("end"):]]
+        instances = [i for i, ln in enumerate(booted) if ln.startswith("router bgp ")]
+        assert [booted[i + 1] for i in instances] == [coalesce] * len(instances)
+        assert booted.count(coalesce) == len(instances)
         if "bgpd" in frr_daemons(plan.node(router)):
-            assert expected
+            assert expected and instances
+            assert len(added) == 2 + 3 * len(expected)
         else:
-            assert booted == text
+            assert booted == text.split("\n")
 
 
 def test_boot_config_needs_each_line_once(mini: tuple[LabPlan, RenderedLab]) -> None:
@@ -112,9 +134,9 @@ def test_attach_sends_one_session(mini: tuple[LabPlan, RenderedLab], files: Node
 
 
 def test_attach_groups_by_asn(files: NodeFiles) -> None:
-    items = [BfdAttachment("s1", "r", 65001, "10.0.0.1", "p1"),
-             BfdAttachment("s2", "r", 65002, "10.0.0.3", "p2"),
-             BfdAttachment("s3", "r", 65001, "10.0.0.5", "p1")]
+    items = [BfdAttachment("s1", "r", 65001, "10.0.0.1", "p1", "10.0.0.0", "a"),
+             BfdAttachment("s2", "r", 65002, "10.0.0.3", "p2", "10.0.0.2", "b"),
+             BfdAttachment("s3", "r", 65001, "10.0.0.5", "p1", "10.0.0.4", "c")]
     with FakeVty(files.directory / "bgpd.vty") as vty:
         attach(files, items)
     assert vty.commands == [
@@ -124,13 +146,47 @@ def test_attach_groups_by_asn(files: NodeFiles) -> None:
 
 
 def test_attach_failure_names_the_router(files: NodeFiles) -> None:
-    item = BfdAttachment("s1", "r", 65001, "10.0.0.1", "nope")
+    item = BfdAttachment("s1", "r", 65001, "10.0.0.1", "nope", "10.0.0.0", "a")
     reply = Reply("% Profile not found\n", 13)
     expected = re.escape(f"cannot switch BFD on in {files.directory}: bgpd.vty:")
     with FakeVty(files.vty_socket("bgpd"), {item.line.strip(): reply}) as vty, \
             pytest.raises(BackendError, match=expected):
         attach(files, [item])
     assert vty.commands[-1] == "neighbor 10.0.0.1 bfd profile nope"
+
+
+def test_finish_start_restores_coalesce_and_drops_static_peers(
+        mini: tuple[LabPlan, RenderedLab], files: NodeFiles) -> None:
+    plan, rendered = mini
+    files.frr_conf.write_text(frr_conf(rendered, "alpha-l1"))
+    items = router_attachments(plan, "alpha-l1")
+    assert len(items) == 2
+    with FakeVty(files.vty_socket("bgpd")) as bgpd, FakeVty(files.vty_socket("bfdd")) as bfdd:
+        finish_start(files, items)
+    assert bgpd.commands == ["enable", "configure terminal", "router bgp 4200001001",
+                             f"no coalesce-time {BOOT_COALESCE_MS}", "exit", "end"]
+    assert bfdd.commands == ["enable", "configure terminal", "bfd",
+                             *(f"no {item.static_peer.strip()}" for item in items), "exit", "end"]
+
+
+def test_finish_start_without_bfd_leaves_bfdd_alone(mini: tuple[LabPlan, RenderedLab],
+                                                    files: NodeFiles) -> None:
+    _, rendered = mini
+    files.frr_conf.write_text(frr_conf(rendered, "alpha-l1"))
+    with FakeVty(files.vty_socket("bgpd")) as bgpd:
+        finish_start(files, [])
+    assert bgpd.commands[2:4] == ["router bgp 4200001001", f"no coalesce-time {BOOT_COALESCE_MS}"]
+
+
+def test_finish_start_failure_names_the_router(mini: tuple[LabPlan, RenderedLab],
+                                               files: NodeFiles) -> None:
+    _, rendered = mini
+    files.frr_conf.write_text(frr_conf(rendered, "alpha-l1"))
+    reply = Reply("% Unknown command\n", 13)
+    command = f"no coalesce-time {BOOT_COALESCE_MS}"
+    with FakeVty(files.vty_socket("bgpd"), {command: reply}), \
+            pytest.raises(BackendError, match=re.escape(f"finish the start of {files.directory}")):
+        finish_start(files, [])
 
 
 def test_bfd_peer_states(files: NodeFiles) -> None:
