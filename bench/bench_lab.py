@@ -1,21 +1,26 @@
 """Lab up/down figures: medians over repeats, stage times, memory per router.
 
-    sudo .venv/bin/python bench/bench_lab.py [--topology FILE] [--repeats 5]
+    sudo .venv/bin/python bench/bench_lab.py [--topology FILE] [--repeats 5] [--no-loaded]
 
-Prints JSON (and writes it with --out). Each repeat brings the lab up until ready, records
-when each stage began, the memory of the processes, then takes it down. Run it on a quiet
-machine: the figures are wall-clock times on two shared cores.
+Prints JSON (and writes it with --out). Each repeat brings the lab up until ready (its
+delays calibrated, as `anylab up` does), records when each stage began, the memory of the
+processes, then takes it down. Each repeat also has a loaded round, side by side with the
+quiet one (their order alternates): the same while another process keeps one of the two
+cores busy (``lab_up_loaded_s``). Run it on an otherwise quiet machine: the figures are
+wall-clock times on two shared cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,19 +100,42 @@ def one_round(topology: Path, name: str, backend: str = DEFAULT_BACKEND) -> dict
             "processes": len(result.state.processes)}
 
 
+@contextlib.contextmanager
+def busy_core() -> Iterator[None]:
+    """Another process spinning on one core for the duration (ended by its PID)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # it is spinning before the round starts
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 def _median(rounds: list[dict[str, Any]], key: str, digits: int) -> float:
     return round(statistics.median(float(r[key]) for r in rounds), digits)
 
 
-def measure(topology: Path, repeats: int, name: str) -> dict[str, Any]:
-    """Medians over ``repeats`` up/down rounds of lab ``name`` (removed even on failure)."""
+def measure(topology: Path, repeats: int, name: str, loaded: bool = True) -> dict[str, Any]:
+    """Medians over ``repeats`` up/down rounds of lab ``name`` (removed even on failure),
+    and as many with a busy core beside them (``loaded``), interleaved."""
     rounds: list[dict[str, Any]] = []
+    busy: list[dict[str, Any]] = []
     try:
-        for _ in range(repeats):
+        for repeat in range(repeats):
+            if loaded and repeat % 2:
+                with busy_core():
+                    busy.append(one_round(topology, name))
             rounds.append(one_round(topology, name))
+            if loaded and not repeat % 2:
+                with busy_core():
+                    busy.append(one_round(topology, name))
     finally:
         labs.down(name, force=True)
+    loaded_figures = {"lab_up_loaded_s": _median(busy, "up_s", 2),
+                      "loaded_rounds": busy} if busy else {}
     return {
+        **loaded_figures,
         "topology": topology.name, "repeats": repeats,
         "lab_up_s": _median(rounds, "up_s", 2), "lab_down_s": _median(rounds, "down_s", 2),
         "rss_mb_per_router": _median(rounds, "rss_mb_per_router", 1),
@@ -126,8 +154,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--name", default="bench-up")
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--no-loaded", action="store_true",
+                        help="skip the rounds with a busy core")
     args = parser.parse_args()
-    figures = measure(Path(args.topology), args.repeats, args.name)
+    figures = measure(Path(args.topology), args.repeats, args.name, not args.no_loaded)
     text = json.dumps(figures, indent=1)
     print(text)
     if args.out:

@@ -46,7 +46,7 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
               ("mininet_build_s", "s", ""), ("mininet_teardown_s", "s", "")],
     "netns-scale": [("scale_netns_build_s", "s", ""), ("scale_netns_teardown_s", "s", ""),
                     ("scale_mininet_build_s", "s", ""), ("scale_mininet_teardown_s", "s", "")],
-    "up": [("lab_up_s", "s", ""), ("lab_down_s", "s", ""),
+    "up": [("lab_up_s", "s", "<= 5"), ("lab_up_loaded_s", "s", "<= 8"), ("lab_down_s", "s", ""),
            ("ref_rss_mb_per_router", "MB", ""), ("ref_pss_mb_per_router", "MB", "")],
     "clab": [("clab_up_s", "s", ""), ("clab_down_s", "s", ""),
              ("clab_rss_mb_per_router", "MB", ""), ("clab_up_ratio", "", "<= 3")],
