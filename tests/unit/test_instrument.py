@@ -226,3 +226,16 @@ def test_sessions_that_go_down_before_any_fault_make_the_trial_invalid() -> None
     assert before["problems"] == ["2 BGP/BFD sessions went down before any fault "
                                   "(ams-s1-eu-west, sin-l4-sin-s1): the routers' daemons did "
                                   "not keep their timers"]
+
+
+def test_a_delay_error_beyond_the_limit_makes_the_trial_invalid() -> None:
+    def section(errors: list[float]) -> dict[str, Any]:
+        paths = [{"client": f"c{i}", "node": f"n{i}", "error_ms": e} for i, e in enumerate(errors)]
+        return {"delay": {"paths": paths, "max_abs_error_ms": max(abs(e) for e in errors)}}
+
+    assert instrument_problems(section([0.3, -LIMITS["delay_error_ms"]])) == []
+    (problem,) = instrument_problems(section([0.3, -147.07, 12.0]))
+    assert problem.startswith("round trips before the fault were up to 147.1 ms off the "
+                              "configured ones (c1 -> n1) (limit 5 ms)")
+    assert instrument_problems({"delay": None}) == []
+    assert instrument_problems({"delay": {"paths": [], "max_abs_error_ms": None}}) == []

@@ -45,6 +45,10 @@ LIMITS = {
     # BGP or BFD sessions that went down before the trial's first fault (no fault explains
     # them: the routers' daemons did not get to run)
     "sessions_down_before_fault": 0,
+    # the largest |median RTT - configured RTT| of a path before the first fault, ms: a
+    # quiet or moderately loaded machine stays within 1 ms; an overloaded one queued
+    # packets for 10-150 ms (docs/benchmarks.md, "fidelity")
+    "delay_error_ms": 5.0,
 }
 
 
@@ -177,6 +181,14 @@ def instrument_problems(section: Mapping[str, Any]) -> list[str]:
         shown = ", ".join(flaps[:6]) + (f" and {len(flaps) - 6} more" if len(flaps) > 6 else "")
         problems.append(f"{len(flaps)} BGP/BFD sessions went down before any fault ({shown}): "
                         "the routers' daemons did not keep their timers")
+    delay = section.get("delay") or {}
+    worst = delay.get("max_abs_error_ms")
+    if worst is not None and worst > LIMITS["delay_error_ms"]:
+        path = max(delay.get("paths") or [{}], key=lambda p: abs(p.get("error_ms", 0.0)))
+        where = f" ({path['client']} -> {path['node']})" if "node" in path else ""
+        problems.append(f"round trips before the fault were up to {worst:.1f} ms off the "
+                        f"configured ones{where} (limit {LIMITS['delay_error_ms']:.0f} ms): "
+                        "the machine queued the lab's packets")
     drops = section.get("client_rcvbuf_errors") or {}
     if sum(drops.values()) > LIMITS["client_rcvbuf_errors"]:
         where = ", ".join(f"{node} {count}" for node, count in sorted(drops.items()))
