@@ -17,7 +17,7 @@ import pytest
 from lab.backend import labs
 from lab.cli.main import EXIT_BUDGET, EXIT_OK
 from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
-from tests.integration.labfixture import running_lab
+from tests.integration.labfixture import run_until_measured, running_lab
 
 pytestmark = [pytest.mark.integration]
 SCENARIO = REPO / "tests" / "data" / "scenarios" / "mini-node-crash.yaml"
@@ -33,18 +33,28 @@ def mini() -> Iterator[labs.UpResult]:
 
 def _run(mini: labs.UpResult, tmp_path: Path, bound: str) -> tuple[int, dict[str, object],
                                                                  ET.Element]:
+    """The run's exit code, summary and JUnit file; run again when the machine lagged (a
+    run the instrument marks invalid has no verdicts to check)."""
     text = SCENARIO.read_text().replace("topology: topologies/",
                                         f"topology: {TOPOLOGIES}/")
     scenario = tmp_path / "budget.yaml"
     budget = f'  - {{fault: node-crash, outage_ms: {{max: "{bound}"}}}}\n'
     scenario.write_text(f"{text}expect:\n{budget}")
-    junit = tmp_path / "junit.xml"
-    result = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "run", str(scenario), "--name", mini.state.lab,
-         "--runs", str(tmp_path / "runs"), "--json", "--junit", str(junit)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-        timeout=300, check=False)
-    return result.returncode, json.loads(result.stdout), ET.parse(junit).getroot()
+    outcomes: list[tuple[int, dict[str, object], ET.Element]] = []
+
+    def attempt(number: int) -> dict[str, object]:
+        junit = tmp_path / f"junit-{number}.xml"
+        result = subprocess.run(
+            [sys.executable, "-m", "lab.cli", "run", str(scenario), "--name", mini.state.lab,
+             "--runs", str(tmp_path / f"runs-{number}"), "--json", "--junit", str(junit)],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+            timeout=300, check=False)
+        outcomes.append((result.returncode, json.loads(result.stdout),
+                         ET.parse(junit).getroot()))
+        return outcomes[-1][1]
+
+    run_until_measured(attempt)
+    return outcomes[-1]
 
 
 def test_a_budget_the_run_cannot_keep_fails_it(mini: labs.UpResult, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from lab.backend.processes import stop_pids
 from lab.measure.calibrate import MEASURE_MS
 from lab.run.runner import RunOptions, run_scenario
 from tests.conftest import REPO, TOPOLOGIES
-from tests.integration.labfixture import require_backend, running_lab
+from tests.integration.labfixture import require_backend, run_until_measured, running_lab
 
 pytestmark = [pytest.mark.integration]
 SCENARIO = REPO / "tests" / "data" / "scenarios" / "mini-node-crash.yaml"
@@ -87,10 +87,19 @@ def _run(mini: labs.UpResult, tmp_path: Path) -> dict[str, Any]:
 
 def test_a_quiet_run_is_valid_and_shows_its_instrument(mini: labs.UpResult,
                                                       tmp_path: Path) -> None:
-    summary = _run(mini, tmp_path)
+    # a hypervisor that steals a quarter of the CPU makes the probers skip slots: that run
+    # is rightly invalid, and says nothing of a quiet machine
+    folders: list[Path] = []
+
+    def attempt(number: int) -> dict[str, Any]:
+        folders.append(tmp_path / f"attempt-{number}")
+        folders[-1].mkdir()
+        return _run(mini, folders[-1])
+
+    summary = run_until_measured(attempt)
     (trial,) = summary["trials"]
     assert trial["valid"] is True, trial["warnings"]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = (folders[-1] / "runs").iterdir()
     calibration = json.loads((run_dir / "run.json").read_text())["delay_calibration"]
     assert {c["client"] for c in calibration["clients"]} == {"east-c1", "west-c1"}
     instrument = trial["instrument"]
