@@ -123,13 +123,13 @@ def measure(topology: Path, repeats: int, name: str, loaded: bool = True) -> dic
     busy: list[dict[str, Any]] = []
     try:
         for repeat in range(repeats):
-            if loaded and repeat % 2:
-                with busy_core():
-                    busy.append(one_round(topology, name))
-            rounds.append(one_round(topology, name))
-            if loaded and not repeat % 2:
-                with busy_core():
-                    busy.append(one_round(topology, name))
+            kinds = (False, True) if loaded else (False,)
+            for with_busy_core in kinds if repeat % 2 == 0 else reversed(kinds):
+                if with_busy_core:
+                    with busy_core():
+                        busy.append(one_round(topology, name))
+                else:
+                    rounds.append(one_round(topology, name))
     finally:
         labs.down(name, force=True)
     loaded_figures = {"lab_up_loaded_s": _median(busy, "up_s", 2),
