@@ -21,7 +21,7 @@ from lab.atomicfile import write_atomic
 from lab.backend import bfdstart, daemons
 from lab.backend.daemons import NodeFiles
 from lab.backend.evidence import new_evidence_dir
-from lab.backend.names import lab_dir
+from lab.backend.names import lab_dir, tag_environment
 from lab.backend.netns.netspec import NetworkSpec, build_network_spec
 from lab.backend.processes import start_ticks
 from lab.backend.runtime_specs import agent_spec, node_dir, pod_dir, server_spec
@@ -166,8 +166,11 @@ class NetworkWorker:
         write_atomic(spec_path, json.dumps(spec.to_dict()))
         self.progress = state.directory / NETWORK_PROGRESS
         write_atomic(self.progress, "")
+        # tagged like every process of the lab: an `up` killed while it works leaves it
+        # running, and `down --force` finds it by the tag
         self.worker = Background([sys.executable, "-m", "lab.backend.netns.nsworker",
-                                  str(spec_path), str(self.progress)])
+                                  str(spec_path), str(self.progress)],
+                                 env=tag_environment(state.lab))
         self.result_checked = False
 
     def completed(self) -> set[str] | None:

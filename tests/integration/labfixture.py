@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,23 +105,9 @@ def assert_only_planned_neighbours(result: labs.UpResult) -> None:
     assert sum(map(len, entries.values())) == links + pods
 
 
-RUN_ATTEMPTS = 3
-
-
 def machine_lagged(summary: Mapping[str, Any]) -> bool:
     """Whether a run has a trial the instrument marked invalid (lab.measure.metrics.instrument:
     the machine, e.g. a hypervisor stealing a quarter of the CPU, made the probers skip slots):
     such a run says nothing about what a test checks of the lab."""
     return any(t.get("valid") is False and (t.get("instrument") or {}).get("problems")
                for t in summary.get("trials") or [])
-
-
-def run_until_measured(run: Callable[[int], Mapping[str, Any]]) -> Mapping[str, Any]:
-    """``run(attempt)``'s summary, run again (up to ``RUN_ATTEMPTS`` in all) while the machine
-    lagged; the last summary otherwise."""
-    summary: Mapping[str, Any] = {}
-    for attempt in range(RUN_ATTEMPTS):
-        summary = run(attempt)
-        if not machine_lagged(summary):
-            break
-    return summary

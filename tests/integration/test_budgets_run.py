@@ -17,7 +17,8 @@ import pytest
 from lab.backend import labs
 from lab.cli.main import EXIT_BUDGET, EXIT_OK
 from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
-from tests.integration.labfixture import run_until_measured, running_lab
+from tests.integration.labfixture import machine_lagged, running_lab
+from tests.integration.quiet import on_a_quiet_machine
 
 pytestmark = [pytest.mark.integration]
 SCENARIO = REPO / "tests" / "data" / "scenarios" / "mini-node-crash.yaml"
@@ -51,9 +52,10 @@ def _run(mini: labs.UpResult, tmp_path: Path, bound: str) -> tuple[int, dict[str
             timeout=300, check=False)
         outcomes.append((result.returncode, json.loads(result.stdout),
                          ET.parse(junit).getroot()))
+        assert not machine_lagged(outcomes[-1][1]), outcomes[-1][1]["trials"]
         return outcomes[-1][1]
 
-    run_until_measured(attempt)
+    on_a_quiet_machine(attempt)
     return outcomes[-1]
 
 

@@ -4,6 +4,7 @@ prefix) and state directory. Idempotent; ``force`` works without a readable stat
 from __future__ import annotations
 
 import shutil
+import time
 
 from lab.backend.names import lab_dir
 from lab.backend.netns.names import lab_namespaces
@@ -14,6 +15,9 @@ from lab.errors import BackendError, CommandError
 from lab.proc import run
 
 STOP_GRACE_S = 0.3
+# passes over what is left, for what an interrupted `up` was still making
+PASSES = 3
+RETRY_S = 0.2
 
 
 def destroy(lab: str, force: bool = False) -> TeardownReport:
@@ -24,12 +28,24 @@ def destroy(lab: str, force: bool = False) -> TeardownReport:
     report = TeardownReport(lab, existed=bool(directory.exists() or namespaces or pids))
     if not report.existed:
         return report
-    # A short grace: the lab is being destroyed, nothing of it needs a clean shutdown.
-    report.processes, report.killed = stop_lab_processes(lab, records, STOP_GRACE_S)
-    _remove_namespaces(namespaces)
-    report.namespaces = len(namespaces)
-    shutil.rmtree(directory, ignore_errors=True)
-    report.leftovers = _leftovers(lab)
+    removed: set[str] = set()
+    for _ in range(PASSES):
+        # A short grace: the lab is being destroyed, nothing of it needs a clean shutdown.
+        processes, killed = stop_lab_processes(lab, records, STOP_GRACE_S)
+        report.processes += processes
+        report.killed += killed
+        records = []
+        _remove_namespaces(namespaces)
+        removed |= set(namespaces)
+        shutil.rmtree(directory, ignore_errors=True)
+        report.leftovers = _leftovers(lab)
+        if not report.leftovers:
+            break
+        # something of an interrupted `up` was still at work (a process between fork and
+        # the tag check, a namespace made after the listing, a file written into the folder)
+        time.sleep(RETRY_S)
+        namespaces = lab_namespaces(lab)
+    report.namespaces = len(removed)
     return report
 
 
