@@ -18,7 +18,7 @@ SYSTEM_COMMANDS := \
 NAME ?=
 NAME_ARG := $(if $(NAME),--name $(NAME),)
 
-.PHONY: help setup containerlab-setup mininet-setup system-packages venv test test-unit test-integration lint graph clean \
+.PHONY: help setup containerlab-setup mininet-setup examples-setup system-packages venv test test-unit test-integration lint graph clean \
 	lab-up lab-down lab-status scenario report notebook demo
 
 help:
@@ -26,6 +26,7 @@ help:
 	@echo "make test              set up (both backends), then run every test (root)"
 	@echo "make containerlab-setup          Docker engine, containerlab and images (root)"
 	@echo "make mininet-setup               Debian's mininet for the Mininet backend (root)"
+	@echo "make examples-setup              NSD and dig for the example workloads (root)"
 	@echo "make test-unit         tests that need no root"
 	@echo "make lint              ruff and mypy"
 	@echo "make graph [TOPO=...]  draw a topology to build/topology.png"
@@ -74,13 +75,17 @@ containerlab-setup: setup
 mininet-setup: setup
 	$(VPY) -m lab.backend.mininet.tools
 
-test: setup containerlab-setup mininet-setup
+# the shipped example workloads' programs: Debian's nsd (topologies/dns-anycast.yaml), dig
+examples-setup: setup
+	$(VPY) -m lab.backend.example_tools
+
+test: setup containerlab-setup mininet-setup examples-setup
 	ANYLAB_FULL_SETUP=1 $(VPY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(VPY) -m pytest -m 'not integration' $(PYTEST_ARGS)
 
-test-integration: setup containerlab-setup mininet-setup
+test-integration: setup containerlab-setup mininet-setup examples-setup
 	ANYLAB_FULL_SETUP=1 $(VPY) -m pytest -m integration $(PYTEST_ARGS)
 
 lint: venv

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from lab.atomicfile import write_atomic
-from lab.backend import bfdstart, daemons
+from lab.backend import bfdstart, daemons, workloads
 from lab.backend.daemons import NodeFiles
 from lab.backend.evidence import new_evidence_dir
-from lab.backend.names import lab_dir, tag_environment
+from lab.backend.names import lab_dir, node_dir, pod_dir, tag_environment
 from lab.backend.netns.netspec import NetworkSpec, build_network_spec
 from lab.backend.processes import start_ticks
-from lab.backend.runtime_specs import agent_spec, node_dir, pod_dir, server_spec
+from lab.backend.runtime_specs import agent_spec, server_spec
 from lab.backend.state import TOPOLOGY_COPY, LabPhase, LabState, ProcessRecord, save_state
 from lab.errors import BackendError, CommandError, ImpairmentError, LabError
 from lab.impair import DriverKind, ImpairmentDriver, LinkRequest, make_driver
@@ -219,6 +219,7 @@ def write_files(state: LabState, plan: LabPlan, rendered: RenderedLab) -> None:
                 write_atomic(NodeFiles(folder).boot_conf,
                               bfdstart.boot_config(plan, node_name, text))
             write_atomic(folder / name, text)
+    workloads.write_files(state.directory, plan)
     state.bfd_pending = [s.id for s in plan.sessions if bfdstart.attachments(plan, s)]
     state.boot_pending = [n.name for n in plan.nodes if "bgpd" in frr_daemons(n)]
     for node in plan.nodes_with_role(Role.K8S_NODE):

@@ -20,11 +20,10 @@ from typing import Any
 
 from lab.atomicfile import write_atomic
 from lab.backend.daemons import NodeFiles
-from lab.backend.names import lab_dir, state_labs
+from lab.backend.names import lab_dir, node_dir, state_labs
 from lab.backend.processes import start_ticks
 from lab.backend.protocol import Progress, TeardownReport
 from lab.backend.ready import ReadyReport
-from lab.backend.runtime_specs import node_dir
 from lab.backend.state import (
     TOPOLOGY_COPY,
     LabPhase,

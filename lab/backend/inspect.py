@@ -11,7 +11,7 @@ import json
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,17 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 from lab.backend.bfdstart import bfd_peer_states
 from lab.backend.daemons import NodeFiles, bgp_peer_states, daemon_json
+from lab.backend.names import node_dir
 from lab.backend.processes import is_alive
-from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState
 from lab.errors import BackendError
+from lab.measure.dnsid import answer_identity, make_query
 from lab.netns import socket_at
 from lab.plan import naming
 from lab.plan.model import (
     IPV4,
+    DnsProbePlan,
     Family,
     LabPlan,
     NodePlan,
+    PodPlan,
     Role,
     ServicePlan,
     SessionPlan,
@@ -137,8 +140,11 @@ def _identity(payload: bytes, sent: bytes) -> dict[str, Any]:
 
 
 def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
-          timeout_s: float = PROBE_TIMEOUT_S, family: Family = IPV4) -> ClientAnswer:
-    """One request from the client's namespace to the service's VIP of ``family``."""
+          timeout_s: float = PROBE_TIMEOUT_S, family: Family = IPV4,
+          pods: Mapping[str, PodPlan] | None = None) -> ClientAnswer:
+    """One request from the client's namespace to the service's VIP of ``family``: the
+    built-in server's echo, or the service's DNS question (``pods``: the lab's pods by name,
+    whom a DNS identity names)."""
     kind = socket.SOCK_DGRAM if service.protocol == "udp" else socket.SOCK_STREAM
     vip = service.vip_of(family)
     assert vip is not None, f"{service.name} has no {family} VIP"
@@ -151,6 +157,9 @@ def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
         sock.settimeout(timeout_s)
         started = time.monotonic_ns()
         request_ms = None
+        if service.dns_probe is not None:
+            return _dns_answer(sock, client, service, service.dns_probe, str(vip), family,
+                               pods or {})
         if service.protocol == "udp":
             request = struct.pack("!QQ", 0, started)
             sock.sendto(request, (str(vip), service.port))
@@ -176,6 +185,27 @@ def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
         sock.close()
 
 
+def _dns_answer(sock: socket.socket, client: str, service: ServicePlan, ask: DnsProbePlan,
+                vip: str, family: Family, pods: Mapping[str, PodPlan]) -> ClientAnswer:
+    """One DNS question to the VIP; the pod its identity names (an error when it names none:
+    the server's identity must be its pod's name, e.g. NSD's ``nsid: "ascii_{pod}"``)."""
+    query = make_query(ask)
+    started = time.monotonic_ns()
+    sock.sendto(query.to_wire(), (vip, service.port))
+    wire = sock.recv(65535)
+    rtt_ms = round((time.monotonic_ns() - started) / 1e6, 3)
+    identity, problem = answer_identity(wire, query, ask)
+    pod = pods.get(identity or "")
+    if ask.identity != "none" and problem is None and pod is None:
+        problem = f"answered as {identity!r}, which names no pod of the lab"
+    if problem is not None:
+        return ClientAnswer(client, service.name, None, None, None, rtt_ms, problem, family)
+    if pod is None:  # no identity asked: the answer shows only that the service answers
+        return ClientAnswer(client, service.name, "?", None, None, rtt_ms, family=family)
+    return ClientAnswer(client, service.name, pod.site, pod.node, pod.name, rtt_ms,
+                        family=family)
+
+
 def _read_line(sock: socket.socket) -> bytes:
     data = b""
     while not data.endswith(b"\n"):
@@ -188,7 +218,8 @@ def _read_line(sock: socket.socket) -> bytes:
 
 def probe_all(backend: Backend, state: LabState, plan: LabPlan) -> list[ClientAnswer]:
     # One at a time: parallel probes in one Python process would add GIL waits to the RTTs.
-    return [probe(backend, state, client, service, family=family)
+    pods = {pod.name: pod for pod in plan.pods()}
+    return [probe(backend, state, client, service, family=family, pods=pods)
             for client, service, family in client_targets(plan)]
 
 
@@ -196,6 +227,22 @@ def daemons_alive(state: LabState) -> tuple[int, list[str]]:
     """(processes alive, descriptions of the dead ones)."""
     dead = [f"{r.kind} on {r.node} (pid {r.pid})" for r in state.processes if not is_alive(r)]
     return len(state.processes) - len(dead), dead
+
+
+def unready_pods(state: LabState, plan: LabPlan) -> dict[str, str]:
+    """Pod -> what its last readiness probe said, for every pod its node's agent counts as
+    unready (from the agents' status files)."""
+    found: dict[str, str] = {}
+    for node in plan.nodes_with_role(Role.K8S_NODE):
+        path = Path(node_dir(state.directory, node.name)) / "status.json"
+        try:
+            status = json.loads(path.read_text())
+            pods, why = status.get("pods", {}), status.get("unready_why", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        found.update({pod: str(why.get(pod, "not probed yet")) for pod, ready in pods.items()
+                      if ready != "ready" and pod in {p.name for p in node.pods}})
+    return found
 
 
 def announcements(state: LabState, plan: LabPlan) -> dict[str, list[str]]:

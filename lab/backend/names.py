@@ -45,6 +45,14 @@ def state_labs() -> list[str]:
                   if p.is_dir() and LAB_NAME_PATTERN.fullmatch(p.name))
 
 
+def pod_dir(lab_directory: Path, pod: str) -> Path:
+    return lab_directory / "pods" / pod
+
+
+def node_dir(lab_directory: Path, node: str) -> Path:
+    return lab_directory / "nodes" / node
+
+
 def tag_environment(lab: str, node: str | None = None) -> dict[str, str]:
     """The environment of every process a lab starts: the caller's plus the lab's tag."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANYLAB_")}

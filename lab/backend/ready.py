@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.backend import bfdstart
+from lab.backend import bfdstart, workloads
 from lab.backend.daemons import bgp_summaries
 from lab.backend.evidence import explain_sessions
 from lab.backend.inspect import (
@@ -27,6 +27,7 @@ from lab.backend.inspect import (
     frr_end,
     probe,
     session_states,
+    unready_pods,
     zebra_missing_addresses,
 )
 from lab.backend.state import LabState, save_state
@@ -62,6 +63,7 @@ class ReadyReport:
     bfd_down: list[SessionState] = field(default_factory=list)
     routing_settling: bool = False
     zebra_gaps: dict[str, list[str]] = field(default_factory=dict)
+    workloads: list[str] = field(default_factory=list)  # pods' own servers in trouble
     evidence: Path | None = None  # where the failed lab's files and views were kept
 
     @property
@@ -70,8 +72,10 @@ class ReadyReport:
 
     def explain(self) -> str:
         lines = []
-        if self.dead:
-            lines.append("processes that died: " + ", ".join(self.dead))
+        others = [d for d in self.dead if not (self.workloads and d.startswith("workload "))]
+        if others:
+            lines.append("processes that died: " + ", ".join(others))
+        lines += self.workloads
         if self.sessions_down:
             lines.append(f"{len(self.sessions_down)} of {self.sessions_total} BGP sessions not "
                          "Established:")
@@ -242,12 +246,15 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
             break
         watch.query_now_and_then(bgp_down, bfd_down)
         time.sleep(POLL_INTERVAL_S)
-    if not report.ready:  # say what is not ready in the daemons' own words
+    only_workloads = report.dead and all(d.startswith("workload ") for d in report.dead)
+    if not report.ready and not only_workloads:  # what is not ready, in the daemons' words
         report.sessions_down = explain_sessions(backend, state, plan, [
             st for st in session_states(backend, state, plan) if not st.established])
         report.bfd_down = [st for st in bfd_states(backend, state, plan, list(plan.sessions))
                            if st.state != "up"]
         report.zebra_gaps = zebra_missing_addresses(backend, state, plan)
+    if not report.ready:
+        report.workloads = workloads.problems(state, plan, unready_pods(state, plan))
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -272,10 +279,11 @@ def _probe_until_answered(backend: Backend, state: LabState, plan: LabPlan,
     most, however many clients are still waiting for routes); an answer once received is
     kept."""
     keys = client_targets(plan)
+    pods = {pod.name: pod for pod in plan.pods()}
     todo = [(c, s, f) for c, s, f in keys if (c, s.name, f) not in good]
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), 16))) as pool:
         fresh = list(pool.map(lambda job: probe(backend, state, job[0], job[1],
-                                                PROBE_TIMEOUT_S, job[2]), todo))
+                                                PROBE_TIMEOUT_S, job[2], pods), todo))
     for answer in fresh:
         if answer.site is not None:
             good[(answer.client, answer.service, answer.family)] = answer

@@ -7,25 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.plan.model import LabPlan, NodePlan, PodPlan
-
-HEALTH_PORT = 8080
-
-
-def pod_dir(lab_directory: Path, pod: str) -> Path:
-    return lab_directory / "pods" / pod
-
-
-def node_dir(lab_directory: Path, node: str) -> Path:
-    return lab_directory / "nodes" / node
+from lab.backend import workloads
+from lab.backend.names import node_dir, pod_dir
+from lab.plan.model import HEALTH_PORT, LabPlan, NodePlan, PodPlan
 
 
 def server_spec(lab: str, lab_directory: Path, plan: LabPlan, pod: PodPlan) -> dict[str, Any]:
     return {
         "lab": lab, "site": pod.site, "cluster": pod.cluster, "node": pod.node, "pod": pod.name,
         "address": str(pod.address.ip),
+        # a service with a workload is answered by the user's server instead
         "services": [{"name": s.name, "protocol": s.protocol, "port": s.port}
-                     for s in plan.services_of_cluster(pod.cluster)],
+                     for s in plan.services_of_cluster(pod.cluster) if s.workload is None],
         "health_port": HEALTH_PORT,
         "unready_flag": str(pod_dir(lab_directory, pod.name) / "unready"),
     } | ({"address6": str(pod.address6.ip)} if pod.address6 is not None else {})
@@ -39,6 +32,8 @@ def agent_spec(lab: str, lab_directory: Path, plan: LabPlan, node: NodePlan) -> 
     pods = [{"name": p.name, "address": str(p.address.ip), "health_port": HEALTH_PORT,
              "local": p.node == node.name}
             | ({"address6": str(p.address6.ip)} if p.address6 is not None else {})
+            | ({"checks": checks} if (checks := workloads.agent_checks(lab_directory, plan, p))
+               else {})
             for name in cluster.nodes if name == node.name or needs_remote
             for p in plan.node(name).pods]
     folder = node_dir(lab_directory, node.name)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lab.backend import workloads
 from lab.errors import BackendError
 from lab.faults import primitives as p
 from lab.faults.primitives import LabHandle
@@ -330,13 +331,16 @@ def _set_drain(ctx: FaultContext, router: str, drained: list[tuple[str, int]],
 # ---------------------------------------------------------------- pods and services
 
 def pod_kill(ctx: FaultContext) -> Details:
-    killed = p.signal_processes(ctx.handle, ctx.handle.processes(ctx.target, ("server",)),
-                                signal.SIGKILL)
+    killed = p.signal_processes(
+        ctx.handle, ctx.handle.processes(ctx.target, ("server", workloads.KIND)),
+        signal.SIGKILL)
     return {"killed_pids": killed}
 
 
 def pod_restore(ctx: FaultContext, _: Details) -> Details:
-    return {"started_pid": p.restart_server(ctx.handle, ctx.target, None).pid}
+    started = [p.restart_server(ctx.handle, ctx.target, None).pid]
+    started += [r.pid for r in p.restart_workloads(ctx.handle, ctx.target)]
+    return {"started_pid": started[0], "started_pids": started}
 
 
 def pod_unready(ctx: FaultContext) -> Details:

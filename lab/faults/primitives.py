@@ -9,10 +9,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.backend import daemons
+from lab.backend import daemons, workloads
 from lab.backend.daemons import NodeFiles
+from lab.backend.names import node_dir, pod_dir
 from lab.backend.protocol import Backend
-from lab.backend.runtime_specs import node_dir, pod_dir
 from lab.backend.state import LabState, ProcessRecord, save_state
 from lab.errors import BackendError
 from lab.impair import ImpairmentDriver
@@ -112,6 +112,15 @@ def restart_server(handle: LabHandle, pod: str, old: ProcessRecord | None) -> Pr
     return _start(handle, pod, "server",
                   handle.backend.app_argv("server", folder / "server.json"),
                   folder / "server.log", old)
+
+
+def restart_workloads(handle: LabHandle, pod: str) -> list[ProcessRecord]:
+    """The pod's own servers (a service's ``workload:``), started again and recorded."""
+    started = workloads.start_pod(handle.backend, handle.state, handle.plan,
+                                  handle.plan.pod(pod))
+    for record in started:
+        handle.replace_process(None, record)
+    return started
 
 
 def vtysh_configure(handle: LabHandle, node: str, *lines: str) -> None:

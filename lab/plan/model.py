@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+# where every pod's built-in server answers the kubelet-style health checks (GET /ready)
+HEALTH_PORT = 8080
+
 IPv4Address = ipaddress.IPv4Address
 IPv4Interface = ipaddress.IPv4Interface
 IPv4Network = ipaddress.IPv4Network
@@ -254,6 +257,40 @@ class ClusterPlan:
 
 
 @dataclass(frozen=True)
+class ReadinessCheck:
+    """How the node's agent decides that a pod's own server is ready (lab.topology.workload):
+    ``port`` for dns/http/tcp/udp (the service's when not given), ``path`` (http), ``name``
+    and ``rr_type`` (dns), ``send`` (udp), ``command`` (exec)."""
+
+    kind: str  # dns | http | tcp | udp | exec (lab.topology.workload.CHECK_KINDS)
+    port: int
+    path: str = "/"
+    name: str = ""
+    rr_type: int = 1
+    send: str = ""
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    """The user's server of a service, as written (placeholders not yet replaced)."""
+
+    command: tuple[str, ...]
+    files: tuple[tuple[str, str], ...]  # (path in the pod's folder, text)
+    env: tuple[tuple[str, str], ...]
+    readiness: ReadinessCheck
+
+
+@dataclass(frozen=True)
+class DnsProbePlan:
+    """Clients probe the service with DNS queries (lab.topology.workload.DnsProbe)."""
+
+    name: str
+    rr_type: int
+    identity: Literal["nsid", "chaos", "none"]
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     name: str
     vip: IPv4Address | None
@@ -262,6 +299,8 @@ class ServicePlan:
     traffic_policy: Literal["Local", "Cluster"]
     clusters: tuple[str, ...]
     vip6: IPv6Address | None = None
+    workload: WorkloadPlan | None = None  # None: the pods' built-in server answers
+    dns_probe: DnsProbePlan | None = None  # None: the built-in server's echo probe
 
     @property
     def vips(self) -> tuple[IPAddress, ...]:
@@ -335,10 +374,21 @@ class LabPlan:
     def pods(self) -> list[PodPlan]:
         return [p for n in self.nodes for p in n.pods]
 
+    def pod(self, name: str) -> PodPlan:
+        found = next((p for p in self.pods() if p.name == name), None)
+        if found is None:
+            raise KeyError(f"no pod {name!r} in the plan")
+        return found
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (addresses as strings), for `plan --json` and golden files."""
+        """Plain JSON-ready data (addresses as strings), for `plan --json` and golden files.
+        A service's ``workload`` and ``dns_probe`` appear only when it has them."""
         data = asdict(self)
         data.pop("_by_name", None)
+        for service in data["services"]:
+            for optional in ("workload", "dns_probe"):
+                if service[optional] is None:
+                    del service[optional]
         result: dict[str, Any] = _jsonable(data)
         return result
 

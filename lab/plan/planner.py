@@ -29,6 +29,7 @@ from lab.plan.model import (
     BfdTimers,
     BgpTimers,
     ClusterPlan,
+    DnsProbePlan,
     Endpoint,
     Family,
     Impairment,
@@ -39,14 +40,17 @@ from lab.plan.model import (
     LinkPlan,
     NodePlan,
     PodPlan,
+    ReadinessCheck,
     ReadinessPlan,
     Role,
     RoutePlan,
     ServicePlan,
     SessionPlan,
     SitePlan,
+    WorkloadPlan,
 )
 from lab.topology.model import BgpSettings, Cluster, LinkProperties, Site, Topology
+from lab.topology.workload import Workload
 
 TRANSIT_ASN_BASE = 65000
 SITE_ASN_BASE = 4_200_000_000
@@ -304,8 +308,28 @@ def _plan_clients(builder: _Builder) -> None:
 def _plan_services(topo: Topology) -> list[ServicePlan]:
     all_clusters = tuple(c.name for s in topo.sites for c in s.clusters)
     return [ServicePlan(s.name, s.vip, s.protocol, s.port, s.traffic_policy,
-                        all_clusters if s.clusters == "all" else tuple(s.clusters), s.vip6)
+                        all_clusters if s.clusters == "all" else tuple(s.clusters), s.vip6,
+                        _workload(s.workload, s.port) if s.workload is not None else None,
+                        DnsProbePlan(s.probe.dns.name, s.probe.dns.type, s.probe.dns.identity)
+                        if s.probe.dns is not None else None)
             for s in topo.services]
+
+
+def _workload(workload: Workload, service_port: int) -> WorkloadPlan:
+    ready = workload.readiness
+    check = ReadinessCheck(ready.kind, service_port)
+    if ready.dns is not None:
+        check = replace(check, name=ready.dns.name, rr_type=ready.dns.type)
+    elif ready.http is not None:
+        check = replace(check, port=ready.http.port or service_port, path=ready.http.path)
+    elif ready.tcp is not None:
+        check = replace(check, port=ready.tcp.port or service_port)
+    elif ready.udp is not None:
+        check = replace(check, port=ready.udp.port or service_port, send=ready.udp.send)
+    elif ready.exec is not None:
+        check = replace(check, command=tuple(ready.exec))
+    return WorkloadPlan(tuple(workload.command), tuple(sorted(workload.files.items())),
+                        tuple(sorted(workload.env.items())), check)
 
 
 def _with_interfaces(builder: _Builder, node: NodePlan) -> NodePlan:

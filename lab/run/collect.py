@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lab import pipeline
-from lab.backend.runtime_specs import node_dir
+from lab.backend.names import node_dir
 from lab.backend.state import LabState
 from lab.measure.metrics import budgets
 from lab.plan.model import LabPlan, Role

@@ -29,6 +29,7 @@ from lab.source.units import (
     parse_percent,
     parse_rate_bps,
 )
+from lab.topology.workload import ServiceProbe, Workload
 
 NAME_PATTERN = r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -246,6 +247,8 @@ class Service(StrictModel):
     port: Annotated[int, Field(ge=1, le=65535)]
     clusters: list[Name] | Literal["all"] = "all"
     traffic_policy: Literal["Local", "Cluster"] = "Local"
+    workload: Workload | None = None  # None: the built-in server (lab.topology.workload)
+    probe: ServiceProbe = ServiceProbe()
 
     @model_validator(mode="after")
     def _one_vip_at_least(self) -> Service:

@@ -17,9 +17,17 @@ from pydantic import BaseModel, ValidationError
 
 from lab.errors import InputIssue, TopologyError
 from lab.plan import naming
+from lab.plan.model import HEALTH_PORT
 from lab.plan.planner import resolve_timers
 from lab.source.yamldoc import SourceDocument, format_path, read_yaml_file
-from lab.topology.model import HINTS_BY_ERROR_TYPE, BgpSettings, Family, Site, Topology
+from lab.topology.model import (
+    HINTS_BY_ERROR_TYPE,
+    BgpSettings,
+    Family,
+    Service,
+    Site,
+    Topology,
+)
 
 MIN_HOLD_MS = 3000.0
 MIN_BFD_INTERVAL_MS = 10.0
@@ -617,6 +625,28 @@ def _services(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
                                 f"{vip} is already used by services[{seen[key]}]",
                                 "give the service its own port or VIP")
             seen.setdefault(key, i)
+        yield from _workload(service, ["services", i], doc)
+
+
+def _workload(service: Service, parts: list[str | int], doc: SourceDocument
+              ) -> Iterator[InputIssue]:
+    """A service's own server and its probe must speak one protocol."""
+    if service.workload is not None and service.probe.kind == "echo":
+        yield doc.issue([*parts, "probe"], "a service with its own `workload:` is probed in "
+                        "its protocol; the echo probe needs the built-in server",
+                        "add e.g. `probe: {dns: {name: www.example.test, identity: nsid}}`")
+    if service.probe.dns is not None:
+        if service.protocol != "udp":
+            yield doc.issue([*parts, "probe", "dns"], "DNS probes are sent over UDP",
+                            "set `protocol: udp`")
+        if service.workload is None:
+            yield doc.issue([*parts, "probe", "dns"], "the built-in server answers echo probes "
+                            "only", "add a `workload:` that runs a DNS server, or remove "
+                            "`probe:`")
+    if service.workload is not None and service.protocol == "tcp" \
+            and service.port == HEALTH_PORT:
+        yield doc.issue([*parts, "port"], f"port {HEALTH_PORT} is the pods' health port "
+                        "(the built-in server's)", "choose another port")
 
 
 def _raw_lines(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:

@@ -17,10 +17,9 @@ from lab.backend import labs
 from lab.backend.bfdstart import attachments
 from lab.backend.daemons import NodeFiles
 from lab.backend.inspect import bfd_states, probe, session_states
-from lab.backend.names import lab_dir
+from lab.backend.names import lab_dir, node_dir
 from lab.backend.netns.names import lab_namespaces, netns_name
 from lab.backend.processes import tagged_pids
-from lab.backend.runtime_specs import node_dir
 from lab.backend.state import load_state
 from lab.backend.vty import vty_commands
 from lab.impair.namespaces import socket_in_netns

@@ -22,14 +22,14 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from lab.apps.agent.events import EventLog, write_json_atomic
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget, probe_all
 from lab.apps.agent.readiness import ProbeState, observe, transition
 from lab.apps.agent.speaker import FrrSpeaker, GobgpSpeaker, Speaker
-from lab.apps.agent.spec import AgentSpec, address_order, load_agent_spec
+from lab.apps.agent.spec import AgentPod, AgentSpec, address_order, load_agent_spec
 from lab.apps.agent.state import (
     desired_state,
     endpoint_addresses,
@@ -79,6 +79,37 @@ def make_speaker(spec: AgentSpec) -> Speaker:
     return GobgpSpeaker(host, port, families=spec.families)
 
 
+def check_name(pod: str, service: str) -> str:
+    return f"{pod}/{service}"
+
+
+def pod_targets(pods: Iterable[AgentPod]) -> list[ProbeTarget]:
+    """Per pod: its health port's GET /ready, and the check of each of its own servers."""
+    targets = []
+    for pod in pods:
+        targets.append(ProbeTarget(pod.name, pod.address, pod.health_port))
+        targets += [ProbeTarget(check_name(pod.name, c.service), pod.address, c.check.port,
+                                c.check.path, c.check.kind, c.check.send.encode(),
+                                c.check.name, c.check.rr_type, c.check.command)
+                    for c in pod.checks]
+    return targets
+
+
+def pod_outcome(pod: AgentPod, outcomes: Mapping[str, ProbeOutcome]) -> ProbeOutcome:
+    """The pod's readiness result: its health probe's, unless a check of its own servers
+    failed (that one's, named by service)."""
+    missing = ProbeOutcome(False, time.monotonic_ns(), "no result")
+    health = outcomes.get(pod.name) or missing
+    if not health.ok:
+        return health
+    for check in pod.checks:
+        outcome = outcomes.get(check_name(pod.name, check.service)) or missing
+        if not outcome.ok:
+            return ProbeOutcome(False, outcome.done_ns, f"{check.service}: {outcome.detail}")
+    return ProbeOutcome(True, max([health.done_ns] + [
+        outcomes[check_name(pod.name, c.service)].done_ns for c in pod.checks]), health.detail)
+
+
 class Agent:
     """The agent's state and one period's work (``step``); the loop lives in ``run_agent``."""
 
@@ -92,7 +123,8 @@ class Agent:
         self.apply_nft = apply_nft or nft_applier(spec.nft)
         self.flush_conntrack = flush_conntrack or conntrack_flusher()
         self.probes = {p.name: ProbeState() for p in spec.pods}
-        self.targets = [ProbeTarget(p.name, p.address, p.health_port) for p in spec.pods]
+        self.last_probe: dict[str, str] = {}  # pod -> what its last probe said
+        self.targets = pod_targets(spec.pods)
         self.announced: set[IPAddress] | None = None  # None: speaker state not known yet
         self.desired = desired_state(spec.services, spec.pods, self.ready)
         self.applied_ruleset: str | None = None
@@ -134,8 +166,8 @@ class Agent:
         started = time.monotonic_ns()
         outcomes = self.prober(self.targets, self.spec.readiness.timeout_ms / 1000)
         for pod in self.spec.pods:
-            outcome = outcomes.get(pod.name) or ProbeOutcome(False, time.monotonic_ns(),
-                                                             "no result")
+            outcome = pod_outcome(pod, outcomes)
+            self.last_probe[pod.name] = outcome.detail
             before = self.probes[pod.name]
             after = observe(before, outcome.ok, self.spec.readiness)
             self.probes[pod.name] = after
@@ -296,13 +328,15 @@ class Agent:
               flush=True)
 
     def write_status(self) -> None:
+        unready_why = {pod: why for pod, why in self.last_probe.items()
+                       if not self.probes[pod].ready}
         key = (self.ready, _texts(self.announced or ()),
-               endpoint_addresses(self.desired.endpoints))
+               endpoint_addresses(self.desired.endpoints), unready_why)
         if key == self._last_status:
             return
         self._last_status = key
         document = status_document(self.spec.node, time.monotonic_ns(), self.ready,
-                                   self.announced or (), self.desired.endpoints)
+                                   self.announced or (), self.desired.endpoints, unready_why)
         write_json_atomic(self.spec.status_file, document)
 
     def stop(self, signame: str, withdraw: bool) -> None:

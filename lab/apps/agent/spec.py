@@ -10,7 +10,7 @@ from typing import Any
 
 from lab.apps.agent.readiness import ProbePolicy
 from lab.apps.server.spec import PROTOCOLS, SpecReader, read_spec_document
-from lab.plan.model import IPAddress, IPNetwork
+from lab.plan.model import IPAddress, IPNetwork, ReadinessCheck
 
 SPEAKERS = ("gobgp", "frr")
 TRAFFIC_POLICIES = ("Local", "Cluster")
@@ -38,14 +38,24 @@ class AgentService:
 
 
 @dataclass(frozen=True)
+class AgentCheck:
+    """The readiness check of a pod's own server for one service (lab.apps.agent.probe)."""
+
+    service: str
+    check: ReadinessCheck
+
+
+@dataclass(frozen=True)
 class AgentPod:
-    """A pod the agent probes: one of the node's (local) or, for Cluster services, another."""
+    """A pod the agent probes: one of the node's (local) or, for Cluster services, another.
+    It is ready when its health port says so and every check of its own servers passes."""
 
     name: str
     address: IPv4Address
     health_port: int
     local: bool
     address6: IPv6Address | None = None
+    checks: tuple[AgentCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,9 @@ AGENT_FIELDS = ("lab", "node", "cluster", "speaker", "gobgp_api", "vty_socket_di
                 "pod_cidr", "pod_cidr6", "readiness", "services", "pods", "events", "nft")
 READINESS_FIELDS = ("period_ms", "timeout_ms", "failure_threshold", "success_threshold")
 SERVICE_FIELDS = ("name", "vip", "vip6", "protocol", "port", "traffic_policy")
-POD_FIELDS = ("name", "address", "address6", "health_port", "local")
+POD_FIELDS = ("name", "address", "address6", "health_port", "local", "checks")
+CHECK_FIELDS = ("service", "kind", "port", "path", "name", "rr_type", "send", "command")
+CHECK_KINDS = ("dns", "http", "tcp", "udp", "exec")
 
 
 def load_agent_spec(path: Path) -> AgentSpec:
@@ -146,10 +158,28 @@ def _service(reader: SpecReader, path: str, value: object) -> AgentService:
 
 def _pod(reader: SpecReader, path: str, value: object) -> AgentPod:
     obj: Mapping[str, Any] = reader.mapping(value, path, POD_FIELDS)
+    checks = reader.items(obj, "checks", path) if "checks" in obj else []
     return AgentPod(
         name=reader.text(obj, "name", path), address=reader.ipv4(obj, "address", path),
         health_port=reader.integer(obj, "health_port", path, low=1, high=65535),
-        local=reader.boolean(obj, "local", path), address6=reader.ipv6(obj, "address6", path))
+        local=reader.boolean(obj, "local", path), address6=reader.ipv6(obj, "address6", path),
+        checks=tuple(_check(reader, p, item) for p, item in checks))
+
+
+def _check(reader: SpecReader, path: str, value: object) -> AgentCheck:
+    obj: Mapping[str, Any] = reader.mapping(value, path, CHECK_FIELDS)
+    kind = reader.choice(obj, "kind", path, CHECK_KINDS)
+    command = obj.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(a, str) for a in command) \
+            or (kind == "exec" and not command):
+        reader.fail(f"{path}.command", "must be a non-empty list of strings")
+        command = []
+    return AgentCheck(reader.text(obj, "service", path), ReadinessCheck(
+        kind=kind, port=reader.integer(obj, "port", path, low=1, high=65535),
+        path=reader.text(obj, "path", path, default="/"),
+        name=reader.text(obj, "name", path, default=""),
+        rr_type=reader.integer(obj, "rr_type", path, low=1, high=65535, default=1),
+        send=reader.text(obj, "send", path, default=""), command=tuple(command)))
 
 
 def _network(reader: SpecReader, text: str) -> IPv4Network:

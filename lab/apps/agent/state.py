@@ -63,12 +63,15 @@ def endpoint_addresses(endpoints: Mapping[str, tuple[Endpoint, ...]]) -> dict[st
 
 def status_document(node: str, t_ns: int, ready: Mapping[str, bool],
                     announced: Iterable[IPAddress],
-                    endpoints: Mapping[str, tuple[Endpoint, ...]]) -> dict[str, object]:
-    """The agent's status.json: readiness per pod, announced VIPs, endpoints per service."""
+                    endpoints: Mapping[str, tuple[Endpoint, ...]],
+                    unready_why: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The agent's status.json: readiness per pod, announced VIPs, endpoints per service,
+    and for each unready pod what its last probe said."""
     return {
         "node": node,
         "t_ns": t_ns,
         "pods": {name: "ready" if ok else "unready" for name, ok in ready.items()},
         "announced": [str(v) for v in sorted(announced, key=address_order)],
         "endpoints": endpoint_addresses(endpoints),
+        "unready_why": dict(sorted((unready_why or {}).items())),
     }

@@ -21,8 +21,8 @@ from lab.backend.containerlab.export import export_topology, render_topology
 from lab.backend.containerlab.names import container_name, deploy_netns
 from lab.backend.containerlab.split import split_topology
 from lab.backend.containerlab.teardown import lab_containers, remove_deploy_namespace
+from lab.backend.names import node_dir, pod_dir
 from lab.backend.netns.names import EMULATOR_NODE
-from lab.backend.runtime_specs import node_dir, pod_dir
 from lab.backend.state import LabState, save_state
 from lab.errors import BackendError, CommandError
 from lab.plan.model import LabPlan, Role
@@ -40,6 +40,11 @@ def deploy(backend: ContainerlabBackend, lab: str, plan: LabPlan, rendered: Rend
            topology_file: Path, progress: Progress, driver_kind: str | None = None) -> LabState:
     if os.geteuid() != 0:
         raise BackendError("the lab needs root (containers, namespaces); run with sudo")
+    own = [s.name for s in plan.services if s.workload is not None]
+    if own:
+        raise BackendError(f"services {', '.join(own)} run their own workload, which the "
+                           "containerlab backend cannot start yet (pod images); use "
+                           "`--backend netns` or `--backend mininet`")
     tools.ensure_tools(progress)
     bringup.check_name_free(lab, lab_containers(lab))
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,

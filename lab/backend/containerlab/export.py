@@ -30,7 +30,7 @@ from lab.backend.containerlab.names import (
     NODE_LABEL,
     ROLE_LABEL,
 )
-from lab.backend.runtime_specs import node_dir, pod_dir
+from lab.backend.names import node_dir, pod_dir
 from lab.backend.wiring import LINK_MTU, Wire, plan_wires
 from lab.plan.model import LabPlan, NodePlan, Role
 

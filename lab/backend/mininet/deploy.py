@@ -50,7 +50,7 @@ KEEPER_NODE = "_mininet"  # how the keeper is recorded ('_' names no node)
 def deploy(backend: MininetBackend, lab: str, plan: LabPlan, rendered: RenderedLab,
            topology_file: Path, progress: Progress, driver_kind: str | None = None
            ) -> LabState:
-    check_prerequisites()
+    check_prerequisites(plan)
     tools.ensure_tools(progress)
     bringup.check_name_free(lab, [f"process {p}" for p in tagged_pids(lab)])
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,

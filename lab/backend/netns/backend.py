@@ -10,15 +10,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.backend import daemons
+from lab.backend import daemons, workloads
 from lab.backend.daemons import NodeFiles
-from lab.backend.names import state_labs
+from lab.backend.names import node_dir, state_labs
 from lab.backend.netns.names import EMULATOR_NODE, namespace_labs, netns_name
 from lab.backend.netns.netspec import peer_neighbours
 from lab.backend.processes import is_alive, launch
 from lab.backend.protocol import Progress, TeardownReport
 from lab.backend.ready import ReadyReport
-from lab.backend.runtime_specs import node_dir
 from lab.backend.state import LabState, ProcessRecord
 from lab.errors import BackendError, CommandError, ImpairmentError
 from lab.impair import DriverKind, ImpairmentDriver, make_driver
@@ -127,7 +126,12 @@ class NetnsBackend:
         done = []
         for record in records:
             try:
-                os.kill(record.pid, sig)
+                if record.kind == workloads.KIND:
+                    # a user's server may fork its workers (NSD does): the signal goes to its
+                    # whole process group (it leads one: lab.backend.processes.launch)
+                    os.killpg(record.pid, sig)
+                else:
+                    os.kill(record.pid, sig)
                 done.append(record.pid)
             except ProcessLookupError:
                 continue

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.atomicfile import write_atomic
-from lab.backend import bringup
-from lab.backend.names import tag_environment
+from lab.backend import bringup, workloads
+from lab.backend.names import node_dir, pod_dir, tag_environment
 from lab.backend.netns.names import EMULATOR_NODE, hidden_netns, lab_namespaces
 from lab.backend.netns.netspec import node_namespaces
 from lab.backend.processes import start_ticks
-from lab.backend.runtime_specs import node_dir, pod_dir
 from lab.backend.state import LabState, ProcessRecord, save_state
 from lab.errors import BackendError, CommandError
 from lab.plan.model import LabPlan, Role
@@ -43,7 +42,7 @@ REQUIRED_PROGRAMS = ("/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bf
                      "/usr/sbin/conntrack")
 
 
-def check_prerequisites() -> None:
+def check_prerequisites(plan: LabPlan) -> None:
     problems = []
     if os.geteuid() != 0:
         problems.append("the lab needs root (namespaces, FRR); run with sudo")
@@ -51,6 +50,7 @@ def check_prerequisites() -> None:
                and not Path(p.replace("/usr/sbin/", "/sbin/")).exists()]
     if missing:
         problems.append(f"missing programs: {', '.join(missing)}; run `sudo make setup`")
+    problems += workloads.missing_programs(plan)
     if problems:
         raise BackendError("; ".join(problems))
 
@@ -58,7 +58,7 @@ def check_prerequisites() -> None:
 def deploy(backend: NetnsBackend, lab: str, plan: LabPlan, rendered: RenderedLab,
            topology_file: Path, progress: Progress, driver_kind: str | None = None) -> LabState:
     """Build the lab; on any failure remove everything built and re-raise."""
-    check_prerequisites()
+    check_prerequisites(plan)
     bringup.check_name_free(lab, lab_namespaces(lab))
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,
                                   lambda state: _build(backend, state, plan, rendered,
@@ -89,7 +89,7 @@ def start_programs(backend: NetnsBackend, state: LabState, plan: LabPlan,
     bringup.start_gobgpd(backend, state, plan)
     with _pods_and_agents(backend, state, plan):
         bringup.configure_frr(state, plan)
-    save_state(state)
+    workloads.start_all(backend, state, plan)
     bringup.restrict_to_root(state.directory)
 
 

@@ -1,0 +1,48 @@
+"""What the shipped example workloads need on this machine: Debian's NSD for
+topologies/dns-anycast.yaml, and dig to ask it from a client by hand. `make test` installs
+them (``python -m lab.backend.example_tools``); `make demo` does not, and a user's own
+workload brings its own programs.
+
+Debian's packages start their daemon on installation only where an init system runs one;
+here nothing does (the lab starts its own NSD in every pod), and ``ensure_tools`` checks that
+no NSD was left listening on the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.backend.tooling import Progress, install_packages, setup_main
+from lab.errors import BackendError
+
+DEBIAN_PACKAGES = {"/usr/sbin/nsd": "nsd", "/usr/bin/dig": "bind9-dnsutils"}
+
+
+def host_daemons(program: str = "nsd") -> list[int]:
+    """PIDs of ``program`` running in this machine's own network namespace (none should:
+    the lab's run in pods)."""
+    own = Path("/proc/self/ns/net").readlink()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == program \
+                    and (entry / "ns" / "net").readlink() == own:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def ensure_tools(progress: Progress) -> None:
+    install_packages(DEBIAN_PACKAGES, progress)
+    started = host_daemons()
+    if started:
+        raise BackendError(f"NSD runs on this machine itself (pids {started}), started by its "
+                           "package: stop it (`/etc/init.d/nsd stop`); the labs run their own")
+
+
+if __name__ == "__main__":
+    raise SystemExit(setup_main("example workloads", ensure_tools,
+                                lambda: ", ".join(sorted(DEBIAN_PACKAGES.values()))))
