@@ -22,8 +22,9 @@ letter  fields                                          meaning
 
 Every tick sends one probe per (target, flow) with the same SEQ; seq counts sent ticks without
 gaps, so a skipped slot (prober stalled) is no row at all while a probe without an ``R`` is
-lost. A probe's send time is its tick's T_NS + SEND_OFF_NS (the exact stamp it carried; for a
-lost probe the tick's T_NS, at most a few microseconds early), its receive time send + RTT_NS.
+lost. A probe's send time is its tick's T_NS + SEND_OFF_NS (its exact send stamp; for an
+unanswered probe the tick's T_NS, at most a few microseconds early), its receive time send +
+RTT_NS.
 A failed send (``E``) counts as lost: the attempt was made at its slot. An unfinished last line
 (a killed writer) is ignored.
 
