@@ -26,7 +26,7 @@ from lab.errors import BackendError, ProbeError
 from lab.measure.metrics.probes import DEFAULT_REPLY_TIMEOUT_NS
 from lab.measure.probe.build import ensure_prober_built
 from lab.measure.probe.dns import DnsQuery
-from lab.measure.probe.records import ProberFile, read_prober_file
+from lab.measure.probe.records import IntArray, ProberFile, read_prober_file
 
 DEFAULT_RT_PRIORITY = 5  # SCHED_FIFO, below the link emulator's 10: it carries the probes
 MIN_INTERVAL_US = 10
@@ -170,20 +170,17 @@ def probes_frame(records: ProberFile, client: str, trial: int,
     ident = np.full(total, -1, dtype=np.int64)
     status = np.zeros(total, dtype=np.int32)
     no_status = np.ones(total, dtype=bool)
-    rows, failures = _answer_rows(records.failures, records, seqs, n)
-    if len(rows):
-        send[rows] = tick_ns[np.searchsorted(seqs, failures[:, 2])] + failures[:, 3]
-        status[rows] = failures[:, 5]
-        no_status[rows] = False
-    rows, replies = _answer_rows(records.replies, records, seqs, n)
-    if len(rows):
-        send[rows] = tick_ns[np.searchsorted(seqs, replies[:, 2])] + replies[:, 3]
-        recv[rows] = send[rows] + replies[:, 4]
-        lost[rows] = False
-        ident[rows] = replies[:, 5]
-        dns = np.array([t.dns is not None for t in records.targets])[replies[:, 0]]
-        status[rows[dns]] = 0
-        no_status[rows[dns]] = False
+    rows, failures, sent = _answer_rows(records.failures, records, seqs, tick_ns)
+    send[rows] = sent
+    status[rows], no_status[rows] = failures[:, 5], False
+    # a reply outranks a failed answer to the same probe
+    rows, replies, sent = _answer_rows(records.replies, records, seqs, tick_ns)
+    send[rows] = sent
+    recv[rows] = sent + replies[:, 4]
+    lost[rows] = False
+    ident[rows] = replies[:, 5]
+    dns = rows[np.array([t.dns is not None for t in records.targets], dtype=bool)[replies[:, 0]]]
+    status[dns], no_status[dns] = 0, False
     services = np.array([t.service for t in records.targets], dtype=object)
     families = np.array([t.family for t in records.targets], dtype=object)
     target_of_row = np.repeat(np.arange(n_targets), n_flows * n)
@@ -207,21 +204,21 @@ def probes_frame(records: ProberFile, client: str, trial: int,
     return frame[list(PROBE_COLUMNS)]
 
 
-def _answer_rows(answers: npt.NDArray[np.int64], records: ProberFile,
-                 seqs: npt.NDArray[np.int64],
-                 n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Row index of every answer (``R`` or ``N`` records: target, flow, seq first) that
-    matches a sent probe (first answer per probe only), and those answers."""
-    n_targets, n_flows = len(records.targets), records.header.flows
+def _answer_rows(answers: IntArray, records: ProberFile, seqs: IntArray,
+                 tick_ns: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Row index of every answer (``R`` or ``N`` records: target, flow, seq, send offset
+    first) that matches a sent probe (first answer per probe only), those answers and their
+    send times."""
+    n, n_targets, n_flows = len(seqs), len(records.targets), records.header.flows
     if n == 0 or len(answers) == 0:
-        return np.zeros(0, dtype=np.int64), answers
+        return np.zeros(0, dtype=np.int64), answers[:0], np.zeros(0, dtype=np.int64)
     pos = np.minimum(np.searchsorted(seqs, answers[:, 2]), n - 1)
     ok = ((answers[:, 0] >= 0) & (answers[:, 0] < n_targets) & (answers[:, 1] >= 0)
           & (answers[:, 1] < n_flows) & (seqs[pos] == answers[:, 2]))
     answers, pos = answers[ok], pos[ok]
     rows = (answers[:, 0] * n_flows + answers[:, 1]) * n + pos
     rows, first = np.unique(rows, return_index=True)
-    return rows, answers[first]
+    return rows, answers[first], tick_ns[pos[first]] + answers[first, 3]
 
 
 def load_udp_probes(path: Path, client: str, trial: int,
