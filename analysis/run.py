@@ -34,7 +34,8 @@ RUN_FILES = ("run.json", "events.jsonl", "probes.parquet", "routes.parquet", "su
 OPTIONAL_WHEN_INCOMPLETE = ("events.jsonl", "routes.parquet", "summary.json")
 PROBE_COLUMNS = ("trial", "client", "service", "flow", "seq", "send_ns", "recv_ns", "rtt_ms",
                  "site", "cluster", "node", "pod")
-# "family" (ipv4, ipv6) came with dual-stack labs: a run recorded before has IPv4 only
+# "family" (ipv4, ipv6) came with dual-stack labs: a run recorded before has IPv4 only;
+# "status" (a DNS answer's RCODE) with DNS probes: null before
 FAMILIES = ("ipv4", "ipv6")
 PROBE_NAMES = ("client", "service", "site", "cluster", "node", "pod")
 ROUTE_COLUMNS = ("trial", "t_ns", "router", "prefix", "action", "nexthops", "n_nexthops")
@@ -307,7 +308,7 @@ def read_probes(path: Path, clients: Iterable[str] = (), services: Iterable[str]
                 sites: Iterable[str] = ()) -> pd.DataFrame:
     """probes.parquet as a DataFrame sorted by trial, client, service, family, flow and send
     time."""
-    table = _read_table(path, PROBE_COLUMNS, optional=("family",))
+    table = _read_table(path, PROBE_COLUMNS, optional=("family", "status"))
     try:
         frame: pd.DataFrame = table.to_pandas(strings_to_categorical=True)
         frame["recv_ns"] = table.column("recv_ns").cast(pa.int64()).to_pandas(
@@ -321,6 +322,12 @@ def read_probes(path: Path, clients: Iterable[str] = (), services: Iterable[str]
     family = frame.pop("family").astype(object) if "family" in frame else "ipv4"
     frame.insert(list(frame.columns).index("service") + 1, "family",
                  pd.Series(family, index=frame.index).astype(pd.CategoricalDtype(list(FAMILIES))))
+    status = (frame.pop("status") if "status" in frame
+              else pd.Series(pd.NA, index=frame.index, dtype="Int32"))
+    try:
+        frame.insert(list(frame.columns).index("rtt_ms") + 1, "status", status.astype("Int32"))
+    except (ValueError, TypeError) as exc:
+        raise RunError(f"{path}: a column has the wrong type: {exc}") from exc
     frame["site"] = _ordered_categories(frame["site"], sites, sort=True)
     for name in ("cluster", "node", "pod"):
         frame[name] = _ordered_categories(frame[name], (), sort=True)

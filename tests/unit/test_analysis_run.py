@@ -191,3 +191,15 @@ def test_nullable_recv_written_as_double(tmp_path: Path) -> None:
     probes = load_run(root).probes
     assert str(probes["recv_ns"].dtype) == "Int64"
     assert probes["recv_ns"].isna().sum() == 1
+
+
+def test_dns_answer_status_is_read_and_null_before_it_existed(tmp_path: Path) -> None:
+    root = write_run(tmp_path / "r", [lane("c1", count=10, lost=[3])], [])
+    assert load_run(root).probes["status"].isna().all()  # the column is new
+    table = pq.read_table(root / "probes.parquet")
+    status = pa.array([0, 0, 0, 2, *[0] * 6], pa.int32())
+    pq.write_table(table.append_column("status", status), root / "probes.parquet")
+    probes = load_run(root).probes
+    assert str(probes["status"].dtype) == "Int32"
+    assert probes["status"].tolist() == [0, 0, 0, 2, *[0] * 6]
+    assert list(probes.columns).index("status") == list(probes.columns).index("rtt_ms") + 1

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.errors import ProbeError
-from lab.measure.probe import load_udp_probes, read_prober_file
+from lab.measure.probe import DnsQuery, load_udp_probes, read_prober_file
 from lab.measure.probe.udp import PROBE_COLUMNS
 
 INTERVAL = 1_000_000
@@ -68,6 +68,8 @@ def test_file_parts_are_read(sample: Path) -> None:
     assert records.skipped_slots == 2
     assert json.loads(records.identities[1]) == IDENT_B
     assert records.stats is not None and records.stats["replies"] == 4
+    assert records.stats["failed"] == 0 and records.failures.shape == (0, 7)
+    assert all(t.dns is None for t in records.targets)
 
 
 def test_every_sent_probe_is_one_row_with_the_run_format_types(sample: Path) -> None:
@@ -75,8 +77,9 @@ def test_every_sent_probe_is_one_row_with_the_run_format_types(sample: Path) -> 
     assert list(frame.columns) == list(PROBE_COLUMNS)
     assert len(frame) == 3 * 2 * 2  # skipped slots are not rows
     expected = {"trial": "int16", "flow": "int16", "seq": "int64", "send_ns": "int64",
-                "recv_ns": "Int64", "rtt_ms": "float64"}
+                "recv_ns": "Int64", "rtt_ms": "float64", "status": "Int32"}
     assert {k: str(frame[k].dtype) for k in expected} == expected
+    assert frame["status"].isna().all()  # echo targets have none
     assert set(frame["trial"]) == {3} and set(frame["client"]) == {"c1"}
     assert frame.groupby(["service", "flow"]).size().tolist() == [3, 3, 3, 3]
 
@@ -129,6 +132,54 @@ def test_an_identity_that_is_not_json_gives_nulls(tmp_path: Path) -> None:
     assert frame["recv_ns"].notna().all() and frame["site"].isna().all()
 
 
+@pytest.fixture
+def dns_sample(tmp_path: Path) -> Path:
+    """dns (NSID) and ntp (echo), 1 flow, 3 ticks: dns answered, failed (SERVFAIL, then
+    malformed), ntp answered once."""
+    lines = [*header(flows=1), "D 0 28 nsid www.example.test.",
+             f"S 0 {tick_ns(0)}", "I 0 pod-a", "R 0 0 0 2000 150000 0",
+             ident(1, IDENT_B), "R 1 0 0 0 160000 1",
+             f"S 1 {tick_ns(1)}", "N 0 0 1 4000 170000 2 0",
+             f"S 2 {tick_ns(2)}", "N 0 0 2 0 180000 -1 -1",
+             "X 20000000 3 6 0 2 0 0 0 0 2"]
+    return write(tmp_path / "dns.txt", lines)
+
+
+def test_dns_targets_and_failed_answers_are_read(dns_sample: Path) -> None:
+    records = read_prober_file(dns_sample)
+    assert records.targets[0].dns == DnsQuery("www.example.test.", 28, "nsid")
+    assert records.targets[1].dns is None
+    assert records.failures.tolist() == [[0, 0, 1, 4000, 170000, 2, 0],
+                                         [0, 0, 2, 0, 180000, -1, -1]]
+    assert records.stats is not None and records.stats["failed"] == 2
+
+
+def test_dns_rows_carry_the_answer_status(dns_sample: Path) -> None:
+    frame = load_udp_probes(dns_sample, "c", 0, {"pod-a": IDENT_A}).set_index(
+        ["service", "flow", "seq"])
+    good, servfail, malformed = (frame.loc[("dns", 0, s)] for s in range(3))
+    assert good["status"] == 0 and good["rtt_ms"] == pytest.approx(0.15)
+    assert (good["site"], good["pod"]) == ("nyc", "p1")  # the NSID, through instances
+    assert servfail["status"] == 2 and pd.isna(servfail["recv_ns"])
+    assert np.isnan(servfail["rtt_ms"]) and servfail["pod"] is None
+    assert servfail["send_ns"] == tick_ns(1) + 4000
+    assert malformed["status"] == -1 and pd.isna(malformed["recv_ns"])
+    echo = frame.xs("ntp")
+    assert echo["status"].isna().all() and echo.loc[(0, 0), "site"] == "ams"  # JSON as before
+
+
+def test_a_text_identity_outside_instances_names_nobody(dns_sample: Path) -> None:
+    frame = load_udp_probes(dns_sample, "c", 0, {"pod-z": IDENT_A})
+    answered = frame.loc[frame["service"] == "dns"].dropna(subset=["rtt_ms"])
+    assert len(answered) == 1 and answered["site"].isna().all()
+
+
+def test_dns_rows_round_trip_through_parquet(dns_sample: Path, tmp_path: Path) -> None:
+    frame = load_udp_probes(dns_sample, "c", 0)
+    frame.to_parquet(tmp_path / "probes.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "probes.parquet"), frame)
+
+
 def test_a_file_with_no_ticks_gives_an_empty_typed_frame(tmp_path: Path) -> None:
     frame = load_udp_probes(write(tmp_path / "x.txt", header()), "c", 0)
     assert frame.empty and list(frame.columns) == list(PROBE_COLUMNS)
@@ -149,7 +200,13 @@ def test_the_frame_round_trips_through_parquet(sample: Path, tmp_path: Path) -> 
     (["P 1 1 1000 1 2000 0", "T 0 dns"], "malformed target"),
     (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "S 0 x"], "malformed 'S'"),
     (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "R 0 0 1"], "malformed 'R'"),
-], ids=["empty", "format", "header", "target", "tick", "reply"])
+    (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "N 0 0 1 0 5 2"], "malformed 'N'"),
+    (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "X 1 2 3"], "malformed 'X'"),
+    (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "D 0 1 nsid a..b"], "malformed DNS"),
+    (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "D 0 1 bind a.b"], "malformed DNS"),
+    (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "D 1 1 nsid a.b"], "of no target"),
+], ids=["empty", "format", "header", "target", "tick", "reply", "failure", "stats",
+        "dns-name", "dns-identity", "dns-target"])
 def test_bad_files_are_refused(tmp_path: Path, lines: list[str], message: str) -> None:
     with pytest.raises(ProbeError, match=message):
         load_udp_probes(write(tmp_path / "bad.txt", lines), "c", 0)

@@ -1,7 +1,7 @@
 """Data-plane probers: paced UDP probes per client (C), long-lived TCP flows (Python).
 
 - ``start_udp_prober`` / ``load_udp_probes``: one C prober per client namespace, its records
-  turned into ``probes.parquet`` rows;
+  turned into ``probes.parquet`` rows (``ProbeTarget.dns``, a ``DnsQuery``: a real DNS server);
 - ``start_tcp_flows`` and the spec types: one ``python -m lab.measure.probe.tcpflows`` process for
   every client's TCP flows, writing ``tcp`` events;
 - ``ensure_prober_built``: compile the prober (``python -m lab.measure.probe.build``).
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lab.measure.probe.build import ensure_prober_built
+    from lab.measure.probe.dns import DnsQuery
     from lab.measure.probe.records import ProberFile, read_prober_file
     from lab.measure.probe.tcpflows import start_tcp_flows
     from lab.measure.probe.tcpspec import (
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from lab.measure.probe.udp import ProbeTarget, load_udp_probes, prober_argv, start_udp_prober
 
 _WHERE = {
-    "ensure_prober_built": "build", "ProberFile": "records",
+    "ensure_prober_built": "build", "DnsQuery": "dns", "ProberFile": "records",
     "read_prober_file": "records", "start_tcp_flows": "tcpflows", "TcpFlowSpec": "tcpspec",
     "TcpFlowsSpec": "tcpspec", "load_tcp_flows_spec": "tcpspec",
     "write_tcp_flows_spec": "tcpspec", "ProbeTarget": "udp", "load_udp_probes": "udp",
@@ -36,6 +37,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "DnsQuery",
     "ProbeTarget",
     "ProberFile",
     "TcpFlowSpec",

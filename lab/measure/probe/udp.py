@@ -3,14 +3,15 @@
 ``start_udp_prober`` runs one prober process in a client (started by the caller's spawn: the
 backend puts it in the client's namespace, tagged with the lab); ``load_udp_probes`` turns its
 record file (see ``lab.measure.probe.records``) into the rows of ``probes.parquet``: one per
-probe sent, lost ones with null receive time, RTT and identity.
+probe sent, lost ones with null receive time, RTT and identity. A target with ``dns`` is asked a
+DNS query (``DnsQuery``) instead of the built-in server's echo.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
@@ -22,26 +23,32 @@ import pandas as pd
 from lab.backend.processes import Spawn
 from lab.backend.state import ProcessRecord
 from lab.errors import BackendError, ProbeError
+from lab.measure.metrics.probes import DEFAULT_REPLY_TIMEOUT_NS
 from lab.measure.probe.build import ensure_prober_built
-from lab.measure.probe.records import ProberFile, read_prober_file
+from lab.measure.probe.dns import DnsQuery
+from lab.measure.probe.records import IntArray, ProberFile, read_prober_file
 
 DEFAULT_RT_PRIORITY = 5  # SCHED_FIFO, below the link emulator's 10: it carries the probes
 MIN_INTERVAL_US = 10
 MAX_FLOWS = 64
 MAX_TARGETS = 16
+DNS_MAX_WINDOW = 1 << 16  # DNS probes are told apart by their 16-bit message ID
 PROBE_COLUMNS = ("trial", "client", "service", "family", "flow", "seq", "send_ns", "recv_ns",
-                 "rtt_ms", "site", "cluster", "node", "pod")
+                 "rtt_ms", "status", "site", "cluster", "node", "pod")
 IDENTITY_KEYS = ("site", "cluster", "node", "pod")
+Instances = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
 class ProbeTarget:
     """One service a client probes: its name and anycast address (IPv4 or IPv6; a
-    dual-stack service is two targets of one name)."""
+    dual-stack service is two targets of one name, probed alike), and the DNS query it is
+    asked (None: the built-in server's echo)."""
 
     service: str
     vip: str
     port: int
+    dns: DnsQuery | None = None
 
     @property
     def address(self) -> str:
@@ -56,6 +63,8 @@ def _check_targets(targets: Sequence[ProbeTarget]) -> None:
     if len(set(keys)) != len(keys):
         names = sorted(t.service for t in targets)
         raise ProbeError(f"services probed twice in one family: {', '.join(names)}")
+    if len({(t.service, t.dns) for t in targets}) != len({t.service for t in targets}):
+        raise ProbeError("the targets of one service must ask the same DNS query (or none)")
     for target in targets:
         if not target.service or any(c.isspace() or c == "=" for c in target.service) \
                 or len(target.service) > 63:
@@ -85,10 +94,16 @@ def prober_argv(binary: Path, targets: Sequence[ProbeTarget], interval_ms: float
     _check_targets(targets)
     if not 1 <= flows <= MAX_FLOWS:
         raise ProbeError(f"flows must be between 1 and {MAX_FLOWS}, not {flows}")
-    argv = [str(binary), "--interval-us", str(interval_us(interval_ms)), "--out", str(out),
-            "--flows", str(flows)]
+    micros = interval_us(interval_ms)
+    argv = [str(binary), "--interval-us", str(micros), "--out", str(out), "--flows", str(flows)]
     for target in targets:
         argv += ["--target", f"{target.service}={target.address}"]
+    queries = {t.service: t.dns for t in targets if t.dns is not None}
+    if queries and DEFAULT_REPLY_TIMEOUT_NS // (micros * 1000) + 2 >= DNS_MAX_WINDOW:
+        raise ProbeError(f"DNS probes every {micros} us are too many to tell apart in the "
+                         f"{DEFAULT_REPLY_TIMEOUT_NS // 10**9} s reply timeout")
+    for service, query in queries.items():
+        argv += ["--dns", f"{service}={query.spec}"]
     if duration_ms is not None:
         if duration_ms <= 0:
             raise ProbeError(f"duration must be positive, not {duration_ms} ms")
@@ -116,25 +131,35 @@ def start_udp_prober(spawn: Spawn, client: str, targets: list[ProbeTarget],
         raise ProbeError(f"cannot start the prober of {client}: {exc}") from exc
 
 
-def _identity_columns(identities: dict[int, str]) -> dict[str, npt.NDArray[np.object_]]:
-    """Per identity id, the answering site/cluster/node/pod; the last element (id -1) is None."""
+def _identity_columns(identities: dict[int, str],
+                      instances: Instances | None) -> dict[str, npt.NDArray[np.object_]]:
+    """Per identity id, the answering site/cluster/node/pod; the last element (id -1) is None.
+    An identity is the built-in server's JSON object, or text that ``instances`` maps (a real
+    server's NSID or CHAOS TXT); any other leaves them None."""
     size = max(identities, default=-1) + 2
     columns = {key: np.full(size, None, dtype=object) for key in IDENTITY_KEYS}
     for ident, text in identities.items():
         try:
             decoded = json.loads(text)
         except json.JSONDecodeError:
-            continue
+            decoded = None
         if not isinstance(decoded, dict):
-            continue
+            decoded = (instances or {}).get(text)
+            if decoded is None:
+                continue
         for key in IDENTITY_KEYS:
             value = decoded.get(key)
             columns[key][ident] = value if isinstance(value, str) else None
     return columns
 
 
-def probes_frame(records: ProberFile, client: str, trial: int) -> pd.DataFrame:
-    """The probes.parquet rows of one prober's records (sorted by service, flow, seq)."""
+def probes_frame(records: ProberFile, client: str, trial: int,
+                 instances: Instances | None = None) -> pd.DataFrame:
+    """The probes.parquet rows of one prober's records (sorted by service, flow, seq).
+
+    ``status`` is a DNS target's answer RCODE (-1: malformed), null for echo targets and
+    unanswered probes; a failed answer (an ``N`` record) leaves its probe lost.
+    ``instances`` maps a real server's identity text to its site/cluster/node/pod."""
     ticks = records.ticks[np.argsort(records.ticks[:, 0], kind="stable")]
     seqs, tick_ns = ticks[:, 0], ticks[:, 1]
     n, n_targets, n_flows = len(seqs), len(records.targets), records.header.flows
@@ -143,17 +168,23 @@ def probes_frame(records: ProberFile, client: str, trial: int) -> pd.DataFrame:
     recv = np.zeros(total, dtype=np.int64)
     lost = np.ones(total, dtype=bool)
     ident = np.full(total, -1, dtype=np.int64)
-    rows, replies = _reply_rows(records, seqs, n)
-    if len(rows):
-        pos = np.searchsorted(seqs, replies[:, 2])
-        send[rows] = tick_ns[pos] + replies[:, 3]
-        recv[rows] = send[rows] + replies[:, 4]
-        lost[rows] = False
-        ident[rows] = replies[:, 5]
+    status = np.zeros(total, dtype=np.int32)
+    no_status = np.ones(total, dtype=bool)
+    rows, failures, sent = _answer_rows(records.failures, records, seqs, tick_ns)
+    send[rows] = sent
+    status[rows], no_status[rows] = failures[:, 5], False
+    # a reply outranks a failed answer to the same probe
+    rows, replies, sent = _answer_rows(records.replies, records, seqs, tick_ns)
+    send[rows] = sent
+    recv[rows] = sent + replies[:, 4]
+    lost[rows] = False
+    ident[rows] = replies[:, 5]
+    dns = rows[np.array([t.dns is not None for t in records.targets], dtype=bool)[replies[:, 0]]]
+    status[dns], no_status[dns] = 0, False
     services = np.array([t.service for t in records.targets], dtype=object)
     families = np.array([t.family for t in records.targets], dtype=object)
     target_of_row = np.repeat(np.arange(n_targets), n_flows * n)
-    who = _identity_columns(records.identities)
+    who = _identity_columns(records.identities, instances)
     ident[(ident < 0) | (ident >= len(who["site"]) - 1)] = len(who["site"]) - 1
     rtt = (recv - send) / 1e6
     rtt[lost] = np.nan
@@ -167,28 +198,32 @@ def probes_frame(records: ProberFile, client: str, trial: int) -> pd.DataFrame:
         "send_ns": send,
         "recv_ns": pd.arrays.IntegerArray(recv, lost),
         "rtt_ms": rtt,
+        "status": pd.arrays.IntegerArray(status, no_status),
         **{key: who[key][ident] for key in IDENTITY_KEYS},
     })
     return frame[list(PROBE_COLUMNS)]
 
 
-def _reply_rows(records: ProberFile, seqs: npt.NDArray[np.int64],
-                n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Row index of every reply that matches a sent probe (first reply per probe only)."""
-    replies = records.replies
-    n_targets, n_flows = len(records.targets), records.header.flows
-    if n == 0 or len(replies) == 0:
-        return np.zeros(0, dtype=np.int64), replies
-    pos = np.minimum(np.searchsorted(seqs, replies[:, 2]), n - 1)
-    ok = ((replies[:, 0] >= 0) & (replies[:, 0] < n_targets) & (replies[:, 1] >= 0)
-          & (replies[:, 1] < n_flows) & (seqs[pos] == replies[:, 2]))
-    replies, pos = replies[ok], pos[ok]
-    rows = (replies[:, 0] * n_flows + replies[:, 1]) * n + pos
+def _answer_rows(answers: IntArray, records: ProberFile, seqs: IntArray,
+                 tick_ns: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Row index of every answer (``R`` or ``N`` records: target, flow, seq, send offset
+    first) that matches a sent probe (first answer per probe only), those answers and their
+    send times."""
+    n, n_targets, n_flows = len(seqs), len(records.targets), records.header.flows
+    if n == 0 or len(answers) == 0:
+        return np.zeros(0, dtype=np.int64), answers[:0], np.zeros(0, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(seqs, answers[:, 2]), n - 1)
+    ok = ((answers[:, 0] >= 0) & (answers[:, 0] < n_targets) & (answers[:, 1] >= 0)
+          & (answers[:, 1] < n_flows) & (seqs[pos] == answers[:, 2]))
+    answers, pos = answers[ok], pos[ok]
+    rows = (answers[:, 0] * n_flows + answers[:, 1]) * n + pos
     rows, first = np.unique(rows, return_index=True)
-    return rows, replies[first]
+    return rows, answers[first], tick_ns[pos[first]] + answers[first, 3]
 
 
-def load_udp_probes(path: Path, client: str, trial: int) -> pd.DataFrame:
+def load_udp_probes(path: Path, client: str, trial: int,
+                    instances: Instances | None = None) -> pd.DataFrame:
     """probes.parquet rows from one prober's record file: every probe sent, lost ones with
-    null ``recv_ns``/``rtt_ms``/identity. ProbeError if the file is not a prober's."""
-    return probes_frame(read_prober_file(path), client, trial)
+    null ``recv_ns``/``rtt_ms``/identity (see ``probes_frame``). ProbeError if the file is not
+    a prober's."""
+    return probes_frame(read_prober_file(path), client, trial, instances)

@@ -3,6 +3,7 @@
  *
  *   prober --interval-us N --out FILE --target SERVICE=IP:PORT [--target ...]
  *   (an IPv6 target: SERVICE=[IP]:PORT; a service may have one target per family)
+ *          [--dns SERVICE=NAME,QTYPE,IDENTITY ...]
  *          [--flows N] [--duration-ms D] [--drain-ms D] [--late-ms L]
  *          [--rt-priority P]
  *
@@ -13,6 +14,30 @@
  * order: u64 seq, u64 send time (CLOCK_MONOTONIC ns), u32 run nonce, u16
  * target index, u16 flow index. The anycast server answers with the request,
  * "\n" and its identity (JSON); the identity text is interned to a small id.
+ *
+ * DNS targets (--dns: every target of SERVICE; QTYPE 1-65535; NAME printable
+ * ASCII without blanks, ',' or '\', labels of 1-63, at most 253 characters,
+ * one final dot allowed) are asked a real query instead, one per probe: ID =
+ * seq & 0xffff, RD clear, the question built once. IDENTITY names how the
+ * answering instance is identified:
+ *   nsid   NAME QTYPE IN, EDNS0 OPT (UDP 1232) with an empty NSID option (RFC
+ *          5001); the identity is the NSID payload of the answer's OPT;
+ *   chaos  NAME TXT CH, QTYPE ignored (RFC 4892: hostname.bind, id.server);
+ *          the identity is the first string of the first answer, a TXT;
+ *   none   NAME QTYPE IN; no identity.
+ * An identity of printable ASCII is kept as it is, any other as "0x" and its
+ * bytes in hex. The probe carries neither send time nor seq: the flow keeps
+ * the send time per slot, and seq is the newest one sent with the reply's ID,
+ * so the reply window (LATE_NS / INTERVAL + 2 probes) must be shorter than
+ * 65536 (refused otherwise). A datagram is an answer when it has QR set,
+ * opcode 0 and one question, ours (the name's case aside), and its ID names a
+ * probe of the window; otherwise it is foreign (BAD), late or a duplicate, as
+ * for echoes. Its RCODE includes the OPT's extended bits. NOERROR with at
+ * least one answer is a reply (R); anything else is a failed answer (N):
+ * another RCODE, no answer, or, RCODE -1, a record that overruns the message
+ * (counts, RDATA, OPT options, names: at most 16 compression pointers
+ * followed, 255 bytes). A failed answer is the probe's first answer all the
+ * same: later ones are duplicates.
  *
  * Replies are read without blocking at every tick (before its sends), every
  * 100 ms and at exit, not on a wake-up per datagram: receive times are the
@@ -30,16 +55,19 @@
  * Output (text lines, buffered, written every 100 ms and at exit):
  *   P 1 NONCE INTERVAL_NS FLOWS LATE_NS START_NS     header, format 1
  *   T TARGET SERVICE IP PORT                          one per target
+ *   D TARGET QTYPE IDENTITY NAME                      a DNS target's query
  *   F TARGET FLOW LOCAL_PORT                          one per flow socket
  *   S SEQ T_NS                                        tick SEQ began at T_NS
  *   E TARGET FLOW SEQ ERRNO                           that send failed
  *   K T_NS SLOTS                                      SLOTS slots were skipped
  *   I ID IDENTITY                                     identity text got ID
  *   R TARGET FLOW SEQ SEND_OFF_NS RTT_NS ID           a first, timely reply
- *   X T_NS TICKS SENT ERRORS REPLIES DUPS LATE BAD SKIPPED   stats, at exit
+ *   N TARGET FLOW SEQ SEND_OFF_NS RTT_NS RCODE ID     ... that is a failed answer
+ *   X T_NS TICKS SENT ERRORS REPLIES DUPS LATE BAD SKIPPED [FAILED]  stats, at exit
  * send time = T_NS of its tick + SEND_OFF_NS; receive time = send + RTT_NS;
  * ID -1: no identity in the reply. Duplicates, replies later than LATE_NS
- * and foreign datagrams are counted (X) but not written.
+ * and foreign datagrams are counted (X) but not written. D, N and FAILED
+ * appear only when a target is DNS: a file of echo targets is as before.
  *
  * Stops on SIGTERM/SIGINT or after --duration-ms, then waits --drain-ms for
  * the last replies (a second signal ends the wait), writes X and exits 0.
@@ -83,6 +111,18 @@
 #define OUT_ROOM (MAX_IDENT + 256) /* longest line; flush before less is left */
 #define FLUSH_NS 100000000LL
 #define MAX_OFFSET_NS 1000000000LL /* a send this long after its tick is not ours */
+#define DNS_HEADER 12
+#define DNS_MAX_NAME 253   /* presentation form, without the final dot */
+#define DNS_MAX_WIRE 255   /* the same name encoded */
+#define DNS_MAX_QUERY (DNS_HEADER + DNS_MAX_WIRE + 4 + 15)
+#define DNS_MAX_HOPS 16    /* compression pointers followed per name */
+#define DNS_MAX_WINDOW 65536 /* probes told apart by the 16-bit message ID */
+#define EDNS_UDP_SIZE 1232
+#define EDNS_NSID 3
+#define RR_OPT 41
+#define RR_TXT 16
+#define CLASS_IN 1
+#define CLASS_CH 3
 
 enum src_kind { SRC_TICK, SRC_FLUSH, SRC_SIGNAL };
 
@@ -91,16 +131,31 @@ struct src {
 	int fd;
 };
 
+enum identity { IDENT_NSID, IDENT_CHAOS, IDENT_NONE };
+static const char *const identity_names[] = {"nsid", "chaos", "none"};
+
+/* A DNS target's query, encoded once; each probe sets its ID. */
+struct dns_query {
+	char service[MAX_NAME + 1];
+	char name[DNS_MAX_NAME + 2];
+	int qtype;
+	enum identity identity;
+	unsigned char msg[DNS_MAX_QUERY];
+	size_t len, question_len; /* the question: msg[DNS_HEADER .. DNS_HEADER + question_len) */
+};
+
 struct target {
 	char name[MAX_NAME + 1];
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	struct dns_query *dns; /* NULL: echo probes */
 };
 
 struct flow {
 	int fd;
 	uint16_t target, index, port;
-	uint64_t *seen; /* bit per seq % window: answered already */
+	uint64_t *seen;	  /* bit per seq % window: answered already */
+	int64_t *sent_ns; /* DNS flows, per seq % window: when it was sent (not in the probe) */
 };
 
 struct ident {
@@ -111,7 +166,7 @@ struct ident {
 };
 
 struct counters {
-	uint64_t ticks, sent, errors, replies, dups, late, bad, skipped;
+	uint64_t ticks, sent, errors, replies, dups, late, bad, skipped, failed;
 };
 
 static struct {
@@ -119,6 +174,8 @@ static struct {
 	int rt_priority, flows_per_target, ntargets, nflows;
 	const char *out_path;
 	struct target targets[MAX_TARGETS];
+	struct dns_query queries[MAX_TARGETS];
+	int nqueries;
 	struct flow *flows;
 	uint64_t window, next_seq, slots;
 	int64_t *tick_ns; /* per seq % window: when that tick began */
@@ -290,17 +347,28 @@ static void send_tick(void)
 	unsigned char buf[PAYLOAD];
 	uint64_t be_seq = htobe64(seq);
 	uint32_t be_nonce = htonl(g.nonce);
+	uint16_t be_id = htons((uint16_t)seq);
 	memcpy(buf, &be_seq, 8);
 	memcpy(buf + 16, &be_nonce, 4);
 	for (int i = 0; i < g.nflows; i++) {
 		struct flow *f = &g.flows[i];
-		uint64_t be_time = htobe64((uint64_t)(i == 0 ? tick : now_ns()));
-		uint16_t be_t = htons(f->target), be_f = htons(f->index);
-		memcpy(buf + 8, &be_time, 8);
-		memcpy(buf + 20, &be_t, 2);
-		memcpy(buf + 22, &be_f, 2);
 		const struct target *to = &g.targets[f->target];
-		if (sendto(f->fd, buf, PAYLOAD, 0, (const struct sockaddr *)&to->addr,
+		int64_t sent = i == 0 ? tick : now_ns();
+		const unsigned char *msg = buf;
+		size_t len = PAYLOAD;
+		if (to->dns) {
+			memcpy(to->dns->msg, &be_id, 2);
+			f->sent_ns[slot] = sent;
+			msg = to->dns->msg;
+			len = to->dns->len;
+		} else {
+			uint64_t be_time = htobe64((uint64_t)sent);
+			uint16_t be_t = htons(f->target), be_f = htons(f->index);
+			memcpy(buf + 8, &be_time, 8);
+			memcpy(buf + 20, &be_t, 2);
+			memcpy(buf + 22, &be_f, 2);
+		}
+		if (sendto(f->fd, msg, len, 0, (const struct sockaddr *)&to->addr,
 			   to->addrlen) < 0) {
 			int64_t err[4] = {f->target, f->index, (int64_t)seq, errno};
 			put_record('E', err, 4);
@@ -311,47 +379,279 @@ static void send_tick(void)
 	}
 }
 
-static void on_reply(struct flow *f, const unsigned char *data, size_t len, int64_t recv,
-		     int64_t read_at)
+/* Whether an answer to probe SEQ of flow F (sent at SENT) is its first timely one: then it is
+ * marked answered and *offset is its send time's offset in the tick; else it is counted. */
+static int first_answer(struct flow *f, uint64_t seq, int64_t sent, int64_t recv,
+			int64_t *offset)
+{
+	if (g.next_seq - seq >= g.window || recv - sent > g.late_ns) {
+		g.c.late++;
+		return 0;
+	}
+	uint64_t slot = seq % g.window;
+	*offset = sent - g.tick_ns[slot];
+	if (*offset < 0 || *offset > MAX_OFFSET_NS) {
+		g.c.bad++;
+		return 0;
+	}
+	uint64_t bit = 1ULL << (slot % 64);
+	if (f->seen[slot / 64] & bit) {
+		g.c.dups++;
+		return 0;
+	}
+	f->seen[slot / 64] |= bit;
+	return 1;
+}
+
+/* The record of a first answer: R when good, N (a failed answer, with its RCODE) else. */
+static void put_answer(const struct flow *f, uint64_t seq, int64_t offset, int64_t sent,
+		       int64_t recv, int64_t read_at, int good, int64_t rcode, int id)
+{
+	/* A kernel stamp converted with an offset taken a moment later is off by any step of
+	 * the realtime clock in between; one that lands before the send is wrong, so the read
+	 * time (later than the true arrival, never before it) stands in for it. */
+	int64_t rtt = (recv > sent ? recv : read_at) - sent;
+	int64_t rec[7] = {f->target, f->index, (int64_t)seq, offset, rtt, rcode, id};
+	if (good) {
+		g.c.replies++;
+		rec[5] = id;
+		put_record('R', rec, 6);
+	} else {
+		g.c.failed++;
+		put_record('N', rec, 7);
+	}
+}
+
+static void on_echo(struct flow *f, const unsigned char *data, size_t len, int64_t recv,
+		    int64_t read_at)
 {
 	if (len < PAYLOAD || get_u32(data + 16) != g.nonce) {
 		g.c.bad++;
 		return;
 	}
 	uint64_t seq = get_u64(data);
-	int64_t sent = (int64_t)get_u64(data + 8);
-	uint16_t t = get_u16(data + 20);
-	uint16_t fl = get_u16(data + 22);
-	if (t != f->target || fl != f->index || seq >= g.next_seq) {
+	int64_t sent = (int64_t)get_u64(data + 8), offset;
+	if (get_u16(data + 20) != f->target || get_u16(data + 22) != f->index ||
+	    seq >= g.next_seq) {
 		g.c.bad++;
 		return;
 	}
-	if (g.next_seq - seq >= g.window || recv - sent > g.late_ns) {
-		g.c.late++;
-		return;
-	}
-	uint64_t slot = seq % g.window;
-	int64_t offset = sent - g.tick_ns[slot];
-	if (offset < 0 || offset > MAX_OFFSET_NS) {
-		g.c.bad++;
-		return;
-	}
-	uint64_t bit = 1ULL << (slot % 64);
-	if (f->seen[slot / 64] & bit) {
-		g.c.dups++;
-		return;
-	}
-	f->seen[slot / 64] |= bit;
-	g.c.replies++;
+	if (!first_answer(f, seq, sent, recv, &offset)) return;
 	int id = -1;
 	if (len > PAYLOAD && data[PAYLOAD] == '\n')
 		id = intern((const char *)data + PAYLOAD + 1, len - PAYLOAD - 1);
-	/* A kernel stamp converted with an offset taken a moment later is off by any step of
-	 * the realtime clock in between; one that lands before the send is wrong, so the read
-	 * time (later than the true arrival, never before it) stands in for it. */
-	int64_t rtt = (recv > sent ? recv : read_at) - sent;
-	int64_t rec[6] = {t, fl, (int64_t)seq, offset, rtt, id};
-	put_record('R', rec, 6);
+	put_answer(f, seq, offset, sent, recv, read_at, 1, 0, id);
+}
+
+/* ---------- DNS ---------- */
+
+static size_t set_u16(unsigned char *m, size_t at, unsigned v)
+{
+	m[at] = (unsigned char)(v >> 8);
+	m[at + 1] = (unsigned char)v;
+	return at + 2;
+}
+
+/* NAME (labels of 1-63 printable ASCII characters, one final dot allowed) in wire form at
+ * OUT (DNS_MAX_WIRE bytes); its length. */
+static size_t encode_name(const char *name, unsigned char *out)
+{
+	size_t n = strlen(name), at = 0, label = 0;
+	if (n && name[n - 1] == '.') n--;
+	if (n == 0 || n > DNS_MAX_NAME)
+		die("DNS name '%s' must have 1-%d characters", name, DNS_MAX_NAME);
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || name[i] == '.') {
+			if (label < 1 || label > 63)
+				die("DNS name '%s': labels must have 1-63 characters", name);
+			out[at] = (unsigned char)label;
+			at += label + 1;
+			label = 0;
+		} else {
+			char c = name[i];
+			if (c <= ' ' || c > '~' || c == ',' || c == '\\')
+				die("DNS name '%s' must be printable ASCII without "
+				    "blanks, ',' or '\\'", name);
+			out[at + 1 + label++] = (unsigned char)c;
+		}
+	}
+	out[at] = 0;
+	return at + 1;
+}
+
+/* Header (ID set per probe; flags 0: a standard query, RD clear), question, and for NSID an
+ * OPT RR asking for it. */
+static void encode_query(struct dns_query *q)
+{
+	static const unsigned char opt_nsid[] = { /* root, OPT, size, TTL 0 (DO clear), 4 bytes */
+		0, 0, RR_OPT, EDNS_UDP_SIZE >> 8, EDNS_UDP_SIZE & 0xff, 0, 0, 0, 0, 0, 4,
+		0, EDNS_NSID, 0, 0};
+	unsigned char *m = q->msg;
+	int chaos = q->identity == IDENT_CHAOS;
+	memset(m, 0, DNS_HEADER);
+	set_u16(m, 4, 1);
+	size_t at = DNS_HEADER + encode_name(q->name, m + DNS_HEADER);
+	at = set_u16(m, at, chaos ? RR_TXT : (unsigned)q->qtype);
+	at = set_u16(m, at, chaos ? CLASS_CH : CLASS_IN);
+	q->question_len = at - DNS_HEADER;
+	if (q->identity == IDENT_NSID) {
+		set_u16(m, 10, 1);
+		memcpy(m + at, opt_nsid, sizeof(opt_nsid));
+		at += sizeof(opt_nsid);
+	}
+	q->len = at;
+}
+
+static unsigned char fold(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* Whether the question at P (at least question_len bytes) is ours; the name's case aside
+ * (folding leaves length bytes, all < 64, as they are). */
+static int same_question(const struct dns_query *q, const unsigned char *p)
+{
+	const unsigned char *ours = q->msg + DNS_HEADER;
+	size_t name = q->question_len - 4;
+	for (size_t i = 0; i < name; i++)
+		if (fold(ours[i]) != fold(p[i])) return 0;
+	return memcmp(ours + name, p + name, 4) == 0;
+}
+
+/* The end of the name at OFF (where it ends in place: a compression pointer ends it), once
+ * the whole name, pointers followed, proved well formed; 0 if not. */
+static size_t skip_name(const unsigned char *m, size_t len, size_t off)
+{
+	size_t end = 0, wire = 0;
+	int hops = 0;
+	for (;;) {
+		if (off >= len) return 0;
+		unsigned char label = m[off];
+		if ((label & 0xc0) == 0xc0) {
+			if (off + 1 >= len || ++hops > DNS_MAX_HOPS) return 0;
+			if (!end) end = off + 2;
+			off = (size_t)(label & 0x3f) << 8 | m[off + 1];
+			continue;
+		}
+		if (label & 0xc0) return 0; /* extended label types: none in use */
+		wire += label + 1u;
+		if (wire > DNS_MAX_WIRE) return 0;
+		if (label == 0) return end ? end : off + 1;
+		off += label + 1u;
+	}
+}
+
+struct rr {
+	uint16_t type;
+	uint32_t ttl;
+	const unsigned char *rdata;
+	uint16_t rdlen;
+};
+
+/* The resource record at *OFF (which moves past it); 0 if it overruns the message. */
+static int read_rr(const unsigned char *m, size_t len, size_t *off, struct rr *rr)
+{
+	size_t at = skip_name(m, len, *off);
+	if (!at || len - at < 10) return 0;
+	rr->type = get_u16(m + at);
+	rr->ttl = get_u32(m + at + 4);
+	rr->rdlen = get_u16(m + at + 8);
+	rr->rdata = m + at + 10;
+	if (len - at - 10 < rr->rdlen) return 0;
+	*off = at + 10 + rr->rdlen;
+	return 1;
+}
+
+/* The id of an identity sent as bytes: the text when it is printable ASCII, else "0x" and
+ * its bytes in hex (the record file stays ASCII, and binary NSIDs stay apart). */
+static int dns_identity(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && p[i] >= 0x20 && p[i] < 0x7f) i++;
+	if (i == n) return intern((const char *)p, n);
+	static const char digits[] = "0123456789abcdef";
+	char hex[MAX_IDENT];
+	size_t k = 2;
+	memcpy(hex, "0x", 2);
+	for (i = 0; i < n && k + 2 <= sizeof(hex); i++) {
+		hex[k++] = digits[p[i] >> 4];
+		hex[k++] = digits[p[i] & 15];
+	}
+	return intern(hex, k);
+}
+
+/* The RCODE of an answer whose header and question are checked (with the OPT's extended
+ * bits), its answer count and the answering instance's id (-1: none); RCODE -1 when a record
+ * overruns the message. */
+static int64_t read_answer(const struct dns_query *q, const unsigned char *m, size_t len,
+			   unsigned *answers, int *id)
+{
+	unsigned an = get_u16(m + 6), first_additional = an + get_u16(m + 8);
+	unsigned total = first_additional + get_u16(m + 10);
+	int64_t rcode = m[3] & 0x0f;
+	const unsigned char *who = NULL;
+	size_t who_len = 0, off = DNS_HEADER + q->question_len;
+	int opt = 0;
+	*answers = an;
+	*id = -1;
+	for (unsigned i = 0; i < total; i++) {
+		struct rr rr;
+		if (!read_rr(m, len, &off, &rr)) return -1;
+		if (i == 0 && an && q->identity == IDENT_CHAOS && rr.type == RR_TXT) {
+			if (rr.rdlen == 0 || rr.rdata[0] >= rr.rdlen) return -1;
+			who = rr.rdata + 1;
+			who_len = rr.rdata[0];
+		}
+		if (i >= first_additional && rr.type == RR_OPT && !opt) {
+			opt = 1;
+			rcode |= (int64_t)(rr.ttl >> 24) << 4;
+			for (size_t o = 0; o < rr.rdlen;) {
+				if (rr.rdlen - o < 4) return -1;
+				uint16_t code = get_u16(rr.rdata + o);
+				uint16_t olen = get_u16(rr.rdata + o + 2);
+				o += 4;
+				if (rr.rdlen - o < olen) return -1;
+				if (code == EDNS_NSID && q->identity == IDENT_NSID) {
+					who = rr.rdata + o;
+					who_len = olen;
+				}
+				o += olen;
+			}
+		}
+	}
+	if (who) *id = dns_identity(who, who_len);
+	return rcode;
+}
+
+static void on_dns(struct flow *f, const struct dns_query *q, const unsigned char *m,
+		   size_t len, int64_t recv, int64_t read_at)
+{
+	/* QR set, opcode QUERY, our one question */
+	if (len < DNS_HEADER + q->question_len || (m[2] & 0xf8) != 0x80 || get_u16(m + 4) != 1 ||
+	    !same_question(q, m + DNS_HEADER) || g.next_seq == 0) {
+		g.c.bad++;
+		return;
+	}
+	/* the newest seq sent with the ID's 16 bits; the window is shorter than 2^16 seqs */
+	uint64_t newest = g.next_seq - 1, back = (uint16_t)(newest - get_u16(m));
+	if (back > newest) {
+		g.c.bad++;
+		return;
+	}
+	uint64_t seq = newest - back;
+	int64_t sent = f->sent_ns[seq % g.window], offset;
+	if (!first_answer(f, seq, sent, recv, &offset)) return;
+	unsigned answers;
+	int id;
+	int64_t rcode = read_answer(q, m, len, &answers, &id);
+	put_answer(f, seq, offset, sent, recv, read_at, rcode == 0 && answers > 0, rcode, id);
+}
+
+static void on_reply(struct flow *f, const unsigned char *data, size_t len, int64_t recv,
+		     int64_t read_at)
+{
+	const struct dns_query *q = g.targets[f->target].dns;
+	if (q)
+		on_dns(f, q, data, len, recv, read_at);
+	else
+		on_echo(f, data, len, recv, read_at);
 }
 
 /* Kernel receive stamp (realtime) on the monotonic clock, or the clock now. */
@@ -439,6 +739,52 @@ static void add_target(const char *spec)
 			die("service '%s' has two targets of one address family", t->name);
 }
 
+/* --dns SERVICE=NAME,QTYPE,IDENTITY */
+static void add_dns(const char *spec)
+{
+	if (g.nqueries >= MAX_TARGETS) die("at most %d --dns options", MAX_TARGETS);
+	char copy[MAX_NAME + DNS_MAX_NAME + 32];
+	if (strlen(spec) >= sizeof(copy)) die("--dns value too long: '%s'", spec);
+	strcpy(copy, spec);
+	char *name = strchr(copy, '=');
+	char *qtype = name ? strchr(name, ',') : NULL;
+	char *identity = qtype ? strchr(qtype + 1, ',') : NULL;
+	if (!identity || name == copy || name - copy > MAX_NAME)
+		die("--dns must be SERVICE=NAME,QTYPE,IDENTITY, not '%s'", spec);
+	*name++ = *qtype++ = *identity++ = 0;
+	struct dns_query *q = &g.queries[g.nqueries++];
+	for (int k = 0; k < g.nqueries - 1; k++)
+		if (!strcmp(g.queries[k].service, copy)) die("service '%s' has two --dns", copy);
+	strcpy(q->service, copy);
+	q->qtype = (int)parse_int(qtype, "the DNS query type", 1, 65535);
+	int known = 0;
+	for (int k = 0; k < (int)(sizeof(identity_names) / sizeof(*identity_names)); k++)
+		if (!strcmp(identity, identity_names[k])) {
+			q->identity = (enum identity)k;
+			known = 1;
+		}
+	if (!known) die("DNS identity must be nsid, chaos or none, not '%s'", identity);
+	if (strlen(name) > DNS_MAX_NAME + 1) die("DNS name '%s' is too long", name);
+	strcpy(q->name, name);
+	encode_query(q);
+}
+
+/* Every --dns applies to every target of its service (a dual-stack service has two). */
+static void attach_queries(void)
+{
+	for (int k = 0; k < g.nqueries; k++) {
+		int found = 0;
+		for (int t = 0; t < g.ntargets; t++)
+			if (!strcmp(g.targets[t].name, g.queries[k].service)) {
+				g.targets[t].dns = &g.queries[k];
+				found = 1;
+			}
+		if (!found)
+			die("--dns names service '%s', which has no --target",
+			    g.queries[k].service);
+	}
+}
+
 static void parse_args(int argc, char **argv)
 {
 	g.interval_ns = 0;
@@ -453,6 +799,7 @@ static void parse_args(int argc, char **argv)
 			g.interval_ns = parse_int(v, "--interval-us", 10, 60000000) * 1000;
 		else if (!strcmp(a, "--out")) g.out_path = v;
 		else if (!strcmp(a, "--target")) add_target(v);
+		else if (!strcmp(a, "--dns")) add_dns(v);
 		else if (!strcmp(a, "--flows"))
 			g.flows_per_target = (int)parse_int(v, "--flows", 1, MAX_FLOWS);
 		else if (!strcmp(a, "--duration-ms"))
@@ -467,7 +814,13 @@ static void parse_args(int argc, char **argv)
 	}
 	if (!g.interval_ns || !g.out_path || !g.ntargets)
 		die("usage: prober --interval-us N --out FILE --target SERVICE=IP:PORT [--target ...] "
-		    "[--flows N] [--duration-ms D] [--drain-ms D] [--late-ms L] [--rt-priority P]");
+		    "[--dns SERVICE=NAME,QTYPE,IDENTITY ...] [--flows N] [--duration-ms D] "
+		    "[--drain-ms D] [--late-ms L] [--rt-priority P]");
+	attach_queries();
+	if (g.nqueries && g.late_ns / g.interval_ns + 2 >= DNS_MAX_WINDOW)
+		die("DNS probes are told apart by a 16-bit ID: --late-ms / --interval-us must stay "
+		    "below %d probes, not %lld", DNS_MAX_WINDOW - 2,
+		    (long long)(g.late_ns / g.interval_ns));
 }
 
 static void watch(struct src *s, int fd, enum src_kind kind)
@@ -508,6 +861,8 @@ static void open_flows(void)
 		f->index = (uint16_t)(i % g.flows_per_target);
 		f->seen = calloc(words, sizeof(uint64_t));
 		if (!f->seen) die("out of memory");
+		if (g.targets[f->target].dns && !(f->sent_ns = calloc(g.window, sizeof(int64_t))))
+			die("out of memory");
 		f->fd = flow_socket(g.targets[f->target].addr.ss_family, &f->port);
 	}
 }
@@ -528,6 +883,14 @@ static void write_header(void)
 		room();
 		g.used += (size_t)snprintf(g.out + g.used, OUT_ROOM, "T %d %s %s %u\n", t,
 					   target->name, ip, ntohs(v4->sin_port));
+	}
+	for (int t = 0; t < g.ntargets; t++) {
+		const struct dns_query *q = g.targets[t].dns;
+		if (!q) continue;
+		room();
+		g.used += (size_t)snprintf(g.out + g.used, OUT_ROOM, "D %d %d %s %s\n", t,
+					   q->identity == IDENT_CHAOS ? RR_TXT : q->qtype,
+					   identity_names[q->identity], q->name);
 	}
 	for (int i = 0; i < g.nflows; i++) {
 		int64_t rec[3] = {g.flows[i].target, g.flows[i].index, g.flows[i].port};
@@ -641,10 +1004,10 @@ int main(int argc, char **argv)
 		for (int i = 0; i < n && !g.done; i++) dispatch(evs[i].data.ptr);
 	}
 	drain_all();
-	int64_t stats[9] = {now_ns(), (int64_t)g.c.ticks, (int64_t)g.c.sent, (int64_t)g.c.errors,
-			    (int64_t)g.c.replies, (int64_t)g.c.dups, (int64_t)g.c.late,
-			    (int64_t)g.c.bad, (int64_t)g.c.skipped};
-	put_record('X', stats, 9);
+	int64_t stats[10] = {now_ns(), (int64_t)g.c.ticks, (int64_t)g.c.sent, (int64_t)g.c.errors,
+			     (int64_t)g.c.replies, (int64_t)g.c.dups, (int64_t)g.c.late,
+			     (int64_t)g.c.bad, (int64_t)g.c.skipped, (int64_t)g.c.failed};
+	put_record('X', stats, g.nqueries ? 10 : 9);
 	flush_out();
 	close(g.outfd);
 	return 0;
