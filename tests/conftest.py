@@ -17,6 +17,7 @@ settings.load_profile("anylab")
 
 REPO = Path(__file__).resolve().parent.parent
 TOPOLOGIES = REPO / "topologies"
+SCENARIOS = REPO / "scenarios"
 SHIPPED_TOPOLOGIES = sorted(TOPOLOGIES.glob("*.yaml"))
 
 

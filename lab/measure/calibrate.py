@@ -14,8 +14,9 @@ corrected.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,8 +24,9 @@ from typing import Any, Protocol
 from lab.backend.processes import Spawn, is_alive, stop_pids
 from lab.backend.state import ProcessRecord
 from lab.measure.probe.records import read_prober_file
-from lab.measure.probe.udp import ProbeTarget, probes_frame, start_udp_prober
-from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role, family_of
+from lab.measure.probe.services import instances, udp_targets
+from lab.measure.probe.udp import probes_frame, start_udp_prober
+from lab.plan.model import IPAddress, LabPlan, LinkKind, LinkPlan, Role, ServicePlan, family_of
 from lab.plan.paths import expected_rtts
 
 MEASURE_MS = 200  # per round: ~200 probes per client and VIP at 1 ms
@@ -89,8 +91,7 @@ def measure_errors(plan: LabPlan, spawn_in: Callable[[str], Spawn], scratch: Pat
     try:
         for client in clients:
             families = plan.node(client).families
-            targets = [ProbeTarget(s.name, str(vip), s.port) for s in plan.services
-                       if s.protocol == "udp" for vip in s.vips if family_of(vip) in families]
+            targets = udp_targets(plan.services, functools.partial(_vips_in, families))
             if not targets or client not in expected:
                 continue
             out = scratch / f"calibrate-{client}.txt"
@@ -104,16 +105,21 @@ def measure_errors(plan: LabPlan, spawn_in: Callable[[str], Spawn], scratch: Pat
     finally:
         stop_pids([p.pid for _c, _o, p in started], grace_s=1.0)
     errors: dict[str, tuple[float, int]] = {}
+    pods = instances(plan)
     for client, out, _process in started:
         if not out.exists():
             continue
-        rows = probes_frame(read_prober_file(out), client, 0)
+        rows = probes_frame(read_prober_file(out), client, 0, pods)
         rows = rows.loc[rows["rtt_ms"].notna() & rows["node"].notna()]
         configured = rows["node"].map(expected[client])
         error = (rows["rtt_ms"] - configured).dropna()
         if len(error):
             errors[client] = (float(error.median()), len(error))
     return errors
+
+
+def _vips_in(families: Collection[str], service: ServicePlan) -> list[IPAddress]:
+    return [vip for vip in service.vips if family_of(vip) in families]
 
 
 def corrections(plan: LabPlan, errors: dict[str, float],

@@ -71,19 +71,21 @@ def session_events(state: LabState, plan: LabPlan, clock: dict[str, int],
                           since_ns)
 
 
-def _probes(recording: Recording) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def _probes(recording: Recording, plan: LabPlan) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """probes.parquet, and per prober and trial a ``prober``/``timing`` event: how well the
     prober kept its schedule (lab.run.instrument)."""
     from lab.measure.probe.records import read_prober_file
+    from lab.measure.probe.services import instances
     from lab.measure.probe.udp import PROBE_COLUMNS, probes_frame
     from lab.run.instrument import prober_timing
 
     frames, timing = [], []
+    pods = instances(plan)
     for trial, client, path in recording.prober_files:
         if not path.exists():
             continue
         records = read_prober_file(path)
-        frames.append(probes_frame(records, client, trial))
+        frames.append(probes_frame(records, client, trial, pods))
         end = int(records.ticks[:, 1].max()) if len(records.ticks) else records.header.start_ns
         timing.append({"t_ns": end, "trial": trial, "source": "prober", "kind": "timing",
                        "client": client, **prober_timing(records)})
@@ -117,7 +119,7 @@ def collect_results(loaded: LoadedScenario, state: LabState, recording: Recordin
     except (OSError, ValueError) as exc:
         events.append({"t_ns": since, "source": "runner", "kind": "note",
                        "message": f"FRR logs could not be read: {exc}"})
-    probes, timing = _probes(recording)
+    probes, timing = _probes(recording, loaded.plan)
     events += timing
     for row in events:
         row.setdefault("trial", _trial_of(int(row["t_ns"]), recording.trial_bounds))

@@ -10,6 +10,7 @@ The runner takes the class as a parameter: unit tests drive the timeline and the
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from typing import TYPE_CHECKING
@@ -106,8 +107,9 @@ class Measurement:
 
     def start_trial(self, trial: int) -> None:
         """The probers of every probed client and the TCP flows, until ``stop_trial``."""
+        from lab.measure.probe.services import udp_targets
         from lab.measure.probe.tcpflows import start_tcp_flows
-        from lab.measure.probe.udp import ProbeTarget, start_udp_prober
+        from lab.measure.probe.udp import start_udp_prober
         from lab.plan.paths import expected_rtts
 
         handle, probe, recording = self.handle, self.loaded.scenario.probe, self.recording
@@ -118,8 +120,7 @@ class Measurement:
                     if probe.services == "all" or s.name in probe.services]
         for client in clients:
             # every VIP of every UDP service in each family the client has, on one clock
-            udp = [ProbeTarget(s.name, str(vip), s.port) for s in services
-                   if s.protocol == "udp" for vip in _vips(plan, client, s)]
+            udp = udp_targets(services, functools.partial(_vips, plan, client))
             if not udp:
                 continue
             out = scratch / f"probes-{trial}-{client}.txt"

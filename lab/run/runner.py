@@ -199,6 +199,7 @@ def _resolve_target(handle: LabHandle, recording: Recording, trial: int,
     if not isinstance(target, TargetSelector):
         assert isinstance(target, str)
         return target
+    from lab.measure.probe.services import instances
     from lab.measure.probe.udp import load_udp_probes
 
     serving = target.serving
@@ -206,7 +207,7 @@ def _resolve_target(handle: LabHandle, recording: Recording, trial: int,
                  if t == trial and c == serving.client), None)
     if path is None:
         raise BackendError(f"no probes from {serving.client} to resolve `serving:`")
-    probes = load_udp_probes(path, serving.client, trial)
+    probes = load_udp_probes(path, serving.client, trial, instances(handle.plan))
     answered = probes[(probes["service"] == serving.service) & (probes["flow"] == serving.flow)
                       & (probes["family"] == "ipv4") & probes["recv_ns"].notna()]
     if answered.empty:

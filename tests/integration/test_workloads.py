@@ -17,8 +17,10 @@ from lab.backend import labs
 from lab.backend.inspect import probe_all
 from lab.errors import BackendError
 from lab.proc import run
-from tests.conftest import REPO, TOPOLOGIES, require_root, require_tool
+from lab.run.runner import RunOptions, RunResult, run_scenario
+from tests.conftest import REPO, SCENARIOS, TOPOLOGIES, require_root, require_tool
 from tests.integration.labfixture import assert_lab_gone, running_lab, unique_lab_name
+from tests.integration.quiet import on_a_quiet_machine
 
 pytestmark = [pytest.mark.integration]
 DNS_LAB = TOPOLOGIES / "dns-anycast.yaml"
@@ -69,6 +71,39 @@ def test_every_pod_runs_its_own_nsd_and_nothing_runs_on_the_machine(
     workloads = [r for r in dns_lab.state.processes if r.kind == "workload"]
     assert sorted(r.node for r in workloads) == sorted(p.name for p in dns_lab.plan.pods())
     assert host_daemons("nsd") == []
+
+
+def test_a_silent_node_crash_measured_with_dns_probes(dns_lab: labs.UpResult,
+                                                     tmp_path: Path) -> None:
+    """scenarios/dns-node-crash-bfd.yaml on the running DNS lab: the flow of us-c1 that NSD on
+    the crashed node answered loses 0.6-1.3 s (BFD 300 ms x 3, then the leaf's withdrawal),
+    the answering pods are named by their NSID, and no other client loses anything."""
+    import pandas as pd
+
+    def attempt(number: int) -> RunResult:
+        result = run_scenario(RunOptions(SCENARIOS / "dns-node-crash-bfd.yaml",
+                                         name=dns_lab.state.lab, keep_lab=True,
+                                         runs_root=tmp_path / f"attempt-{number}"),
+                              lambda _m: None)
+        assert result.complete and result.summary["trials"][0]["valid"], result.summary
+        return result
+
+    result = on_a_quiet_machine(attempt)
+    (event,) = result.summary["trials"][0]["events"]
+    rows = {(c["client"], c["service"]): c for c in event["clients"]}
+    crashed = rows[("us-c1", "dns")]
+    assert 600 <= crashed["outage_ms"] <= 1300, crashed
+    assert (crashed["site_before"], crashed["site_after"]) == ("nyc", "nyc")
+    others = [c for key, c in rows.items() if key[1] == "dns" and key[0] != "us-c1"]
+    assert others and all(c["outage_ms"] == 0 for c in others), others
+    assert {c["client"]: c["site_before"] for c in others} == {
+        k: v for k, v in SITE_OF_CLIENT.items() if k != "us-c1"}
+    probes = pd.read_parquet(result.run_dir / "probes.parquet")
+    dns = probes[probes["service"] == "dns"]
+    answered = dns[dns["recv_ns"].notna()]
+    assert (answered["status"] == 0).all() and answered["pod"].notna().all()
+    assert set(answered["pod"]) <= {p.name for p in dns_lab.plan.pods()}
+    assert answered[answered["client"] == "us-c1"]["pod"].nunique() >= 2  # moved to another
 
 
 # ------------------------------------------------------------------ failures

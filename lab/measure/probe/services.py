@@ -1,0 +1,34 @@
+"""What a client's prober asks of a lab's services, from the plan: one target per VIP of each
+UDP service (with the service's DNS question when its pods run a DNS server), and the
+instances a real server's identity names (the pods, by name)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from lab.measure.probe.dns import DnsQuery
+from lab.measure.probe.udp import ProbeTarget
+from lab.plan.model import IPAddress, LabPlan, ServicePlan
+
+
+def udp_targets(services: Sequence[ServicePlan],
+                vips: Callable[[ServicePlan], Iterable[IPAddress]]) -> list[ProbeTarget]:
+    """A target per VIP (``vips(service)``: those the client can reach) of every UDP
+    service."""
+    return [ProbeTarget(s.name, str(vip), s.port, dns=dns_query(s)) for s in services
+            if s.protocol == "udp" for vip in vips(s)]
+
+
+def dns_query(service: ServicePlan) -> DnsQuery | None:
+    ask = service.dns_probe
+    return DnsQuery(ask.name, ask.rr_type, ask.identity) if ask is not None else None
+
+
+def instances(plan: LabPlan) -> dict[str, dict[str, str]]:
+    """Identity text -> the answering instance's site, cluster, node and pod: a real server
+    names itself by its pod's name (README, "Your own server behind the VIP")."""
+    return {pod.name: {"site": pod.site, "cluster": pod.cluster, "node": pod.node,
+                       "pod": pod.name} for pod in plan.pods()}
+
+
+__all__ = ["dns_query", "instances", "udp_targets"]
