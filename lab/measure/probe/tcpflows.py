@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 RECV_SIZE = 65536
 MAX_INBOX = 64 * 1024
-_LINGER_RESET = struct.pack("ii", 1, 0)  # close with RST: a broken flow leaves no FIN_WAIT
+LINGER_RESET = struct.pack("ii", 1, 0)  # close with RST: a broken flow leaves no FIN_WAIT
 _REASONS = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EPIPE: "reset",
             errno.ECONNABORTED: "reset", errno.ETIMEDOUT: "timeout",
             errno.EHOSTUNREACH: "unreachable", errno.ENETUNREACH: "unreachable",
@@ -240,7 +240,7 @@ class Flow:
             self.runner.selector.unregister(self.sock)
         if reset:
             try:  # noqa: SIM105 (best effort on a socket that may be dead already)
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
             except OSError:
                 pass
         self.sock.close()

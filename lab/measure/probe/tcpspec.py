@@ -79,7 +79,9 @@ def write_tcp_flows_spec(spec: TcpFlowsSpec, path: Path) -> Path:
     return path
 
 
-def _flows(reader: SpecReader, top: Any) -> tuple[TcpFlowSpec, ...]:
+def check_flows(reader: SpecReader, top: Any) -> tuple[TcpFlowSpec, ...]:
+    """The ``flows`` list of a spec (the TCP flows' and the HTTP probes'): each flow checked,
+    duplicates refused; problems go to ``reader``."""
     flows: list[TcpFlowSpec] = []
     seen: dict[tuple[str, str, str, int], str] = {}
     items = reader.items(top, "flows")
@@ -119,7 +121,7 @@ def load_tcp_flows_spec(path: Path) -> TcpFlowsSpec:
     """Read and validate a TCP flows spec; SpecError lists every problem."""
     reader, document = read_spec_document(path)
     top = reader.mapping(document, "", TOP_FIELDS)
-    flows = _flows(reader, top)
+    flows = check_flows(reader, top)
     trial = reader.integer(top, "trial", low=0, high=32767) if top.get("trial") is not None \
         else None
     spec = TcpFlowsSpec(

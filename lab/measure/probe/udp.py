@@ -131,8 +131,8 @@ def start_udp_prober(spawn: Spawn, client: str, targets: list[ProbeTarget],
         raise ProbeError(f"cannot start the prober of {client}: {exc}") from exc
 
 
-def _identity_columns(identities: dict[int, str],
-                      instances: Instances | None) -> dict[str, npt.NDArray[np.object_]]:
+def identity_columns(identities: dict[int, str],
+                     instances: Instances | None) -> dict[str, npt.NDArray[np.object_]]:
     """Per identity id, the answering site/cluster/node/pod; the last element (id -1) is None.
     An identity is the built-in server's JSON object, or text that ``instances`` maps (a real
     server's NSID or CHAOS TXT); any other leaves them None."""
@@ -151,6 +151,16 @@ def _identity_columns(identities: dict[int, str],
             value = decoded.get(key)
             columns[key][ident] = value if isinstance(value, str) else None
     return columns
+
+
+def identity_rows(ident: IntArray, identities: dict[int, str],
+                  instances: Instances | None) -> dict[str, npt.NDArray[np.object_]]:
+    """The site/cluster/node/pod columns of rows whose identity ids are ``ident`` (an id
+    that is not in ``identities``, e.g. -1: None)."""
+    who = identity_columns(identities, instances)
+    none = len(who["site"]) - 1
+    ident = np.where((ident < 0) | (ident >= none), none, ident)
+    return {key: who[key][ident] for key in IDENTITY_KEYS}
 
 
 def probes_frame(records: ProberFile, client: str, trial: int,
@@ -184,8 +194,7 @@ def probes_frame(records: ProberFile, client: str, trial: int,
     services = np.array([t.service for t in records.targets], dtype=object)
     families = np.array([t.family for t in records.targets], dtype=object)
     target_of_row = np.repeat(np.arange(n_targets), n_flows * n)
-    who = _identity_columns(records.identities, instances)
-    ident[(ident < 0) | (ident >= len(who["site"]) - 1)] = len(who["site"]) - 1
+    who = identity_rows(ident, records.identities, instances)
     rtt = (recv - send) / 1e6
     rtt[lost] = np.nan
     frame = pd.DataFrame({
@@ -199,7 +208,7 @@ def probes_frame(records: ProberFile, client: str, trial: int,
         "recv_ns": pd.arrays.IntegerArray(recv, lost),
         "rtt_ms": rtt,
         "status": pd.arrays.IntegerArray(status, no_status),
-        **{key: who[key][ident] for key in IDENTITY_KEYS},
+        **who,
     })
     return frame[list(PROBE_COLUMNS)]
 
