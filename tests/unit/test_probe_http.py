@@ -195,6 +195,7 @@ def test_keepalive_probes_of_every_kind_of_server(tmp_path: Path,
     # malformed answer
     assert records.counters["connections"] == 3 + close + garbage
     assert records.header.keepalive and records.header.interval_ns == 20_000_000
+    assert records.header.trial == 3
 
 
 def test_a_hanging_server_times_out_busy_slots_then_recovers(
@@ -350,7 +351,7 @@ def test_a_close_delimited_body_has_a_cap() -> None:
 
 def test_records_reader(tmp_path: Path) -> None:
     path = tmp_path / "r.txt"
-    path.write_text("H 1 http 1 10000000 1000000000 100\n"
+    path.write_text("H 1 http 1 10000000 1000000000 100 -\n"
                     "F 0 c1 web 2001:db8::80 80 1\n"
                     "I 0 pod-a\nI 1 who knows\n"
                     "A 0 1 120 2120 200 1\n"
@@ -366,7 +367,7 @@ def test_records_reader(tmp_path: Path) -> None:
     assert frame["rtt_ms"].iloc[0] == 0.001 and frame["recv_ns"].iloc[1] == 2120
     assert frame["status"].tolist() == [302, 200, 200] and frame["flow"].tolist() == [1] * 3
     assert pd.isna(frame["recv_ns"].iloc[2])
-    path.write_text("H 1 http 1 10000000 1000000000 100\nA 5 0 100 200 200 -1\n")
+    path.write_text("H 1 http 1 10000000 1000000000 100 -\nA 5 0 100 200 200 -1\n")
     with pytest.raises(ProbeError, match="without an F record"):
         read_http_records(path)
     path.write_text("P 1 2 3\n")

@@ -31,7 +31,8 @@ fields; times are CLOCK_MONOTONIC ns, ``-`` an absent status:
 letter  fields                                         meaning
 ======  ============================================  ==========================================
 ``H``   1 MODE KEEPALIVE INTERVAL_NS TIMEOUT_NS        header: format 1, ``http`` or ``connect``,
-        START_NS                                       1/0, the time of slot 0
+        START_NS TRIAL                                 1/0, the time of slot 0, the spec's
+                                                       trial (``-``: none)
 ``F``   KEY CLIENT SERVICE VIP PORT FLOW               a flow; KEY from 0, in spec order
 ``I``   ID TEXT                                        identity ID (from 0): the identity
                                                        header's value (non-printable: ``0x``
@@ -357,10 +358,11 @@ class Conn:
     def on_ready(self, mask: int, now: int) -> None:
         if self.state == "connecting":
             self.connected(now)
-        elif mask & selectors.EVENT_READ:
-            self.receive(now)
-        elif self.outbox:
+            return
+        if mask & selectors.EVENT_WRITE and self.outbox:
             self.flush()
+        if mask & selectors.EVENT_READ and self.sock.fileno() >= 0:  # not closed by flush
+            self.receive(now)
 
     def connected(self, now: int) -> None:
         code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -538,8 +540,9 @@ class ProbeRunner:
 
     def header(self) -> None:
         self.start_ns = time.monotonic_ns()
+        trial = "-" if self.spec.trial is None else self.spec.trial
         self.log.write(f"H {FORMAT} {self.mode} {int(self.keepalive)} {self.interval_ns} "
-                       f"{self.timeout_ns} {self.start_ns}\n")
+                       f"{self.timeout_ns} {self.start_ns} {trial}\n")
         for flow in self.flows:
             f = flow.spec
             self.log.write(f"F {flow.key} {f.client} {f.service} {f.vip} {f.port} {f.flow}\n")

@@ -29,6 +29,7 @@ class HttpHeader:
     interval_ns: int
     timeout_ns: int
     start_ns: int
+    trial: int | None
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class HttpRecords:
     counters: dict[str, int] | None = None  # COUNTERS, when the prober exited cleanly
 
 
-def _status(text: str) -> int | None:
+def _number(text: str) -> int | None:
     return None if text == "-" else int(text)
 
 
@@ -79,7 +80,7 @@ def _record(line: str, records: dict[str, list[list[str]]], identities: dict[int
         identities[int(ident)] = text
         return
     fields = rest.split()
-    sizes = {"H": 6, "F": 6, "A": 6, "L": 5, "K": 2}
+    sizes = {"H": 7, "F": 6, "A": 6, "L": 5, "K": 2}
     if kind in sizes and len(fields) != sizes[kind]:
         raise ValueError(f"{sizes[kind]} fields expected")
     if kind == "L" and fields[3] not in REASONS:
@@ -110,13 +111,14 @@ def read_http_records(path: Path) -> HttpRecords:
         head = heads[0]
         if int(head[0]) != FORMAT:
             raise ProbeError(f"{path}: record format {head[0]}, this reader knows {FORMAT}")
-        header = HttpHeader(head[1], head[2] == "1", int(head[3]), int(head[4]), int(head[5]))
+        header = HttpHeader(head[1], head[2] == "1", int(head[3]), int(head[4]), int(head[5]),
+                            _number(head[6]))
         flows = {int(f[0]): HttpFlow(int(f[0]), f[1], f[2], f[3], int(f[4]), int(f[5]))
                  for f in records.get("F", [])}
-        outcomes = [HttpOutcome(int(a[0]), int(a[1]), int(a[2]), int(a[3]), _status(a[4]),
+        outcomes = [HttpOutcome(int(a[0]), int(a[1]), int(a[2]), int(a[3]), _number(a[4]),
                                 int(a[5])) for a in records.get("A", [])]
         outcomes += [HttpOutcome(int(lost[0]), int(lost[1]), int(lost[2]), None,
-                                 _status(lost[4]), reason=lost[3])
+                                 _number(lost[4]), reason=lost[3])
                      for lost in records.get("L", [])]
         skipped = sum(int(k[1]) for k in records.get("K", []))
         counters = None

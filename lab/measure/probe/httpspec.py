@@ -14,9 +14,9 @@ probes from client namespaces.
 port; ``identity_header`` the response header that names the answering instance, null: none)
 or ``connect`` (the TCP handshake alone). ``keepalive``: one persistent connection per flow
 (HTTP only). Defaults: ``mode`` http, ``path`` /, ``host`` and ``identity_header`` null,
-``keepalive`` true, ``interval_ms`` 10, ``timeout_ms`` 1000; ``trial`` and ``duration_ms``
-(no limit) are optional. Read with the runtime programs' ``SpecReader`` (no pydantic: the
-program starts cheaply), every problem reported at once.
+``keepalive`` true, ``interval_ms`` 10, ``timeout_ms`` 1000; ``trial`` (written in the
+record header) and ``duration_ms`` (no limit) are optional. Read with the runtime programs'
+``SpecReader`` (no pydantic: the program starts cheaply), every problem reported at once.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def load_http_probe_spec(path: Path) -> HttpProbeSpec:
         path=reader.text(top, "path", default="/"),
         host=_optional_text(reader, top, "host"),
         identity_header=_optional_text(reader, top, "identity_header"),
-        keepalive=reader.boolean(top, "keepalive") if "keepalive" in top else True,
+        keepalive=reader.boolean(top, "keepalive") if top.get("keepalive") is not None \
+        else True,
         interval_ms=reader.integer(top, "interval_ms", low=1, high=MAX_MS,
                                    default=DEFAULT_INTERVAL_MS),
         timeout_ms=reader.integer(top, "timeout_ms", low=1, high=MAX_MS,
