@@ -118,8 +118,8 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spec(tmp_path: Path, ports: dict[str, int], **fields: Any) -> Path:
-    flows = [HttpFlowSpec("c1", OWN_NETNS, name, "127.0.0.1", port, 0)
+def spec(tmp_path: Path, ports: dict[str, int], netns: str = OWN_NETNS, **fields: Any) -> Path:
+    flows = [HttpFlowSpec("c1", netns, name, "127.0.0.1", port, 0)
              for name, port in ports.items()]
     document = HttpProbeSpec(lab="t", flows=tuple(flows), out=tmp_path / "http.txt",
                              identity_header="x-served-by", trial=3).document()
@@ -129,9 +129,9 @@ def spec(tmp_path: Path, ports: dict[str, int], **fields: Any) -> Path:
     return path
 
 
-def run(spec_path: Path, duration_s: float | None = None, during: Any = None) -> None:
+def run(spec_path: Path, duration_s: float | None = None, during: Any = None) -> str:
     """The program: to its spec's duration, or SIGTERM ``duration_s`` after it started
-    probing (``during`` called after a third of it)."""
+    probing (``during`` called after a third of it). Its standard error."""
     process = subprocess.Popen(http_probe_argv(spec_path), stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     if duration_s is not None:
@@ -143,6 +143,7 @@ def run(spec_path: Path, duration_s: float | None = None, during: Any = None) ->
         process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
+    return err
 
 
 def rows(tmp_path: Path) -> pd.DataFrame:
@@ -249,6 +250,15 @@ def test_connect_mode(tmp_path: Path, servers: dict[str, Server]) -> None:
     assert down["recv_ns"].isna().all() and len(down) == n
     assert servers["ok"].requests == 0
     assert read_http_records(tmp_path / "http.txt").header.mode == "connect"
+
+
+def test_a_namespace_that_cannot_be_entered_is_unreachable(tmp_path: Path) -> None:
+    err = run(spec(tmp_path, {"web": closed_port()}, netns=str(tmp_path / "no-such-ns"),
+                   duration_ms=100))
+    records = read_http_records(tmp_path / "http.txt")
+    assert {o.reason for o in records.outcomes} == {"unreachable"}
+    assert len(records.outcomes) == 10 - records.skipped_slots
+    assert err.count("no-such-ns") == 1  # said once, not at every slot
 
 
 def test_spec_problems_are_reported_at_once(tmp_path: Path,
