@@ -3,8 +3,9 @@
 ``python -m lab.measure.probe.httpprobe --spec FILE`` (spec: ``lab.measure.probe.httpspec``)
 gives every flow a slot every ``interval_ms`` from one common start (CLOCK_MONOTONIC: slot k
 is at start + k * interval, no drift; slots missed while the program stalled are skipped and
-counted, never sent in a burst). At each slot a flow makes one probe (its ``seq`` counts probes
-made, from 0):
+counted, never sent in a burst; the selector wakes with millisecond resolution, so a probe
+goes out up to about a millisecond after its slot, stamped when it does). At each slot a flow
+makes one probe (its ``seq`` counts probes made, from 0):
 
 - ``http`` with ``keepalive``: a GET on the flow's persistent HTTP/1.1 connection (made at the
   slot when there is none: the request follows the handshake). When the previous request is
@@ -45,6 +46,11 @@ letter  fields                                         meaning
 ``K``   T_NS SLOTS                                     SLOTS slots skipped (every flow)
 ``X``   T_NS NAME=COUNT ...                            counters at exit (``COUNTERS``)
 ======  ============================================  ==========================================
+
+Counters: ``probes`` made, ``answered`` (responses of any status, or handshakes), ``failed``
+(answered with a status outside 2xx/3xx), ``lost_REASON`` per reason, ``skipped`` slots,
+``connects`` (connect() calls) and ``connections`` (handshakes completed: one per flow while
+keep-alive connections last).
 
 Lost reasons (``REASONS``): ``timeout`` (no complete response, or handshake, in time),
 ``refused``, ``reset``, ``unreachable`` (also: the client's namespace cannot be entered),
