@@ -26,7 +26,7 @@ help:
 	@echo "make test              set up (both backends), then run every test (root)"
 	@echo "make containerlab-setup          Docker engine, containerlab and images (root)"
 	@echo "make mininet-setup               Debian's mininet for the Mininet backend (root)"
-	@echo "make examples-setup              NSD and dig for the example workloads (root)"
+	@echo "make examples-setup              NSD, nginx and dig for the example workloads (root)"
 	@echo "make test-unit         tests that need no root"
 	@echo "make lint              ruff and mypy"
 	@echo "make graph [TOPO=...]  draw a topology to build/topology.png"
@@ -75,7 +75,7 @@ containerlab-setup: setup
 mininet-setup: setup
 	$(VPY) -m lab.backend.mininet.tools
 
-# the shipped example workloads' programs: Debian's nsd (topologies/dns-anycast.yaml), dig
+# the shipped example workloads' programs: nsd (dns-anycast.yaml), nginx (web-anycast.yaml), dig
 examples-setup: setup
 	$(VPY) -m lab.backend.example_tools
 

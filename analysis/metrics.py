@@ -59,7 +59,8 @@ CLIENT_DTYPES = {"client": "object", "service": "object", "family": "object",
                  "flows": "int64", "flows_hit": "int64",
                  "lost": "int64", "lost_total": "int64", "loss_derived_ms": "float64",
                  "outage_ms": "float64", "rate_derived_ms": "float64",
-                 "loss_windows": "int64", "loss_ratio": "float64", "recovered": "object",
+                 "loss_windows": "int64", "loss_ratio": "float64", "resolution_ms": "float64",
+                 "recovered": "object",
                  "site_before": "object",
                  "site_after": "object", "flip_ns": "Int64", "rtt_before_ms": "float64",
                  "rtt_after_ms": "float64", "tcp_broken": "int64"}
@@ -88,8 +89,8 @@ def flow_table(run: Run, action: FaultEvent) -> pd.DataFrame:
 
 
 _ENTRY_FIGURES = ("loss_derived_ms", "outage_ms", "rate_derived_ms", "loss_windows",
-                  "loss_ratio", "recovered", "site_before", "site_after", "flip_ns",
-                  "rtt_before_ms", "rtt_after_ms", "tcp_broken")
+                  "loss_ratio", "resolution_ms", "recovered", "site_before", "site_after",
+                  "flip_ns", "rtt_before_ms", "rtt_after_ms", "tcp_broken")
 
 
 def _client_probe_rows(run: Run, action: FaultEvent) -> pd.DataFrame:
@@ -138,7 +139,6 @@ def _action_client_table(run: Run, action: FaultEvent) -> pd.DataFrame:
     flows = _tcp_lanes(run, action.trial).set_index(CLIENT_KEYS)["tcp_flows"]
     rows["tcp_flows"] = [int(flows.get((c, s, f), 0)) for c, s, f in
                          zip(rows["client"], rows["service"], rows["family"], strict=True)]
-    rows["resolution_ms"] = run.interval_ms
     rows["flip_ms"] = (rows["flip_ns"] - action.t_ns) / NS_PER_MS if len(rows) else []
     rows.insert(0, "target", action.target)
     rows.insert(0, "fault", action.fault)

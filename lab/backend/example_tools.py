@@ -1,5 +1,6 @@
 """What the shipped example workloads need on this machine: Debian's NSD for
-topologies/dns-anycast.yaml, and dig to ask it from a client by hand. `make test` installs
+topologies/dns-anycast.yaml, nginx for topologies/web-anycast.yaml, and dig to ask the DNS
+lab from a client by hand. `make test` installs
 them (``python -m lab.backend.example_tools``); `make demo` does not, and a user's own
 workload brings its own programs.
 
@@ -15,12 +16,14 @@ from pathlib import Path
 from lab.backend.tooling import Progress, install_packages, setup_main
 from lab.errors import BackendError
 
-DEBIAN_PACKAGES = {"/usr/sbin/nsd": "nsd", "/usr/bin/dig": "bind9-dnsutils"}
+DEBIAN_PACKAGES = {"/usr/sbin/nsd": "nsd", "/usr/sbin/nginx": "nginx-light",
+                   "/usr/bin/dig": "bind9-dnsutils"}
+DAEMONS = ("nsd", "nginx")
 
 
-def host_daemons(program: str = "nsd") -> list[int]:
+def host_daemons(program: str) -> list[int]:
     """PIDs of ``program`` running in this machine's own network namespace (none should:
-    the lab's run in pods)."""
+    the labs' run in pods)."""
     own = Path("/proc/self/ns/net").readlink()
     found = []
     for entry in Path("/proc").iterdir():
@@ -37,12 +40,15 @@ def host_daemons(program: str = "nsd") -> list[int]:
 
 def ensure_tools(progress: Progress) -> None:
     install_packages(DEBIAN_PACKAGES, progress)
-    started = host_daemons()
-    if started:
-        raise BackendError(f"NSD runs on this machine itself (pids {started}), started by its "
-                           "package: stop it (`/etc/init.d/nsd stop`); the labs run their own")
+    for daemon in DAEMONS:
+        started = host_daemons(daemon)
+        if started:
+            raise BackendError(f"{daemon} runs on this machine itself (pids {started}), "
+                               f"started by its package: stop it (`/etc/init.d/{daemon} "
+                               "stop`); the labs run their own in their pods")
 
 
 if __name__ == "__main__":
-    raise SystemExit(setup_main("example workloads", ensure_tools,
-                                lambda: ", ".join(sorted(DEBIAN_PACKAGES.values()))))
+    raise SystemExit(setup_main("examples", ensure_tools,
+                                lambda: ", ".join(sorted(DEBIAN_PACKAGES.values())),
+                                label="example workloads"))

@@ -7,6 +7,7 @@ read which site, node and pod answered, and the round-trip time.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import struct
@@ -36,6 +37,7 @@ from lab.plan.model import (
     Role,
     ServicePlan,
     SessionPlan,
+    TcpProbePlan,
     service_label,
 )
 from lab.render.configs import frr_daemons
@@ -160,6 +162,9 @@ def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
         if service.dns_probe is not None:
             return _dns_answer(sock, client, service, service.dns_probe, str(vip), family,
                                pods or {})
+        if service.tcp_probe is not None:
+            return _tcp_answer(sock, client, service, service.tcp_probe, str(vip), family,
+                               pods or {})
         if service.protocol == "udp":
             request = struct.pack("!QQ", 0, started)
             sock.sendto(request, (str(vip), service.port))
@@ -177,7 +182,7 @@ def probe(backend: Backend, state: LabState, client: str, service: ServicePlan,
         return ClientAnswer(client, service.name, who.get("site"), who.get("node"),
                             who.get("pod"), round(rtt_ms, 3), family=family,
                             request_ms=request_ms)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         return ClientAnswer(client, service.name, None, None, None, None,
                             type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc),
                             family)
@@ -195,15 +200,51 @@ def _dns_answer(sock: socket.socket, client: str, service: ServicePlan, ask: Dns
     wire = sock.recv(65535)
     rtt_ms = round((time.monotonic_ns() - started) / 1e6, 3)
     identity, problem = answer_identity(wire, query, ask)
+    return _named_answer(client, service, family, pods, rtt_ms, identity,
+                         problem, ask.identity != "none")
+
+
+def _tcp_answer(sock: socket.socket, client: str, service: ServicePlan, ask: TcpProbePlan,
+                vip: str, family: Family, pods: Mapping[str, PodPlan]) -> ClientAnswer:
+    """A TCP handshake to the VIP, then (``mode`` http) one GET: the pod its identity
+    header names."""
+    started = time.monotonic_ns()
+    sock.connect((vip, service.port))
+    rtt_ms = round((time.monotonic_ns() - started) / 1e6, 3)  # SYN to SYN-ACK
+    if ask.mode == "connect":
+        return _named_answer(client, service, family, pods, rtt_ms, None, None, False)
+    connection = http.client.HTTPConnection(ask.host or vip, service.port)
+    connection.sock = sock  # made inside the client's namespace, already connected
+    connection.request("GET", ask.path, headers={"User-Agent": "anylab-status"})
+    response = connection.getresponse()
+    response.read()
+    request_ms = round((time.monotonic_ns() - started) / 1e6, 3)
+    identity = response.getheader(ask.identity_header) if ask.identity_header else None
+    problem = None if 200 <= response.status < 400 else f"HTTP {response.status}"
+    if problem is None and ask.identity_header and identity is None:
+        problem = f"no {ask.identity_header} header in the answer"
+    return _named_answer(client, service, family, pods, rtt_ms, identity, problem,
+                         ask.identity_header is not None, request_ms)
+
+
+def _named_answer(client: str, service: ServicePlan, family: Family,
+                  pods: Mapping[str, PodPlan], rtt_ms: float, identity: str | None,
+                  problem: str | None, identity_asked: bool,
+                  request_ms: float | None = None) -> ClientAnswer:
+    """A real server's answer: the pod its identity names (an error when it names none: the
+    server's identity must be its pod's name), or, when no identity was asked, only that the
+    service answered (site "?")."""
     pod = pods.get(identity or "")
-    if ask.identity != "none" and problem is None and pod is None:
+    if identity_asked and problem is None and pod is None:
         problem = f"answered as {identity!r}, which names no pod of the lab"
     if problem is not None:
-        return ClientAnswer(client, service.name, None, None, None, rtt_ms, problem, family)
-    if pod is None:  # no identity asked: the answer shows only that the service answers
-        return ClientAnswer(client, service.name, "?", None, None, rtt_ms, family=family)
+        return ClientAnswer(client, service.name, None, None, None, rtt_ms, problem, family,
+                            request_ms)
+    if pod is None:
+        return ClientAnswer(client, service.name, "?", None, None, rtt_ms, family=family,
+                            request_ms=request_ms)
     return ClientAnswer(client, service.name, pod.site, pod.node, pod.name, rtt_ms,
-                        family=family)
+                        family=family, request_ms=request_ms)
 
 
 def _read_line(sock: socket.socket) -> bytes:

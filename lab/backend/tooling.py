@@ -23,15 +23,17 @@ def tools_dir() -> Path:
 
 
 def setup_main(backend: str, ensure_tools: Callable[[Progress], None],
-               ready: Callable[[], str]) -> int:
+               ready: Callable[[], str], label: str | None = None) -> int:
     """``python -m lab.backend.NAME.tools``: set a backend up, saying what is done (what
-    `make test` runs before the tests that cover the backend); 1 with the reason on failure."""
+    `make test` runs before the tests that cover the backend); 1 with the reason on failure.
+    ``label`` names what is set up when it is not a backend."""
+    name = label or f"{backend} backend"
     try:
-        ensure_tools(lambda message: print(f"{backend} backend: {message}", flush=True))
+        ensure_tools(lambda message: print(f"{name}: {message}", flush=True))
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{backend} backend: ready ({ready()})")
+    print(f"{name}: ready ({ready()})")
     return 0
 
 

@@ -291,6 +291,20 @@ class DnsProbePlan:
 
 
 @dataclass(frozen=True)
+class TcpProbePlan:
+    """Clients probe the service with HTTP requests (``mode`` http) or TCP handshakes
+    (connect) every ``interval_ms`` per flow (lab.topology.workload.HttpProbe,
+    ConnectProbe)."""
+
+    mode: Literal["http", "connect"]
+    interval_ms: float
+    path: str = "/"
+    host: str | None = None
+    identity_header: str | None = None
+    keepalive: bool = True
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     name: str
     vip: IPv4Address | None
@@ -301,6 +315,7 @@ class ServicePlan:
     vip6: IPv6Address | None = None
     workload: WorkloadPlan | None = None  # None: the pods' built-in server answers
     dns_probe: DnsProbePlan | None = None  # None: the built-in server's echo probe
+    tcp_probe: TcpProbePlan | None = None  # None: the built-in server's line echo (TCP)
 
     @property
     def vips(self) -> tuple[IPAddress, ...]:
@@ -382,11 +397,12 @@ class LabPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (addresses as strings), for `plan --json` and golden files.
-        A service's ``workload`` and ``dns_probe`` appear only when it has them."""
+        A service's ``workload``, ``dns_probe`` and ``tcp_probe`` appear only when it has
+        them."""
         data = asdict(self)
         data.pop("_by_name", None)
         for service in data["services"]:
-            for optional in ("workload", "dns_probe"):
+            for optional in ("workload", "dns_probe", "tcp_probe"):
                 if service[optional] is None:
                     del service[optional]
         result: dict[str, Any] = _jsonable(data)

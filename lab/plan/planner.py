@@ -47,10 +47,11 @@ from lab.plan.model import (
     ServicePlan,
     SessionPlan,
     SitePlan,
+    TcpProbePlan,
     WorkloadPlan,
 )
 from lab.topology.model import BgpSettings, Cluster, LinkProperties, Site, Topology
-from lab.topology.workload import Workload
+from lab.topology.workload import ServiceProbe, Workload
 
 TRANSIT_ASN_BASE = 65000
 SITE_ASN_BASE = 4_200_000_000
@@ -311,8 +312,18 @@ def _plan_services(topo: Topology) -> list[ServicePlan]:
                         all_clusters if s.clusters == "all" else tuple(s.clusters), s.vip6,
                         _workload(s.workload, s.port) if s.workload is not None else None,
                         DnsProbePlan(s.probe.dns.name, s.probe.dns.type, s.probe.dns.identity)
-                        if s.probe.dns is not None else None)
+                        if s.probe.dns is not None else None, _tcp_probe(s.probe))
             for s in topo.services]
+
+
+def _tcp_probe(probe: ServiceProbe) -> TcpProbePlan | None:
+    if probe.http is not None:
+        http = probe.http
+        return TcpProbePlan("http", http.interval, http.path, http.host, http.identity_header,
+                            http.keepalive)
+    if probe.connect is not None:
+        return TcpProbePlan("connect", probe.connect.interval)
+    return None
 
 
 def _workload(workload: Workload, service_port: int) -> WorkloadPlan:

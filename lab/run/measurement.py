@@ -128,7 +128,11 @@ class Measurement:
                 self._spawner(client, "prober"), client, udp, probe.interval, probe.flows, out,
                 scratch / f"prober-{client}.log"))
             recording.prober_files.append((trial, client, out))
-        tcp = [s for s in services if s.protocol == "tcp"]
+        for service in services:
+            if service.tcp_probe is not None:
+                self._start_http_probes(trial, service, clients)
+        # the built-in server's line echo; a real server has its own probe (tcp_probe)
+        tcp = [s for s in services if s.protocol == "tcp" and s.tcp_probe is None]
         if tcp and probe.tcp_flows:
             events = scratch / f"tcp-{trial}.jsonl"
             flows = [{"client": c, "netns": str(handle.netns_path(c)), "service": s.name,
@@ -147,6 +151,32 @@ class Measurement:
         self.recording.event(trial, "runner", "paths", expected_rtt_ms=expected_rtts(
             plan, clients, [n.name for n in plan.nodes_with_role(Role.K8S_NODE)]))
         self._trial_start = (trial, time.monotonic_ns(), self._snapshot())
+
+    def _start_http_probes(self, trial: int, service: ServicePlan, clients: list[str]) -> None:
+        """The HTTP (or TCP connect) probes of one service from every probed client: as
+        many flows per client as the UDP probes have (lab.measure.probe.httpprobe)."""
+        from lab.measure.probe.httpprobe import start_http_probes
+        from lab.measure.probe.httpspec import HttpFlowSpec, HttpProbeSpec, write_http_probe_spec
+
+        handle, probe, scratch = self.handle, self.loaded.scenario.probe, \
+            self.recording.run_dir.scratch
+        ask = service.tcp_probe
+        assert ask is not None
+        out = scratch / f"http-{trial}-{service.name}.txt"
+        flows = tuple(HttpFlowSpec(c, str(handle.netns_path(c)), service.name, str(vip),
+                                   service.port, k)
+                      for c in clients for vip in _vips(handle.plan, c, service)
+                      for k in range(probe.flows))
+        if not flows:
+            return
+        spec = write_http_probe_spec(HttpProbeSpec(
+            handle.lab, flows, out, mode=ask.mode, path=ask.path, host=ask.host,
+            identity_header=ask.identity_header, keepalive=ask.keepalive,
+            interval_ms=max(1, round(ask.interval_ms)), trial=trial),
+            scratch / f"http-{trial}-{service.name}.json")
+        self.trial_processes.append(start_http_probes(
+            self._spawner(None, "httpprobes"), spec, scratch / f"http-{trial}-{service.name}.log"))
+        self.recording.http_files.append((trial, service.name, out))
 
     def _snapshot(self) -> Snapshot:
         """The instrument's counters (lab.run.instrument): the host, the link emulator, and

@@ -85,6 +85,7 @@ class Recording:
     events: list[dict[str, Any]] = field(default_factory=list)
     prober_files: list[tuple[int, str, Path]] = field(default_factory=list)  # trial, client
     tcp_files: list[Path] = field(default_factory=list)
+    http_files: list[tuple[int, str, Path]] = field(default_factory=list)  # trial, service
     routes_file: Path | None = None
     trial_bounds: list[tuple[int, int, int]] = field(default_factory=list)  # trial, start, end
     evidence: str | None = None  # folder of the run directory with the lab's evidence
@@ -199,15 +200,23 @@ def _resolve_target(handle: LabHandle, recording: Recording, trial: int,
     if not isinstance(target, TargetSelector):
         assert isinstance(target, str)
         return target
+    from lab.measure.probe.httprecords import load_http_probes
     from lab.measure.probe.services import instances
     from lab.measure.probe.udp import load_udp_probes
 
     serving = target.serving
+    pods = instances(handle.plan)
     path = next((p for t, c, p in recording.prober_files
                  if t == trial and c == serving.client), None)
-    if path is None:
+    http = next((p for t, s, p in recording.http_files
+                 if t == trial and s == serving.service), None)
+    if http is not None:
+        probes = load_http_probes(http, trial, pods)
+    elif path is not None:
+        probes = load_udp_probes(path, serving.client, trial, pods)
+    else:
         raise BackendError(f"no probes from {serving.client} to resolve `serving:`")
-    probes = load_udp_probes(path, serving.client, trial, instances(handle.plan))
+    probes = probes[probes["client"] == serving.client]
     answered = probes[(probes["service"] == serving.service) & (probes["flow"] == serving.flow)
                       & (probes["family"] == "ipv4") & probes["recv_ns"].notna()]
     if answered.empty:

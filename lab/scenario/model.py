@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from lab.measure.metrics.budgets import FIGURES, parse_condition
-from lab.topology.model import BgpSettings, DurationMs, Name, Percent, RateBps, StrictModel
+from lab.topology.fields import DurationMs
+from lab.topology.model import BgpSettings, Name, Percent, RateBps, StrictModel
 
 FaultName = Literal[
     "link-down", "link-blackhole", "link-impair", "link-flap",

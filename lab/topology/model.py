@@ -19,32 +19,21 @@ from pydantic import (
     Field,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from lab.source.units import (
     DURATION_HINT,
     PERCENT_HINT,
     RATE_HINT,
-    parse_duration_ms,
     parse_percent,
     parse_rate_bps,
 )
+from lab.topology.fields import DurationMs
+from lab.topology.fields import custom_error as _custom
 from lab.topology.workload import ServiceProbe, Workload
 
 NAME_PATTERN = r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
 _NAME_RE = re.compile(NAME_PATTERN)
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
-
-
-def _custom(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, message)
-
-
-def _to_duration(value: object) -> float:
-    try:
-        return parse_duration_ms(value)
-    except ValueError as exc:
-        raise _custom("duration", str(exc)) from exc
 
 
 def _to_rate(value: object) -> int:
@@ -116,7 +105,6 @@ def _unique_families(value: list[str]) -> list[str]:
     return value
 
 
-DurationMs = Annotated[float, BeforeValidator(_to_duration)]
 RateBps = Annotated[int, BeforeValidator(_to_rate)]
 Percent = Annotated[float, BeforeValidator(_to_percent)]
 Name = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_check_name)]

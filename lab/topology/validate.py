@@ -635,6 +635,14 @@ def _workload(service: Service, parts: list[str | int], doc: SourceDocument
         yield doc.issue([*parts, "probe"], "a service with its own `workload:` is probed in "
                         "its protocol; the echo probe needs the built-in server",
                         "add e.g. `probe: {dns: {name: www.example.test, identity: nsid}}`")
+    for kind in ("http", "connect"):
+        if getattr(service.probe, kind) is not None and service.protocol != "tcp":
+            yield doc.issue([*parts, "probe", kind], f"{kind} probes are made over TCP",
+                            "set `protocol: tcp`")
+    if service.probe.http is not None and service.workload is None:
+        yield doc.issue([*parts, "probe", "http"], "the built-in server does not speak HTTP",
+                        "add a `workload:` that runs an HTTP server, or probe with "
+                        "`probe: {connect: {}}`")
     if service.probe.dns is not None:
         if service.protocol != "udp":
             yield doc.issue([*parts, "probe", "dns"], "DNS probes are sent over UDP",

@@ -17,21 +17,20 @@ from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+
+from lab.topology.fields import DurationMs
+from lab.topology.fields import custom_error as _custom
 
 PLACEHOLDERS = ("site", "cluster", "node", "pod", "address", "address6", "port", "service", "dir")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 _LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # RR types by name (the ones a probe or check plausibly asks); a number is taken as it is
 CheckKind = Literal["dns", "http", "tcp", "udp", "exec"]
 CHECK_KINDS: tuple[CheckKind, ...] = ("dns", "http", "tcp", "udp", "exec")
 RR_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16,
             "AAAA": 28, "SRV": 33, "HTTPS": 65}
-
-
-def _custom(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, message)
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:
@@ -68,6 +67,12 @@ def _file_name(value: str) -> str:
     return value
 
 
+def _header_name(value: str) -> str:
+    if not _HEADER.fullmatch(value):
+        raise _custom("header", f"{value!r} is not an HTTP header name")
+    return value
+
+
 def _env_name(value: str) -> str:
     if not _ENV_NAME.fullmatch(value):
         raise _custom("env_name", f"{value!r} is not an environment variable name")
@@ -78,6 +83,8 @@ DnsName = Annotated[str, AfterValidator(_dns_name)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 FileName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_file_name)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
+
+ProbeInterval = Annotated[DurationMs, Field(gt=0, le=60_000)]
 
 
 class _Strict(BaseModel):
@@ -160,23 +167,53 @@ class DnsProbe(_RrTyped):
     identity: Literal["nsid", "chaos", "none"] = "nsid"
 
 
+class HttpProbe(_Strict):
+    """Clients send ``GET path`` every ``interval`` on each flow, over one kept-alive
+    connection (``keepalive``) or a new connection per request; the answering instance names
+    itself in the response header ``identity_header`` (its pod's name, ``{pod}``). A status
+    outside 200-399 counts as a failed probe, its code recorded."""
+
+    path: Annotated[str, Field(pattern=r"^/[\x21-\x7e]*$")] = "/"
+    host: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[\x21-\x7e]+$")] \
+        | None = None  # the Host header (default: the VIP)
+    identity_header: Annotated[str, AfterValidator(_header_name)] | None = "X-Served-By"
+    keepalive: bool = True
+    interval: ProbeInterval = 10.0
+
+
+class ConnectProbe(_Strict):
+    """Clients open a TCP connection every ``interval`` on each flow; a completed handshake
+    is an answer (its time the RTT), the answering instance unknown."""
+
+    interval: ProbeInterval = 10.0
+
+
+PROBE_KINDS = ("echo", "dns", "http", "connect")
+
+
 class ServiceProbe(_Strict):
-    """How scenarios probe the service: ``echo`` (the built-in server's, the default) or
-    ``dns``."""
+    """How scenarios probe the service: ``echo`` (the built-in server's, the default),
+    ``dns``, ``http`` or ``connect``."""
 
     dns: DnsProbe | None = None
+    http: HttpProbe | None = None
+    connect: ConnectProbe | None = None
     echo: Literal[True] | None = None
 
     @model_validator(mode="after")
     def _at_most_one(self) -> ServiceProbe:
-        if self.dns is not None and self.echo is not None:
-            raise _custom("probe", "give one probe kind: echo or dns")
+        given = [kind for kind in PROBE_KINDS if getattr(self, kind) is not None]
+        if len(given) > 1:
+            raise _custom("probe", f"give one probe kind: {', '.join(PROBE_KINDS)} (given: "
+                                   f"{', '.join(given)})")
         return self
 
     @property
     def kind(self) -> str:
-        return "dns" if self.dns is not None else "echo"
+        return next((kind for kind in PROBE_KINDS[1:] if getattr(self, kind) is not None),
+                    "echo")
 
 
-__all__ = ["PLACEHOLDERS", "RR_TYPES", "DnsCheck", "DnsProbe", "HttpCheck", "ServiceProbe",
+__all__ = ["PLACEHOLDERS", "PROBE_KINDS", "RR_TYPES", "ConnectProbe", "DnsCheck", "DnsProbe",
+           "HttpCheck", "HttpProbe", "ServiceProbe",
            "TcpCheck", "UdpCheck", "Workload", "WorkloadReadiness", "substitute"]

@@ -1,6 +1,7 @@
 """Users' own servers behind the VIP (a service's ``workload:``), for real: NSD from Debian's
-package in every pod of topologies/dns-anycast.yaml, asked with dig from a client; and the
-clear failures of a workload that exits, never becomes ready or is not installed."""
+package in every pod of topologies/dns-anycast.yaml, asked with dig from a client and measured
+with DNS probes; nginx in topologies/web-anycast.yaml, measured with HTTP probes; and the clear
+failures of a workload that exits, never becomes ready or is not installed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.integration.quiet import on_a_quiet_machine
 
 pytestmark = [pytest.mark.integration]
 DNS_LAB = TOPOLOGIES / "dns-anycast.yaml"
+WEB_LAB = TOPOLOGIES / "web-anycast.yaml"
 MINI = TOPOLOGIES / "two-sites-mini.yaml"
 SITE_OF_CLIENT = {"us-c1": "nyc", "us-c2": "nyc", "eu-c1": "ams", "eu-c2": "ams",
                   "ap-c1": "sin", "ap-c2": "sin"}
@@ -73,6 +75,19 @@ def test_every_pod_runs_its_own_nsd_and_nothing_runs_on_the_machine(
     assert host_daemons("nsd") == []
 
 
+def _measured_run(lab: labs.UpResult, scenario: str, tmp_path: Path) -> RunResult:
+    """The shipped scenario on the running lab: complete and valid (run again while the
+    hypervisor takes the machine: tests.integration.quiet)."""
+    def attempt(number: int) -> RunResult:
+        result = run_scenario(RunOptions(SCENARIOS / scenario, name=lab.state.lab,
+                                         keep_lab=True, runs_root=tmp_path / f"a{number}"),
+                              lambda _m: None)
+        assert result.complete and result.summary["trials"][0]["valid"], result.summary
+        return result
+
+    return on_a_quiet_machine(attempt)
+
+
 def test_a_silent_node_crash_measured_with_dns_probes(dns_lab: labs.UpResult,
                                                      tmp_path: Path) -> None:
     """scenarios/dns-node-crash-bfd.yaml on the running DNS lab: the flow of us-c1 that NSD on
@@ -80,15 +95,7 @@ def test_a_silent_node_crash_measured_with_dns_probes(dns_lab: labs.UpResult,
     the answering pods are named by their NSID, and no other client loses anything."""
     import pandas as pd
 
-    def attempt(number: int) -> RunResult:
-        result = run_scenario(RunOptions(SCENARIOS / "dns-node-crash-bfd.yaml",
-                                         name=dns_lab.state.lab, keep_lab=True,
-                                         runs_root=tmp_path / f"attempt-{number}"),
-                              lambda _m: None)
-        assert result.complete and result.summary["trials"][0]["valid"], result.summary
-        return result
-
-    result = on_a_quiet_machine(attempt)
+    result = _measured_run(dns_lab, "dns-node-crash-bfd.yaml", tmp_path)
     (event,) = result.summary["trials"][0]["events"]
     rows = {(c["client"], c["service"]): c for c in event["clients"]}
     crashed = rows[("us-c1", "dns")]
@@ -104,6 +111,45 @@ def test_a_silent_node_crash_measured_with_dns_probes(dns_lab: labs.UpResult,
     assert (answered["status"] == 0).all() and answered["pod"].notna().all()
     assert set(answered["pod"]) <= {p.name for p in dns_lab.plan.pods()}
     assert answered[answered["client"] == "us-c1"]["pod"].nunique() >= 2  # moved to another
+
+
+@pytest.fixture(scope="module")
+def web_lab() -> Iterator[labs.UpResult]:
+    require_root()
+    require_tool("nginx")
+    with running_lab(WEB_LAB, "webw", timeout_s=120.0) as result:
+        yield result
+
+
+def test_nginx_names_its_pod_in_a_header_and_up_sees_it(web_lab: labs.UpResult) -> None:
+    answers = [a for a in probe_all(web_lab.backend, web_lab.state, web_lab.plan)
+               if a.service == "web"]
+    assert {a.client: a.site for a in answers} == SITE_OF_CLIENT, answers
+    assert all(a.pod is not None and a.pod.startswith(f"{a.site}-k8s-") for a in answers)
+    assert all(a.request_ms is not None and a.rtt_ms is not None
+               and a.request_ms > a.rtt_ms for a in answers)
+
+
+def test_a_site_isolation_moves_the_web_clients_seen_through_the_header(
+        web_lab: labs.UpResult, tmp_path: Path) -> None:
+    """scenarios/web-site-isolation.yaml: New York's clients lose their requests for about a
+    second (BFD at the transit, then the withdrawal) and are answered from Amsterdam or
+    Singapore afterwards, as X-Served-By shows; the other clients lose nothing."""
+    import pandas as pd
+
+    result = _measured_run(web_lab, "web-site-isolation.yaml", tmp_path)
+    (event,) = result.summary["trials"][0]["events"]
+    web = {c["client"]: c for c in event["clients"] if c["service"] == "web"}
+    for client in ("us-c1", "us-c2"):
+        row = web[client]
+        assert row["site_before"] == "nyc" and row["site_after"] in {"ams", "sin"}, row
+        assert 500 <= row["outage_ms"] <= 3000, row
+    for client in ("eu-c1", "eu-c2", "ap-c1", "ap-c2"):
+        assert web[client]["outage_ms"] == 0 and web[client]["site_before"] == \
+            web[client]["site_after"] == SITE_OF_CLIENT[client], web[client]
+    probes = pd.read_parquet(result.run_dir / "probes.parquet")
+    answered = probes[(probes["service"] == "web") & probes["recv_ns"].notna()]
+    assert (answered["status"] == 200).all() and answered["pod"].notna().all()
 
 
 # ------------------------------------------------------------------ failures

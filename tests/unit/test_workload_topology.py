@@ -109,3 +109,49 @@ def test_the_shipped_dns_lab_plans_nsd_in_every_pod() -> None:
     assert dns.workload is not None and dns.workload.command[0] == "/usr/sbin/nsd"
     assert dns.dns_probe is not None and dns.dns_probe.identity == "nsid"
     assert len(plan.pods()) == 24
+
+
+NGINX = {"command": ["/usr/sbin/nginx", "-p", "{dir}", "-c", "{dir}/nginx.conf"],
+         "files": {"nginx.conf": "http { server { listen {address}:{port}; } }\n"},
+         "readiness": {"http": {"path": "/healthz"}}}
+
+
+def test_an_http_workload_is_planned_with_its_probe() -> None:
+    web = {"name": "web", "vip": "192.0.2.80", "port": 80, "protocol": "tcp",
+           "workload": NGINX, "probe": {"http": {"identity_header": "X-Served-By",
+                                                 "keepalive": False, "interval": "20ms"}}}
+    plan = build_plan(validate_data(mini(services=[web])))
+    (service,) = plan.services
+    assert service.tcp_probe is not None
+    assert (service.tcp_probe.mode, service.tcp_probe.interval_ms, service.tcp_probe.keepalive,
+            service.tcp_probe.identity_header) == ("http", 20.0, False, "X-Served-By")
+    assert service.workload is not None and service.workload.readiness.path == "/healthz"
+    values = {"address": "10.64.0.2", "port": "80"}  # nginx's own braces stay
+    assert substitute(service.workload.files[0][1], values) == \
+        "http { server { listen 10.64.0.2:80; } }\n"
+
+
+def test_http_and_connect_probe_mistakes() -> None:
+    found = _paths(mini(services=[
+        {"name": "a", "vip": "192.0.2.80", "port": 80, "protocol": "tcp",
+         "probe": {"http": {}}},
+        {"name": "b", "vip": "192.0.2.81", "port": 81,
+         "probe": {"connect": {}}}]))
+    assert "HTTP" in found["services[0].probe.http"]
+    assert "TCP" in found["services[1].probe.connect"]
+    both = _paths(mini(services=[{"name": "c", "vip": "192.0.2.82", "port": 82,
+                                  "protocol": "tcp", "probe": {"connect": {}, "http": {}}}]))
+    assert "one probe kind" in both["services[0].probe"]
+    bad = _paths(mini(services=[{"name": "a", "vip": "192.0.2.80", "port": 80,
+                                 "protocol": "tcp", "workload": NGINX,
+                                 "probe": {"http": {"identity_header": "X Served",
+                                                    "interval": "0ms"}}}]))
+    assert any("identity_header" in p for p in bad) and any("interval" in p for p in bad), bad
+
+
+def test_a_connect_probe_needs_no_workload() -> None:
+    plan = build_plan(validate_data(mini(services=[
+        {"name": "web", "vip": "192.0.2.80", "port": 80, "protocol": "tcp",
+         "probe": {"connect": {"interval": "5ms"}}}])))
+    assert plan.services[0].tcp_probe is not None
+    assert plan.services[0].tcp_probe.mode == "connect"

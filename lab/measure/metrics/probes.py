@@ -228,11 +228,22 @@ def loss_windows(stream: FlowStream, window: EventWindow, lost: IntArray,
             for a, b in zip(starts, ends, strict=True)]
 
 
+def flow_interval_ms(stream: FlowStream, interval_ms: float) -> float:
+    """The flow's own probe interval: the run's, unless its probes went out further apart
+    (the median gap beyond 1.5 times it: HTTP probes at the service's own interval, one
+    request at a time on a kept-alive connection), then that median gap, to the microsecond."""
+    if stream.send_ns.size < 2:
+        return interval_ms
+    gap_ms = float(np.median(np.diff(stream.send_ns))) / NS_PER_MS
+    return round(gap_ms, 3) if gap_ms > 1.5 * interval_ms else interval_ms
+
+
 def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
                  interval_ms: float, reply_timeout_ns: int = DEFAULT_REPLY_TIMEOUT_NS,
                  inflight_ns: int | None = None,
                  nodes: Sequence[str] = ()) -> dict[str, Any]:
     """Every figure of one flow in one window (keys in the order of run-format.md)."""
+    interval_ms = flow_interval_ms(stream, interval_ms)
     interval_ns = round(interval_ms * NS_PER_MS)
     span = _span(stream, window, reply_timeout_ns, interval_ns)
     lost = _charged_losses(stream, window, span, inflight_ns, interval_ns)
@@ -339,5 +350,5 @@ def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
 
 
 __all__ = ["DEFAULT_REPLY_TIMEOUT_NS", "ClientKey", "FlowStream", "ProbeStreams",
-           "client_metrics", "flow_figures", "loss_windows", "most_frequent", "ns_to_ms",
-           "probe_families", "probe_streams"]
+           "client_metrics", "flow_figures", "flow_interval_ms", "loss_windows",
+           "most_frequent", "ns_to_ms", "probe_families", "probe_streams"]

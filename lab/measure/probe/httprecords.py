@@ -140,8 +140,12 @@ def answered(status: int | None) -> bool:
 
 def http_probes_frame(records: HttpRecords, trial: int,
                       instances: Instances | None = None) -> pd.DataFrame:
-    """The probes.parquet rows of one HTTP prober's records (sorted by flow, seq)."""
-    outcomes = sorted(records.outcomes, key=lambda o: (o.key, o.seq))
+    """The probes.parquet rows of one HTTP prober's records (sorted by flow, seq). A slot
+    whose probe was not made because the previous request was still unanswered (``busy``)
+    is no row, as a slot the UDP prober skipped: the request that keeps the connection busy
+    is the probe that answers, or is lost, for that time."""
+    outcomes = sorted((o for o in records.outcomes if o.reason != "busy"),
+                      key=lambda o: (o.key, o.seq))
     n = len(outcomes)
     flows = [records.flows[o.key] for o in outcomes]
     send = np.array([o.send_ns for o in outcomes], dtype=np.int64)
