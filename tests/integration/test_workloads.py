@@ -199,6 +199,21 @@ def test_a_workload_that_never_becomes_ready_fails_up_with_its_check(tmp_path: P
     assert report.evidence is not None and report.evidence.is_dir()
 
 
+def test_a_server_that_does_not_name_its_pod_fails_up(tmp_path: Path) -> None:
+    """NSD answering with an NSID that names no pod: `up` says so for every client."""
+    require_tool("nsd")
+    conf = (DNS_LAB.read_text().split("        nsd.conf: |\n", 1)[1]
+            .split("        example.test.zone: |\n", 1))
+    workload = ("      command: [/usr/sbin/nsd, -d, -c, '{dir}/nsd.conf']\n"
+                "      readiness: {dns: {name: www.example.test}}\n      files:\n"
+                "        nsd.conf: |\n"
+                + conf[0].replace('nsid: "ascii_{pod}"', 'nsid: "ascii_somebody"')
+                + "        example.test.zone: |\n" + conf[1].split("\n  - ", 1)[0] + "\n")
+    report = _not_ready(tmp_path, workload, 20.0)
+    text = report.explain()
+    assert "answered as 'somebody', which names no pod of the lab" in text, text
+
+
 def test_a_workload_that_is_not_installed_fails_up_naming_the_command(tmp_path: Path) -> None:
     require_root()
     topology = _mini_with(tmp_path, "      command: [/nonexistent/dnsd, -c, '{dir}/x.conf']\n"
