@@ -11,6 +11,7 @@ no NSD was left listening on the machine.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from lab.backend.tooling import Progress, install_packages, setup_main
@@ -21,18 +22,18 @@ DEBIAN_PACKAGES = {"/usr/sbin/nsd": "nsd", "/usr/sbin/nginx": "nginx-light",
 DAEMONS = ("nsd", "nginx")
 
 
-def host_daemons(program: str) -> list[int]:
-    """PIDs of ``program`` running in this machine's own network namespace (none should:
-    the labs' run in pods)."""
+def host_daemons(programs: Collection[str]) -> dict[str, list[int]]:
+    """PIDs of each of ``programs`` running in this machine's own network namespace (none
+    should: the labs' run in pods), in one pass over /proc."""
     own = Path("/proc/self/ns/net").readlink()
-    found = []
+    found: dict[str, list[int]] = {program: [] for program in programs}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() == program \
-                    and (entry / "ns" / "net").readlink() == own:
-                found.append(int(entry.name))
+            program = (entry / "comm").read_text().strip()
+            if program in found and (entry / "ns" / "net").readlink() == own:
+                found[program].append(int(entry.name))
         except OSError:
             continue
     return found
@@ -40,8 +41,7 @@ def host_daemons(program: str) -> list[int]:
 
 def ensure_tools(progress: Progress) -> None:
     install_packages(DEBIAN_PACKAGES, progress)
-    for daemon in DAEMONS:
-        started = host_daemons(daemon)
+    for daemon, started in host_daemons(DAEMONS).items():
         if started:
             raise BackendError(f"{daemon} runs on this machine itself (pids {started}), "
                                f"started by its package: stop it (`/etc/init.d/{daemon} "

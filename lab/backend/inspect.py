@@ -270,19 +270,28 @@ def daemons_alive(state: LabState) -> tuple[int, list[str]]:
     return len(state.processes) - len(dead), dead
 
 
+def agent_status(state: LabState, node: str) -> dict[str, Any]:
+    """The node agent's status.json (lab.apps.agent.state.status_document); empty when it
+    has written none yet, or none that reads."""
+    path = Path(node_dir(state.directory, node)) / "status.json"
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
 def unready_pods(state: LabState, plan: LabPlan) -> dict[str, str]:
     """Pod -> what its last readiness probe said, for every pod its node's agent counts as
     unready (from the agents' status files)."""
     found: dict[str, str] = {}
     for node in plan.nodes_with_role(Role.K8S_NODE):
-        path = Path(node_dir(state.directory, node.name)) / "status.json"
-        try:
-            status = json.loads(path.read_text())
-            pods, why = status.get("pods", {}), status.get("unready_why", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        found.update({pod: str(why.get(pod, "not probed yet")) for pod, ready in pods.items()
-                      if ready != "ready" and pod in {p.name for p in node.pods}})
+        status = agent_status(state, node.name)
+        why = status.get("unready_why", {})
+        own = {p.name for p in node.pods}
+        found.update({pod: str(why.get(pod, "not probed yet"))
+                      for pod, ready in status.get("pods", {}).items()
+                      if ready != "ready" and pod in own})
     return found
 
 
@@ -291,11 +300,7 @@ def announcements(state: LabState, plan: LabPlan) -> dict[str, list[str]]:
     dual-stack lab), from each node agent's status file."""
     result: dict[str, list[str]] = {s.name: [] for s in plan.services}
     for node in plan.nodes_with_role(Role.K8S_NODE):
-        path = Path(node_dir(state.directory, node.name)) / "status.json"
-        try:
-            announced = set(json.loads(path.read_text()).get("announced", []))
-        except (OSError, ValueError, AttributeError):
-            continue
+        announced = set(agent_status(state, node.name).get("announced", []))
         for service in plan.services:
             if ({str(vip) for vip in service.vips} <= announced
                     and node.cluster in service.clusters):

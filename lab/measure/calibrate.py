@@ -14,9 +14,8 @@ corrected.
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +25,7 @@ from lab.backend.state import ProcessRecord
 from lab.measure.probe.records import read_prober_file
 from lab.measure.probe.services import instances, udp_targets
 from lab.measure.probe.udp import probes_frame, start_udp_prober
-from lab.plan.model import IPAddress, LabPlan, LinkKind, LinkPlan, Role, ServicePlan, family_of
+from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role
 from lab.plan.paths import expected_rtts
 
 MEASURE_MS = 200  # per round: ~200 probes per client and VIP at 1 ms
@@ -90,8 +89,7 @@ def measure_errors(plan: LabPlan, spawn_in: Callable[[str], Spawn], scratch: Pat
     started: list[tuple[str, Path, ProcessRecord]] = []
     try:
         for client in clients:
-            families = plan.node(client).families
-            targets = udp_targets(plan.services, functools.partial(_vips_in, families))
+            targets = udp_targets(plan, client, plan.services)
             if not targets or client not in expected:
                 continue
             out = scratch / f"calibrate-{client}.txt"
@@ -116,10 +114,6 @@ def measure_errors(plan: LabPlan, spawn_in: Callable[[str], Spawn], scratch: Pat
         if len(error):
             errors[client] = (float(error.median()), len(error))
     return errors
-
-
-def _vips_in(families: Collection[str], service: ServicePlan) -> list[IPAddress]:
-    return [vip for vip in service.vips if family_of(vip) in families]
 
 
 def corrections(plan: LabPlan, errors: dict[str, float],

@@ -10,7 +10,6 @@ The runner takes the class as a parameter: unit tests drive the timeline and the
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import time
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 from lab.backend.processes import Spawn, stop_pids
 from lab.backend.state import ProcessRecord
 from lab.errors import BackendError, LabError
-from lab.plan.model import IPAddress, LabPlan, Role, ServicePlan, family_of
+from lab.plan.model import Role, ServicePlan
 
 if TYPE_CHECKING:
     from lab.faults.primitives import LabHandle
@@ -107,7 +106,7 @@ class Measurement:
 
     def start_trial(self, trial: int) -> None:
         """The probers of every probed client and the TCP flows, until ``stop_trial``."""
-        from lab.measure.probe.services import udp_targets
+        from lab.measure.probe.services import client_vips, udp_targets
         from lab.measure.probe.tcpflows import start_tcp_flows
         from lab.measure.probe.udp import start_udp_prober
         from lab.plan.paths import expected_rtts
@@ -120,7 +119,7 @@ class Measurement:
                     if probe.services == "all" or s.name in probe.services]
         for client in clients:
             # every VIP of every UDP service in each family the client has, on one clock
-            udp = udp_targets(services, functools.partial(_vips, plan, client))
+            udp = udp_targets(plan, client, services)
             if not udp:
                 continue
             out = scratch / f"probes-{trial}-{client}.txt"
@@ -137,7 +136,7 @@ class Measurement:
             events = scratch / f"tcp-{trial}.jsonl"
             flows = [{"client": c, "netns": str(handle.netns_path(c)), "service": s.name,
                       "vip": str(vip), "port": s.port, "flow": k}
-                     for c in clients for s in tcp for vip in _vips(plan, c, s)
+                     for c in clients for s in tcp for vip in client_vips(plan, c, s)
                      for k in range(probe.tcp_flows)]
             spec = scratch / f"tcp-{trial}.json"
             spec.write_text(json.dumps({
@@ -157,6 +156,7 @@ class Measurement:
         many flows per client as the UDP probes have (lab.measure.probe.httpprobe)."""
         from lab.measure.probe.httpprobe import start_http_probes
         from lab.measure.probe.httpspec import HttpFlowSpec, HttpProbeSpec, write_http_probe_spec
+        from lab.measure.probe.services import client_vips
 
         handle, probe, scratch = self.handle, self.loaded.scenario.probe, \
             self.recording.run_dir.scratch
@@ -165,7 +165,7 @@ class Measurement:
         out = scratch / f"http-{trial}-{service.name}.txt"
         flows = tuple(HttpFlowSpec(c, str(handle.netns_path(c)), service.name, str(vip),
                                    service.port, k)
-                      for c in clients for vip in _vips(handle.plan, c, service)
+                      for c in clients for vip in client_vips(handle.plan, c, service)
                       for k in range(probe.flows))
         if not flows:
             return
@@ -225,7 +225,3 @@ class NoMeasurement(Measurement):
         pass
 
 
-def _vips(plan: LabPlan, client: str, service: ServicePlan) -> list[IPAddress]:
-    """The service's VIPs in the families the client has (IPv4 first)."""
-    families = plan.node(client).families
-    return [vip for vip in service.vips if family_of(vip) in families]

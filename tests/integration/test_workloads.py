@@ -72,7 +72,7 @@ def test_every_pod_runs_its_own_nsd_and_nothing_runs_on_the_machine(
 
     workloads = [r for r in dns_lab.state.processes if r.kind == "workload"]
     assert sorted(r.node for r in workloads) == sorted(p.name for p in dns_lab.plan.pods())
-    assert host_daemons("nsd") == []
+    assert host_daemons(["nsd"]) == {"nsd": []}
 
 
 def _measured_run(lab: labs.UpResult, scenario: str, tmp_path: Path) -> RunResult:

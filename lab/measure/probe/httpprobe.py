@@ -83,9 +83,8 @@ from typing import IO, TYPE_CHECKING
 
 from lab.apps.mainloop import MainLoop
 from lab.apps.server.spec import SpecError
-from lab.errors import ProbeError
 from lab.measure.probe.httpspec import HttpFlowSpec, HttpProbeSpec, load_http_probe_spec
-from lab.measure.probe.tcpflows import LINGER_RESET, reason_for
+from lab.measure.probe.tcpflows import LINGER_RESET, reason_for, start_program
 from lab.netns import in_netns, netns_path
 
 if TYPE_CHECKING:
@@ -684,14 +683,9 @@ def start_http_probes(spawn: Spawn, spec_path: Path, log: Path) -> ProcessRecord
     problems) with ``spawn``, outside every node: it opens each socket in its client's
     namespace (the spec gives their paths). It writes the spec's ``out`` until SIGTERM (or
     ``duration_ms``)."""
-    from lab.errors import BackendError
-
     spec = load_http_probe_spec(spec_path)
-    spec.out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return spawn(http_probe_argv(spec_path), log)
-    except BackendError as exc:
-        raise ProbeError(f"cannot start the HTTP probes of {spec.lab}: {exc}") from exc
+    return start_program(spawn, http_probe_argv(spec_path), log, spec.out,
+                         f"the HTTP probes of {spec.lab}")
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

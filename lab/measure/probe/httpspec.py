@@ -21,13 +21,18 @@ record header) and ``duration_ms`` (no limit) are optional. Read with the runtim
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.apps.server.spec import SpecReader, read_spec_document
-from lab.measure.probe.tcpspec import MAX_MS, TcpFlowSpec, check_flows
+from lab.measure.probe.tcpspec import (
+    MAX_MS,
+    TcpFlowSpec,
+    check_flows,
+    flows_document,
+    write_spec,
+)
 
 TOP_FIELDS = ("lab", "flows", "mode", "path", "host", "identity_header", "keepalive",
               "interval_ms", "timeout_ms", "out", "trial", "duration_ms")
@@ -60,8 +65,7 @@ class HttpProbeSpec:
         """The JSON document of this spec (what ``load_http_probe_spec`` reads back)."""
         doc: dict[str, Any] = {
             "lab": self.lab,
-            "flows": [{"client": f.client, "netns": f.netns, "service": f.service,
-                       "vip": f.vip, "port": f.port, "flow": f.flow} for f in self.flows],
+            "flows": flows_document(self.flows),
             "mode": self.mode, "path": self.path, "host": self.host,
             "identity_header": self.identity_header, "keepalive": self.keepalive,
             "interval_ms": self.interval_ms, "timeout_ms": self.timeout_ms,
@@ -74,9 +78,7 @@ class HttpProbeSpec:
 
 
 def write_http_probe_spec(spec: HttpProbeSpec, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spec.document(), indent=1) + "\n", encoding="utf-8")
-    return path
+    return write_spec(spec.document(), path)
 
 
 def _optional_text(reader: SpecReader, top: Any, key: str) -> str | None:

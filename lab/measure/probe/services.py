@@ -4,19 +4,24 @@ instances a real server's identity names (the pods, by name)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 
 from lab.measure.probe.dns import DnsQuery
 from lab.measure.probe.udp import ProbeTarget
-from lab.plan.model import IPAddress, LabPlan, ServicePlan
+from lab.plan.model import IPAddress, LabPlan, ServicePlan, family_of
 
 
-def udp_targets(services: Sequence[ServicePlan],
-                vips: Callable[[ServicePlan], Iterable[IPAddress]]) -> list[ProbeTarget]:
-    """A target per VIP (``vips(service)``: those the client can reach) of every UDP
-    service."""
+def client_vips(plan: LabPlan, client: str, service: ServicePlan) -> list[IPAddress]:
+    """The service's VIPs in the families the client has (IPv4 first)."""
+    families = plan.node(client).families
+    return [vip for vip in service.vips if family_of(vip) in families]
+
+
+def udp_targets(plan: LabPlan, client: str,
+                services: Sequence[ServicePlan]) -> list[ProbeTarget]:
+    """A target per VIP the client can reach of every UDP service among ``services``."""
     return [ProbeTarget(s.name, str(vip), s.port, dns=dns_query(s)) for s in services
-            if s.protocol == "udp" for vip in vips(s)]
+            if s.protocol == "udp" for vip in client_vips(plan, client, s)]
 
 
 def dns_query(service: ServicePlan) -> DnsQuery | None:
@@ -31,4 +36,4 @@ def instances(plan: LabPlan) -> dict[str, dict[str, str]]:
                        "pod": pod.name} for pod in plan.pods()}
 
 
-__all__ = ["dns_query", "instances", "udp_targets"]
+__all__ = ["client_vips", "dns_query", "instances", "udp_targets"]

@@ -293,14 +293,22 @@ def start_tcp_flows(spawn: Spawn, spec_path: Path, log: Path) -> ProcessRecord:
     """Start one process for every flow of the spec (validated first: SpecError lists the
     problems) with ``spawn``, outside every node: it opens each socket in its client's
     namespace (the spec gives their paths)."""
+    spec = load_tcp_flows_spec(spec_path)
+    return start_program(spawn, tcp_flows_argv(spec_path), log, spec.events,
+                         f"the TCP flows of {spec.lab}")
+
+
+def start_program(spawn: Spawn, argv: list[str], log: Path, output: Path,
+                  what: str) -> ProcessRecord:
+    """Start a probing program with ``spawn`` once its output's folder exists; ProbeError
+    naming ``what`` when it cannot start."""
     from lab.errors import BackendError
 
-    spec = load_tcp_flows_spec(spec_path)
-    spec.events.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return spawn(tcp_flows_argv(spec_path), log)
+        return spawn(argv, log)
     except BackendError as exc:
-        raise ProbeError(f"cannot start the TCP flows of {spec.lab}: {exc}") from exc
+        raise ProbeError(f"cannot start {what}: {exc}") from exc
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -18,6 +18,7 @@ have these defaults;
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
@@ -64,8 +65,7 @@ class TcpFlowsSpec:
         """The JSON document of this spec (what ``load_tcp_flows_spec`` reads back)."""
         doc: dict[str, Any] = {
             "lab": self.lab,
-            "flows": [{"client": f.client, "netns": f.netns, "service": f.service,
-                       "vip": f.vip, "port": f.port, "flow": f.flow} for f in self.flows],
+            "flows": flows_document(self.flows),
             "message_interval_ms": self.message_interval_ms, "timeout_ms": self.timeout_ms,
             "reconnect_ms": self.reconnect_ms, "events": str(self.events)}
         if self.trial is not None:
@@ -73,10 +73,21 @@ class TcpFlowsSpec:
         return doc
 
 
-def write_tcp_flows_spec(spec: TcpFlowsSpec, path: Path) -> Path:
+def flows_document(flows: Sequence[TcpFlowSpec]) -> list[dict[str, Any]]:
+    """The ``flows`` of a spec document (TCP flows, HTTP probes)."""
+    return [{"client": f.client, "netns": f.netns, "service": f.service, "vip": f.vip,
+             "port": f.port, "flow": f.flow} for f in flows]
+
+
+def write_spec(document: dict[str, Any], path: Path) -> Path:
+    """A probing program's spec file (its folder made when missing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spec.document(), indent=1) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def write_tcp_flows_spec(spec: TcpFlowsSpec, path: Path) -> Path:
+    return write_spec(spec.document(), path)
 
 
 def check_flows(reader: SpecReader, top: Any) -> tuple[TcpFlowSpec, ...]:
