@@ -184,8 +184,8 @@ class FakeBackend:
         return ProcessRecord(pid, node or f"_{kind}", kind, start_ticks(pid) or -1)
 
     def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
-                      log: Path) -> ProcessRecord:
-        return self.spawn(state, node, kind, argv, log)
+                      log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
+        return self.spawn(state, node, kind, argv, log, extra_env)
 
     def app_argv(self, program: str, spec: Path) -> list[str]:
         return ["fake-app", program, str(spec)]

@@ -99,9 +99,10 @@ class Backend(Protocol):
         ...
 
     def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
-                      log: Path) -> ProcessRecord:
+                      log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
         """Start one of the node's own programs (``argv`` as the node sees its files) where
-        the node runs its software, tagged with the lab; the caller records it."""
+        the node runs its software, tagged with the lab (``extra_env`` added to its
+        environment); the caller records it."""
         ...
 
     def app_argv(self, program: str, spec: Path) -> list[str]:

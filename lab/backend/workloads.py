@@ -10,7 +10,7 @@ readiness with the workload's own check (lab.apps.agent.checks).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,12 +28,17 @@ PROBLEMS_SHOWN = 3  # workloads shown with their output; the others by name
 
 
 class Spawning(Protocol):
-    def spawn(self, state: LabState, node: str | None, kind: str, argv: list[str], log: Path,
-              extra_env: dict[str, str] | None = None) -> ProcessRecord: ...
+    def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
+                      log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord: ...
+
+
+def pod_folder(lab_directory: Path, pod: str) -> Path:
+    """The folder of the pod's workloads (one folder per service below it)."""
+    return pod_dir(lab_directory, pod) / "workload"
 
 
 def folder(lab_directory: Path, pod: str, service: str) -> Path:
-    return pod_dir(lab_directory, pod) / "workload" / service
+    return pod_folder(lab_directory, pod) / service
 
 
 def log_path(lab_directory: Path, pod: str, service: str) -> Path:
@@ -73,6 +78,12 @@ def command_line(lab_directory: Path, pod: PodPlan, service: ServicePlan,
             {key: substitute(value, values) for key, value in workload.env})
 
 
+def packages(plan: LabPlan) -> tuple[str, ...]:
+    """The Debian packages the services' workloads need (``workload.packages``)."""
+    return tuple(sorted({p for s in plan.services if s.workload is not None
+                         for p in s.workload.packages}))
+
+
 def missing_programs(plan: LabPlan) -> list[str]:
     """What keeps the services' workloads from starting on this machine (their pods share
     its files): each command whose program is not installed, with a hint."""
@@ -82,9 +93,12 @@ def missing_programs(plan: LabPlan) -> list[str]:
             continue
         program = service.workload.command[0]
         if "{" not in program and shutil.which(program) is None:
+            install = (f"`apt-get install {' '.join(service.workload.packages)}`"
+                       if service.workload.packages else "install it")
             problems.append(f"the workload of service {service.name} runs {program!r}, which "
-                            "is not installed on this machine (give its full path, or install "
-                            "it; the shipped examples' programs: `sudo make examples-setup`)")
+                            f"is not installed on this machine (give its full path, or "
+                            f"{install}; the shipped examples' programs: `sudo make "
+                            "examples-setup`)")
     return problems
 
 
@@ -95,9 +109,9 @@ def start_pod(backend: Spawning, state: LabState, plan: LabPlan,
     for service, workload in pod_workloads(plan, pod):
         argv, env = command_line(state.directory, pod, service, workload)
         try:
-            started.append(backend.spawn(state, pod.name, KIND, argv,
-                                         log_path(state.directory, pod.name, service.name),
-                                         env))
+            started.append(backend.start_in_node(
+                state, pod.name, KIND, argv, log_path(state.directory, pod.name, service.name),
+                env))
         except BackendError as exc:
             raise BackendError(
                 f"the workload of service {service.name} did not start in pod {pod.name}: "
@@ -171,5 +185,5 @@ def log_tail(lab_directory: Path, pod: str, service: str,
 
 
 __all__ = ["KIND", "agent_checks", "command_line", "folder", "log_path", "log_tail",
-           "missing_programs", "placeholders", "pod_workloads", "problems", "start_all",
-           "start_pod", "write_files"]
+           "missing_programs", "packages", "placeholders", "pod_folder", "pod_workloads",
+           "problems", "start_all", "start_pod", "write_files"]

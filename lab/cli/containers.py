@@ -44,6 +44,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from lab.backend import workloads
     from lab.backend.containerlab import images
     from lab.backend.containerlab.deploy import write_export
     from lab.backend.containerlab.split import check_hosts
@@ -51,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     plan, rendered = pipeline.render(Path(args.file))
     lab = check_lab_name(args.name or plan.topology)
-    tags = images.role_tags()
+    tags = images.lab_tags(workloads.packages(plan))
     tags.update(_image_overrides(args.image, tags))
     folder = Path(args.output)
     lab_root = PurePosixPath(lab_dir(lab))

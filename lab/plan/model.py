@@ -279,6 +279,7 @@ class WorkloadPlan:
     files: tuple[tuple[str, str], ...]  # (path in the pod's folder, text)
     env: tuple[tuple[str, str], ...]
     readiness: ReadinessCheck
+    packages: tuple[str, ...] = ()  # Debian packages of the containerlab backend's images
 
 
 @dataclass(frozen=True)

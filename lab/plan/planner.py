@@ -340,7 +340,8 @@ def _workload(workload: Workload, service_port: int) -> WorkloadPlan:
     elif ready.exec is not None:
         check = replace(check, command=tuple(ready.exec))
     return WorkloadPlan(tuple(workload.command), tuple(sorted(workload.files.items())),
-                        tuple(sorted(workload.env.items())), check)
+                        tuple(sorted(workload.env.items())), check,
+                        tuple(sorted(set(workload.packages))))
 
 
 def _with_interfaces(builder: _Builder, node: NodePlan) -> NodePlan:

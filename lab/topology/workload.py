@@ -26,6 +26,7 @@ _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 _LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian Policy 5.6.1
 # RR types by name (the ones a probe or check plausibly asks); a number is taken as it is
 CheckKind = Literal["dns", "http", "tcp", "udp", "exec"]
 CHECK_KINDS: tuple[CheckKind, ...] = ("dns", "http", "tcp", "udp", "exec")
@@ -73,6 +74,13 @@ def _header_name(value: str) -> str:
     return value
 
 
+def _package_name(value: str) -> str:
+    if not _PACKAGE.fullmatch(value):
+        raise _custom("package", f"{value!r} is not a Debian package name (lower case letters, "
+                                 "digits, '+', '-', '.'; e.g. nsd, nginx-light)")
+    return value
+
+
 def _env_name(value: str) -> str:
     if not _ENV_NAME.fullmatch(value):
         raise _custom("env_name", f"{value!r} is not an environment variable name")
@@ -83,6 +91,7 @@ DnsName = Annotated[str, AfterValidator(_dns_name)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 FileName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_file_name)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
+PackageName = Annotated[str, AfterValidator(_package_name)]
 
 ProbeInterval = Annotated[DurationMs, Field(gt=0, le=60_000)]
 
@@ -150,12 +159,16 @@ class WorkloadReadiness(_Strict):
 
 
 class Workload(_Strict):
-    """The user's server, run in every pod of the service (netns and mininet backends)."""
+    """The user's server, run in every pod of the service. On the netns and mininet
+    backends the pods share this machine's programs; on the containerlab backend the pods
+    (and nodes, for ``exec`` checks) run an image built from Debian's packages with
+    ``packages`` added."""
 
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     files: dict[FileName, str] = {}
     env: dict[EnvName, str] = {}
     readiness: WorkloadReadiness
+    packages: Annotated[list[PackageName], Field(max_length=32)] = []
 
 
 class DnsProbe(_RrTyped):

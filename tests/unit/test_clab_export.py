@@ -151,3 +151,18 @@ def test_a_split_needs_distinct_addresses() -> None:
     assert "not an IP address" in caught.value.issues[0].message
     with pytest.raises(InputError):
         check_hosts(["10.0.0.1", "10.0.0.1"])
+
+
+def test_a_node_binds_its_pods_workload_folders_for_exec_checks() -> None:
+    """A node's agent runs its pods' `exec` readiness checks, which may read the files
+    `{dir}` names: the pods' workload folders are bound into the node at the lab's path."""
+    plan = pipeline.plan(TOPOLOGIES / "dns-anycast.yaml")
+    document = export_topology("x", plan, IMAGES, ROOT, emulated=True)
+    node = next(n for n in plan.nodes if n.pods)
+    assert document["topology"]["nodes"][node.name]["binds"] == [
+        f"nodes/{node.name}:{ROOT}/nodes/{node.name}",
+        *(f"pods/{p.name}/workload:{ROOT}/pods/{p.name}/workload" for p in node.pods)]
+    pod = node.pods[0]
+    assert document["topology"]["nodes"][pod.name]["binds"] == [
+        f"pods/{pod.name}:{ROOT}/pods/{pod.name}"]
+    assert document["topology"]["nodes"][pod.name]["image"] == IMAGES["pod"]

@@ -155,3 +155,24 @@ def test_a_connect_probe_needs_no_workload() -> None:
          "probe": {"connect": {"interval": "5ms"}}}])))
     assert plan.services[0].tcp_probe is not None
     assert plan.services[0].tcp_probe.mode == "connect"
+
+
+def test_packages_are_planned_once_each_and_bad_names_reported() -> None:
+    with_packages = {**DNS_SERVICE, "workload": {**NSD, "packages": ["nsd", "ldnsutils", "nsd"]}}
+    plan = build_plan(validate_data(mini(services=[with_packages])))
+    (service,) = plan.services
+    assert service.workload is not None and service.workload.packages == ("ldnsutils", "nsd")
+    assert workloads.packages(plan) == ("ldnsutils", "nsd")
+    assert workloads.packages(build_plan(validate_data(mini()))) == ()
+    bad = {**DNS_SERVICE, "workload": {**NSD, "packages": ["NSD", "ok", "a b"]}}
+    found = _paths(mini(services=[bad]))
+    assert {"services[0].workload.packages[0]", "services[0].workload.packages[2]"} <= set(
+        found), found
+    assert "Debian package name" in found["services[0].workload.packages[0]"]
+
+
+def test_a_missing_program_names_the_packages_to_install() -> None:
+    absent = {**NSD, "command": ["/nonexistent/nsd"], "packages": ["nsd"]}
+    plan = build_plan(validate_data(mini(services=[{**DNS_SERVICE, "workload": absent}])))
+    (problem,) = workloads.missing_programs(plan)
+    assert "'/nonexistent/nsd'" in problem and "`apt-get install nsd`" in problem

@@ -85,12 +85,13 @@ class ContainerlabBackend(NetnsBackend):
         return [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", *argv]
 
     def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
-                      log: Path) -> ProcessRecord:
+                      log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
         pid = self._container_pid(state, node)
         # no PID namespace: nsenter would stay behind as the parent; the program keeps the
         # PID recorded here, and signals reach it
         command = [NSENTER, "-t", str(pid), "-m", "-u", "-i", "-n", "--", *argv]
-        return launch(state.lab, node, kind, command, log, cgroup_procs=cgroup_procs(pid))
+        return launch(state.lab, node, kind, command, log, extra_env,
+                      cgroup_procs=cgroup_procs(pid))
 
     def app_argv(self, program: str, spec: Path) -> list[str]:
         return ["/usr/bin/env", f"PYTHONPATH={images.IN_IMAGE_ROOT}", images.IN_IMAGE_PYTHON,

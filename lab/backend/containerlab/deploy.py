@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from lab.atomicfile import write_atomic
-from lab.backend import bringup
+from lab.backend import bringup, workloads
 from lab.backend.containerlab import images, tools
 from lab.backend.containerlab.export import export_topology, render_topology
 from lab.backend.containerlab.names import container_name, deploy_netns
@@ -40,16 +40,35 @@ def deploy(backend: ContainerlabBackend, lab: str, plan: LabPlan, rendered: Rend
            topology_file: Path, progress: Progress, driver_kind: str | None = None) -> LabState:
     if os.geteuid() != 0:
         raise BackendError("the lab needs root (containers, namespaces); run with sudo")
-    own = [s.name for s in plan.services if s.workload is not None]
-    if own:
-        raise BackendError(f"services {', '.join(own)} run their own workload, which the "
-                           "containerlab backend cannot start yet (pod images); use "
-                           "`--backend netns` or `--backend mininet`")
     tools.ensure_tools(progress)
+    tags = images.lab_images(workloads.packages(plan), progress)
+    check_workload_programs(plan, tags)
     bringup.check_name_free(lab, lab_containers(lab))
     return bringup.guarded_deploy(backend, lab, plan, topology_file, progress, driver_kind,
                                   lambda state: _build(backend, state, plan, rendered,
-                                                       progress))
+                                                       tags, progress))
+
+
+def check_workload_programs(plan: LabPlan, tags: dict[str, str]) -> None:
+    """Each workload's program must be in the pods' image, each ``exec`` readiness check's
+    in the nodes' (where the agent runs it): said before any container starts."""
+    wanted: dict[str, dict[str, str]] = {"pod": {}, "node": {}}  # role: program -> service
+    for service in plan.services:
+        if service.workload is None:
+            continue
+        wanted["pod"].setdefault(service.workload.command[0], service.name)
+        if service.workload.readiness.kind == "exec":
+            wanted["node"].setdefault(service.workload.readiness.command[0], service.name)
+    problems = []
+    for role, programs in wanted.items():
+        concrete = [p for p in programs if "{" not in p]  # placeholders: known only per pod
+        for program in images.missing_programs(tags[role], concrete) if concrete else []:
+            what = ("runs" if role == "pod" else "checks readiness with")
+            problems.append(f"the workload of service {programs[program]} {what} "
+                            f"{program!r}, which image {tags[role]} does not have")
+    if problems:
+        raise BackendError("; ".join(problems) + " (hint: add its Debian package to the "
+                           "service's `workload.packages`)")
 
 
 def write_export(lab: str, plan: LabPlan, folder: Path, image_tags: dict[str, str],
@@ -70,15 +89,15 @@ def write_export(lab: str, plan: LabPlan, folder: Path, image_tags: dict[str, st
 
 
 def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
-           rendered: RenderedLab, progress: Progress) -> None:
+           rendered: RenderedLab, tags: dict[str, str], progress: Progress) -> None:
     lab = state.lab
     progress("node files and the containerlab topology")
     bringup.write_files(state, plan, rendered)
     emulated = bringup.emulated_links(state.impairment_driver,
                                       f"{container_name(lab, EMULATOR_NODE)}-probe")
     state.impairment_driver = "userspace" if emulated else "netem"  # what the export has
-    topology = write_export(lab, plan, state.directory, images.role_tags(),
-                            PurePosixPath(state.directory), emulated)  # topology_path(lab)
+    topology = write_export(lab, plan, state.directory, tags, PurePosixPath(state.directory),
+                            emulated)  # topology_path(lab)
     names = [container_name(lab, n.name) for n in plan.nodes]
     names += [container_name(lab, p.name) for p in plan.pods()]
     state.namespaces = names + ([container_name(lab, EMULATOR_NODE)] if emulated else [])
@@ -94,7 +113,7 @@ def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
     bringup.start_gobgpd(backend, state, plan)
     _start_servers_and_agents(backend, state, plan)
     bringup.configure_frr(state, plan)
-    save_state(state)
+    workloads.start_all(backend, state, plan)  # in the pods' containers, from their image
     bringup.restrict_to_root(state.directory)
 
 

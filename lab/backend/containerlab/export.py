@@ -6,7 +6,8 @@ is linked to its node (the node's pod bridge is built at deploy). Links with del
 loss or rate go through the link emulator node (``link_emulator``) when the kernel has no
 sch_netem: each becomes two links, one per end, to the emulator's ports (the pairs are
 ``lab.backend.wiring``'s, as on Mininet). Nodes bind their
-folder of the lab (configuration, logs, vty sockets) at the path the lab's programs use.
+folder of the lab (configuration, logs, vty sockets) at the path the lab's programs use; a
+cluster node also binds its pods' workload folders (for ``exec`` readiness checks).
 
 Kept away from what clabernetes (containerlab on Kubernetes) rejects, where it costs nothing:
 no ``stages``, no ``exec`` hooks, no management network. What remains is listed in
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from lab.backend import workloads
 from lab.backend.bringup import impaired_links
 from lab.backend.containerlab.images import IDLE_COMMAND
 from lab.backend.containerlab.names import (
@@ -63,6 +65,10 @@ def export_topology(lab: str, plan: LabPlan, images: dict[str, str], lab_root: P
     nodes: dict[str, dict[str, Any]] = {}
     for node in plan.nodes:
         binds = [_bind(lab_root, node_dir(Path(), node.name))]
+        # the node's agent runs `exec` readiness checks of its pods' workloads, which may
+        # name their files ({dir})
+        binds += [_bind(lab_root, workloads.pod_folder(Path(), pod.name)) for pod in node.pods
+                  if workloads.pod_workloads(plan, pod)]
         nodes[node.name] = _node(lab, node.name, node_role(node), images, binds)
         for pod in node.pods:
             nodes[pod.name] = _node(lab, pod.name, "pod", images,

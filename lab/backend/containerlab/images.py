@@ -11,6 +11,11 @@ minute, once). Four role images on top of it, each a thin layer:
 - ``anylab-client``: clients, with the prober (``/opt/anylab/bin/prober``) and the ``lab``
   package.
 
+A lab whose services run their own servers (``workload.packages``, e.g. NSD or nginx) gets
+a base of its own with those Debian packages added, and its ``node`` and ``pod`` images on
+that base (``lab_images``): the pods run the servers, the nodes' agents run ``exec``
+readiness checks with the same programs. One such base per set of packages, built once.
+
 Each tag is a hash of its inputs (suite and packages for the base; the base's tag and the
 files added for a role), so ``build_images`` rebuilds only what changed. Every container
 idles in a shell that ends on SIGTERM; the lab starts the programs in it.
@@ -21,10 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +51,7 @@ IN_IMAGE_PYTHON = "/usr/bin/python3"
 IMAGE_PYTHON_VERSION = (3, 11)  # Debian bookworm's
 ROLES = ("router", "node", "pod", "client")
 PACKAGE_ROLES = frozenset({"node", "pod", "client"})  # those that carry the lab package
+WORKLOAD_ROLES = ("node", "pod")  # on the base with the workloads' packages
 MMDEBSTRAP_TIMEOUT_S = 900.0
 KEEP_OLDER_BUILDS = 3  # per role, beside the current one
 BUILD_TIMEOUT_S = 600.0
@@ -66,9 +73,12 @@ def _digest(parts: Iterable[bytes]) -> str:
     return h.hexdigest()[:12]
 
 
-def base_tag() -> str:
+def base_tag(extra: Sequence[str] = ()) -> str:
+    """The base image's tag; with ``extra`` Debian packages, the tag of a base with them."""
     inputs = [DEBIAN_SUITE.encode(), *(p.encode() for p in BASE_PACKAGES),
               json.dumps(IDLE_COMMAND).encode()]
+    if extra:
+        inputs += [b"extra", *(p.encode() for p in sorted(set(extra)))]
     return f"anylab-base:{_digest(inputs)}"
 
 
@@ -91,9 +101,9 @@ def _role_files(role: str) -> dict[str, Path]:
     return files
 
 
-def role_tag(role: str) -> str:
+def role_tag(role: str, base: str | None = None) -> str:
     files = _role_files(role)
-    inputs = [base_tag().encode(), role.encode()]
+    inputs = [(base or base_tag()).encode(), role.encode()]
     for name in sorted(files):
         inputs += [name.encode(), files[name].read_bytes()]
     return f"anylab-{role}:{_digest(inputs)}"
@@ -101,6 +111,16 @@ def role_tag(role: str) -> str:
 
 def role_tags() -> dict[str, str]:
     return {role: role_tag(role) for role in ROLES}
+
+
+def lab_tags(extra: Sequence[str]) -> dict[str, str]:
+    """The images of a lab whose workloads need the Debian packages ``extra`` (none: the
+    role images)."""
+    tags = role_tags()
+    if extra:
+        base = base_tag(extra)
+        tags.update({role: role_tag(role, base) for role in WORKLOAD_ROLES})
+    return tags
 
 
 def image_exists(tag: str) -> bool:
@@ -125,6 +145,31 @@ def build_images(progress: Progress, force: bool = False) -> dict[str, str]:
     return tags
 
 
+def lab_images(extra: Sequence[str], progress: Progress) -> dict[str, str]:
+    """The lab's images (``lab_tags``), those with the workloads' packages built when
+    missing (the role images are ``build_images``')."""
+    tags = lab_tags(extra)
+    if not extra:
+        return tags
+    base = base_tag(extra)
+    if not image_exists(base):
+        _build_base(base, progress, extra)
+    for role in WORKLOAD_ROLES:
+        if not image_exists(tags[role]):
+            progress(f"building image {tags[role]}")
+            _build_role(role, tags[role], base)
+    return tags
+
+
+def missing_programs(tag: str, programs: Sequence[str]) -> list[str]:
+    """Those of ``programs`` (names or absolute paths) that the image does not have."""
+    script = "; ".join(f"command -v {shlex.quote(p)} >/dev/null || echo {shlex.quote(p)}"
+                       for p in programs)
+    output = docker(["run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", tag,
+                     "-c", script], timeout=BUILD_TIMEOUT_S)
+    return [line for line in output.splitlines() if line]
+
+
 def _remove_stale(current: set[str]) -> None:
     """Builds of the project's images older than the newest few of each role (another
     checkout of the project may be using those), unless a container still uses them
@@ -141,15 +186,20 @@ def _remove_stale(current: set[str]) -> None:
         docker(["rmi", *stale], timeout=BUILD_TIMEOUT_S, check=False)
 
 
-def _build_base(tag: str, progress: Progress) -> None:
-    progress(f"building image {tag} from Debian's packages (mmdebstrap: about a minute)")
+def _build_base(tag: str, progress: Progress, extra: Sequence[str] = ()) -> None:
+    added = f" and the workloads' {', '.join(extra)}" if extra else ""
+    progress(f"building image {tag} from Debian's packages{added} (mmdebstrap: about a "
+             "minute)")
     with tempfile.TemporaryDirectory(prefix="anylab-image-") as scratch:
         tarball = Path(scratch) / "rootfs.tar"
         try:
-            run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
+            run(["mmdebstrap", "--variant=minbase",
+                 "--include=" + ",".join((*BASE_PACKAGES, *extra)),
                  "--format=tar", DEBIAN_SUITE, str(tarball)], timeout=MMDEBSTRAP_TIMEOUT_S)
         except CommandError as exc:
-            raise BackendError(f"cannot build the base image: {exc}") from exc
+            hint = (f" (hint: the services' `workload.packages` must be Debian {DEBIAN_SUITE} "
+                    f"package names; given: {', '.join(extra)})") if extra else ""
+            raise BackendError(f"cannot build the base image: {exc}{hint}") from exc
         docker(["import", "--change", f"CMD {json.dumps(IDLE_COMMAND)}",
                 "--change", f"LABEL {IMAGE_LABEL}=base {INPUTS_LABEL}={tag.split(':')[1]}",
                 str(tarball), tag], timeout=BUILD_TIMEOUT_S)

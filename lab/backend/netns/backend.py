@@ -110,8 +110,8 @@ class NetnsBackend:
         return launch(state.lab, node, kind, self.net_argv(state, node, argv), log, extra_env)
 
     def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
-                      log: Path) -> ProcessRecord:
-        return self.spawn(state, node, kind, argv, log)
+                      log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
+        return self.spawn(state, node, kind, argv, log, extra_env)
 
     def app_argv(self, program: str, spec: Path) -> list[str]:
         return [sys.executable, "-m", f"lab.apps.{program}", "--spec", str(spec)]
