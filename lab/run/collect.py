@@ -73,8 +73,12 @@ def session_events(state: LabState, plan: LabPlan, clock: dict[str, int],
 
 def _probes(recording: Recording, plan: LabPlan) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """probes.parquet, and per prober and trial a ``prober``/``timing`` event: how well the
-    prober kept its schedule (lab.run.instrument)."""
-    from lab.measure.probe.httprecords import load_http_probes
+    prober kept its schedule (lab.run.instrument; an HTTP prober's has ``prober: http``)."""
+    from lab.measure.probe.httprecords import (
+        http_prober_timing,
+        http_probes_frame,
+        read_http_records,
+    )
     from lab.measure.probe.records import read_prober_file
     from lab.measure.probe.services import instances
     from lab.measure.probe.udp import PROBE_COLUMNS, probes_frame
@@ -90,8 +94,14 @@ def _probes(recording: Recording, plan: LabPlan) -> tuple[pd.DataFrame, list[dic
         end = int(records.ticks[:, 1].max()) if len(records.ticks) else records.header.start_ns
         timing.append({"t_ns": end, "trial": trial, "source": "prober", "kind": "timing",
                        "client": client, **prober_timing(records)})
-    frames += [load_http_probes(path, trial, pods) for trial, _service, path
-               in recording.http_files if path.exists()]
+    for trial, service, path in recording.http_files:
+        if not path.exists():
+            continue
+        http = read_http_records(path)
+        frames.append(http_probes_frame(http, trial, pods))
+        end = max((o.send_ns for o in http.outcomes), default=http.header.start_ns)
+        timing.append({"t_ns": end, "trial": trial, "source": "prober", "kind": "timing",
+                       "prober": "http", "service": service, **http_prober_timing(http)})
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in PROBE_COLUMNS}), timing

@@ -139,6 +139,9 @@ def test_a_site_isolation_moves_the_web_clients_seen_through_the_header(
 
     result = _measured_run(web_lab, "web-site-isolation.yaml", tmp_path)
     (event,) = result.summary["trials"][0]["events"]
+    # the HTTP prober's own timing is judged with the UDP probers'
+    probers = result.summary["trials"][0]["instrument"]["probers"]
+    assert probers["http_probers"] == 1 and probers["clients"] == 6, probers
     web = {c["client"]: c for c in event["clients"] if c["service"] == "web"}
     for client in ("us-c1", "us-c2"):
         row = web[client]

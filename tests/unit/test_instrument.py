@@ -119,13 +119,17 @@ def timing_event(client: str, trial: int = 0, **fields: Any) -> dict[str, Any]:
 def test_a_quiet_trial_is_summarised_without_problems() -> None:
     crash = {"t_ns": 2, "trial": 0, "source": "injector", "kind": "fault",
              "target": "nyc-k8s-n1"}
+    http = {"t_ns": 6, "trial": 0, "source": "prober", "kind": "timing", "prober": "http",
+            "service": "web", "ticks": 1_000, "late_2ms": 3, "skipped_slots": 2,
+            "longest_stall_ms": 30.0, "longest_stall_at_ns": 5}
     events = [crash, runner_event(), timing_event("us-c1"),
-              timing_event("eu-c1", longest_stall_ms=1.5), runner_event(trial=1),
+              timing_event("eu-c1", longest_stall_ms=1.5), http, runner_event(trial=1),
               timing_event("us-c1", trial=1)]
     section = instrument_section(events, 0)
     assert section is not None
-    assert section["probers"] == {"clients": 2, "ticks": 20_000, "late_500us": 40,
-                                  "skipped_slots": 0, "longest_stall_ms": 1.5}
+    assert section["probers"] == {"clients": 2, "http_probers": 1, "ticks": 21_000,
+                                  "late_500us": 40, "late_2ms": 3, "skipped_slots": 2,
+                                  "longest_stall_ms": 30.0}
     assert section["emulator"]["late_2ms"] == 10
     # the crashed node's pod filled its buffer: the fault's doing, reported only
     assert section["pod_rcvbuf_errors"] == {"nyc-k8s-n1-dns-0": 40}

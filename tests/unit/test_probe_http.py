@@ -28,7 +28,11 @@ from lab.measure.probe.httpprobe import (
     main,
     start_http_probes,
 )
-from lab.measure.probe.httprecords import load_http_probes, read_http_records
+from lab.measure.probe.httprecords import (
+    http_prober_timing,
+    load_http_probes,
+    read_http_records,
+)
 from lab.measure.probe.httpspec import HttpFlowSpec, HttpProbeSpec, write_http_probe_spec
 
 INSTANCES = {"pod-a": {"site": "nyc", "cluster": "k1", "node": "n1", "pod": "pod-a"}}
@@ -393,3 +397,18 @@ def test_the_program_starts_without_pandas() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_http_probers_own_timing_is_measured_from_its_slots(tmp_path: Path) -> None:
+    """Slots every 10 ms from 100: probes of two flows on time or 1 ms after their slot (the
+    selector's resolution), one 3 ms late; a stall of 2 slots and one of 4."""
+    path = tmp_path / "r.txt"
+    path.write_text("H 1 http 1 10000000 1000000000 100 -\n"
+                    "F 0 c1 web 192.0.2.80 80 0\nF 1 c1 web 192.0.2.80 80 1\n"
+                    "A 0 0 100 1100 200 -1\nA 1 0 1000100 2000100 200 -1\n"
+                    "A 0 1 10000100 10500100 200 -1\nA 1 1 13000100 14000100 200 -1\n"
+                    "K 40000100 2\nL 0 2 40000100 busy -\nA 1 2 40000200 40100200 200 -1\n"
+                    "K 90000100 4\n")
+    timing = http_prober_timing(read_http_records(path))
+    assert timing == {"ticks": 3, "late_2ms": 1, "skipped_slots": 6,
+                      "longest_stall_ms": 50.0, "longest_stall_at_ns": 90000100}

@@ -60,8 +60,9 @@ def instrument_section(events: Sequence[Event], trial: int,
     drops per client or pod that had any; a pod's may be the fault's own doing, e.g. a frozen
     node), ``sessions_down_before_fault`` (router-peer of each BGP or BFD session that went
     down before the trial's first fault), ``fault_targets`` (what the trial's faults
-    targeted), ``probers`` (ticks, late
-    ticks, skipped slots, longest stall, over every client),
+    targeted), ``probers`` (ticks, late ticks (UDP probers: > 0.5 ms; HTTP probers, whose
+    selector wakes with millisecond resolution: > 2 ms), skipped slots, longest stall, over
+    every client's UDP prober and every service's HTTP prober),
     ``delay`` (``delay_fidelity``) and ``problems`` (what exceeded ``LIMITS``); None when the
     run recorded none of it."""
     runner = next((e for e in events if is_event(e, trial, "runner", ("instrument",))), None)
@@ -70,9 +71,10 @@ def instrument_section(events: Sequence[Event], trial: int,
         return None
     probers = None
     if timing:
-        probers = {"clients": len(timing),
+        probers = {"clients": sum(1 for e in timing if e.get("prober") != "http"),
+                   "http_probers": sum(1 for e in timing if e.get("prober") == "http"),
                    **{key: sum(int(_number(e, key)) for e in timing)
-                      for key in ("ticks", "late_500us", "skipped_slots")},
+                      for key in ("ticks", "late_500us", "late_2ms", "skipped_slots")},
                    "longest_stall_ms": max(_number(e, "longest_stall_ms") for e in timing)}
     recorded: Mapping[str, Any] = runner or {}
     faults = [event_int(e, "t_ns") for e in events if is_event(e, trial, "injector", ("fault",))]

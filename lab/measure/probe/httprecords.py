@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,7 @@ class HttpRecords:
     identities: dict[int, str] = field(default_factory=dict)
     skipped_slots: int = 0
     counters: dict[str, int] | None = None  # COUNTERS, when the prober exited cleanly
+    stalls: tuple[tuple[int, int], ...] = ()  # (T_NS, SLOTS) of each ``K`` record
 
 
 def _number(text: str) -> int | None:
@@ -120,7 +122,8 @@ def read_http_records(path: Path) -> HttpRecords:
         outcomes += [HttpOutcome(int(lost[0]), int(lost[1]), int(lost[2]), None,
                                  _number(lost[4]), reason=lost[3])
                      for lost in records.get("L", [])]
-        skipped = sum(int(k[1]) for k in records.get("K", []))
+        stalls = tuple((int(k[0]), int(k[1])) for k in records.get("K", []))
+        skipped = sum(slots for _t, slots in stalls)
         counters = None
         if "X" in records:
             pairs = [item.split("=", 1) for item in records["X"][-1][1:]]
@@ -130,7 +133,7 @@ def read_http_records(path: Path) -> HttpRecords:
     unknown = {o.key for o in outcomes} - set(flows)
     if unknown:
         raise ProbeError(f"{path}: probes of flows without an F record: {sorted(unknown)}")
-    return HttpRecords(header, flows, outcomes, identities, skipped, counters)
+    return HttpRecords(header, flows, outcomes, identities, skipped, counters, stalls)
 
 
 def answered(status: int | None) -> bool:
@@ -172,6 +175,30 @@ def http_probes_frame(records: HttpRecords, trial: int,
         **identity_rows(ident, records.identities, instances),
     })
     return frame[list(PROBE_COLUMNS)]
+
+
+# The prober's selector wakes with millisecond resolution (lab.measure.probe.httpprobe): a
+# probe sent up to a millisecond after its slot is on time
+HTTP_LATE_NS = 2_000_000
+
+
+def http_prober_timing(records: HttpRecords) -> dict[str, Any]:
+    """How well one HTTP prober kept its schedule, as ``lab.run.instrument.prober_timing``
+    says it of a UDP prober: ``ticks`` (slots at which its flows probed), ``late_2ms`` (probes
+    sent more than 2 ms after their slot), slots skipped, the longest stall and when it
+    ended."""
+    interval, start = records.header.interval_ns, records.header.start_ns
+    per_flow: dict[int, int] = {}
+    late = 0
+    for outcome in records.outcomes:
+        per_flow[outcome.key] = max(per_flow.get(outcome.key, 0), outcome.seq + 1)
+        if interval > 0 and (outcome.send_ns - start) % interval > HTTP_LATE_NS:
+            late += 1
+    longest = max(records.stalls, key=lambda stall: stall[1], default=None)
+    return {"ticks": max(per_flow.values(), default=0), "late_2ms": late,
+            "skipped_slots": records.skipped_slots,
+            "longest_stall_ms": round((longest[1] + 1) * interval / 1e6, 3) if longest else 0.0,
+            "longest_stall_at_ns": longest[0] if longest else None}
 
 
 def load_http_probes(path: Path, trial: int, instances: Instances | None = None) -> pd.DataFrame:
