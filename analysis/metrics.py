@@ -23,7 +23,11 @@ RFC 6412 / RFC 7747 terms):
 - **detection**: the first BFD or BGP session down in the window among sessions touching
   the target (else any session);
 - **TCP flows broken**: ``flow_broken`` events of the client's TCP flows to the service in
-  the window (``tcp_flows`` says how many flows it runs).
+  the window (``tcp_flows`` says how many flows it runs);
+- **collateral** (``lab.measure.metrics.collateral``): ``on_target`` flows were answered by
+  the failed element before the action (null when the target answers no probe); of the
+  others, ``collateral_flows_hit`` lost probes (``collateral_lost`` in all, the longest loss
+  window ``collateral_longest_ms``) and ``collateral_tcp_broken`` TCP flows broke.
 
 A client sends one probe stream per flow (source port) and family, each hashed on its own
 path. Per flow every figure is exact; per client, service and family (a dual-stack service's
@@ -53,7 +57,8 @@ CLIENT_KEYS = ["client", "service", "family"]
 FLOW_COLUMNS = ["client", "service", "family", "flow", "probes", "lost", "loss_derived_ms",
                 "outage_ms", "rate_derived_ms", "loss_windows", "loss_ratio", "recovered",
                 "site_before", "site_after", "flip_ns", "rtt_before_ms", "rtt_after_ms",
-                "node_before", "node_after", "first_loss_ns", "last_loss_ns"]
+                "node_before", "node_after", "pod_before", "pod_after", "first_loss_ns",
+                "last_loss_ns"]
 # every frame of a client table has these dtypes, so that tables concatenate cleanly
 CLIENT_DTYPES = {"client": "object", "service": "object", "family": "object",
                  "flows": "int64", "flows_hit": "int64",
@@ -63,7 +68,14 @@ CLIENT_DTYPES = {"client": "object", "service": "object", "family": "object",
                  "recovered": "object",
                  "site_before": "object",
                  "site_after": "object", "flip_ns": "Int64", "rtt_before_ms": "float64",
-                 "rtt_after_ms": "float64", "tcp_broken": "int64"}
+                 "rtt_after_ms": "float64", "tcp_broken": "int64",
+                 "on_target": "Int64", "collateral_flows_hit": "int64",
+                 "collateral_lost": "int64", "collateral_longest_ms": "float64",
+                 "collateral_tcp_broken": "int64"}
+# lab.measure.metrics.collateral's figures, as client-table columns
+COLLATERAL_COLUMNS = {"collateral_flows_hit": "flows_with_loss", "collateral_lost": "lost",
+                      "collateral_longest_ms": "longest_ms",
+                      "collateral_tcp_broken": "tcp_broken"}
 _STREAMS: WeakKeyDictionary[Run, dict[int, ProbeStreams]] = WeakKeyDictionary()
 
 
@@ -84,7 +96,7 @@ def flow_table(run: Run, action: FaultEvent) -> pd.DataFrame:
     streams = _streams(run, action.trial)
     rows = [{"client": f.client, "service": f.service, "family": f.family,
              **flow_figures(f, streams.sites, action.window, run.interval_ms,
-                            nodes=streams.nodes)} for f in streams.flows]
+                            nodes=streams.nodes, pods=streams.pods)} for f in streams.flows]
     return pd.DataFrame(rows, columns=FLOW_COLUMNS)
 
 
@@ -99,14 +111,18 @@ def _client_probe_rows(run: Run, action: FaultEvent) -> pd.DataFrame:
     rows = []
     for entry in entries:
         flows = entry.get("flows") or ([entry] if entry.get("probes") else [])
+        collateral = entry["collateral"]
         rows.append({
             "client": entry["client"], "service": entry["service"],
             "family": entry["family"], "flows": len(flows),
             "flows_hit": sum(f["lost"] > 0 for f in flows), "lost": entry["lost"],
             "lost_total": sum(f["lost"] for f in flows),
-            **{key: entry[key] for key in _ENTRY_FIGURES}})
+            **{key: entry[key] for key in _ENTRY_FIGURES},
+            "on_target": collateral["flows_on_target"] if collateral["target_answers"]
+            else None,
+            **{column: collateral[key] for column, key in COLLATERAL_COLUMNS.items()}})
     frame = pd.DataFrame(rows, columns=[*CLIENT_KEYS, "flows", "flows_hit", "lost", "lost_total",
-                                        *_ENTRY_FIGURES])
+                                        *_ENTRY_FIGURES, "on_target", *COLLATERAL_COLUMNS])
     return frame.astype(CLIENT_DTYPES)
 
 
@@ -162,7 +178,8 @@ CLIENT_COLUMNS = ["run", "trial", "step", "phase", "fault", "target", "client", 
                   "family", "flows", "flows_hit", "lost", "lost_total", "loss_derived_ms",
                   "outage_ms", "rate_derived_ms", "loss_windows", "loss_ratio", "recovered",
                   "resolution_ms", "site_before", "site_after", "flip_ns", "flip_ms",
-                  "rtt_before_ms", "rtt_after_ms", "tcp_flows", "tcp_broken"]
+                  "rtt_before_ms", "rtt_after_ms", "tcp_flows", "tcp_broken", "on_target",
+                  *COLLATERAL_COLUMNS]
 
 
 def client_table(run: Run, *, phases: Sequence[str] = ("fault", "undo"),

@@ -194,7 +194,26 @@ def compact_client_table(table: pd.DataFrame) -> pd.DataFrame:
     out["TCP broken"] = [f"{int(b)} of {int(n)}" if not _is_missing(n) and n > 0 else MISSING
                          for b, n in zip(table["tcp_broken"].fillna(0), table["tcp_flows"],
                                          strict=True)]
+    if "on_target" in table:
+        out["on target"] = [MISSING if _is_missing(on) else f"{int(on)} of {int(n)}"
+                            for on, n in zip(table["on_target"], table["flows"], strict=True)]
+        out["collateral"] = [_collateral_text(row) for _, row in table.iterrows()]
     return out.reset_index(drop=True)
+
+
+def _collateral_text(row: pd.Series) -> str:
+    """What the flows that were not on the failed element lost (lab.measure.metrics
+    .collateral): flows hit, their longest loss window, TCP flows broken."""
+    hit, broken = row["collateral_flows_hit"], row["collateral_tcp_broken"]
+    if _is_missing(hit):
+        return MISSING
+    parts = []
+    if hit:
+        parts.append(f"{int(hit)} flow{'s' * (hit != 1)} lost (longest "
+                     f"{row['collateral_longest_ms']:.0f} ms)")
+    if not _is_missing(broken) and broken:
+        parts.append(f"{int(broken)} TCP broken")
+    return ", ".join(parts) or "none"
 
 
 def families_side_by_side(table: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,28 @@ def _site(client: dict[str, Any]) -> str:
     return str(before) if before == after else f"{before} -> {after}"
 
 
+def _tcp_broken(client: dict[str, Any]) -> str:
+    """The broken TCP flows, with their causes when known (lab.measure.metrics.collateral)."""
+    count = client.get("tcp_broken")
+    if count is None:
+        return "-"
+    causes = Counter(t["cause"] for t in (client.get("collateral") or {}).get("tcp_flows", []))
+    return str(count) + (f" ({', '.join(f'{n} {c}' for c, n in sorted(causes.items()))})"
+                         if causes else "")
+
+
+def _collateral(collateral: dict[str, Any] | None) -> tuple[str, str]:
+    """(flows on the failed element of all, what the other flows lost)."""
+    if not collateral:
+        return "-", "-"
+    total = collateral["flows_on_target"] + collateral["flows_elsewhere"]
+    on = f"{collateral['flows_on_target']}/{total}" if collateral["target_answers"] else "-"
+    if not collateral["flows_with_loss"]:
+        return on, "none"
+    return on, (f"{collateral['flows_with_loss']} flows lost {collateral['lost']} probes, "
+                f"longest {collateral['longest_ms']:.0f} ms")
+
+
 def _event_title(event: dict[str, Any]) -> str:
     title = f"step {event.get('step')}: {event.get('fault')} on {event.get('target')}"
     if event.get("detection_ms") is not None:
@@ -56,7 +79,7 @@ def print_summary(summary: dict[str, Any], title: str, console: Console = out) -
             table = Table(title=f"trial {trial.get('trial')}{invalid}, {_event_title(event)}",
                           title_justify="left")
             for column in ("client", "service", "outage ms", "loss windows", "lost ms", "site",
-                           "RTT ms", "TCP broken"):
+                           "RTT ms", "TCP broken", "flows on target", "collateral"):
                 table.add_column(column, overflow="fold")
             for client in event.get("clients", []):
                 rtt = f"{_ms(client.get('rtt_before_ms'))} -> {_ms(client.get('rtt_after_ms'))}"
@@ -68,7 +91,8 @@ def print_summary(summary: dict[str, Any], title: str, console: Console = out) -
                               _ms(client.get("outage_ms")),
                               str(client.get("loss_windows", "-")),
                               _ms(client.get("loss_derived_ms")),
-                              _site(client), rtt, str(client.get("tcp_broken", "-")))
+                              _site(client), rtt, _tcp_broken(client),
+                              *_collateral(client.get("collateral")))
             console.print(table)
 
 

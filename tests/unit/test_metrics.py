@@ -161,7 +161,11 @@ def test_no_loss_gives_zero_outage_and_the_same_site() -> None:
         "flip_ns": None, "rtt_before_ms": 10.0, "rtt_after_ms": 10.0, "tcp_broken": 0,
         "recovered": True, "first_loss_ns": None, "last_loss_ns": None,
         "probes": 8_000,  # from the event to 2 s (the reply timeout) before the trial end
-        "flow": 0, "node_before": "nyc-k8s-n1", "node_after": "nyc-k8s-n1"}
+        "flow": 0, "node_before": "nyc-k8s-n1", "node_after": "nyc-k8s-n1",
+        "pod_before": "pod-0", "pod_after": "pod-0",
+        "collateral": {"target_answers": True, "flows_on_target": 1, "flows_elsewhere": 0,
+                       "flows_with_loss": 0, "lost": 0, "loss_windows": 0,
+                       "longest_ms": 0.0, "tcp_broken": 0, "tcp_flows": []}}
 
 
 def test_a_900_ms_gap_at_the_instant_is_a_900_ms_outage() -> None:

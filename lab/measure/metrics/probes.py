@@ -33,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from lab.errors import MetricsError
+from lab.measure.metrics.collateral import collateral, target_elements, tcp_breaks
 from lab.measure.metrics.windows import (
     NS_PER_MS,
     NS_PER_S,
@@ -61,6 +62,7 @@ class FlowStream:
     node: IntArray  # index into ProbeStreams.nodes; -1 when the probe was lost
     rtt_ms: FloatArray
     family: str = "ipv4"
+    pod: IntArray | None = None  # index into ProbeStreams.pods; -1 when the probe was lost
 
     @property
     def key(self) -> ClientKey:
@@ -85,6 +87,11 @@ class ProbeStreams:
     sites: tuple[str, ...]
     flows: tuple[FlowStream, ...]
     nodes: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()
+
+    def answering(self) -> frozenset[str]:
+        """Every site, node and pod that answered a probe of the trial."""
+        return frozenset((*self.sites, *self.nodes, *self.pods))
 
 
 def probe_streams(probes: pd.DataFrame, trial: int) -> ProbeStreams:
@@ -99,6 +106,9 @@ def probe_streams(probes: pd.DataFrame, trial: int) -> ProbeStreams:
     site = np.where(answered, categories.codes.astype(np.int64), -1)
     node_names = pd.Categorical(rows["node"].astype(object))
     node = np.where(answered, node_names.codes.astype(np.int64), -1)
+    pod_names = pd.Categorical(rows["pod"].astype(object) if "pod" in rows.columns
+                               else pd.Series(None, index=rows.index, dtype=object))
+    pod = np.where(answered, pod_names.codes.astype(np.int64), -1)
     flows: list[FlowStream] = []
     keyed = pd.DataFrame({"client": rows["client"], "service": rows["service"],
                           "family": probe_families(rows), "flow": rows["flow"]})
@@ -109,10 +119,11 @@ def probe_streams(probes: pd.DataFrame, trial: int) -> ProbeStreams:
         order = positions[np.argsort(send[positions], kind="stable")]
         flows.append(FlowStream(str(client), str(service), int(flow), send[order],
                                 answered[order], site[order], node[order], rtt[order],
-                                str(family)))
+                                str(family), pod[order]))
     flows.sort(key=lambda f: (*f.key, f.flow))
     return ProbeStreams(trial, tuple(str(s) for s in categories.categories), tuple(flows),
-                        tuple(str(n) for n in node_names.categories))
+                        tuple(str(n) for n in node_names.categories),
+                        tuple(str(p) for p in pod_names.categories))
 
 
 def ns_to_ms(ns: int) -> float:
@@ -241,7 +252,7 @@ def flow_interval_ms(stream: FlowStream, interval_ms: float) -> float:
 def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
                  interval_ms: float, reply_timeout_ns: int = DEFAULT_REPLY_TIMEOUT_NS,
                  inflight_ns: int | None = None,
-                 nodes: Sequence[str] = ()) -> dict[str, Any]:
+                 nodes: Sequence[str] = (), pods: Sequence[str] = ()) -> dict[str, Any]:
     """Every figure of one flow in one window (keys in the order of run-format.md)."""
     interval_ms = flow_interval_ms(stream, interval_ms)
     interval_ns = round(interval_ms * NS_PER_MS)
@@ -254,6 +265,8 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
     before, after = most_frequent(stream.site[span.before]), most_frequent(stream.site[span.after])
     node_before = most_frequent(stream.node[span.before])
     node_after = most_frequent(stream.node[span.after])
+    pod_before = most_frequent(stream.pod[span.before]) if stream.pod is not None else -1
+    pod_after = most_frequent(stream.pod[span.after]) if stream.pod is not None else -1
     flip: int | None = None
     if before >= 0:
         others = stream.site[span.first:span.stop]
@@ -276,6 +289,8 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
         "probes": probes,
         "node_before": nodes[node_before] if node_before >= 0 and nodes else None,
         "node_after": nodes[node_after] if node_after >= 0 and nodes else None,
+        "pod_before": pods[pod_before] if pod_before >= 0 and pods else None,
+        "pod_after": pods[pod_after] if pod_after >= 0 and pods else None,
     }
 
 
@@ -298,9 +313,11 @@ def _tcp_pairs(tcp_events: Sequence[Event], window: EventWindow) -> tuple[
 
 
 def _client_entry(key: ClientKey, figures: list[dict[str, Any]],
-                  interval_ms: float, tcp_broken: int) -> dict[str, Any]:
+                  interval_ms: float, tcp_broken: int,
+                  collateral_figures: dict[str, Any]) -> dict[str, Any]:
     """One client, service and family: the worst flow's figures (largest outage, then most
-    lost, then lowest flow index) and, with several flows, every flow's under ``flows``."""
+    lost, then lowest flow index), the ``collateral`` (lab.measure.metrics.collateral) and,
+    with several flows, every flow's under ``flows``."""
     client, service, family = key
     if not figures:  # a TCP-only service: no UDP figures
         worst: dict[str, Any] = dict.fromkeys(_FIGURE_KEYS)
@@ -311,6 +328,7 @@ def _client_entry(key: ClientKey, figures: list[dict[str, Any]],
     entry.update({key: worst[key] for key in _FIGURE_KEYS if key not in _TAIL_KEYS})
     entry["tcp_broken"] = tcp_broken
     entry.update({key: worst[key] for key in _TAIL_KEYS})
+    entry["collateral"] = collateral_figures
     if len(figures) > 1:
         entry["flows"] = figures
     return entry
@@ -319,9 +337,9 @@ def _client_entry(key: ClientKey, figures: list[dict[str, Any]],
 _FIGURE_KEYS = ("outage_ms", "rate_derived_ms", "loss_derived_ms", "lost", "loss_windows",
                 "loss_ratio", "resolution_ms", "site_before", "site_after", "flip_ns",
                 "rtt_before_ms", "rtt_after_ms", "recovered", "first_loss_ns", "last_loss_ns",
-                "probes", "flow", "node_before", "node_after")
+                "probes", "flow", "node_before", "node_after", "pod_before", "pod_after")
 _TAIL_KEYS = ("recovered", "first_loss_ns", "last_loss_ns", "probes", "flow", "node_before",
-              "node_after")
+              "node_after", "pod_before", "pod_after")
 
 
 def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
@@ -343,9 +361,16 @@ def client_metrics(probes: pd.DataFrame | ProbeStreams, window: EventWindow,
     per_key: dict[ClientKey, list[dict[str, Any]]] = {key: [] for key in tcp_pairs}
     for key, flows in itertools.groupby(streams.flows, key=lambda f: f.key):
         per_key[key] = [flow_figures(f, streams.sites, window, interval_ms,
-                                     reply_timeout_ns, inflight_ns, streams.nodes)
+                                     reply_timeout_ns, inflight_ns, streams.nodes,
+                                     streams.pods)
                         for f in flows]
-    return [_client_entry(key, per_key[key], interval_ms, broken[key])
+    breaks = tcp_breaks(tcp_events, window)
+    connected = {str(e.get(k)) for e in tcp_events for k in ("site", "node", "pod")
+                 if is_event(e, window.trial, "tcp", ("flow_connected",))}
+    target_answers = bool(target_elements(window.target) & (streams.answering() | connected))
+    return [_client_entry(key, per_key[key], interval_ms, broken[key], collateral(
+                window, per_key[key], [b for k, b in sorted(breaks.items()) if k[:3] == key],
+                target_answers))
             for key in sorted(per_key)]
 
 
