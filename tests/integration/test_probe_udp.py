@@ -53,10 +53,11 @@ def ecmp_world(tmp_path: Path) -> Iterator[ProbeWorld]:
 
 
 def run_prober(world: ProbeWorld, tmp_path: Path, binary: Path, targets: list[ProbeTarget],
-               seconds: float, flows: int = 1) -> pd.DataFrame:
+               seconds: float, flows: int = 1, rotate: bool = False) -> pd.DataFrame:
     out = tmp_path / "c0.txt"
     record = start_udp_prober(world.spawn_in(world.clients[0], "c0", "prober"), "c0", targets,
-                              1.0, flows, out, tmp_path / "c0.log", binary=binary)
+                              1.0, flows, out, tmp_path / "c0.log", binary=binary,
+                              rotate=rotate)
     try:
         time.sleep(seconds)
     finally:
@@ -127,6 +128,33 @@ def test_flows_have_their_own_ports_and_spread_over_ecmp(ecmp_world: ProbeWorld,
     sites_per_flow = answered.groupby("flow")["site"].nunique()
     assert (sites_per_flow == 1).all()  # one flow, one hash, one server
     assert set(answered["site"]) == {"site0", "site1"}
+
+
+def test_rotating_flows_take_turns_at_one_probe_per_target_and_tick(
+        ecmp_world: ProbeWorld, tmp_path: Path, binary: Path) -> None:
+    targets = [ProbeTarget("dns", ecmp_world.vip, 53), ProbeTarget("ntp", ecmp_world.vip, 123)]
+    frame = run_prober(ecmp_world, tmp_path, binary, targets, 1.5, flows=4, rotate=True)
+    records = read_prober_file(tmp_path / "c0.txt")
+    ticks = len(records.ticks)
+    assert records.header.rotate and records.header.flows == 4 and ticks > 1000
+    ports = records.ports
+    assert len(ports) == 2 * 4 and len(set(ports.values())) == 2 * 4
+    assert len(frame) == ticks * 2
+    for _, probes in frame.groupby("service"):
+        assert sorted(probes["seq"]) == list(range(ticks))
+        assert (probes["flow"] == probes["seq"] % 4).all()
+        for _, flow in probes.groupby("flow"):
+            assert (np.diff(flow["seq"].to_numpy()) == 4).all()  # every 4th tick
+            steps = np.diff(flow["send_ns"].to_numpy()) / 1e6
+            assert abs(float(np.median(steps)) - 4.0) < 0.2
+    # an echo is read on its flow's own socket (own port) and must name that flow and a seq
+    # the flow sent, or it is foreign: all answered, none foreign, one ECMP hash per flow
+    assert frame["recv_ns"].notna().all()
+    assert (frame.groupby(["service", "flow"])["site"].nunique() == 1).all()
+    stats = records.stats
+    assert stats is not None and stats["ticks"] == ticks
+    assert stats["sent"] == stats["replies"] == ticks * len(targets)  # packets: one per target
+    assert stats["bad"] == stats["dups"] == stats["errors"] == 0
 
 
 def test_sigterm_flushes_and_exits_zero(world: ProbeWorld, tmp_path: Path,

@@ -230,9 +230,10 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_prober_built(out_dir=tmp_path_factory.mktemp("build"))
 
 
-def run_prober(binary: Path, out: Path, targets: list[ProbeTarget], flows: int = 1) -> None:
+def run_prober(binary: Path, out: Path, targets: list[ProbeTarget], flows: int = 1,
+               rotate: bool = False) -> None:
     argv = prober_argv(binary, targets, 1.0, flows, out, duration_ms=PROBE_MS, rt_priority=0,
-                       drain_ms=150)
+                       drain_ms=150, rotate=rotate)
     subprocess.run(argv, check=True, timeout=10)
 
 
@@ -294,6 +295,33 @@ def test_echo_and_dns_targets_are_probed_on_the_same_ticks(binary: Path,
     assert web["seq"].tolist() == dns["seq"].tolist()
     assert web["status"].isna().all() and set(web["site"]) == {"sin"}
     assert (dns["status"] == 0).all() and set(dns["site"]) == {"nyc"}
+
+
+def test_rotating_flows_take_turns_and_answers_to_other_flows_are_foreign(
+        binary: Path, tmp_path: Path) -> None:
+    def echo_and_the_previous_seq(data: bytes) -> list[bytes]:
+        """The echo, and one claiming the previous tick's seq: this flow did not send it."""
+        suffix = b'\n{"site":"sin","pod":"p9"}'
+        seq = struct.unpack_from("!Q", data)[0]
+        forged = [struct.pack("!Q", seq - 1) + data[8:] + suffix] if seq else []
+        return [data + suffix, *forged]
+
+    out = tmp_path / "c.txt"
+    with udp_server(echo_and_the_previous_seq) as echo_port, \
+            dns_server(lambda q: [answer(q)]) as (dns_port, queries):
+        run_prober(binary, out, [ProbeTarget("web", "127.0.0.1", echo_port),
+                                 ProbeTarget("dns", "127.0.0.1", dns_port, NSID)],
+                   flows=3, rotate=True)
+    records = read_prober_file(out)
+    ticks, frame = len(records.ticks), frame_of(records)
+    assert records.header.rotate and ticks >= 10
+    assert len(frame) == 2 * ticks and frame["recv_ns"].notna().all()
+    assert (frame["flow"] == frame["seq"] % 3).all()
+    assert (records.replies[:, 1] == records.replies[:, 2] % 3).all()
+    counts = stats(records)
+    assert counts["sent"] == counts["replies"] == 2 * ticks
+    assert counts["bad"] == ticks - 1 and counts["dups"] == 0
+    assert sorted(q.ident for q in queries) == list(range(ticks))  # one query per tick
 
 
 def test_an_identity_that_is_not_printable_is_written_in_hex(binary: Path,

@@ -25,9 +25,11 @@ def tick_ns(seq: int) -> int:
     return 10_000_000 + seq * INTERVAL
 
 
-def header(services: Iterable[str] = ("dns", "ntp"), flows: int = 2) -> list[str]:
+def header(services: Iterable[str] = ("dns", "ntp"), flows: int = 2,
+           rotate: bool = False) -> list[str]:
     names = list(services)
-    lines = [f"P 1 77 {INTERVAL} {flows} 2000000000 {tick_ns(0)}"]
+    version, rotation = (2, " 1") if rotate else (1, "")
+    lines = [f"P {version} 77 {INTERVAL} {flows} 2000000000 {tick_ns(0)}{rotation}"]
     lines += [f"T {i} {name} 192.0.2.53 {53 + i}" for i, name in enumerate(names)]
     lines += [f"F {t} {f} {40000 + 10 * t + f}" for t in range(len(names)) for f in range(flows)]
     return lines
@@ -132,6 +134,65 @@ def test_an_identity_that_is_not_json_gives_nulls(tmp_path: Path) -> None:
     assert frame["recv_ns"].notna().all() and frame["site"].isna().all()
 
 
+def test_a_format_1_file_is_every_flow_at_every_tick(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.txt", [*header(["dns"]), f"S 0 {tick_ns(0)}",
+                                      f"S 1 {tick_ns(1)}", "R 0 1 0 2000 100000 -1"])
+    records = read_prober_file(path)
+    assert records.header.rotate is False and records.header.flows == 2
+    frame = load_udp_probes(path, "c", 0)
+    assert list(zip(frame["flow"], frame["seq"], strict=True)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert frame["recv_ns"].notna().tolist() == [False, False, True, False]
+    assert frame["send_ns"].tolist() == [tick_ns(0), tick_ns(1), tick_ns(0) + 2000, tick_ns(1)]
+
+
+@pytest.fixture
+def rotating(tmp_path: Path) -> Path:
+    """2 services x 3 flows in turn, 5 ticks (flows 0 1 2 0 1); answers to probes never sent
+    (a flow at another flow's tick) among them."""
+    lines = [*header(flows=3, rotate=True), ident(0, IDENT_A),
+             f"S 0 {tick_ns(0)}", "R 0 0 0 0 150000 0", "R 1 0 0 2000 160000 0",
+             "R 0 1 0 0 999 0",  # flow 1 did not probe at seq 0
+             f"S 1 {tick_ns(1)}", "R 0 1 1 0 170000 0",
+             f"S 2 {tick_ns(2)}", "E 1 2 2 101", "R 1 0 2 0 999 0",  # not flow 0's tick
+             f"S 3 {tick_ns(3)}", "R 1 0 3 0 180000 -1",
+             f"S 4 {tick_ns(4)}", "R 0 1 4 3000 190000 0", "R 1 2 4 0 999 0",
+             "X 20000000 5 10 1 5 0 0 3 0"]
+    return write(tmp_path / "rot.txt", lines)
+
+
+def test_a_rotating_file_has_its_header(rotating: Path) -> None:
+    records = read_prober_file(rotating)
+    assert records.header.rotate is True and records.header.flows == 3
+    assert records.header.interval_ns == INTERVAL and records.header.start_ns == tick_ns(0)
+    assert len(records.ports) == 6 and records.ticks[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_rotating_file_is_one_row_per_target_and_tick(rotating: Path) -> None:
+    frame = load_udp_probes(rotating, "c", 0)
+    assert list(frame.columns) == list(PROBE_COLUMNS)
+    assert len(frame) == 5 * 2  # ticks x targets, not x flows
+    expected = {"flow": "int16", "seq": "int64", "send_ns": "int64", "recv_ns": "Int64"}
+    assert {k: str(frame[k].dtype) for k in expected} == expected
+    assert (frame["flow"] == frame["seq"] % 3).all()
+    order = [(0, 0), (0, 3), (1, 1), (1, 4), (2, 2)]  # by flow, then seq
+    for service in ("dns", "ntp"):
+        rows = frame.loc[frame["service"] == service]
+        assert list(zip(rows["flow"], rows["seq"], strict=True)) == order
+    assert frame.index.tolist() == list(range(10))
+
+
+def test_rotating_answers_go_to_their_flow_and_others_are_ignored(rotating: Path) -> None:
+    frame = load_udp_probes(rotating, "c", 0).set_index(["service", "seq"])
+    answered = {key for key, recv in frame["recv_ns"].items() if not pd.isna(recv)}
+    assert answered == {("dns", 0), ("dns", 1), ("dns", 4), ("ntp", 0), ("ntp", 3)}
+    assert frame.loc[("dns", 4), "send_ns"] == tick_ns(4) + 3000
+    assert frame.loc[("dns", 4), "rtt_ms"] == pytest.approx(0.19)
+    assert frame.loc[("dns", 0), "site"] == "nyc" and frame.loc[("ntp", 3), "site"] is None
+    lost = frame.loc[("ntp", 2)]  # its send failed; the answer for flow 0 was not its
+    assert lost["flow"] == 2 and pd.isna(lost["recv_ns"]) and lost["send_ns"] == tick_ns(2)
+    assert frame["rtt_ms"].max() < 0.5  # no 999 ns answer to an unsent probe was taken
+
+
 @pytest.fixture
 def dns_sample(tmp_path: Path) -> Path:
     """dns (NSID) and ntp (echo), 1 flow, 3 ticks: dns answered, failed (SERVFAIL, then
@@ -195,8 +256,12 @@ def test_the_frame_round_trips_through_parquet(sample: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("lines", "message"), [
     ([], "no header"),
-    (["P 2 1 1000 1 2000 0"], "record format 2"),
+    (["P 3 1 1000 1 2000 0"], "record format 3, this reader knows 1, 2"),
     (["P 1 1 1000"], "malformed header"),
+    (["P 1 1 1000 1 2000 0 1"], "malformed header"),
+    (["P 2 1 1000 1 2000 0"], "malformed header"),
+    (["P 2 1 1000 1 2000 0 2"], "malformed header"),
+    (["P 2 1 1000 0 2000 0 1"], "malformed header"),
     (["P 1 1 1000 1 2000 0", "T 0 dns"], "malformed target"),
     (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "S 0 x"], "malformed 'S'"),
     (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "R 0 0 1"], "malformed 'R'"),
@@ -205,8 +270,8 @@ def test_the_frame_round_trips_through_parquet(sample: Path, tmp_path: Path) -> 
     (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "D 0 1 nsid a..b"], "malformed DNS"),
     (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "D 0 1 bind a.b"], "malformed DNS"),
     (["P 1 1 1000 1 2000 0", "T 0 dns 192.0.2.1 53", "D 1 1 nsid a.b"], "of no target"),
-], ids=["empty", "format", "header", "target", "tick", "reply", "failure", "stats",
-        "dns-name", "dns-identity", "dns-target"])
+], ids=["empty", "format", "header", "rotate-in-1", "no-rotate-in-2", "rotate-2", "no-flows",
+        "target", "tick", "reply", "failure", "stats", "dns-name", "dns-identity", "dns-target"])
 def test_bad_files_are_refused(tmp_path: Path, lines: list[str], message: str) -> None:
     with pytest.raises(ProbeError, match=message):
         load_udp_probes(write(tmp_path / "bad.txt", lines), "c", 0)
@@ -218,19 +283,23 @@ def test_a_missing_file_is_a_probe_error(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(ticks=st.integers(0, 40), flows=st.integers(1, 3),
+@given(ticks=st.integers(0, 40), flows=st.integers(1, 3), rotate=st.booleans(),
        replies=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2), st.integers(0, 45),
                                   st.integers(0, 5000), st.integers(1, 10**7)), max_size=80))
 def test_rows_and_losses_match_the_records(tmp_path_factory: pytest.TempPathFactory,
-                                           ticks: int, flows: int,
+                                           ticks: int, flows: int, rotate: bool,
                                            replies: list[tuple[int, int, int, int, int]]) -> None:
-    lines = [*header(flows=flows), *(f"S {s} {tick_ns(s)}" for s in range(ticks))]
+    lines = [*header(flows=flows, rotate=rotate), *(f"S {s} {tick_ns(s)}" for s in range(ticks))]
     lines += [f"R {t} {f} {s} {off} {rtt} -1" for t, f, s, off, rtt in replies]
     path = write(tmp_path_factory.mktemp("p") / "x.txt", lines)
     frame = load_udp_probes(path, "c", 0)
-    assert len(frame) == ticks * 2 * flows
-    valid = {(t, f, s) for t, f, s, _, _ in replies if f < flows and s < ticks}
+    assert len(frame) == ticks * 2 * (1 if rotate else flows)
+    valid = {(t, f, s) for t, f, s, _, _ in replies
+             if f < flows and s < ticks and (not rotate or f == s % flows)}
     assert int(frame["recv_ns"].notna().sum()) == len(valid)
+    got = frame.dropna(subset=["rtt_ms"])
+    assert {(["dns", "ntp"].index(v), f, s) for v, f, s in
+            zip(got["service"], got["flow"], got["seq"], strict=True)} == valid
     answered = frame.dropna(subset=["rtt_ms"])
     assert (answered["rtt_ms"] > 0).all()
     assert (frame["recv_ns"].isna() == frame["rtt_ms"].isna()).all()

@@ -31,6 +31,12 @@ def test_argv_lists_every_target_and_option(tmp_path: Path) -> None:
                     "--rt-priority", "7"]
 
 
+def test_rotating_flows_is_one_option_and_off_by_default(tmp_path: Path) -> None:
+    argv = prober_argv(BIN, [DNS, NTP], 1.0, 16, tmp_path / "o.txt", rotate=True)
+    assert argv[5:8] == ["--flows", "16", "--rotate"] and argv.count("--rotate") == 1
+    assert "--rotate" not in prober_argv(BIN, [DNS], 1.0, 16, tmp_path / "o.txt")
+
+
 def test_an_ipv6_target_is_written_in_brackets_beside_the_ipv4_one(tmp_path: Path) -> None:
     argv = prober_argv(BIN, [DNS, ProbeTarget("dns", "2001:db8:53::53", 53)], 1.0, 1,
                        tmp_path / "o")
@@ -79,9 +85,12 @@ def test_start_hands_the_prober_to_the_spawn_it_is_given(tmp_path: Path) -> None
     record = start_udp_prober(fake_spawn, "us-c1", [DNS], 1.0, 2, out, tmp_path / "c1.log",
                               binary=BIN)
     assert record.pid == 4242 and out.parent.is_dir()
-    [call] = calls
-    assert call["log"] == tmp_path / "c1.log"
-    assert call["argv"][:3] == [str(BIN), "--interval-us", "1000"]
+    start_udp_prober(fake_spawn, "us-c1", [DNS], 1.0, 2, out, tmp_path / "c1.log", binary=BIN,
+                     rotate=True)
+    first, rotating = calls
+    assert first["log"] == tmp_path / "c1.log"
+    assert first["argv"][:3] == [str(BIN), "--interval-us", "1000"]
+    assert "--rotate" not in first["argv"] and "--rotate" in rotating["argv"]
 
 
 def test_the_prober_builds_and_refuses_bad_arguments(tmp_path: Path) -> None:
@@ -90,6 +99,7 @@ def test_the_prober_builds_and_refuses_bad_arguments(tmp_path: Path) -> None:
     for argv, message in (([], "usage"), (["--interval-us", "5"], "--interval-us"),
                           (["--interval-us", "1000", "--out", "x", "--target", "dns"],
                            "SERVICE=IP:PORT"),
+                          (["--rotate"], "usage"),  # an option without a value
                           (["--bogus", "1"], "unknown option")):
         proc = subprocess.run([str(binary), *argv], capture_output=True, text=True, timeout=10,
                               check=False)

@@ -1,4 +1,4 @@
-"""Reading the UDP prober's record file (format 1, written by ``csrc/prober.c``).
+"""Reading the UDP prober's record file (formats 1 and 2, written by ``csrc/prober.c``).
 
 One record per line, a type letter and space-separated fields (all integers but the names):
 
@@ -6,10 +6,13 @@ One record per line, a type letter and space-separated fields (all integers but 
 letter  fields                                          meaning
 ======  =============================================  ==========================================
 ``P``   1 NONCE INTERVAL_NS FLOWS LATE_NS START_NS      header: format, run nonce, timing
+``P``   2 NONCE INTERVAL_NS FLOWS LATE_NS START_NS      ... format 2: ROTATE 1, flows in turn
+        ROTATE
 ``T``   TARGET SERVICE IP PORT                          a target (index from 0)
 ``D``   TARGET QTYPE IDENTITY NAME                      that target is asked a DNS query
 ``F``   TARGET FLOW LOCAL_PORT                          a flow socket's source port
-``S``   SEQ T_NS                                        tick SEQ: one probe per flow from T_NS
+``S``   SEQ T_NS                                        tick SEQ: one probe per flow (rotating:
+                                                        per target) from T_NS
 ``E``   TARGET FLOW SEQ ERRNO                           that probe's send failed
 ``K``   T_NS SLOTS                                      SLOTS slots skipped (never sent)
 ``I``   ID IDENTITY                                     the server identity of ID (JSON text;
@@ -22,9 +25,11 @@ letter  fields                                          meaning
 
 Every tick sends one probe per (target, flow) with the same SEQ; seq counts sent ticks without
 gaps, so a skipped slot (prober stalled) is no row at all while a probe without an ``R`` is
-lost. A probe's send time is its tick's T_NS + SEND_OFF_NS (its exact send stamp; for an
-unanswered probe the tick's T_NS, at most a few microseconds early), its receive time send +
-RTT_NS.
+lost. A rotating prober (format 2, ROTATE 1) sends on one flow per target in turn instead: tick
+SEQ on flow SEQ % FLOWS of every target, so each flow's seqs are FLOWS apart; its other records
+are format 1's. A prober without rotation writes format 1. A probe's send time is its tick's
+T_NS + SEND_OFF_NS (its exact send stamp; for an unanswered probe the tick's T_NS, at most a
+few microseconds early), its receive time send + RTT_NS.
 A failed send (``E``) counts as lost: the attempt was made at its slot. An unfinished last line
 (a killed writer) is ignored.
 
@@ -50,7 +55,7 @@ import pandas as pd
 from lab.errors import ProbeError
 from lab.measure.probe.dns import DnsQuery, Identity
 
-FORMAT = 1
+FORMATS = {1: 6, 2: 7}  # format -> header fields (format 2 adds ROTATE)
 IntArray = npt.NDArray[np.int64]
 REPLY_COLUMNS = ("target", "flow", "seq", "send_off_ns", "rtt_ns", "ident")
 FAILURE_COLUMNS = ("target", "flow", "seq", "send_off_ns", "rtt_ns", "rcode", "ident")
@@ -79,6 +84,7 @@ class ProberHeader:
     flows: int
     late_ns: int
     start_ns: int
+    rotate: bool = False  # one flow per target and tick, in turn (format 2)
 
 
 def _empty(columns: int) -> IntArray:
@@ -139,12 +145,19 @@ def _header(lines: list[bytes], path: Path) -> ProberHeader:
     if not lines:
         raise ProbeError(f"{path}: not a prober record file (no header)")
     fields = lines[0].split()
-    if len(fields) != 6 or not all(f.lstrip(b"-").isdigit() for f in fields):
-        raise ProbeError(f"{path}: malformed header {lines[0]!r}")
+    malformed = f"{path}: malformed header {lines[0]!r}"
+    if not fields or not all(f.lstrip(b"-").isdigit() for f in fields):
+        raise ProbeError(malformed)
     values = [int(f) for f in fields]
-    if values[0] != FORMAT:
-        raise ProbeError(f"{path}: record format {values[0]}, this reader knows {FORMAT}")
-    return ProberHeader(*values[1:])
+    if values[0] not in FORMATS:
+        known = ", ".join(map(str, FORMATS))
+        raise ProbeError(f"{path}: record format {values[0]}, this reader knows {known}")
+    rotate = values[6:] == [1]
+    if len(values) != FORMATS[values[0]] or values[6:] not in ([], [0], [1]) \
+            or (rotate and values[3] < 1):  # rotating needs a flow to rotate over
+        raise ProbeError(malformed)
+    nonce, interval_ns, flows, late_ns, start_ns = values[1:6]
+    return ProberHeader(nonce, interval_ns, flows, late_ns, start_ns, rotate)
 
 
 def _queries(lines: list[bytes], path: Path) -> dict[int, DnsQuery]:

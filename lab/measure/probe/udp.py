@@ -4,7 +4,8 @@
 backend puts it in the client's namespace, tagged with the lab); ``load_udp_probes`` turns its
 record file (see ``lab.measure.probe.records``) into the rows of ``probes.parquet``: one per
 probe sent, lost ones with null receive time, RTT and identity. A target with ``dns`` is asked a
-DNS query (``DnsQuery``) instead of the built-in server's echo.
+DNS query (``DnsQuery``) instead of the built-in server's echo. With ``rotate`` a tick probes
+one flow per target, in turn, instead of every flow.
 """
 
 from __future__ import annotations
@@ -89,13 +90,17 @@ def interval_us(interval_ms: float) -> int:
 
 def prober_argv(binary: Path, targets: Sequence[ProbeTarget], interval_ms: float, flows: int,
                 out: Path, *, duration_ms: int | None = None,
-                rt_priority: int = DEFAULT_RT_PRIORITY, drain_ms: int | None = None) -> list[str]:
-    """The prober's command line (checked: ProbeError names the bad argument)."""
+                rt_priority: int = DEFAULT_RT_PRIORITY, drain_ms: int | None = None,
+                rotate: bool = False) -> list[str]:
+    """The prober's command line (checked: ProbeError names the bad argument). ``rotate``:
+    each tick probes one of the ``flows`` per target, in turn (tick seq: flow seq % flows)."""
     _check_targets(targets)
     if not 1 <= flows <= MAX_FLOWS:
         raise ProbeError(f"flows must be between 1 and {MAX_FLOWS}, not {flows}")
     micros = interval_us(interval_ms)
     argv = [str(binary), "--interval-us", str(micros), "--out", str(out), "--flows", str(flows)]
+    if rotate:
+        argv.append("--rotate")
     for target in targets:
         argv += ["--target", f"{target.service}={target.address}"]
     queries = {t.service: t.dns for t in targets if t.dns is not None}
@@ -118,12 +123,14 @@ def prober_argv(binary: Path, targets: Sequence[ProbeTarget], interval_ms: float
 def start_udp_prober(spawn: Spawn, client: str, targets: list[ProbeTarget],
                      interval_ms: float, flows: int, out: Path, log: Path, *,
                      duration_ms: int | None = None, rt_priority: int = DEFAULT_RT_PRIORITY,
-                     binary: Path | None = None, drain_ms: int | None = None) -> ProcessRecord:
+                     binary: Path | None = None, drain_ms: int | None = None,
+                     rotate: bool = False) -> ProcessRecord:
     """Start the prober of ``client`` with ``spawn`` (which runs it in the client), building
     it if needed. It writes ``out`` until SIGTERM (or ``duration_ms``); stop it with
-    ``stop_pids``."""
+    ``stop_pids``. ``rotate``: see ``prober_argv``."""
     argv = prober_argv(binary or ensure_prober_built(), targets, interval_ms, flows, out,
-                       duration_ms=duration_ms, rt_priority=rt_priority, drain_ms=drain_ms)
+                       duration_ms=duration_ms, rt_priority=rt_priority, drain_ms=drain_ms,
+                       rotate=rotate)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         return spawn(argv, log)
@@ -165,26 +172,29 @@ def identity_rows(ident: IntArray, identities: dict[int, str],
 
 def probes_frame(records: ProberFile, client: str, trial: int,
                  instances: Instances | None = None) -> pd.DataFrame:
-    """The probes.parquet rows of one prober's records (sorted by service, flow, seq).
+    """The probes.parquet rows of one prober's records (sorted by target, flow, seq): one per
+    probe sent, every flow at every tick or, rotating, each tick's flow only.
 
     ``status`` is a DNS target's answer RCODE (-1: malformed), null for echo targets and
     unanswered probes; a failed answer (an ``N`` record) leaves its probe lost.
     ``instances`` maps a real server's identity text to its site/cluster/node/pod."""
     ticks = records.ticks[np.argsort(records.ticks[:, 0], kind="stable")]
     seqs, tick_ns = ticks[:, 0], ticks[:, 1]
-    n, n_targets, n_flows = len(seqs), len(records.targets), records.header.flows
-    total = n * n_targets * n_flows
-    send = np.tile(tick_ns, n_targets * n_flows)
+    n, n_targets = len(seqs), len(records.targets)
+    keys = _sent_keys(seqs, records.header.flows, records.header.rotate)
+    flow, pos = np.divmod(keys, max(n, 1))
+    total = len(keys) * n_targets
+    send = np.tile(tick_ns[pos], n_targets)
     recv = np.zeros(total, dtype=np.int64)
     lost = np.ones(total, dtype=bool)
     ident = np.full(total, -1, dtype=np.int64)
     status = np.zeros(total, dtype=np.int32)
     no_status = np.ones(total, dtype=bool)
-    rows, failures, sent = _answer_rows(records.failures, records, seqs, tick_ns)
+    rows, failures, sent = _answer_rows(records.failures, records, seqs, tick_ns, keys)
     send[rows] = sent
     status[rows], no_status[rows] = failures[:, 5], False
     # a reply outranks a failed answer to the same probe
-    rows, replies, sent = _answer_rows(records.replies, records, seqs, tick_ns)
+    rows, replies, sent = _answer_rows(records.replies, records, seqs, tick_ns, keys)
     send[rows] = sent
     recv[rows] = sent + replies[:, 4]
     lost[rows] = False
@@ -193,7 +203,7 @@ def probes_frame(records: ProberFile, client: str, trial: int,
     status[dns], no_status[dns] = 0, False
     services = np.array([t.service for t in records.targets], dtype=object)
     families = np.array([t.family for t in records.targets], dtype=object)
-    target_of_row = np.repeat(np.arange(n_targets), n_flows * n)
+    target_of_row = np.repeat(np.arange(n_targets), len(keys))
     who = identity_rows(ident, records.identities, instances)
     rtt = (recv - send) / 1e6
     rtt[lost] = np.nan
@@ -202,8 +212,8 @@ def probes_frame(records: ProberFile, client: str, trial: int,
         "client": np.full(total, client, dtype=object),
         "service": services[target_of_row],
         "family": families[target_of_row],
-        "flow": np.tile(np.repeat(np.arange(n_flows, dtype=np.int16), n), n_targets),
-        "seq": np.tile(seqs, n_targets * n_flows),
+        "flow": np.tile(flow.astype(np.int16), n_targets),
+        "seq": np.tile(seqs[pos], n_targets),
         "send_ns": send,
         "recv_ns": pd.arrays.IntegerArray(recv, lost),
         "rtt_ms": rtt,
@@ -213,19 +223,31 @@ def probes_frame(records: ProberFile, client: str, trial: int,
     return frame[list(PROBE_COLUMNS)]
 
 
-def _answer_rows(answers: IntArray, records: ProberFile, seqs: IntArray,
-                 tick_ns: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+def _sent_keys(seqs: IntArray, flows: int, rotate: bool) -> IntArray:
+    """The probes one target was sent, as flow * len(seqs) + tick position (``seqs`` sorted),
+    ascending: the order of its rows. Every flow at every tick or, rotating, flow seq % flows
+    at tick seq."""
+    n = len(seqs)
+    if not rotate:
+        return np.arange(flows * n, dtype=np.int64)
+    return np.sort((seqs % flows) * n + np.arange(n, dtype=np.int64))
+
+
+def _answer_rows(answers: IntArray, records: ProberFile, seqs: IntArray, tick_ns: IntArray,
+                 keys: IntArray) -> tuple[IntArray, IntArray, IntArray]:
     """Row index of every answer (``R`` or ``N`` records: target, flow, seq, send offset
-    first) that matches a sent probe (first answer per probe only), those answers and their
-    send times."""
+    first) that matches a sent probe (``keys``, see ``_sent_keys``; first answer per probe
+    only), those answers and their send times."""
     n, n_targets, n_flows = len(seqs), len(records.targets), records.header.flows
-    if n == 0 or len(answers) == 0:
+    if len(keys) == 0 or len(answers) == 0:  # no probe sent (no tick) or none answered
         return np.zeros(0, dtype=np.int64), answers[:0], np.zeros(0, dtype=np.int64)
     pos = np.minimum(np.searchsorted(seqs, answers[:, 2]), n - 1)
+    key = answers[:, 1] * n + pos
+    at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
     ok = ((answers[:, 0] >= 0) & (answers[:, 0] < n_targets) & (answers[:, 1] >= 0)
-          & (answers[:, 1] < n_flows) & (seqs[pos] == answers[:, 2]))
-    answers, pos = answers[ok], pos[ok]
-    rows = (answers[:, 0] * n_flows + answers[:, 1]) * n + pos
+          & (answers[:, 1] < n_flows) & (seqs[pos] == answers[:, 2]) & (keys[at] == key))
+    answers, pos, at = answers[ok], pos[ok], at[ok]
+    rows = answers[:, 0] * len(keys) + at
     rows, first = np.unique(rows, return_index=True)
     return rows, answers[first], tick_ns[pos[first]] + answers[first, 3]
 

@@ -4,15 +4,19 @@
  *   prober --interval-us N --out FILE --target SERVICE=IP:PORT [--target ...]
  *   (an IPv6 target: SERVICE=[IP]:PORT; a service may have one target per family)
  *          [--dns SERVICE=NAME,QTYPE,IDENTITY ...]
- *          [--flows N] [--duration-ms D] [--drain-ms D] [--late-ms L]
+ *          [--flows N] [--rotate] [--duration-ms D] [--drain-ms D] [--late-ms L]
  *          [--rt-priority P]
  *
  * Runs in the namespace it is started in. Every target gets N flows; flow k is
  * its own UDP socket (own source port, so its own ECMP hash), of the target's
  * address family: IPv4 and IPv6 probes go out on the same ticks. Every interval
- * ("tick"), one probe goes out on every flow. A probe is 24 bytes, network
- * order: u64 seq, u64 send time (CLOCK_MONOTONIC ns), u32 run nonce, u16
- * target index, u16 flow index. The anycast server answers with the request,
+ * ("tick"), one probe goes out on every flow, the first stamped with the tick's
+ * time. With --rotate it goes out on one flow per target instead, in turn: tick
+ * SEQ probes flow SEQ % N of every target, so N flows cost the packets of one
+ * and each flow is probed every N ticks; an answer naming a flow and a seq it
+ * did not send is foreign (BAD). A probe is 24 bytes, network order: u64 seq,
+ * u64 send time (CLOCK_MONOTONIC ns), u32 run nonce, u16 target index, u16
+ * flow index. The anycast server answers with the request,
  * "\n" and its identity (JSON); the identity text is interned to a small id.
  *
  * DNS targets (--dns: every target of SERVICE; QTYPE 1-65535; NAME printable
@@ -54,6 +58,7 @@
  *
  * Output (text lines, buffered, written every 100 ms and at exit):
  *   P 1 NONCE INTERVAL_NS FLOWS LATE_NS START_NS     header, format 1
+ *   P 2 NONCE INTERVAL_NS FLOWS LATE_NS START_NS ROTATE  ... format 2, with --rotate
  *   T TARGET SERVICE IP PORT                          one per target
  *   D TARGET QTYPE IDENTITY NAME                      a DNS target's query
  *   F TARGET FLOW LOCAL_PORT                          one per flow socket
@@ -68,6 +73,8 @@
  * ID -1: no identity in the reply. Duplicates, replies later than LATE_NS
  * and foreign datagrams are counted (X) but not written. D, N and FAILED
  * appear only when a target is DNS: a file of echo targets is as before.
+ * Format 2 (ROTATE 1) is written only with --rotate; its other records are
+ * format 1's, E, R and N naming only probes sent (tick SEQ: flow SEQ % FLOWS).
  *
  * Stops on SIGTERM/SIGINT or after --duration-ms, then waits --drain-ms for
  * the last replies (a second signal ends the wait), writes X and exits 0.
@@ -171,7 +178,7 @@ struct counters {
 
 static struct {
 	int64_t interval_ns, late_ns, duration_ns, drain_ns, start_ns;
-	int rt_priority, flows_per_target, ntargets, nflows;
+	int rt_priority, flows_per_target, ntargets, nflows, rotate;
 	const char *out_path;
 	struct target targets[MAX_TARGETS];
 	struct dns_query queries[MAX_TARGETS];
@@ -350,10 +357,13 @@ static void send_tick(void)
 	uint16_t be_id = htons((uint16_t)seq);
 	memcpy(buf, &be_seq, 8);
 	memcpy(buf + 16, &be_nonce, 4);
-	for (int i = 0; i < g.nflows; i++) {
+	/* flows are target-major: a stride of flows_per_target visits one flow per target */
+	int first = g.rotate ? (int)(seq % (uint64_t)g.flows_per_target) : 0;
+	int step = g.rotate ? g.flows_per_target : 1;
+	for (int i = first; i < g.nflows; i += step) {
 		struct flow *f = &g.flows[i];
 		const struct target *to = &g.targets[f->target];
-		int64_t sent = i == 0 ? tick : now_ns();
+		int64_t sent = i == first ? tick : now_ns();
 		const unsigned char *msg = buf;
 		size_t len = PAYLOAD;
 		if (to->dns) {
@@ -379,11 +389,22 @@ static void send_tick(void)
 	}
 }
 
+/* Whether flow F sent probe SEQ (a seq already sent): every flow does, one in turn with
+ * --rotate. */
+static int sent_on(const struct flow *f, uint64_t seq)
+{
+	return !g.rotate || seq % (uint64_t)g.flows_per_target == f->index;
+}
+
 /* Whether an answer to probe SEQ of flow F (sent at SENT) is its first timely one: then it is
  * marked answered and *offset is its send time's offset in the tick; else it is counted. */
 static int first_answer(struct flow *f, uint64_t seq, int64_t sent, int64_t recv,
 			int64_t *offset)
 {
+	if (!sent_on(f, seq)) { /* before the time checks: SENT is not this probe's */
+		g.c.bad++;
+		return 0;
+	}
 	if (g.next_seq - seq >= g.window || recv - sent > g.late_ns) {
 		g.c.late++;
 		return 0;
@@ -793,6 +814,10 @@ static void parse_args(int argc, char **argv)
 	g.drain_ns = 200000000LL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		if (!strcmp(a, "--rotate")) {
+			g.rotate = 1;
+			continue;
+		}
 		if (i + 1 >= argc) die("%s needs a value", a);
 		const char *v = argv[++i];
 		if (!strcmp(a, "--interval-us"))
@@ -814,7 +839,7 @@ static void parse_args(int argc, char **argv)
 	}
 	if (!g.interval_ns || !g.out_path || !g.ntargets)
 		die("usage: prober --interval-us N --out FILE --target SERVICE=IP:PORT [--target ...] "
-		    "[--dns SERVICE=NAME,QTYPE,IDENTITY ...] [--flows N] [--duration-ms D] "
+		    "[--dns SERVICE=NAME,QTYPE,IDENTITY ...] [--flows N] [--rotate] [--duration-ms D] "
 		    "[--drain-ms D] [--late-ms L] [--rt-priority P]");
 	attach_queries();
 	if (g.nqueries && g.late_ns / g.interval_ns + 2 >= DNS_MAX_WINDOW)
@@ -869,8 +894,10 @@ static void open_flows(void)
 
 static void write_header(void)
 {
-	int64_t head[6] = {1, g.nonce, g.interval_ns, g.flows_per_target, g.late_ns, g.start_ns};
-	put_record('P', head, 6);
+	/* format 1 without --rotate: those files stay as they were */
+	int64_t head[7] = {g.rotate ? 2 : 1, g.nonce, g.interval_ns, g.flows_per_target,
+			   g.late_ns, g.start_ns, 1};
+	put_record('P', head, g.rotate ? 7 : 6);
 	for (int t = 0; t < g.ntargets; t++) {
 		const struct target *target = &g.targets[t];
 		char ip[INET6_ADDRSTRLEN];
