@@ -46,15 +46,16 @@ def _tcp_broken(client: dict[str, Any]) -> str:
 
 
 def _collateral(collateral: dict[str, Any] | None) -> tuple[str, str]:
-    """(flows on the failed element of all, what the other flows lost)."""
-    if not collateral:
+    """(flows on the failed element of all, the other flows that lost probes and their
+    longest loss window)."""
+    total = (collateral or {}).get("flows_on_target", 0) + (collateral or {}).get(
+        "flows_elsewhere", 0)
+    if not collateral or not total:
         return "-", "-"
-    total = collateral["flows_on_target"] + collateral["flows_elsewhere"]
     on = f"{collateral['flows_on_target']}/{total}" if collateral["target_answers"] else "-"
     if not collateral["flows_with_loss"]:
-        return on, "none"
-    return on, (f"{collateral['flows_with_loss']} flows lost {collateral['lost']} probes, "
-                f"longest {collateral['longest_ms']:.0f} ms")
+        return on, "0"
+    return on, f"{collateral['flows_with_loss']} (≤{collateral['longest_ms']:.0f} ms)"
 
 
 def _event_title(event: dict[str, Any]) -> str:
@@ -79,7 +80,8 @@ def print_summary(summary: dict[str, Any], title: str, console: Console = out) -
             table = Table(title=f"trial {trial.get('trial')}{invalid}, {_event_title(event)}",
                           title_justify="left")
             for column in ("client", "service", "outage ms", "loss windows", "lost ms", "site",
-                           "RTT ms", "TCP broken", "flows on target", "collateral"):
+                           "RTT ms", "TCP broken", "flows on target",
+                           "other flows hit"):
                 table.add_column(column, overflow="fold")
             for client in event.get("clients", []):
                 rtt = f"{_ms(client.get('rtt_before_ms'))} -> {_ms(client.get('rtt_after_ms'))}"

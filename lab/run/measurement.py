@@ -125,7 +125,7 @@ class Measurement:
             out = scratch / f"probes-{trial}-{client}.txt"
             self.trial_processes.append(start_udp_prober(
                 self._spawner(client, "prober"), client, udp, probe.interval, probe.flows, out,
-                scratch / f"prober-{client}.log"))
+                scratch / f"prober-{client}.log", rotate=probe.rotate and probe.flows > 1))
             recording.prober_files.append((trial, client, out))
         for service in services:
             if service.tcp_probe is not None:
@@ -152,8 +152,9 @@ class Measurement:
         self._trial_start = (trial, time.monotonic_ns(), self._snapshot())
 
     def _start_http_probes(self, trial: int, service: ServicePlan, clients: list[str]) -> None:
-        """The HTTP (or TCP connect) probes of one service from every probed client: as
-        many flows per client as the UDP probes have (lab.measure.probe.httpprobe)."""
+        """The HTTP (or TCP connect) probes of one service from every probed client: a TCP
+        connection per flow, ``tcp_flows`` of them (at least one) per client
+        (lab.measure.probe.httpprobe)."""
         from lab.measure.probe.httpprobe import start_http_probes
         from lab.measure.probe.httpspec import HttpFlowSpec, HttpProbeSpec, write_http_probe_spec
         from lab.measure.probe.services import client_vips
@@ -166,7 +167,7 @@ class Measurement:
         flows = tuple(HttpFlowSpec(c, str(handle.netns_path(c)), service.name, str(vip),
                                    service.port, k)
                       for c in clients for vip in client_vips(handle.plan, c, service)
-                      for k in range(probe.flows))
+                      for k in range(max(1, probe.tcp_flows)))
         if not flows:
             return
         spec = write_http_probe_spec(HttpProbeSpec(

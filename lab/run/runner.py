@@ -354,7 +354,7 @@ def _run_meta(loaded: LoadedScenario, state: LabState, repeat: int, clock: dict[
         "topology": {"name": plan.topology, "file": str(loaded.topology_file),
                      "document": loaded.topology_document},
         "timers": timers,
-        "probe": {"interval_ms": probe.interval, "flows": probe.flows,
+        "probe": {"interval_ms": probe.interval, "flows": probe.flows, "rotate": probe.rotate,
                   "tcp_flows": probe.tcp_flows, "clients": clients,
                   "services": [s.name for s in plan.services
                                if probe.services == "all" or s.name in probe.services]},

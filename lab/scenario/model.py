@@ -81,8 +81,14 @@ class ProbeSettings(StrictModel):
     interval: DurationMs = 1.0
     services: list[Name] | Literal["all"] = "all"
     clients: list[Name] | Literal["all"] = "all"
-    flows: Annotated[int, Field(ge=1, le=64)] = 1
-    tcp_flows: Annotated[int, Field(ge=0, le=64)] = 1
+    # many flows (source ports, so ECMP hashes) per client and service by default: a failure
+    # moves flows that had nothing to do with it (lab.measure.metrics.collateral)
+    flows: Annotated[int, Field(ge=1, le=64)] = 16
+    # TCP connections per client and service: long-lived flows, or a service's HTTP probes
+    tcp_flows: Annotated[int, Field(ge=0, le=64)] = 8
+    # each tick probes one flow of each service in turn: the client's probes keep the
+    # interval, each flow's come every ``flows`` intervals (false: every flow every tick)
+    rotate: bool = True
     # take the lab's own forwarding cost off the emulated delays first (lab.measure.calibrate)
     calibrate: bool = True
 
@@ -151,7 +157,10 @@ SCENARIO_FIELD_HINTS = {
     "family": "'ipv4' or 'ipv6': the one address family the fault acts on (default: both)",
     "transit": "the transit whose uplink (from each border router of the site) is shut",
     "repeat": "1-1000 trials",
-    "flows": "UDP flows (source ports) per client and service, 1-64",
+    "flows": "UDP flows (source ports) per client and service, 1-64 (default 16, probed in "
+             "turn: `rotate`)",
+    "rotate": "true (each tick probes one flow of each service, in turn) or false (every "
+              "flow every tick)",
     "expect": "e.g. `- {fault: node-crash, outage_ms: {p95: \"<= 1500\"}, tcp_broken: 0}`",
     "outage_ms": "a condition (\"<= 1500\", \"== 0\") or {median|p95|min|max: condition}",
     "rate_derived_ms": "a condition (\"<= 1500\") or {median|p95|min|max: condition}",

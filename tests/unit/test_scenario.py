@@ -114,3 +114,13 @@ def test_sequential_steps_follow_durations_and_waits() -> None:
 def test_flap_expands_into_cycles() -> None:
     assert _schedule([{"fault": "link-flap", "target": "a--b", "period": "2s", "count": 2}]) == [
         (0.0, "fault", 0), (1000.0, "undo", 0), (2000.0, "fault", 0), (3000.0, "undo", 0)]
+
+
+def test_many_flows_probed_in_turn_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 UDP flows per client and service, one per tick in turn, and 8 TCP flows, unless
+    the scenario says otherwise (node-crash-bfd says nothing)."""
+    monkeypatch.chdir(REPO)
+    probe = load_scenario(REPO / "scenarios" / "node-crash-bfd.yaml").scenario.probe
+    assert (probe.flows, probe.rotate, probe.tcp_flows, probe.interval) == (16, True, 8, 1.0)
+    mini = load_scenario(REPO / "tests" / "data" / "scenarios" / "mini-node-crash.yaml")
+    assert (mini.scenario.probe.flows, mini.scenario.probe.rotate) == (2, False)
