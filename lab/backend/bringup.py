@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
@@ -23,7 +24,7 @@ from lab.backend.daemons import NodeFiles
 from lab.backend.evidence import new_evidence_dir
 from lab.backend.names import lab_dir, node_dir, pod_dir, tag_environment
 from lab.backend.netns.netspec import NetworkSpec, build_network_spec
-from lab.backend.processes import start_ticks
+from lab.backend.processes import is_alive, start_ticks
 from lab.backend.runtime_specs import agent_spec, server_spec
 from lab.backend.state import TOPOLOGY_COPY, LabPhase, LabState, ProcessRecord, save_state
 from lab.errors import BackendError, CommandError, ImpairmentError, LabError
@@ -43,6 +44,8 @@ NETWORK_SPEC = "network.json"  # what the netlink worker applies
 NETWORK_PROGRESS = "network.progress"  # the namespaces it has completed, a line each
 WORKER_TIMEOUT_S = 120.0
 PROGRESS_POLL_S = 0.005
+ECMP_GROUPS_KIND = "ecmpgroups"
+ECMP_GROUPS_TIMEOUT_S = 20.0
 
 
 class NamespaceBackend(Protocol):
@@ -58,6 +61,11 @@ class NamespaceBackend(Protocol):
 
     def keep_evidence(self, state: LabState, plan: LabPlan | None, folder: Path,
                       why: str) -> Path: ...
+
+    def netns_path(self, state: LabState, node: str) -> Path: ...
+
+    def spawn(self, state: LabState, node: str | None, kind: str, argv: Sequence[str],
+              log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord: ...
 
     def destroy(self, lab: str, force: bool = False) -> TeardownReport: ...
 
@@ -314,6 +322,34 @@ def configure_frr(state: LabState, plan: LabPlan) -> None:
         for wave in listener_waves(plan, frr_nodes(plan)):
             list(pool.map(lambda files: daemons.apply_frr_config(files, files.boot_conf),
                           [NodeFiles(node_dir(state.directory, n.name)) for n in wave]))
+
+
+def start_ecmp_groups(backend: NamespaceBackend, state: LabState, plan: LabPlan) -> None:
+    """The keeper of the resilient next-hop groups of the routers whose role asks for them
+    (lab.apps.ecmpgroups), one process on the machine for all of them, once it holds their
+    routes."""
+    routers = [n for n in plan.nodes if n.resilient is not None]
+    if not routers:
+        return
+    folder = state.directory / "ecmpgroups"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    ready = folder / "ready"
+    prefixes = [str(p) for s in plan.services for p in s.prefixes]
+    spec = {"lab": state.lab, "ready": str(ready), "routers": [
+        {"name": n.name, "netns": str(backend.netns_path(state, n.name)), "prefixes": prefixes,
+         **asdict(n.resilient)} for n in routers if n.resilient is not None]}
+    write_atomic(folder / "spec.json", json.dumps(spec, indent=1) + "\n")
+    record = backend.spawn(state, None, ECMP_GROUPS_KIND,
+                           [sys.executable, "-m", "lab.apps.ecmpgroups", "--spec",
+                            str(folder / "spec.json")], folder / "ecmpgroups.log")
+    state.processes.append(record)
+    save_state(state)
+    deadline = time.monotonic() + ECMP_GROUPS_TIMEOUT_S
+    while not ready.exists():
+        if not is_alive(record) or time.monotonic() > deadline:
+            raise BackendError("the keeper of the resilient ECMP groups did not start; see "
+                               f"{folder / 'ecmpgroups.log'}")
+        time.sleep(0.02)
 
 
 def wait_for_sockets(sockets: list[Path], state: LabState) -> None:

@@ -207,6 +207,15 @@ class ReadinessPlan:
 
 
 @dataclass(frozen=True)
+class ResilientGroups:
+    """A router's resilient next-hop groups for the VIPs (lab.topology.model.EcmpGroups)."""
+
+    buckets: int
+    idle_timer_s: float
+    unbalanced_timer_s: float
+
+
+@dataclass(frozen=True)
 class NodePlan:
     name: str
     role: Role
@@ -228,6 +237,7 @@ class NodePlan:
     pod_cidr6: IPv6Network | None = None
     pod_gateway6: IPv6Interface | None = None
     families: tuple[Family, ...] = (IPV4,)  # a client's are its access link's
+    resilient: ResilientGroups | None = None  # None: the kernel's hash-threshold groups
 
     @property
     def runs_frr(self) -> bool:
@@ -398,14 +408,17 @@ class LabPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (addresses as strings), for `plan --json` and golden files.
-        A service's ``workload``, ``dns_probe`` and ``tcp_probe`` appear only when it has
-        them."""
+        A service's ``workload``, ``dns_probe`` and ``tcp_probe``, and a node's
+        ``resilient``, appear only when it has them."""
         data = asdict(self)
         data.pop("_by_name", None)
         for service in data["services"]:
             for optional in ("workload", "dns_probe", "tcp_probe"):
                 if service[optional] is None:
                     del service[optional]
+        for node in data["nodes"]:
+            if node["resilient"] is None:
+                del node["resilient"]
         result: dict[str, Any] = _jsonable(data)
         return result
 

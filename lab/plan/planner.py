@@ -42,6 +42,7 @@ from lab.plan.model import (
     PodPlan,
     ReadinessCheck,
     ReadinessPlan,
+    ResilientGroups,
     Role,
     RoutePlan,
     ServicePlan,
@@ -183,7 +184,8 @@ def build_plan(topo: Topology) -> LabPlan:
     services = _plan_services(topo)
     clusters = [replace(c, services=tuple(s.name for s in services if c.name in s.clusters))
                 for c in clusters]
-    nodes = [_with_interfaces(builder, node) for node in builder.nodes.values()]
+    nodes = [_with_groups(topo, _with_interfaces(builder, node))
+             for node in builder.nodes.values()]
     return LabPlan(
         topology=topo.name, description=topo.description,
         impairment_driver=topo.defaults.impairment_driver,
@@ -192,6 +194,15 @@ def build_plan(topo: Topology) -> LabPlan:
         sites=tuple(sites), nodes=tuple(nodes), links=tuple(builder.links),
         sessions=tuple(builder.sessions), clusters=tuple(clusters), services=tuple(services),
         families=builder.families)
+
+
+def _with_groups(topo: Topology, node: NodePlan) -> NodePlan:
+    """A router whose role has resilient ECMP groups (``defaults.ecmp_groups``)."""
+    groups = topo.defaults.ecmp_groups.get(node.role.value)  # type: ignore[call-overload]
+    if groups is None or groups.type != "resilient":
+        return node
+    return replace(node, resilient=ResilientGroups(groups.buckets, groups.idle_timer / 1000,
+                                                   groups.unbalanced_timer / 1000))
 
 
 def _pools(topo: Topology) -> dict[str, IPNetwork]:

@@ -268,8 +268,23 @@ class Addressing(StrictModel):
     ipv6: Ipv6Addressing = Ipv6Addressing()
 
 
+class EcmpGroups(StrictModel):
+    """How a router spreads flows over equal-cost next hops: the kernel's ``hash-threshold``
+    groups (the default, what FRR installs: removing a next hop moves flows of the others
+    too) or ``resilient`` ones (buckets stay with their next hop; a bucket moves to a new
+    next hop only after ``idle_timer`` without traffic, or when ``unbalanced_timer`` forces
+    it; 0: never)."""
+
+    type: Literal["hash-threshold", "resilient"] = "resilient"
+    buckets: Annotated[int, Field(ge=2, le=4096)] = 128
+    idle_timer: Annotated[DurationMs, Field(ge=0, le=3_600_000)] = 1000.0
+    unbalanced_timer: Annotated[DurationMs, Field(ge=0, le=3_600_000)] = 0.0
+
+
 class Defaults(StrictModel):
     bgp: BgpSettings = BgpSettings()
+    # per router role (transit, border, spine, leaf): its next-hop groups (docs/collateral.md)
+    ecmp_groups: dict[Literal["transit", "border", "spine", "leaf"], EcmpGroups] = {}
     impairment_driver: Literal["auto", "netem", "userspace"] = "auto"
     # where `anylab up` builds the lab unless told otherwise (--backend)
     backend: Literal["netns", "containerlab", "mininet"] = "netns"

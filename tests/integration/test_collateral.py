@@ -28,9 +28,11 @@ def reference() -> Iterator[labs.UpResult]:
         yield result
 
 
-def _run(lab: labs.UpResult, tmp_path: Path) -> RunResult:
+def _run(lab: labs.UpResult, tmp_path: Path, scenario: str = "node-crash-bfd.yaml"
+         ) -> RunResult:
+    """The shipped scenario on the running lab: complete and valid (tests.integration.quiet)."""
     def attempt(number: int) -> RunResult:
-        result = run_scenario(RunOptions(SCENARIOS / "node-crash-bfd.yaml",
+        result = run_scenario(RunOptions(SCENARIOS / scenario,
                                          name=lab.state.lab, keep_lab=True,
                                          runs_root=tmp_path / f"a{number}"), lambda _m: None)
         assert result.complete and result.summary["trials"][0]["valid"], result.summary
@@ -73,3 +75,52 @@ def test_a_default_node_crash_run_accounts_for_every_flow(reference: labs.UpResu
     assert all((t["cause"] == "target") == (t["node_before"] == crashed) for t in causes
                if t["reason"] in ("reset", "eof")), causes
     assert result.summary["trials"][0]["instrument"]["probers"]["clients"] == 6
+
+
+@pytest.fixture(scope="module")
+def resilient() -> Iterator[labs.UpResult]:
+    require_root()
+    with running_lab(TOPOLOGIES / "three-sites-resilient.yaml", "resil") as result:
+        yield result
+
+
+def test_resilient_groups_follow_frrs_routes_in_a_table_of_their_own(
+        resilient: labs.UpResult) -> None:
+    """Every spine and leaf looks the VIPs up in the groups' table first, where each VIP
+    goes through a resilient group with the gateways of FRR's route."""
+    from lab.apps.ecmpgroups.groups import TABLE
+    from lab.proc import run
+
+    def ip(node: str, *args: str) -> str:
+        argv = resilient.backend.exec_argv(resilient.state, node, ["ip", *args])
+        return run(argv, timeout=30).stdout
+
+    assert f"to 192.0.2.53 lookup {TABLE}" in ip("nyc-s1", "rule")
+    groups = ip("nyc-s1", "nexthop", "show")
+    assert "type resilient buckets 128 idle_timer 1" in groups, groups
+    main = ip("nyc-s1", "route", "show", "192.0.2.53/32")
+    copy = ip("nyc-s1", "route", "show", "table", str(TABLE), "192.0.2.53/32")
+    gateways = sorted(w for w in main.split() if w.startswith("10."))
+    assert len(gateways) == 4 and sorted(w for w in copy.split() if w.startswith("10.")) \
+        == gateways, (main, copy)
+
+
+def test_with_resilient_groups_only_the_crashed_nodes_flows_move(resilient: labs.UpResult,
+                                                                 tmp_path: Path) -> None:
+    """scenarios/ecmp-collateral-resilient.yaml: at the crash the flows of the crashed node
+    move (and its TCP connections break), and no other flow changes node or loses a probe;
+    when the node returns, nothing moves back (its buckets stay where they went: they are
+    never idle) and no connection breaks."""
+    result = _run(resilient, tmp_path, "ecmp-collateral-resilient.yaml")
+    (event,) = result.summary["trials"][0]["events"]
+    crashed, back = event["target"], event["reversion"]
+    assert back is not None
+    for phase in (event, back):
+        for row in phase["clients"]:
+            for flow in row.get("flows", []):
+                if flow["node_before"] != crashed:
+                    assert flow["node_after"] == flow["node_before"], (row["client"], flow)
+                    assert flow["lost"] == 0, (row["client"], flow)
+            for broken in row["collateral"]["tcp_flows"]:
+                assert broken["cause"] != "moved", (row["client"], broken)
+    assert sum(r["collateral"]["flows_on_target"] for r in event["clients"]) >= 1

@@ -113,6 +113,7 @@ def _build(backend: ContainerlabBackend, state: LabState, plan: LabPlan,
     bringup.start_gobgpd(backend, state, plan)
     _start_servers_and_agents(backend, state, plan)
     bringup.configure_frr(state, plan)
+    bringup.start_ecmp_groups(backend, state, plan)
     workloads.start_all(backend, state, plan)  # in the pods' containers, from their image
     bringup.restrict_to_root(state.directory)
 

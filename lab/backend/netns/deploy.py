@@ -89,6 +89,7 @@ def start_programs(backend: NetnsBackend, state: LabState, plan: LabPlan,
     bringup.start_gobgpd(backend, state, plan)
     with _pods_and_agents(backend, state, plan):
         bringup.configure_frr(state, plan)
+    bringup.start_ecmp_groups(backend, state, plan)
     workloads.start_all(backend, state, plan)
     bringup.restrict_to_root(state.directory)
 
