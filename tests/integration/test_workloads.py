@@ -92,7 +92,8 @@ def test_a_silent_node_crash_measured_with_dns_probes(dns_lab: labs.UpResult,
                                                      tmp_path: Path) -> None:
     """scenarios/dns-node-crash-bfd.yaml on the running DNS lab: the flow of us-c1 that NSD on
     the crashed node answered loses 0.6-1.3 s (BFD 300 ms x 3, then the leaf's withdrawal),
-    the answering pods are named by their NSID, and no other client loses anything."""
+    the answering pods are named by their NSID, and no client whose flow another node answered
+    loses anything."""
     import pandas as pd
 
     result = _measured_run(dns_lab, "dns-node-crash-bfd.yaml", tmp_path)
@@ -102,7 +103,12 @@ def test_a_silent_node_crash_measured_with_dns_probes(dns_lab: labs.UpResult,
     assert 600 <= crashed["outage_ms"] <= 1300, crashed
     assert (crashed["site_before"], crashed["site_after"]) == ("nyc", "nyc")
     others = [c for key, c in rows.items() if key[1] == "dns" and key[0] != "us-c1"]
-    assert others and all(c["outage_ms"] == 0 for c in others), others
+    # another client's flow may hash to the crashed node too (its collateral figures say so)
+    for row in others:
+        if row["collateral"]["flows_on_target"]:
+            assert 600 <= row["outage_ms"] <= 1300, row
+        else:
+            assert row["outage_ms"] == 0, row
     assert {c["client"]: c["site_before"] for c in others} == {
         k: v for k, v in SITE_OF_CLIENT.items() if k != "us-c1"}
     probes = pd.read_parquet(result.run_dir / "probes.parquet")
