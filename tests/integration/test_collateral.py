@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration]
 FLOWS, TCP_FLOWS = 16, 8  # lab.scenario.model.ProbeSettings' defaults
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # gone before the resilient lab comes up: two such labs overload 2 cores
 def reference() -> Iterator[labs.UpResult]:
     require_root()
     with running_lab(TOPOLOGIES / "three-sites.yaml", "coll") as result:
