@@ -328,7 +328,7 @@ def start_ecmp_groups(backend: NamespaceBackend, state: LabState, plan: LabPlan)
     """The keeper of the resilient next-hop groups of the routers whose role asks for them
     (lab.apps.ecmpgroups), one process on the machine for all of them, once it holds their
     routes."""
-    routers = [n for n in plan.nodes if n.resilient is not None]
+    routers = [(n.name, n.resilient) for n in plan.nodes if n.resilient is not None]
     if not routers:
         return
     folder = state.directory / "ecmpgroups"
@@ -336,8 +336,8 @@ def start_ecmp_groups(backend: NamespaceBackend, state: LabState, plan: LabPlan)
     ready = folder / "ready"
     prefixes = [str(p) for s in plan.services for p in s.prefixes]
     spec = {"lab": state.lab, "ready": str(ready), "routers": [
-        {"name": n.name, "netns": str(backend.netns_path(state, n.name)), "prefixes": prefixes,
-         **asdict(n.resilient)} for n in routers if n.resilient is not None]}
+        {"name": name, "netns": str(backend.netns_path(state, name)), "prefixes": prefixes,
+         **asdict(groups)} for name, groups in routers]}
     write_atomic(folder / "spec.json", json.dumps(spec, indent=1) + "\n")
     record = backend.spawn(state, None, ECMP_GROUPS_KIND,
                            [sys.executable, "-m", "lab.apps.ecmpgroups", "--spec",

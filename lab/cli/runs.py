@@ -48,9 +48,10 @@ def _tcp_broken(client: dict[str, Any]) -> str:
 def _collateral(collateral: dict[str, Any] | None) -> tuple[str, str]:
     """(flows on the failed element of all, the other flows that lost probes and their
     longest loss window)."""
-    total = (collateral or {}).get("flows_on_target", 0) + (collateral or {}).get(
-        "flows_elsewhere", 0)
-    if not collateral or not total:
+    if not collateral:
+        return "-", "-"
+    total = collateral["flows_on_target"] + collateral["flows_elsewhere"]
+    if not total:
         return "-", "-"
     on = f"{collateral['flows_on_target']}/{total}" if collateral["target_answers"] else "-"
     if not collateral["flows_with_loss"]:

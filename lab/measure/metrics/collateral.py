@@ -35,10 +35,11 @@ def target_elements(target: str) -> frozenset[str]:
     return frozenset(part for part in target.split("--") if part)
 
 
-def answered_by(figures: Mapping[str, Any], elements: Collection[str]) -> bool:
-    """Whether the flow's answering pod, node or site before the window is in ``elements``."""
-    return any(figures.get(key) in elements
-               for key in ("pod_before", "node_before", "site_before"))
+def answered_by(figures: Mapping[str, Any], elements: Collection[str],
+                suffix: str = "_before") -> bool:
+    """Whether the flow's answering pod, node or site before the window (``pod_before`` ...;
+    a TCP flow_connected event's are ``pod`` ..., ``suffix`` "") is in ``elements``."""
+    return any(figures.get(f"{key}{suffix}") in elements for key in ("pod", "node", "site"))
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class TcpBreak:
     after: Mapping[str, Any] | None  # the first flow_connected after it, if any
 
     def on(self, elements: Collection[str]) -> bool:
-        return any(self.before.get(key) in elements for key in ("pod", "node", "site"))
+        return answered_by(self.before, elements, suffix="")
 
     def cause(self, elements: Collection[str]) -> str:
         if self.on(elements):
