@@ -43,12 +43,15 @@ def agent_spec(lab: str, lab_directory: Path, plan: LabPlan, node: NodePlan) -> 
         "gobgp_api": "127.0.0.1:50051", "vty_socket_dir": str(folder), "asn": node.asn,
         "pod_cidr": str(node.pod_cidr),
         **({"pod_cidr6": str(node.pod_cidr6)} if node.pod_cidr6 is not None else {}),
+        **{key: str(gateway.ip) for key, gateway in (("source", node.pod_gateway),
+                                                     ("source6", node.pod_gateway6))
+           if gateway is not None},
         "readiness": {"period_ms": round(readiness.period_ms),
                       "timeout_ms": round(readiness.timeout_ms),
                       "failure_threshold": readiness.failure_threshold,
                       "success_threshold": readiness.success_threshold},
         "services": [{"name": s.name, "protocol": s.protocol, "port": s.port,
-                      "traffic_policy": s.traffic_policy}
+                      "traffic_policy": s.traffic_policy, "load_balancing": s.load_balancing}
                      | {key: str(vip) for key, vip in (("vip", s.vip), ("vip6", s.vip6))
                         if vip is not None} for s in services],
         "pods": pods,

@@ -107,7 +107,9 @@ def _print_plan(lab_plan: LabPlan) -> None:
     for svc in lab_plan.services:
         services.add_row(svc.name, ", ".join(str(v) for v in svc.vips),
                          f"{svc.protocol}/{svc.port}",
-                         svc.traffic_policy, ", ".join(svc.clusters))
+                         svc.traffic_policy
+                         + ("" if svc.load_balancing == "random" else f", {svc.load_balancing}"),
+                         ", ".join(svc.clusters))
     for table in (nodes, links, sessions, services):
         out.print(table)
 

@@ -182,6 +182,9 @@ class RoutePlan:
     prefix: IPNetwork
     via: IPAddress
     dev: str
+    # the source of the host's own packets on this route: a Kubernetes node's pod gateway,
+    # which the fabric can reach (its link address is known only to its leaf)
+    src: IPAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +330,7 @@ class ServicePlan:
     workload: WorkloadPlan | None = None  # None: the pods' built-in server answers
     dns_probe: DnsProbePlan | None = None  # None: the built-in server's echo probe
     tcp_probe: TcpProbePlan | None = None  # None: the built-in server's line echo (TCP)
+    load_balancing: Literal["random", "consistent"] = "random"
 
     @property
     def vips(self) -> tuple[IPAddress, ...]:

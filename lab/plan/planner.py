@@ -156,13 +156,15 @@ class _Builder:
                 link.a.ifname, b.name, link.b.address6.ip, b.asn, link.b.ifname, timers,
                 family=IPV6))
 
-    def default_routes(self, node: str, link: LinkPlan) -> None:
+    def default_routes(self, node: str, link: LinkPlan, src: IPv4Address | None = None,
+                       src6: IPv6Address | None = None) -> None:
         """A host's default routes (per family its link carries) via the link's other end."""
         if IPV4 in link.families:
-            self.routes[node].append(RoutePlan(DEFAULT_ROUTE, link.a.address.ip, link.b.ifname))
+            self.routes[node].append(RoutePlan(DEFAULT_ROUTE, link.a.address.ip, link.b.ifname,
+                                               src))
         if link.a.address6 is not None:
             self.routes[node].append(RoutePlan(DEFAULT_ROUTE6, link.a.address6.ip,
-                                               link.b.ifname))
+                                               link.b.ifname, src6))
 
 
 def build_plan(topo: Topology) -> LabPlan:
@@ -302,7 +304,10 @@ def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: in
             timers=timers,
             frr_raw=tuple(builder.topo.frr_raw.node) + tuple(site.frr_raw.node),
             pod_cidr6=pod_cidr6, pod_gateway6=gateway6))
-        builder.default_routes(name, link)
+        # traffic the node sends itself (its agent's probes of other nodes' pods, proxied
+        # flows it masquerades) leaves from its pod gateway, which the node announces
+        builder.default_routes(name, link, gateway.ip,
+                               gateway6.ip if gateway6 is not None else None)
         builder.session(link, timers)
         yield name
 
@@ -323,7 +328,8 @@ def _plan_services(topo: Topology) -> list[ServicePlan]:
                         all_clusters if s.clusters == "all" else tuple(s.clusters), s.vip6,
                         _workload(s.workload, s.port) if s.workload is not None else None,
                         DnsProbePlan(s.probe.dns.name, s.probe.dns.type, s.probe.dns.identity)
-                        if s.probe.dns is not None else None, _tcp_probe(s.probe))
+                        if s.probe.dns is not None else None, _tcp_probe(s.probe),
+                        s.load_balancing)
             for s in topo.services]
 
 

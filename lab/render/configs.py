@@ -142,8 +142,10 @@ def render_service_proxy(plan: LabPlan, node: NodePlan,
         chosen = (endpoints[service.name] if endpoints is not None and service.name in endpoints
                   else default_endpoints(plan, node, service))
         rules.append(ServiceRules(service.name, service.vip, service.protocol, service.port,
-                                  tuple(chosen), service.vip6))
-    return render_service_rules(node.name, rules)
+                                  tuple(chosen), service.vip6, service.load_balancing))
+    return render_service_rules(
+        node.name, rules, node.pod_gateway.ip if node.pod_gateway is not None else None,
+        node.pod_gateway6.ip if node.pod_gateway6 is not None else None)
 
 
 def render_node(plan: LabPlan, node: NodePlan) -> dict[str, str]:

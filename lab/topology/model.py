@@ -235,6 +235,8 @@ class Service(StrictModel):
     port: Annotated[int, Field(ge=1, le=65535)]
     clusters: list[Name] | Literal["all"] = "all"
     traffic_policy: Literal["Local", "Cluster"] = "Local"
+    # how the service proxy picks an endpoint for a new flow (lab.render.consistent)
+    load_balancing: Literal["random", "consistent"] = "random"
     workload: Workload | None = None  # None: the built-in server (lab.topology.workload)
     probe: ServiceProbe = ServiceProbe()
 

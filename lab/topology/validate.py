@@ -54,6 +54,8 @@ FIELD_HINTS = {
     "speaker": "'gobgp' (kube-router model) or 'frr' (MetalLB FRR-mode model)",
     "protocol": "'udp' or 'tcp'",
     "traffic_policy": "'Local' (announce only with a ready local pod) or 'Cluster' (always)",
+    "load_balancing": "'random' (kube-proxy's pick per new flow) or 'consistent' (a table of "
+                      "slots every node builds alike: a moved flow keeps its pod)",
     "border": "'spines' (spines uplink to the WAN) or 'leafs' (dedicated border leafs)",
     "impairment_driver": "'auto', 'netem' or 'userspace'",
     "backend": "'netns' (namespaces on this machine), 'containerlab' (containers on Docker) "

@@ -188,7 +188,8 @@ class Agent:
 
     def converge_proxy(self) -> None:
         rules = service_rules(self.spec.services, self.desired.endpoints)
-        ruleset = render_service_rules(self.spec.node, rules)
+        ruleset = render_service_rules(self.spec.node, rules, self.spec.source,
+                                       self.spec.source6)
         if ruleset == self.applied_ruleset:
             return
         t_ns = time.monotonic_ns()

@@ -14,6 +14,7 @@ from lab.plan.model import IPAddress, IPNetwork, ReadinessCheck
 
 SPEAKERS = ("gobgp", "frr")
 TRAFFIC_POLICIES = ("Local", "Cluster")
+LOAD_BALANCING = ("random", "consistent")
 DEFAULT_GOBGP_API = "127.0.0.1:50051"
 MAX_ASN = 4294967295
 MAX_PERIOD_MS = 3_600_000
@@ -31,6 +32,7 @@ class AgentService:
     port: int
     traffic_policy: str  # "Local" | "Cluster" (Kubernetes externalTrafficPolicy)
     vip6: IPv6Address | None = None
+    load_balancing: str = "random"  # "random" | "consistent" (lab.render.consistent)
 
     @property
     def vips(self) -> tuple[IPAddress, ...]:
@@ -74,6 +76,10 @@ class AgentSpec:
     events: Path
     nft: str
     pod_cidr6: IPv6Network | None = None
+    # the node's own address toward other nodes' pods (its pod gateway, which the fabric
+    # reaches): proxied flows to them are SNATed to it; None: masquerade
+    source: IPv4Address | None = None
+    source6: IPv6Address | None = None
 
     @property
     def status_file(self) -> Path:
@@ -94,9 +100,10 @@ class AgentSpec:
 
 
 AGENT_FIELDS = ("lab", "node", "cluster", "speaker", "gobgp_api", "vty_socket_dir", "asn",
-                "pod_cidr", "pod_cidr6", "readiness", "services", "pods", "events", "nft")
+                "pod_cidr", "pod_cidr6", "readiness", "services", "pods", "events", "nft",
+                "source", "source6")
 READINESS_FIELDS = ("period_ms", "timeout_ms", "failure_threshold", "success_threshold")
-SERVICE_FIELDS = ("name", "vip", "vip6", "protocol", "port", "traffic_policy")
+SERVICE_FIELDS = ("name", "vip", "vip6", "protocol", "port", "traffic_policy", "load_balancing")
 POD_FIELDS = ("name", "address", "address6", "health_port", "local", "checks")
 CHECK_FIELDS = ("service", "kind", "port", "path", "name", "rr_type", "send", "command")
 CHECK_KINDS = ("dns", "http", "tcp", "udp", "exec")
@@ -123,7 +130,9 @@ def load_agent_spec(path: Path) -> AgentSpec:
         pods=tuple(_pod(reader, p, item) for p, item in reader.items(top, "pods")),
         events=Path(reader.text(top, "events")),
         nft=reader.text(top, "nft", default="nft"),
-        pod_cidr6=_network6(reader, reader.text(top, "pod_cidr6", default="")))
+        pod_cidr6=_network6(reader, reader.text(top, "pod_cidr6", default="")),
+        source=reader.ipv4(top, "source") if "source" in top else None,
+        source6=reader.ipv6(top, "source6"))
     _check_unique(reader, "services", [s.name for s in spec.services])
     _check_unique(reader, "pods", [p.name for p in spec.pods])
     reader.check()
@@ -153,7 +162,8 @@ def _service(reader: SpecReader, path: str, value: object) -> AgentService:
         protocol=reader.choice(obj, "protocol", path, PROTOCOLS),
         port=reader.integer(obj, "port", path, low=1, high=65535),
         traffic_policy=reader.choice(obj, "traffic_policy", path, TRAFFIC_POLICIES),
-        vip6=vip6)
+        vip6=vip6, load_balancing=reader.choice(obj, "load_balancing", path, LOAD_BALANCING,
+                                                default="random"))
 
 
 def _pod(reader: SpecReader, path: str, value: object) -> AgentPod:

@@ -51,7 +51,8 @@ def desired_state(services: Sequence[AgentService], pods: Sequence[AgentPod],
 
 def service_rules(services: Sequence[AgentService],
                   endpoints: Mapping[str, tuple[Endpoint, ...]]) -> list[ServiceRules]:
-    return [ServiceRules(s.name, s.vip, s.protocol, s.port, endpoints.get(s.name, ()), s.vip6)
+    return [ServiceRules(s.name, s.vip, s.protocol, s.port, endpoints.get(s.name, ()), s.vip6,
+                         s.load_balancing)
             for s in services]
 
 

@@ -217,7 +217,8 @@ class NetnsBackend:
         for route in plan.node(node).routes:
             if route.dev == ifname:
                 self._ip(state, node, "route", "replace", str(route.prefix), "via",
-                         str(route.via), "dev", route.dev)
+                         str(route.via), "dev", route.dev,
+                         *(("src", str(route.src)) if route.src is not None else ()))
 
     @staticmethod
     def _kernel_view(namespace: str) -> str:

@@ -91,6 +91,7 @@ class RouteSpec:
     dst: str
     gateway: str
     ifname: str
+    src: str | None = None  # the preferred source of the namespace's own packets
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,8 @@ def build_network_spec(lab: str, plan: LabPlan, impaired_links: dict[str, list[V
             spec.neighbours += [NeighbourSpec(ns, interface.name, address, mac)
                                 for address, mac in peer_neighbours(lab, interface)]
         for route in node.routes:
-            spec.routes.append(RouteSpec(ns, str(route.prefix), str(route.via), route.dev))
+            spec.routes.append(RouteSpec(ns, str(route.prefix), str(route.via), route.dev,
+                                         str(route.src) if route.src is not None else None))
         if node.pods:
             _add_pods(spec, lab, plan, node, namer)
     for link in plan.links:

@@ -173,7 +173,8 @@ def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
     for route in items["routes"]:
         try:
             ipr.route("replace", dst=route.dst, gateway=route.gateway,
-                      oif=links.index(route.ifname))
+                      oif=links.index(route.ifname),
+                      **({"prefsrc": route.src} if route.src is not None else {}))
         except NetlinkError as exc:
             raise SpecError(f"{ns}: route {route.dst} via {route.gateway}: {exc}") from exc
 
