@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from lab.errors import ImpairmentError
 from lab.impair.model import LinkEnd
 from lab.impair.namespaces import ensure_netns, remove_netns, require_index, rtnl, socket_in_netns
+from lab.sockopts import enlarge_receive_buffer
 
 _HEADER = struct.Struct("!QQ")  # sequence, send time (monotonic ns)
 NUD_PERMANENT = 0x80
@@ -128,8 +129,7 @@ class UdpProbe:
         self.pps, self.count, self.size, self.drain_s = pps, count, size, drain_s
         self.rx = socket_in_netns(dst_netns)
         self.tx = socket_in_netns(src_netns)
-        with contextlib.suppress(OSError):  # SO_RCVBUFFORCE (33) needs CAP_NET_ADMIN
-            self.rx.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)
+        enlarge_receive_buffer(self.rx, 8 << 20)
         self.rx.bind(self.dst)
         self.rx.settimeout(0.05)
         self.tx.connect(self.dst)

@@ -192,6 +192,14 @@ def _ensure_lab(loaded: LoadedScenario, lab: str, options: RunOptions, progress:
     return result.state, True
 
 
+def _prepare_target_resolution(loaded: LoadedScenario) -> None:
+    """Import what resolving a `serving:` target reads probes with (pandas among it: 1.3 s
+    measured on a busy machine) now, not when the fault is due."""
+    if any(isinstance(action.spec.target, TargetSelector) for action in loaded.actions):
+        import lab.measure.probe.httprecords
+        import lab.measure.probe.udp  # noqa: F401
+
+
 def _resolve_target(handle: LabHandle, recording: Recording, trial: int,
                     action: Action) -> str:
     """A target name, or the node/pod serving a client now (from the prober's own replies,
@@ -202,7 +210,7 @@ def _resolve_target(handle: LabHandle, recording: Recording, trial: int,
         return target
     from lab.measure.probe.httprecords import load_http_probes
     from lab.measure.probe.services import instances
-    from lab.measure.probe.udp import load_udp_probes
+    from lab.measure.probe.udp import load_udp_probes  # imported during the settle time
 
     serving = target.serving
     pods = instances(handle.plan)
@@ -245,11 +253,18 @@ def _run_trial(handle: LabHandle, loaded: LoadedScenario, recording: Recording, 
     active: dict[int, ActiveFault] = {}
     try:
         measure.start_trial(trial)
+        _prepare_target_resolution(loaded)
         _sleep_until(start_ns + int(scenario.settle * 1e6))
         timeline_ns = recording.event(trial, "runner", "settled")["t_ns"]
         for action in loaded.actions:
-            _sleep_until(timeline_ns + int(action.t_ms * 1e6))
-            _perform(handle, recording, trial, action, active, progress)
+            planned_ns = timeline_ns + int(action.t_ms * 1e6)
+            _sleep_until(planned_ns)
+            started_ns = _perform(handle, recording, trial, action, active, progress)
+            if started_ns is not None:
+                # resolving a `serving:` target reads the probes so far, which can take
+                # seconds on a busy machine: the rest of the timeline (this fault's undo
+                # first) keeps its spacing from when the fault really began
+                timeline_ns += max(0, started_ns - planned_ns)
         _sleep_until(timeline_ns + int((loaded.timeline_ms + scenario.tail) * 1e6))
         _check_processes(handle, recording, trial, progress)
     finally:
@@ -261,13 +276,14 @@ def _run_trial(handle: LabHandle, loaded: LoadedScenario, recording: Recording, 
 
 
 def _perform(handle: LabHandle, recording: Recording, trial: int, action: Action,
-             active: dict[int, ActiveFault], progress: Progress) -> None:
+             active: dict[int, ActiveFault], progress: Progress) -> int | None:
+    """Carry out one action; for a fault, the instant it began (after resolving its target)."""
     if action.kind == "undo":
         fault = active.pop(action.step, None)
         if fault is not None:
             progress(f"undo {action.fault} on {fault.ctx.target}")
             _undo(handle, recording, trial, fault)
-        return
+        return None
     target = _resolve_target(handle, recording, trial, action)
     ctx = FaultContext(handle, action.fault, target, action.spec)
     progress(f"{action.fault} on {target}")
@@ -277,6 +293,7 @@ def _perform(handle: LabHandle, recording: Recording, trial: int, action: Action
                     step=action.step, fault=action.fault, target=target, cycle=action.cycle,
                     details=details)
     active[action.step] = ActiveFault(action, ctx, details)
+    return t_ns
 
 
 def _undo(handle: LabHandle, recording: Recording, trial: int, fault: ActiveFault,

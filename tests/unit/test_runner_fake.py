@@ -6,6 +6,7 @@ marked run directory and undone faults."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,38 @@ def test_a_failing_driver_stops_the_run_keeps_it_and_undoes_the_faults(lab_root:
     undo = [e for e in rows if e["kind"] == "undo"]
     assert [(e["fault"], e["details"]["at_trial_end"]) for e in undo] == [("node-crash", True)]
     assert not lab_dir("fake").exists()
+
+
+SLOW_TARGET = """\
+name: fake-slow-target
+description: a fault whose target takes a while to resolve, then a second step after it
+topology: {topology}
+probe: {{interval: 1ms, flows: 1, tcp_flows: 0}}
+settle: 0s
+tail: 0s
+steps:
+  - {{fault: node-crash, target: beta-k8s-n1, duration: 100ms}}
+  - {{fault: link-down, target: alpha-l1--alpha-k8s-n1, duration: 50ms}}
+"""
+
+
+def test_a_fault_lasts_its_duration_however_long_its_target_took_to_resolve(
+        lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serving:` targets are read from the probes so far, which can take seconds: the undo
+    and the later steps keep their spacing from the instant the fault really began."""
+    import lab.run.runner as runner
+
+    resolve = runner._resolve_target
+
+    def slow(*args: Any) -> str:
+        time.sleep(0.3)
+        return resolve(*args)
+
+    monkeypatch.setattr(runner, "_resolve_target", slow)
+    result = run(lab_root, SLOW_TARGET, FakeBackend())
+    assert result.complete
+    rows = [e for e in events(result.run_dir) if e["source"] == "injector"]
+    at = {(e["fault"], e["kind"]): e["t_ns"] for e in rows}
+    assert at["node-crash", "undo"] - at["node-crash", "fault"] >= 100_000_000
+    assert at["link-down", "fault"] - at["node-crash", "fault"] >= 100_000_000
+    assert at["link-down", "undo"] - at["link-down", "fault"] >= 50_000_000

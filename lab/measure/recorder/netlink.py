@@ -10,10 +10,10 @@ import socket
 from pathlib import Path
 
 from lab.netns import in_netns
+from lab.sockopts import enlarge_receive_buffer
 
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
-SO_RCVBUFFORCE = 33
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
@@ -50,10 +50,7 @@ def _read_compat_mode() -> bool:
 
 
 def _configure(sock: socket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-    except PermissionError:  # without CAP_NET_ADMIN: capped by net.core.rmem_max
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    enlarge_receive_buffer(sock, RECEIVE_BUFFER)
     sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
     try:
         sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP)
