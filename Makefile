@@ -19,7 +19,7 @@ NAME ?=
 NAME_ARG := $(if $(NAME),--name $(NAME),)
 
 .PHONY: help setup containerlab-setup mininet-setup examples-setup system-packages venv test test-unit test-integration lint graph clean \
-	lab-up lab-down lab-status scenario report notebook demo
+	lab-up lab-down lab-status scenario report notebook demo ecmp-collateral
 
 help:
 	@echo "make setup             install system packages (root) and the Python venv"
@@ -37,6 +37,8 @@ help:
 	@echo "make report [RUNS=runs/...]         self-contained HTML report of runs"
 	@echo "make notebook                       Jupyter on notebooks/"
 	@echo "make demo                           set up, run node-crash-bfd on the reference lab, report"
+	@echo "make ecmp-collateral                a node crash with default, resilient, resilient +"
+	@echo "                                    consistent hashing; one report compares them"
 
 setup: system-packages venv
 
@@ -120,6 +122,14 @@ demo: setup
 	$(ANYLAB) run $(DEMO_SCENARIO) --runs runs
 	$(ANYLAB) report "$$(ls -td runs/*-node-crash-bfd/ | head -1)" -o runs/demo-report.html
 	@echo "report: $(CURDIR)/runs/demo-report.html (open it in a browser)"
+
+# the same crash and return three ways (docs/collateral.md), each on its own lab, one report
+ECMP_WAYS := ecmp-collateral ecmp-collateral-resilient ecmp-collateral-consistent
+ecmp-collateral: setup
+	@for way in $(ECMP_WAYS); do $(ANYLAB) run scenarios/$$way.yaml --runs runs || exit $$?; done
+	$(ANYLAB) report $$(for way in $(ECMP_WAYS); do ls -td runs/*-$$way/ | head -1; done) \
+		-o runs/ecmp-collateral.html
+	@echo "report: $(CURDIR)/runs/ecmp-collateral.html (open it in a browser)"
 
 S ?= scenarios/node-crash-bfd.yaml
 scenario: setup

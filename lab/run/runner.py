@@ -270,8 +270,11 @@ def _run_trial(handle: LabHandle, loaded: LoadedScenario, recording: Recording, 
     finally:
         for fault in reversed(list(active.values())):
             _undo(handle, recording, trial, fault, at_trial_end=True)
+        # the measured trial ends here: what the probers record while they are being stopped
+        # (seconds on a busy machine) belongs to no window
+        end_ns = time.monotonic_ns()
         measure.stop_trial()
-        end_ns = recording.event(trial, "runner", "trial_end")["t_ns"]
+        recording.event(trial, "runner", "trial_end", t_ns=end_ns)
         recording.trial_bounds.append((trial, start_ns, end_ns))
 
 

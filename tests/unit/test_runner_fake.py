@@ -156,3 +156,24 @@ def test_a_fault_lasts_its_duration_however_long_its_target_took_to_resolve(
     assert at["node-crash", "undo"] - at["node-crash", "fault"] >= 100_000_000
     assert at["link-down", "fault"] - at["node-crash", "fault"] >= 100_000_000
     assert at["link-down", "undo"] - at["link-down", "fault"] >= 50_000_000
+
+
+class SlowToStop(NoMeasurement):
+    """Probers that record a broken TCP flow while they are being stopped."""
+
+    def stop_trial(self) -> None:
+        time.sleep(0.05)
+        self.recording.event(0, "tcp", "flow_broken", client="east-c1", service="web",
+                             family="ipv4", flow=0, reason="timeout")
+        super().stop_trial()
+
+
+def test_what_probers_record_while_being_stopped_is_outside_the_trial(lab_root: Path) -> None:
+    result = run_scenario(RunOptions(scenario(lab_root, SLOW_TARGET), name="fake",
+                                     runs_root=lab_root / "runs"),
+                          lambda _m: None, backend=FakeBackend(), measurement=SlowToStop)
+    rows = events(result.run_dir)
+    (end,) = [e["t_ns"] for e in rows if e["kind"] == "trial_end"]
+    (broken,) = [e["t_ns"] for e in rows if e["kind"] == "flow_broken"]
+    assert broken > end
+    assert max(e["t_ns"] for e in rows if e["source"] == "injector") < end
