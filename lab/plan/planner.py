@@ -67,7 +67,8 @@ BUILTIN_TIMERS = BgpTimers(keepalive_s=3, hold_s=9, connect_retry_s=2, ecmp=16,
 
 
 def resolve_timers(*layers: BgpSettings) -> BgpTimers:
-    """Built-in defaults, then each layer (defaults, site) overriding the fields it sets."""
+    """Built-in defaults, then each layer (defaults, site, cluster for node sessions)
+    overriding the fields it sets."""
     timers = BUILTIN_TIMERS
     for layer in layers:
         if layer.keepalive is not None:
@@ -264,10 +265,10 @@ def _plan_site(builder: _Builder, index: int, site: Site) -> SitePlan:
 
 def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
     site_index = next(i for i, s in enumerate(builder.topo.sites, start=1) if s.name == site.name)
-    timers = resolve_timers(builder.topo.defaults.bgp, site.bgp)
     for index, cluster in enumerate(site.clusters, start=1):
         site_base = SITE_ASN_BASE + site_index * SITE_ASN_STRIDE
         asn = cluster.asn or site_base + CLUSTER_ASN_OFFSET + index
+        timers = resolve_timers(builder.topo.defaults.bgp, site.bgp, cluster.bgp)
         nodes = list(_plan_cluster_nodes(builder, site, cluster, asn, timers))
         probe = cluster.readiness
         yield ClusterPlan(cluster.name, site.name, asn, cluster.speaker, tuple(nodes),

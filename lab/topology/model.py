@@ -182,6 +182,16 @@ class Cluster(StrictModel):
     pod_cidr_size6: Annotated[int, Field(ge=48, le=120)] = 64  # Kubernetes' default is 64
     asn: Asn | None = None
     readiness: ReadinessProbe = ReadinessProbe()
+    # the node sessions' timers and BFD, over the site's: e.g. `bfd: false` for speakers
+    # without BFD (kube-router before 2.11) while the fabric keeps it
+    bgp: BgpSettings = BgpSettings()
+
+    @model_validator(mode="after")
+    def _no_ecmp_for_nodes(self) -> Cluster:
+        if self.bgp.ecmp is not None:
+            raise _custom("node_ecmp", "a cluster's `bgp` sets its node sessions' timers and "
+                                       "BFD; `ecmp` belongs to the routers (defaults or site)")
+        return self
 
 
 class Fabric(StrictModel):
@@ -325,4 +335,6 @@ HINTS_BY_ERROR_TYPE = {
     "address_v6": "write an IPv6 address such as '2001:db8:53::53'",
     "vip_missing": "add `vip: 192.0.2.53` (IPv4), `vip6: 2001:db8:53::53` (IPv6) or both",
     "families": "list each family once, e.g. [ipv4] or [ipv4, ipv6]",
+    "node_ecmp": "remove `ecmp` from the cluster's `bgp`; set it under `defaults.bgp` or the "
+                 "site's `bgp`",
 }

@@ -89,6 +89,10 @@ def test_hosts_have_a_default_route_over_their_own_link(plan: LabPlan) -> None:
             assert route.prefix.prefixlen == 0
             interface = next(i for i in node.interfaces if i.name == route.dev)
             assert route.via in (interface.peer_address, interface.peer_address6)
+            # a node's own packets leave from its pod gateway: the fabric routes to it
+            gateways = (node.pod_gateway, node.pod_gateway6)
+            assert route.src == next((g.ip for g in gateways if g is not None
+                                      and g.version == route.prefix.version), None)
 
 
 def test_plan_is_deterministic() -> None:
@@ -117,6 +121,20 @@ def test_cluster_nodes_spread_over_listed_leafs() -> None:
     plan = build_plan(Topology.model_validate(doc))
     leafs = [plan.node(n).interfaces[0].peer for n in plan.cluster("nyc-k8s").nodes]
     assert leafs == ["nyc-l2", "nyc-l3", "nyc-l2", "nyc-l3"]
+
+
+def test_a_clusters_bgp_sets_its_node_sessions_only() -> None:
+    """No BFD on node sessions (kube-router before 2.11), BFD in the fabric."""
+    doc = yaml.safe_load((TOPOLOGIES / "three-sites.yaml").read_text())
+    doc["sites"][0]["clusters"][0]["bgp"] = {"bfd": False, "hold": "6s", "keepalive": "2s"}
+    plan = build_plan(Topology.model_validate(doc))
+    for session in plan.sessions:
+        timers = session.timers
+        nyc_node = session.b.startswith("nyc-k8s-") or session.a.startswith("nyc-k8s-")
+        assert (timers.bfd is None) == nyc_node, session
+        assert (timers.hold_s, timers.keepalive_s) == ((6, 2) if nyc_node else (9, 3)), session
+    node = plan.node("nyc-k8s-n1").timers
+    assert node is not None and node.bfd is None and node.ecmp == plan.node("nyc-l1").timers.ecmp
 
 
 def test_site_overrides_only_the_fields_it_sets() -> None:
