@@ -37,6 +37,32 @@ def running_lab(topology: Path, prefix: str = "it", timeout_s: float = 90.0,
         assert_lab_gone(name)
 
 
+@contextmanager
+def lab_from_text(folder: Path, topology: str, scenario: str, prefix: str
+                  ) -> Iterator[tuple[labs.UpResult, Path]]:
+    """A lab of a topology written into ``folder`` (as topology.yaml, beside the scenario
+    that names it, scenario.yaml): the running lab and the scenario's path."""
+    (folder / "topology.yaml").write_text(topology)
+    (folder / "scenario.yaml").write_text(scenario)
+    with running_lab(folder / "topology.yaml", prefix) as result:
+        yield result, folder / "scenario.yaml"
+
+
+def run_valid(lab: labs.UpResult, scenario: Path, runs: Path) -> Any:
+    """The scenario on the running lab, complete and with a valid trial, on a quiet machine
+    (tests.integration.quiet): its RunResult."""
+    from lab.run.runner import RunOptions, run_scenario
+    from tests.integration.quiet import on_a_quiet_machine
+
+    def attempt(number: int) -> Any:
+        result = run_scenario(RunOptions(scenario, name=lab.state.lab, keep_lab=True,
+                                         runs_root=runs / f"a{number}"), lambda _m: None)
+        assert result.complete and result.summary["trials"][0]["valid"], result.summary
+        return result
+
+    return on_a_quiet_machine(attempt)
+
+
 def assert_lab_gone(name: str) -> None:
     """Nothing of the lab is left, whatever its backend."""
     from lab.backend.containerlab.names import deploy_netns

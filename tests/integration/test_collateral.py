@@ -12,10 +12,9 @@ import pandas as pd
 import pytest
 
 from lab.backend import labs
-from lab.run.runner import RunOptions, RunResult, run_scenario
+from lab.run.runner import RunResult
 from tests.conftest import SCENARIOS, TOPOLOGIES, require_root
-from tests.integration.labfixture import running_lab
-from tests.integration.quiet import on_a_quiet_machine
+from tests.integration.labfixture import run_valid, running_lab
 
 pytestmark = [pytest.mark.integration]
 FLOWS, TCP_FLOWS = 16, 8  # lab.scenario.model.ProbeSettings' defaults
@@ -30,16 +29,9 @@ def reference() -> Iterator[labs.UpResult]:
 
 def _run(lab: labs.UpResult, tmp_path: Path, scenario: str | Path = "node-crash-bfd.yaml"
          ) -> RunResult:
-    """A scenario (shipped, or a file) on the running lab: complete and valid
-    (tests.integration.quiet)."""
-    def attempt(number: int) -> RunResult:
-        result = run_scenario(RunOptions(SCENARIOS / scenario,
-                                         name=lab.state.lab, keep_lab=True,
-                                         runs_root=tmp_path / f"a{number}"), lambda _m: None)
-        assert result.complete and result.summary["trials"][0]["valid"], result.summary
-        return result
-
-    return on_a_quiet_machine(attempt)
+    """A scenario (shipped, or a file) on the running lab: complete and valid."""
+    result: RunResult = run_valid(lab, SCENARIOS / scenario, tmp_path)
+    return result
 
 
 def test_a_default_node_crash_run_accounts_for_every_flow(reference: labs.UpResult,

@@ -12,10 +12,8 @@ import pytest
 
 from lab.backend import labs
 from lab.backend.inspect import agent_status
-from lab.run.runner import RunOptions, RunResult, run_scenario
 from tests.conftest import require_root
-from tests.integration.labfixture import running_lab
-from tests.integration.quiet import on_a_quiet_machine
+from tests.integration.labfixture import lab_from_text, run_valid
 
 pytestmark = [pytest.mark.integration]
 
@@ -56,18 +54,16 @@ steps:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[labs.UpResult, Path]]:
     require_root()
-    folder = tmp_path_factory.mktemp("consistent")
-    (folder / "topology.yaml").write_text(TOPOLOGY)
-    (folder / "scenario.yaml").write_text(SCENARIO)
-    with running_lab(folder / "topology.yaml", "chash") as result:
-        yield result, folder
+    with lab_from_text(tmp_path_factory.mktemp("consistent"), TOPOLOGY, SCENARIO,
+                       "chash") as running:
+        yield running
 
 
 def test_every_node_proxies_to_every_pod_of_the_cluster(
         lab: tuple[labs.UpResult, Path]) -> None:
     """Each node's agent reaches the other nodes' pods (from its pod gateway: the fabric
     knows no route to its link address) and proxies to all six."""
-    up, _folder = lab
+    up, _scenario = lab
     for node in ("alpha-k8s-n1", "alpha-k8s-n2", "alpha-k8s-n3"):
         status = agent_status(up.state, node)
         assert set(status["pods"].values()) == {"ready"} and len(status["pods"]) == 6, status
@@ -76,16 +72,9 @@ def test_every_node_proxies_to_every_pod_of_the_cluster(
 
 def test_flows_moved_to_another_node_keep_their_pod(lab: tuple[labs.UpResult, Path],
                                                    tmp_path: Path) -> None:
-    up, folder = lab
+    up, scenario = lab
 
-    def attempt(number: int) -> RunResult:
-        result = run_scenario(RunOptions(folder / "scenario.yaml", name=up.state.lab,
-                                         keep_lab=True, runs_root=tmp_path / f"a{number}"),
-                              lambda _m: None)
-        assert result.complete and result.summary["trials"][0]["valid"], result.summary
-        return result
-
-    result = on_a_quiet_machine(attempt)
+    result = run_valid(up, scenario, tmp_path)
     (event,) = result.summary["trials"][0]["events"]
     crashed = event["target"]
     flows = [flow for row in event["clients"] for flow in row["flows"]]

@@ -12,10 +12,8 @@ import pytest
 
 from lab.backend import labs
 from lab.backend.bfdstart import bfd_peer_states
-from lab.run.runner import RunOptions, RunResult, run_scenario
 from tests.conftest import require_root
-from tests.integration.labfixture import running_lab
-from tests.integration.quiet import on_a_quiet_machine
+from tests.integration.labfixture import lab_from_text, run_valid
 
 pytestmark = [pytest.mark.integration]
 
@@ -55,15 +53,13 @@ steps:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[labs.UpResult, Path]]:
     require_root()
-    folder = tmp_path_factory.mktemp("timers")
-    (folder / "topology.yaml").write_text(TOPOLOGY)
-    (folder / "scenario.yaml").write_text(SCENARIO)
-    with running_lab(folder / "topology.yaml", "timers") as result:
-        yield result, folder
+    with lab_from_text(tmp_path_factory.mktemp("timers"), TOPOLOGY, SCENARIO,
+                       "timers") as running:
+        yield running
 
 
 def test_the_leafs_run_bfd_with_the_spine_only(lab: tuple[labs.UpResult, Path]) -> None:
-    up, _folder = lab
+    up, _scenario = lab
     for leaf in ("alpha-l1", "alpha-l2"):
         peers = bfd_peer_states(up.backend.router_files(up.state, leaf))
         spine = [s for s in up.plan.sessions if leaf in (s.a, s.b) and "alpha-s1" in (s.a, s.b)]
@@ -79,16 +75,9 @@ def test_the_leafs_run_bfd_with_the_spine_only(lab: tuple[labs.UpResult, Path]) 
 
 def test_a_node_crash_is_noticed_by_the_hold_timer(lab: tuple[labs.UpResult, Path],
                                                    tmp_path: Path) -> None:
-    up, folder = lab
+    up, scenario = lab
 
-    def attempt(number: int) -> RunResult:
-        result = run_scenario(RunOptions(folder / "scenario.yaml", name=up.state.lab,
-                                         keep_lab=True, runs_root=tmp_path / f"a{number}"),
-                              lambda _m: None)
-        assert result.complete and result.summary["trials"][0]["valid"], result.summary
-        return result
-
-    result = on_a_quiet_machine(attempt)
+    result = run_valid(up, scenario, tmp_path)
     (event,) = result.summary["trials"][0]["events"]
     # the last keepalive came up to 1 s before the crash: the hold timer expires 2-3 s after
     assert event["detection_source"] == "bgp", event
