@@ -267,6 +267,7 @@ class ClusterPlan:
     nodes: tuple[str, ...]
     readiness: ReadinessPlan
     services: tuple[str, ...]
+    announce_with: Literal["ready-endpoint", "local-endpoint"] = "ready-endpoint"
 
 
 @dataclass(frozen=True)

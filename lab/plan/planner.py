@@ -271,9 +271,10 @@ def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
         timers = resolve_timers(builder.topo.defaults.bgp, site.bgp, cluster.bgp)
         nodes = list(_plan_cluster_nodes(builder, site, cluster, asn, timers))
         probe = cluster.readiness
-        yield ClusterPlan(cluster.name, site.name, asn, cluster.speaker, tuple(nodes),
+        yield ClusterPlan(cluster.name, site.name, asn, cluster.daemon, tuple(nodes),
                           ReadinessPlan(probe.period, probe.timeout, probe.failure_threshold,
-                                        probe.success_threshold), services=())
+                                        probe.success_threshold), services=(),
+                          announce_with=cluster.announce_with)
 
 
 def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: int,
@@ -301,7 +302,7 @@ def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: in
         builder.add_node(NodePlan(
             name=name, role=Role.K8S_NODE, site=site.name, cluster=cluster.name,
             location=site.location, asn=asn, router_id=link.b.address.ip,
-            speaker=cluster.speaker, pod_cidr=pod_cidr, pod_gateway=gateway, pods=pods,
+            speaker=cluster.daemon, pod_cidr=pod_cidr, pod_gateway=gateway, pods=pods,
             timers=timers,
             frr_raw=tuple(builder.topo.frr_raw.node) + tuple(site.frr_raw.node),
             pod_cidr6=pod_cidr6, pod_gateway6=gateway6))

@@ -177,7 +177,13 @@ class Cluster(StrictModel):
     nodes: Annotated[int, Field(ge=1, le=999)]
     leafs: list[Annotated[int, Field(ge=1)]] | Literal["all"] = "all"
     pods_per_node: Annotated[int, Field(ge=1, le=64)] = 2
-    speaker: Literal["gobgp", "frr"] = "gobgp"
+    # named after the project whose speaker it models (docs/speakers.md); gobgp and frr,
+    # the daemons they run, name them too
+    speaker: Literal["kube-router", "metallb", "gobgp", "frr"] = "gobgp"
+    # when a node announces the VIP of a traffic-policy Local service: while it has a ready
+    # local endpoint, or while it has a local endpoint at all, ready or not (the check by
+    # the endpoint's node that keeps an unready pod's VIP announced: docs/speakers.md)
+    announce_with: Literal["ready-endpoint", "local-endpoint"] = "ready-endpoint"
     pod_cidr_size: Annotated[int, Field(ge=16, le=29)] = 24
     pod_cidr_size6: Annotated[int, Field(ge=48, le=120)] = 64  # Kubernetes' default is 64
     asn: Asn | None = None
@@ -185,6 +191,11 @@ class Cluster(StrictModel):
     # the node sessions' timers and BFD, over the site's: e.g. `bfd: false` for speakers
     # without BFD (kube-router before 2.11) while the fabric keeps it
     bgp: BgpSettings = BgpSettings()
+
+    @property
+    def daemon(self) -> Literal["gobgp", "frr"]:
+        """The BGP daemon of the nodes: kube-router's GoBGP, MetalLB's FRR (its FRR mode)."""
+        return "frr" if self.speaker in ("metallb", "frr") else "gobgp"
 
     @model_validator(mode="after")
     def _no_ecmp_for_nodes(self) -> Cluster:

@@ -51,7 +51,9 @@ FIELD_HINTS = {
     "pod_cidr_size": "the per-node pod prefix length, 16-29 (Kubernetes' default is 24)",
     "pod_cidr_size6": "the per-node IPv6 pod prefix length, 48-120 (Kubernetes' default is 64)",
     "families": "a list of address families: [ipv4], [ipv6] or [ipv4, ipv6]",
-    "speaker": "'gobgp' (kube-router model) or 'frr' (MetalLB FRR-mode model)",
+    "speaker": "'kube-router' (GoBGP; also 'gobgp') or 'metallb' (FRR mode; also 'frr')",
+    "announce_with": "'ready-endpoint' (announce while a local pod is ready) or "
+                     "'local-endpoint' (while a local pod exists, ready or not)",
     "protocol": "'udp' or 'tcp'",
     "traffic_policy": "'Local' (announce only with a ready local pod) or 'Cluster' (always)",
     "load_balancing": "'random' (kube-proxy's pick per new flow) or 'consistent' (a table of "

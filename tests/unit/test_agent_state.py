@@ -54,6 +54,17 @@ def test_a_shared_vip_is_announced_if_any_of_its_services_wants_it() -> None:
     assert desired_state(local_only, PODS, ready("q1")).vips == frozenset()
 
 
+def test_local_endpoint_keeps_the_vip_announced_without_a_ready_pod() -> None:
+    """`announce_with: local-endpoint` (the check by the endpoint's node): the VIP stays
+    announced while the proxy has no ready endpoint to send its traffic to."""
+    services = [svc("dns", "Local")]
+    state = desired_state(services, PODS, ready("q1"), "local-endpoint")
+    assert state.vips == {VIP} and state.endpoints["dns"] == ()
+    assert desired_state(services, PODS, ready("q1")).vips == frozenset()
+    remote_only = tuple(p for p in PODS if not p.local)
+    assert desired_state(services, remote_only, ready(), "local-endpoint").vips == frozenset()
+
+
 def test_unknown_pods_count_as_unready() -> None:
     assert desired_state([svc("dns", "Local")], PODS, {}).vips == frozenset()
 

@@ -137,6 +137,19 @@ def test_a_clusters_bgp_sets_its_node_sessions_only() -> None:
     assert node is not None and node.bfd is None and node.ecmp == plan.node("nyc-l1").timers.ecmp
 
 
+def test_speakers_are_named_after_their_projects() -> None:
+    """kube-router runs GoBGP, metallb FRR; gobgp and frr stay their names."""
+    doc = yaml.safe_load((TOPOLOGIES / "three-sites.yaml").read_text())
+    doc["sites"][0]["clusters"][0] |= {"speaker": "metallb"}
+    doc["sites"][1]["clusters"][0] |= {"speaker": "kube-router",
+                                       "announce_with": "local-endpoint"}
+    plan = build_plan(Topology.model_validate(doc))
+    assert [c.speaker for c in plan.clusters] == ["frr", "gobgp", "gobgp"]
+    assert [c.announce_with for c in plan.clusters] == [
+        "ready-endpoint", "local-endpoint", "ready-endpoint"]
+    assert plan.node("nyc-k8s-n1").speaker == "frr" and plan.node("ams-k8s-n1").speaker == "gobgp"
+
+
 def test_site_overrides_only_the_fields_it_sets() -> None:
     doc = yaml.safe_load((TOPOLOGIES / "three-sites.yaml").read_text())
     doc["sites"][1]["bgp"] = {"bfd": False, "hold": "30s", "keepalive": "10s"}

@@ -126,7 +126,8 @@ class Agent:
         self.last_probe: dict[str, str] = {}  # pod -> what its last probe said
         self.targets = pod_targets(spec.pods)
         self.announced: set[IPAddress] | None = None  # None: speaker state not known yet
-        self.desired = desired_state(spec.services, spec.pods, self.ready)
+        self.desired = desired_state(spec.services, spec.pods, self.ready,
+                                     spec.announce_with)
         self.applied_ruleset: str | None = None
         self.proxied: set[str] = set()  # endpoint addresses in the applied ruleset
         self.synced_ns = 0
@@ -159,7 +160,8 @@ class Agent:
     def step(self) -> None:
         """One readiness period: probe, update readiness, converge proxy and announcements."""
         self.probe_round()
-        self.desired = desired_state(self.spec.services, self.spec.pods, self.ready)
+        self.desired = desired_state(self.spec.services, self.spec.pods, self.ready,
+                                     self.spec.announce_with)
         self.converge()
 
     def probe_round(self) -> None:

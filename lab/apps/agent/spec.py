@@ -14,6 +14,7 @@ from lab.plan.model import IPAddress, IPNetwork, ReadinessCheck
 
 SPEAKERS = ("gobgp", "frr")
 TRAFFIC_POLICIES = ("Local", "Cluster")
+ANNOUNCE_WITH = ("ready-endpoint", "local-endpoint")
 LOAD_BALANCING = ("random", "consistent")
 DEFAULT_GOBGP_API = "127.0.0.1:50051"
 MAX_ASN = 4294967295
@@ -80,6 +81,7 @@ class AgentSpec:
     # reaches): proxied flows to them are SNATed to it; None: masquerade
     source: IPv4Address | None = None
     source6: IPv6Address | None = None
+    announce_with: str = "ready-endpoint"  # or "local-endpoint" (lab.apps.agent.state)
 
     @property
     def status_file(self) -> Path:
@@ -101,7 +103,7 @@ class AgentSpec:
 
 AGENT_FIELDS = ("lab", "node", "cluster", "speaker", "gobgp_api", "vty_socket_dir", "asn",
                 "pod_cidr", "pod_cidr6", "readiness", "services", "pods", "events", "nft",
-                "source", "source6")
+                "source", "source6", "announce_with")
 READINESS_FIELDS = ("period_ms", "timeout_ms", "failure_threshold", "success_threshold")
 SERVICE_FIELDS = ("name", "vip", "vip6", "protocol", "port", "traffic_policy", "load_balancing")
 POD_FIELDS = ("name", "address", "address6", "health_port", "local", "checks")
@@ -132,7 +134,9 @@ def load_agent_spec(path: Path) -> AgentSpec:
         nft=reader.text(top, "nft", default="nft"),
         pod_cidr6=_network6(reader, reader.text(top, "pod_cidr6", default="")),
         source=reader.ipv4(top, "source") if "source" in top else None,
-        source6=reader.ipv6(top, "source6"))
+        source6=reader.ipv6(top, "source6"),
+        announce_with=reader.choice(top, "announce_with", "", ANNOUNCE_WITH,
+                                    default="ready-endpoint"))
     _check_unique(reader, "services", [s.name for s in spec.services])
     _check_unique(reader, "pods", [p.name for p in spec.pods])
     reader.check()

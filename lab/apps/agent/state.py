@@ -36,16 +36,26 @@ def service_endpoints(service: AgentService, pods: Sequence[AgentPod],
     return tuple(local + others)
 
 
-def wants_vip(service: AgentService, endpoints: Sequence[Endpoint]) -> bool:
+def wants_vip(service: AgentService, endpoints: Sequence[Endpoint], has_local_pod: bool,
+              announce_with: str = "ready-endpoint") -> bool:
+    """Cluster: always. Local: with a ready local endpoint, or with ``local-endpoint``
+    while the node has a local pod at all: an unready pod keeps the VIP announced while
+    the proxy has nowhere to send its traffic (the blackhole of docs/speakers.md)."""
     if service.traffic_policy == "Cluster":
         return True
+    if announce_with == "local-endpoint":
+        return has_local_pod
     return any(ep.local for ep in endpoints)
 
 
 def desired_state(services: Sequence[AgentService], pods: Sequence[AgentPod],
-                  ready: Mapping[str, bool]) -> DesiredState:
+                  ready: Mapping[str, bool],
+                  announce_with: str = "ready-endpoint") -> DesiredState:
     endpoints = {s.name: service_endpoints(s, pods, ready) for s in services}
-    vips = frozenset(v for s in services if wants_vip(s, endpoints[s.name]) for v in s.vips)
+    has_local_pod = any(p.local for p in pods)
+    vips = frozenset(v for s in services
+                     if wants_vip(s, endpoints[s.name], has_local_pod, announce_with)
+                     for v in s.vips)
     return DesiredState(endpoints, vips)
 
 
