@@ -38,10 +38,15 @@ def running_lab(topology: Path, prefix: str = "it", timeout_s: float = 90.0,
 
 
 @contextmanager
-def lab_from_text(folder: Path, topology: str, scenario: str, prefix: str
+def lab_from_text(factory: Any, topology: str, scenario: str, prefix: str
                   ) -> Iterator[tuple[labs.UpResult, Path]]:
-    """A lab of a topology written into ``folder`` (as topology.yaml, beside the scenario
-    that names it, scenario.yaml): the running lab and the scenario's path."""
+    """A lab (root only) of a topology written into a new folder of ``factory`` (pytest's
+    tmp_path_factory) as topology.yaml, beside the scenario that names it, scenario.yaml:
+    the running lab and the scenario's path."""
+    from tests.conftest import require_root
+
+    require_root()
+    folder = factory.mktemp(prefix)
     (folder / "topology.yaml").write_text(topology)
     (folder / "scenario.yaml").write_text(scenario)
     with running_lab(folder / "topology.yaml", prefix) as result:

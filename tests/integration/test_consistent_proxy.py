@@ -12,7 +12,6 @@ import pytest
 
 from lab.backend import labs
 from lab.backend.inspect import agent_status
-from tests.conftest import require_root
 from tests.integration.labfixture import lab_from_text, run_valid
 
 pytestmark = [pytest.mark.integration]
@@ -53,9 +52,7 @@ steps:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[labs.UpResult, Path]]:
-    require_root()
-    with lab_from_text(tmp_path_factory.mktemp("consistent"), TOPOLOGY, SCENARIO,
-                       "chash") as running:
+    with lab_from_text(tmp_path_factory, TOPOLOGY, SCENARIO, "chash") as running:
         yield running
 
 

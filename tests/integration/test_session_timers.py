@@ -12,7 +12,6 @@ import pytest
 
 from lab.backend import labs
 from lab.backend.bfdstart import bfd_peer_states
-from tests.conftest import require_root
 from tests.integration.labfixture import lab_from_text, run_valid
 
 pytestmark = [pytest.mark.integration]
@@ -52,9 +51,7 @@ steps:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[labs.UpResult, Path]]:
-    require_root()
-    with lab_from_text(tmp_path_factory.mktemp("timers"), TOPOLOGY, SCENARIO,
-                       "timers") as running:
+    with lab_from_text(tmp_path_factory, TOPOLOGY, SCENARIO, "timers") as running:
         yield running
 
 

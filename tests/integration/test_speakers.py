@@ -12,7 +12,6 @@ import pytest
 
 from lab.backend import labs
 from lab.backend.inspect import agent_status
-from tests.conftest import require_root
 from tests.integration.labfixture import lab_from_text, run_valid
 
 pytestmark = [pytest.mark.integration]
@@ -57,9 +56,7 @@ steps:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[labs.UpResult, Path]]:
-    require_root()
-    with lab_from_text(tmp_path_factory.mktemp("speakers"), TOPOLOGY, SCENARIO,
-                       "spk") as running:
+    with lab_from_text(tmp_path_factory, TOPOLOGY, SCENARIO, "spk") as running:
         yield running
 
 
