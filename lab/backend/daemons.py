@@ -78,9 +78,12 @@ def frr_daemon_argv(daemon: str, files: NodeFiles) -> list[str]:
     return argv
 
 
-def gobgpd_argv(files: NodeFiles) -> list[str]:
+def gobgpd_argv(files: NodeFiles, restarting: bool = False) -> list[str]:
+    """gobgpd's command line; ``restarting`` (-r) sets the Restart State and Forwarding State
+    bits of its graceful-restart capability, so that its peers keep its stale routes until it
+    has sent them again."""
     return [GOBGPD, "-f", str(files.gobgpd_toml), "-t", "toml", "--api-hosts", GOBGP_API,
-            "-p", "--log-level", "info", "--pprof-disable"]
+            "-p", "--log-level", "info", "--pprof-disable", *(["-r"] if restarting else [])]
 
 
 def vtysh_argv(files: NodeFiles, *commands: str) -> list[str]:

@@ -3,14 +3,18 @@ details recorded in events.jsonl and needed by ``undo_fault``)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from lab.apps.agent.drain import DRAIN_FILE, Drain, write_drain
 from lab.backend import workloads
+from lab.backend.names import node_dir
 from lab.errors import BackendError
 from lab.faults import primitives as p
 from lab.faults.primitives import LabHandle
@@ -23,6 +27,7 @@ from lab.scenario.model import Step
 FRR_SPEAKER_KINDS = ("bgpd",)
 STOP_GRACE_S = 1.0
 GSHUT_COMMUNITY = "65535:0"
+DRAIN_CONFIRM_S = 10.0  # beyond the readiness period: how long the agent may take to drain
 
 
 @dataclass
@@ -159,6 +164,116 @@ def node_start(ctx: FaultContext, _: Details) -> Details:
         started.append(p.restart_frr_daemon(ctx.handle, node.name, "bgpd", None).pid)
     if node.role == Role.K8S_NODE:
         started.append(p.restart_agent(ctx.handle, node.name, None).pid)
+    return {"started_pids": started}
+
+
+def _speaker_kind(node: NodePlan) -> str:
+    return "gobgpd" if node.speaker == "gobgp" else "bgpd"
+
+
+def _stop(ctx: FaultContext, node: str, kinds: tuple[str, ...]) -> list[int]:
+    """SIGTERM the node's processes of these kinds and wait (a while) until they are gone."""
+    records = ctx.handle.processes(node, kinds)
+    stopped = p.signal_processes(ctx.handle, records, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and ctx.handle.processes(node, kinds):
+        time.sleep(0.02)
+    return stopped
+
+
+def _start_speaker(ctx: FaultContext, node: NodePlan, restarting: bool) -> list[int]:
+    """The node's speaker and then its agent (which announces again at once)."""
+    if node.speaker == "gobgp":
+        speaker = p.restart_gobgpd(ctx.handle, node.name, None, restarting)
+    else:
+        speaker = p.restart_frr_daemon(ctx.handle, node.name, "bgpd", None)
+    return [speaker.pid, p.restart_agent(ctx.handle, node.name, None).pid]
+
+
+def _k8s_node(ctx: FaultContext) -> NodePlan:
+    node = _node(ctx)
+    if node.role != Role.K8S_NODE or node.cluster is None:
+        raise BackendError(f"{node.name} is not a cluster node")
+    return node
+
+
+def _graceful_restart(ctx: FaultContext, node: NodePlan) -> bool:
+    return any(s.timers.graceful_restart is not None and s.kind == LinkKind.NODE
+               for s in ctx.handle.plan.sessions_of(node.name))
+
+
+def speaker_stop(ctx: FaultContext) -> Details:
+    """A speaker upgrade (the DaemonSet's pod replaced): the BGP daemon and the agent get
+    SIGTERM and exit. With graceful restart the leafs keep the node's routes as stale and
+    forward on; without, they drop them at once."""
+    node = _k8s_node(ctx)
+    stopped = _stop(ctx, node.name, (_speaker_kind(node), "agent"))
+    return {"stopped_pids": stopped, "speaker": _speaker_kind(node),
+            "graceful_restart": _graceful_restart(ctx, node)}
+
+
+def speaker_start(ctx: FaultContext, _: Details) -> Details:
+    node = _k8s_node(ctx)
+    restarting = _graceful_restart(ctx, node)
+    return {"started_pids": _start_speaker(ctx, node, restarting), "restarting": restarting}
+
+
+def _drain_of(ctx: FaultContext, node: NodePlan) -> tuple[Drain, float]:
+    """The step's method and prepend count over the cluster's drain policy; its wait."""
+    assert node.cluster is not None
+    policy = ctx.handle.plan.cluster(node.cluster).drain
+    method = ctx.step.method or policy.method
+    return Drain(method, ctx.step.prepend or policy.prepend), policy.wait_ms / 1000
+
+
+def _drain_file(ctx: FaultContext, node: str) -> Path:
+    return node_dir(ctx.handle.state.directory, node) / DRAIN_FILE
+
+
+def _wait_for_agent_drain(ctx: FaultContext, node: str, method: str) -> int:
+    """The instant the node's agent reports the drain in force (status.json)."""
+    status = node_dir(ctx.handle.state.directory, node) / "status.json"
+    deadline = time.monotonic() + DRAIN_CONFIRM_S
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(status.read_text()).get("drain") == method:
+                return time.monotonic_ns()
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    raise BackendError(f"the agent of {node} did not drain it within {DRAIN_CONFIRM_S:.0f} s")
+
+
+def node_drain(ctx: FaultContext) -> Details:
+    """``kubectl drain`` of one node, done the graceful way: the agent takes the node out of
+    the fabric first (withdraw, GSHUT or prepend, the cluster's drain policy or the step's
+    ``method``), the fabric gets the policy's ``wait`` to move the flows, then the pods stop
+    (SIGTERM), then the speaker and the agent."""
+    node = _k8s_node(ctx)
+    drain, wait_s = _drain_of(ctx, node)
+    write_drain(_drain_file(ctx, node.name), drain)
+    drained_ns = _wait_for_agent_drain(ctx, node.name, drain.method)
+    time.sleep(wait_s)
+    pods = [pod.name for pod in node.pods]
+    evicted = [pid for pod in pods
+               for pid in _stop(ctx, pod, ("server", workloads.KIND))]
+    evicted_ns = time.monotonic_ns()
+    stopped = _stop(ctx, node.name, (_speaker_kind(node), "agent"))
+    return {**drain.describe(), "drained_ns": drained_ns, "evicted_ns": evicted_ns,
+            "speaker_stopped_ns": time.monotonic_ns(), "pods": pods, "evicted_pids": evicted,
+            "stopped_pids": evicted + stopped}
+
+
+def node_undrain(ctx: FaultContext, _: Details) -> Details:
+    """Uncordon: the pods start again, then the speaker and the agent, which announces the
+    VIPs as the pods get ready."""
+    node = _k8s_node(ctx)
+    started = []
+    for pod in node.pods:
+        started.append(p.restart_server(ctx.handle, pod.name, None).pid)
+        started += [r.pid for r in p.restart_workloads(ctx.handle, pod.name)]
+    _drain_file(ctx, node.name).unlink(missing_ok=True)
+    started += _start_speaker(ctx, node, restarting=False)
     return {"started_pids": started}
 
 
@@ -389,6 +504,8 @@ FAULTS: dict[str, tuple[Applier, Undoer]] = {
     "service-withdraw": (service_withdraw, service_restore),
     "site-isolate": (site_isolate, site_reconnect),
     "site-drain": (site_drain, site_undrain),
+    "node-drain": (node_drain, node_undrain),
+    "speaker-restart": (speaker_stop, speaker_start),
     "uplink-shutdown": (uplink_shutdown, uplink_enable),
 }
 

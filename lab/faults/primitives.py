@@ -95,9 +95,11 @@ def restart_frr_daemon(handle: LabHandle, node: str, daemon: str,
     return record
 
 
-def restart_gobgpd(handle: LabHandle, node: str, old: ProcessRecord | None) -> ProcessRecord:
+def restart_gobgpd(handle: LabHandle, node: str, old: ProcessRecord | None,
+                   restarting: bool = False) -> ProcessRecord:
     files = handle.files(node)
-    return _start(handle, node, "gobgpd", daemons.gobgpd_argv(files), files.log("gobgpd"), old)
+    return _start(handle, node, "gobgpd", daemons.gobgpd_argv(files, restarting),
+                  files.log("gobgpd"), old)
 
 
 def restart_agent(handle: LabHandle, node: str, old: ProcessRecord | None) -> ProcessRecord:

@@ -79,12 +79,31 @@ class BfdTimers:
 
 
 @dataclass(frozen=True)
+class GracefulRestartPlan:
+    """BGP graceful restart of a node session: the speaker advertises the capability with
+    ``restart_time_s``; GoBGP, restarting, waits up to ``deferral_time_s`` for End-of-RIB."""
+
+    restart_time_s: int
+    deferral_time_s: int
+
+
+@dataclass(frozen=True)
 class BgpTimers:
     keepalive_s: int
     hold_s: int
     connect_retry_s: int
     ecmp: int
     bfd: BfdTimers | None
+    graceful_restart: GracefulRestartPlan | None = None  # node sessions of a cluster only
+
+
+@dataclass(frozen=True)
+class DrainPlan:
+    """What ``node-drain`` does to a cluster's node (lab.topology.model.DrainPolicy)."""
+
+    method: Literal["withdraw", "gshut", "prepend"] = "prepend"
+    prepend: int = 1
+    wait_ms: float = 2000.0
 
 
 @dataclass(frozen=True)
@@ -166,15 +185,19 @@ class SessionPlan:
         raise KeyError(f"{node} is not an end of session {self.id}")
 
     @property
-    def listener(self) -> str:
+    def listener(self) -> str | None:
         """The end that only listens (FRR ``neighbor X passive``, GoBGP ``passive-mode``); the
         other end alone opens the TCP connection, so the two ends never open two at once:
         FRR 8.4 resolves such a collision by closing a connection one end already counts as
         Established, a reset at start. Between routers the upper end listens (transit, spine;
         the first transit named on a WAN link); between a leaf and a cluster node, the node:
         FRR opens a session the moment it is configured, while GoBGP waits 5-10 s before its
-        first try (its minimum connect-retry interval, randomised)."""
-        return self.b if self.kind == LinkKind.NODE else self.a
+        first try (its minimum connect-retry interval, randomised). A node session with
+        graceful restart has no listener: after the node's speaker restarts, its leaf waits
+        for the node to connect (FRR's "NSF passive")."""
+        if self.kind == LinkKind.NODE:
+            return None if self.timers.graceful_restart is not None else self.b
+        return self.a
 
 
 @dataclass(frozen=True)
@@ -268,6 +291,7 @@ class ClusterPlan:
     readiness: ReadinessPlan
     services: tuple[str, ...]
     announce_with: Literal["ready-endpoint", "local-endpoint"] = "ready-endpoint"
+    drain: DrainPlan = DrainPlan()
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,10 @@ from lab.plan.model import (
     BgpTimers,
     ClusterPlan,
     DnsProbePlan,
+    DrainPlan,
     Endpoint,
     Family,
+    GracefulRestartPlan,
     Impairment,
     InterfacePlan,
     IPNetwork,
@@ -268,13 +270,30 @@ def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
     for index, cluster in enumerate(site.clusters, start=1):
         site_base = SITE_ASN_BASE + site_index * SITE_ASN_STRIDE
         asn = cluster.asn or site_base + CLUSTER_ASN_OFFSET + index
-        timers = resolve_timers(builder.topo.defaults.bgp, site.bgp, cluster.bgp)
+        timers = replace(resolve_timers(builder.topo.defaults.bgp, site.bgp, cluster.bgp),
+                         graceful_restart=_graceful_restart(cluster))
         nodes = list(_plan_cluster_nodes(builder, site, cluster, asn, timers))
         probe = cluster.readiness
         yield ClusterPlan(cluster.name, site.name, asn, cluster.daemon, tuple(nodes),
                           ReadinessPlan(probe.period, probe.timeout, probe.failure_threshold,
                                         probe.success_threshold), services=(),
-                          announce_with=cluster.announce_with)
+                          announce_with=cluster.announce_with,
+                          drain=DrainPlan(cluster.drain.method, cluster.drain.prepend,
+                                          cluster.drain.wait))
+
+
+# restart time of each daemon's model when the topology gives none: kube-router's
+# --bgp-graceful-restart-time, and FRR's `bgp graceful-restart restart-time` (MetalLB's)
+DEFAULT_RESTART_TIME_S = {"gobgp": 90, "frr": 120}
+
+
+def _graceful_restart(cluster: Cluster) -> GracefulRestartPlan | None:
+    settings = cluster.graceful_restart
+    if settings is None or not settings.enabled:
+        return None
+    restart = (DEFAULT_RESTART_TIME_S[cluster.daemon] if settings.restart_time is None
+               else max(1, round(settings.restart_time / 1000)))
+    return GracefulRestartPlan(restart, max(1, round(settings.deferral_time / 1000)))
 
 
 def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: int,

@@ -91,6 +91,16 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
         timers = session.timers
         if str(local) not in listen:
             listen.append(str(local))  # gobgpd listens only on the addresses listed
+        family: dict[str, Any] = {"config": {"afi-safi-name": f"{session.family}-unicast"}}
+        restart: dict[str, Any] = {}
+        if timers.graceful_restart is not None:
+            family["mp-graceful-restart"] = {"config": {"enabled": True}}
+            # notification-enabled (RFC 8538): gobgpd sends a Cease when it stops, which
+            # without it ends graceful restart at once and the leaf drops the routes
+            restart = {"graceful-restart": {"config": {
+                "enabled": True, "restart-time": timers.graceful_restart.restart_time_s,
+                "deferral-time": timers.graceful_restart.deferral_time_s,
+                "notification-enabled": True}}}
         neighbors.append({
             "config": {"neighbor-address": str(peer_address), "peer-as": peer_asn,
                        "description": peer},
@@ -99,7 +109,8 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
                                   "keepalive-interval": timers.keepalive_s}},
             "transport": {"config": {"local-address": str(local),
                                      "passive-mode": session.listener == node.name}},
-            "afi-safis": [{"config": {"afi-safi-name": f"{session.family}-unicast"}}],
+            "afi-safis": [family],
+            **restart,
         })
     return {
         "global": {

@@ -118,6 +118,9 @@ class BgpConfig:
     ecmp: int
     neighbors: tuple[BgpNeighbor, ...]
     address_families: tuple[AddressFamilyConfig, ...]
+    # an FRR-speaker node with graceful restart: its restart time (the leafs are helpers,
+    # FRR's default)
+    graceful_restart_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -285,8 +288,15 @@ def frr_config(plan: LabPlan, node: NodePlan) -> FrrConfig:
         route_maps=tuple(_route_maps(used, plan.families)),
         bfd_profiles=tuple(profiles), bfd_peers=(),
         bgp=BgpConfig(node.asn, node.router_id, node.timers.ecmp, tuple(neighbors),
-                      address_families),
+                      address_families, _restart_time(node, sessions)),
         raw=node.frr_raw)
+
+
+def _restart_time(node: NodePlan, sessions: list[SessionPlan]) -> int | None:
+    if node.role != Role.K8S_NODE:
+        return None
+    return next((s.timers.graceful_restart.restart_time_s for s in sessions
+                 if s.timers.graceful_restart is not None), None)
 
 
 def _bfd_companion_config(plan: LabPlan, node: NodePlan) -> FrrConfig:

@@ -308,11 +308,31 @@ def _check_transit(step: Step, index: int, plan: LabPlan,
     return []
 
 
+DRAIN_FAULTS = frozenset({"site-drain", "node-drain"})
+NODE_OPERATION_FAULTS = frozenset({"node-drain", "speaker-restart"})
+
+
+def _check_drain(step: Step, index: int, doc: SourceDocument) -> list[InputIssue]:
+    """`method:` and `prepend:` go with the drains; `withdraw` with node-drain only."""
+    issues = []
+    for field in ("method", "prepend"):
+        if getattr(step, field) is not None and step.fault not in DRAIN_FAULTS:
+            issues.append(doc.issue(["steps", index, field],
+                                    f"`{field}:` does not apply to {step.fault}",
+                                    "it goes with site-drain and node-drain"))
+    if step.method == "withdraw" and step.fault == "site-drain":
+        issues.append(doc.issue(["steps", index, "method"],
+                                "a site drain keeps announcing: 'withdraw' is node-drain's",
+                                "'prepend' or 'gshut'"))
+    return issues
+
+
 def _check_step(step: Step, index: int, plan: LabPlan, doc: SourceDocument,
                 clients: list[str], services: list[str]) -> list[InputIssue]:
     assert step.fault is not None
-    parameter_issues = _check_family(step, index, plan, doc) + _check_transit(step, index,
-                                                                              plan, doc)
+    parameter_issues = (_check_family(step, index, plan, doc)
+                        + _check_transit(step, index, plan, doc)
+                        + _check_drain(step, index, doc))
     if parameter_issues:
         return parameter_issues
     parts: list[str | int] = ["steps", index, "target"]
@@ -358,6 +378,8 @@ def _known_targets(plan: LabPlan, fault: str, kind: str) -> list[str]:
         nodes = [n for n in plan.nodes if n.role != Role.CLIENT]
         if fault in {"daemon-kill", "daemon-restart"}:
             nodes = [n for n in nodes if n.runs_frr or n.speaker == "gobgp"]
+        if fault in NODE_OPERATION_FAULTS:
+            nodes = [n for n in nodes if n.role == Role.K8S_NODE]
         return [n.name for n in nodes]
     if kind == "pod":
         return [p.name for p in plan.pods()]

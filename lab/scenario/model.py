@@ -19,6 +19,7 @@ FaultName = Literal[
     "node-crash", "node-stop", "daemon-kill", "daemon-restart",
     "bgp-session-shutdown", "pod-kill", "pod-unready", "service-withdraw",
     "site-isolate", "site-drain", "wan-latency", "transit-partition", "uplink-shutdown",
+    "node-drain", "speaker-restart",
 ]
 
 # Faults that can act on one address family (`family:`) of a dual-stack lab.
@@ -31,6 +32,7 @@ TARGET_KINDS: dict[str, str] = {
     "bgp-session-shutdown": "link", "pod-kill": "pod", "pod-unready": "pod",
     "service-withdraw": "cluster", "site-isolate": "site", "site-drain": "site",
     "wan-latency": "link", "transit-partition": "link", "uplink-shutdown": "site",
+    "node-drain": "node", "speaker-restart": "node",
 }
 
 
@@ -62,7 +64,7 @@ class Step(StrictModel):
     rate: RateBps | None = None
     period: DurationMs | None = None
     count: Annotated[int, Field(ge=1, le=1000)] | None = None
-    method: Literal["prepend", "gshut"] | None = None
+    method: Literal["prepend", "gshut", "withdraw"] | None = None
     prepend: Annotated[int, Field(ge=1, le=10)] | None = None
     family: Literal["ipv4", "ipv6"] | None = None  # FAMILY_FAULTS only; default: every family
     transit: Name | None = None  # uplink-shutdown: the site's uplink to it (default: all)
@@ -153,7 +155,8 @@ class Scenario(StrictModel):
 SCENARIO_FIELD_HINTS = {
     "fault": "one of: " + ", ".join(TARGET_KINDS),
     "daemon": "bgpd, bfdd, zebra, gobgpd or agent",
-    "method": "'prepend' (AS-path prepend towards the WAN) or 'gshut' (RFC 8326 community)",
+    "method": "'prepend' (AS-path prepend) or 'gshut' (RFC 8326 community); node-drain also "
+              "'withdraw' (default: the cluster's drain policy)",
     "family": "'ipv4' or 'ipv6': the one address family the fault acts on (default: both)",
     "transit": "the transit whose uplink (from each border router of the site) is shut",
     "repeat": "1-1000 trials",

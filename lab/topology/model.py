@@ -172,6 +172,40 @@ class ReadinessProbe(StrictModel):
     success_threshold: Annotated[int, Field(ge=1, le=100)] = 1
 
 
+def _graceful_restart_switch(value: object) -> object:
+    """`graceful_restart: true` takes the speaker's defaults; `false` turns it off."""
+    if isinstance(value, bool):
+        return {"enabled": value}
+    return value
+
+
+class GracefulRestart(StrictModel):
+    """BGP graceful restart (RFC 4724) of the node sessions: when the speaker restarts, its
+    leaf keeps the node's routes (stale) and forwarding for up to ``restart_time``."""
+
+    enabled: bool = True
+    # kube-router's --bgp-graceful-restart-time (90 s) and FRR's default (120 s, MetalLB's)
+    restart_time: DurationMs | None = None
+    # how long a restarting GoBGP waits for its peers' End-of-RIB before it sends its routes
+    # (kube-router's --bgp-graceful-restart-deferral-time)
+    deferral_time: DurationMs = 360000.0
+
+
+class DrainPolicy(StrictModel):
+    """How ``node-drain`` takes a node out before its pods stop: withdraw its VIPs, or keep
+    them announced with the GSHUT community (RFC 8326: the leaf sets local preference 0) or
+    with the node's AS prepended ``prepend`` times; then ``wait`` for the fabric to move.
+
+    The default, one prepend, is the one that loses nothing in a leaf-spine fabric: the
+    node's own leaf still prefers it (2 ASes against 3 through a spine) while the spines
+    already prefer the other leafs, so no packet bounces between a leaf that moved and a
+    spine that has not yet (docs/speakers.md, "Draining a node")."""
+
+    method: Literal["withdraw", "gshut", "prepend"] = "prepend"
+    prepend: Annotated[int, Field(ge=1, le=10)] = 1
+    wait: DurationMs = 2000.0
+
+
 class Cluster(StrictModel):
     name: Name
     nodes: Annotated[int, Field(ge=1, le=999)]
@@ -191,6 +225,9 @@ class Cluster(StrictModel):
     # the node sessions' timers and BFD, over the site's: e.g. `bfd: false` for speakers
     # without BFD (kube-router before 2.11) while the fabric keeps it
     bgp: BgpSettings = BgpSettings()
+    graceful_restart: Annotated[GracefulRestart,
+                                BeforeValidator(_graceful_restart_switch)] | None = None
+    drain: DrainPolicy = DrainPolicy()
 
     @property
     def daemon(self) -> Literal["gobgp", "frr"]:

@@ -54,6 +54,12 @@ FIELD_HINTS = {
     "speaker": "'kube-router' (GoBGP; also 'gobgp') or 'metallb' (FRR mode; also 'frr')",
     "announce_with": "'ready-endpoint' (announce while a local pod is ready) or "
                      "'local-endpoint' (while a local pod exists, ready or not)",
+    "graceful_restart": "`graceful_restart: true` (the speaker's defaults) or a mapping such "
+                        "as {restart_time: 90s, deferral_time: 360s}",
+    "drain.method": "'withdraw' (the node withdraws its VIPs), 'gshut' (RFC 8326 community: "
+                    "the leaf sets local preference 0) or 'prepend' (the node's AS, `prepend` "
+                    "times)",
+    "drain.prepend": "how many times the node prepends its AS, 1-10",
     "protocol": "'udp' or 'tcp'",
     "traffic_policy": "'Local' (announce only with a ready local pod) or 'Cluster' (always)",
     "load_balancing": "'random' (kube-proxy's pick per new flow) or 'consistent' (a table of "

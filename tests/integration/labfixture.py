@@ -53,6 +53,35 @@ def lab_from_text(factory: Any, topology: str, scenario: str, prefix: str
         yield result, folder / "scenario.yaml"
 
 
+def two_site_topology(name: str, description: str, alpha_cluster: str, beta_cluster: str,
+                      services: str) -> str:
+    """The text of a mini-like topology: sites alpha (transit east) and beta (west), each one
+    spine, two leafs and the cluster given (a YAML flow mapping), one client per transit."""
+    return f"""\
+name: {name}
+description: {description}
+defaults:
+  bgp: {{keepalive: 1s, hold: 3s, connect_retry: 1s, ecmp: 8,
+        bfd: {{interval: 300ms, multiplier: 3}}}}
+transits: [{{name: east}}, {{name: west}}]
+wan_links: [{{between: [east, west], delay: 10ms}}]
+sites:
+  - name: alpha
+    uplinks: [{{transit: east}}]
+    fabric: {{spines: 1, leafs: 2}}
+    clusters: [{alpha_cluster}]
+  - name: beta
+    uplinks: [{{transit: west}}]
+    fabric: {{spines: 1, leafs: 2}}
+    clusters: [{beta_cluster}]
+services:
+{services}
+clients:
+  - {{name: east-c1, transit: east, delay: 2ms}}
+  - {{name: west-c1, transit: west, delay: 2ms}}
+"""
+
+
 def run_valid(lab: labs.UpResult, scenario: Path, runs: Path) -> Any:
     """The scenario on the running lab, complete and with a valid trial, on a quiet machine
     (tests.integration.quiet): its RunResult."""

@@ -12,34 +12,16 @@ import pytest
 
 from lab.backend import labs
 from lab.backend.inspect import agent_status
-from tests.integration.labfixture import lab_from_text, run_valid
+from tests.integration.labfixture import lab_from_text, run_valid, two_site_topology
 
 pytestmark = [pytest.mark.integration]
 
-TOPOLOGY = """\
-name: speakers
-description: kube-router's check by node beside MetalLB's check by readiness.
-defaults:
-  bgp: {keepalive: 1s, hold: 3s, connect_retry: 1s, ecmp: 8,
-        bfd: {interval: 300ms, multiplier: 3}}
-transits: [{name: east}, {name: west}]
-wan_links: [{between: [east, west], delay: 10ms}]
-sites:
-  - name: alpha
-    uplinks: [{transit: east}]
-    fabric: {spines: 1, leafs: 2}
-    clusters: [{name: alpha-k8s, nodes: 2, pods_per_node: 1, speaker: kube-router,
-                announce_with: local-endpoint}]
-  - name: beta
-    uplinks: [{transit: west}]
-    fabric: {spines: 1, leafs: 2}
-    clusters: [{name: beta-k8s, nodes: 2, pods_per_node: 1, speaker: metallb}]
-services:
-  - {name: echo, vip: 192.0.2.10, protocol: udp, port: 7}
-clients:
-  - {name: east-c1, transit: east, delay: 2ms}
-  - {name: west-c1, transit: west, delay: 2ms}
-"""
+TOPOLOGY = two_site_topology(
+    "speakers", "kube-router's check by node beside MetalLB's check by readiness.",
+    "{name: alpha-k8s, nodes: 2, pods_per_node: 1, speaker: kube-router, "
+    "announce_with: local-endpoint}",
+    "{name: beta-k8s, nodes: 2, pods_per_node: 1, speaker: metallb}",
+    "  - {name: echo, vip: 192.0.2.10, protocol: udp, port: 7}")
 
 SCENARIO = """\
 name: unready-pods

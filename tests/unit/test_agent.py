@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.apps.agent.drain import Drain, write_drain
 from lab.apps.agent.events import EventLog, read_events
 from lab.apps.agent.main import Agent, run_agent
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget
@@ -41,9 +42,9 @@ class FakeSpeaker:
         self._check()
         return frozenset(self.routes)
 
-    def announce(self, prefix: IPv4Network) -> None:
+    def announce(self, prefix: IPv4Network, drain: Drain | None = None) -> None:
         self._check()
-        self.calls.append(f"add {prefix}")
+        self.calls.append(f"add {prefix}" + (f" {drain.method}" if drain else ""))
         if not self.drops:
             self.routes.add(prefix)
 
@@ -239,3 +240,44 @@ def test_the_loop_probes_at_once_and_stops_when_woken(world: World) -> None:
     loop.close()
     assert world.prober.rounds == 3
     assert world.events()[0] == "agent_start" and world.events()[-1] == "agent_stop"
+
+
+@pytest.mark.parametrize("method", ["gshut", "prepend"])
+def test_a_drain_that_keeps_announcing_sends_the_vips_again_with_its_attributes(
+        world: World, method: str) -> None:
+    world.agent.start()
+    world.agent.step()
+    write_drain(world.agent.drain_file, Drain(method, 2))  # type: ignore[arg-type]
+    world.agent.step()
+    assert world.speaker.calls[-1] == f"add {VIP_PREFIX} {method}"
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}  # replaced, never withdrawn
+    assert world.status()["drain"] == method
+    drain_event = read_events(world.spec.events)[-2]
+    assert drain_event["event"] == "drain" and drain_event["drain"]["method"] == method
+    world.agent.step()
+    assert world.speaker.calls[-1] == f"add {VIP_PREFIX} {method}"  # once
+    world.agent.drain_file.unlink()
+    world.agent.step()
+    assert world.speaker.calls[-1] == f"add {VIP_PREFIX}"
+    assert world.events()[-2:] == ["undrain", "announce"]
+    assert world.status()["drain"] is None
+
+
+def test_a_withdraw_drain_withdraws_every_vip_while_the_pods_stay_ready(world: World) -> None:
+    world.agent.start()
+    world.agent.step()
+    write_drain(world.agent.drain_file, Drain("withdraw"))
+    world.agent.step()
+    assert world.speaker.routes == {POD_CIDR}
+    assert world.status()["pods"] == {"p1": "ready", "q1": "ready"}
+    assert world.status()["endpoints"] == {"dns": ["10.64.0.2"]}  # still proxied
+    world.agent.drain_file.unlink()
+    world.agent.step()
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}
+
+
+def test_an_agent_started_on_a_drained_node_announces_with_the_drain(world: World) -> None:
+    write_drain(world.agent.drain_file, Drain("gshut"))
+    world.agent.start()
+    world.agent.step()
+    assert world.speaker.calls == [f"add {POD_CIDR}", f"add {VIP_PREFIX} gshut"]

@@ -86,4 +86,4 @@ def test_status_document() -> None:
     assert doc == {"node": "n1", "t_ns": 42,
                    "pods": {"p1": "ready", "p2": "unready", "q1": "unready"},
                    "announced": ["192.0.2.53"], "endpoints": {"dns": ["10.64.0.2"]},
-                   "unready_why": {}}
+                   "unready_why": {}, "drain": None}

@@ -14,7 +14,8 @@ from lab.plan.model import LabPlan, LinkKind
 from tests.conftest import TOPOLOGIES
 
 
-@pytest.fixture(scope="module", params=["two-sites-mini.yaml", "three-sites.yaml"])
+@pytest.fixture(scope="module", params=["two-sites-mini.yaml", "three-sites.yaml",
+                                              "three-sites-gr.yaml"])
 def rendered(request: pytest.FixtureRequest) -> tuple[LabPlan, dict[str, dict[str, str]]]:
     plan, lab = pipeline.render(TOPOLOGIES / request.param)
     return plan, lab.files
@@ -38,8 +39,13 @@ def test_exactly_the_listening_end_is_passive(
         b_listens = str(session.a_address) in _passive_peers(files[session.b])
         assert (a_listens, b_listens) == (session.listener == session.a,
                                           session.listener == session.b), session.id
-        if session.kind == LinkKind.NODE:  # the node listens: the leaf connects at once
+        if session.kind == LinkKind.NODE and session.timers.graceful_restart is None:
+            # the node listens: the leaf connects at once
+            assert session.listener is not None
             assert plan.node(session.listener).role == "k8s-node"
+        elif session.kind == LinkKind.NODE:
+            # graceful restart: both connect (a restarted node must reach its leaf)
+            assert session.listener is None
 
 
 def test_routers_are_configured_after_the_peers_they_connect_to(

@@ -25,12 +25,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from lab.apps.agent.drain import DRAIN_FILE, Drain, read_drain
 from lab.apps.agent.events import EventLog, write_json_atomic
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget, probe_all
 from lab.apps.agent.readiness import ProbeState, observe, transition
 from lab.apps.agent.speaker import FrrSpeaker, GobgpSpeaker, Speaker
 from lab.apps.agent.spec import AgentPod, AgentSpec, address_order, load_agent_spec
 from lab.apps.agent.state import (
+    DesiredState,
     desired_state,
     endpoint_addresses,
     service_rules,
@@ -76,7 +78,7 @@ def make_speaker(spec: AgentSpec) -> Speaker:
         assert spec.vty_socket_dir is not None  # the spec loader requires it
         return FrrSpeaker(spec.vty_socket_dir, spec.asn)
     host, port = spec.gobgp_api
-    return GobgpSpeaker(host, port, families=spec.families)
+    return GobgpSpeaker(host, port, families=spec.families, asn=spec.asn)
 
 
 def check_name(pod: str, service: str) -> str:
@@ -126,6 +128,9 @@ class Agent:
         self.last_probe: dict[str, str] = {}  # pod -> what its last probe said
         self.targets = pod_targets(spec.pods)
         self.announced: set[IPAddress] | None = None  # None: speaker state not known yet
+        self.drain_file = spec.events.parent / DRAIN_FILE
+        self.drain: Drain | None = None  # asked for by the drain file
+        self.drain_applied: Drain | None = None  # on the announced VIPs (gshut, prepend)
         self.desired = desired_state(spec.services, spec.pods, self.ready,
                                      spec.announce_with)
         self.applied_ruleset: str | None = None
@@ -156,13 +161,27 @@ class Agent:
             self.error("sync", str(failure))
         else:
             self.adopt(found)
+        # a drain that was on before a restart: its attributes are sent again at once
+        self.read_drain()
 
     def step(self) -> None:
         """One readiness period: probe, update readiness, converge proxy and announcements."""
         self.probe_round()
+        self.read_drain()
         self.desired = desired_state(self.spec.services, self.spec.pods, self.ready,
                                      self.spec.announce_with)
+        if self.drain is not None and not self.drain.keeps_announcing:
+            self.desired = DesiredState(self.desired.endpoints, frozenset())
         self.converge()
+
+    def read_drain(self) -> None:
+        drain = read_drain(self.drain_file)
+        if drain == self.drain:
+            return
+        self.drain = drain
+        self.log.write("drain" if drain is not None else "undrain", t_ns=time.monotonic_ns(),
+                       drain=None if drain is None else drain.describe(),
+                       announced=_texts(self.announced or ()))
 
     def probe_round(self) -> None:
         started = time.monotonic_ns()
@@ -260,6 +279,7 @@ class Agent:
 
     def converge_announcements(self) -> None:
         assert self.announced is not None
+        self.converge_drain_attributes()
         wanted = self.desired.vips
         changes = [(v, True) for v in sorted(wanted - self.announced - self.held,
                                              key=address_order)]
@@ -272,18 +292,31 @@ class Agent:
         if changes:
             self.verify()
 
+    def converge_drain_attributes(self) -> None:
+        """Send the announced VIPs again when the drain's attributes change (GSHUT or
+        prepend on, or off again): a replacement, never a withdrawal."""
+        assert self.announced is not None
+        wanted = self.drain if self.drain is not None and self.drain.keeps_announcing else None
+        if wanted == self.drain_applied:
+            return
+        self.drain_applied = wanted
+        for vip in sorted(self.announced, key=address_order):
+            self.originate(host_prefix(vip), "vip")
+
     def originate(self, prefix: IPNetwork, kind: str) -> bool:
         services = self._services_of(prefix)
+        drain = self.drain_applied if kind == "vip" else None
         t_ns = time.monotonic_ns()
         try:
-            self.speaker.announce(prefix)
+            self.speaker.announce(prefix, drain)
         except CommandError as exc:
             self.error("announce", str(exc), t_ns, prefix=prefix)
             return False
         done_ns = time.monotonic_ns()
         if kind == "vip":
             self.log.write("announce", t_ns=t_ns, done_ns=done_ns, prefix=prefix,
-                           vip=prefix.network_address, kind=kind, services=services)
+                           vip=prefix.network_address, kind=kind, services=services,
+                           **({"drain": drain.describe()} if drain is not None else {}))
         else:
             self.log.write("announce", t_ns=t_ns, done_ns=done_ns, prefix=prefix, kind=kind)
         return True
@@ -333,13 +366,15 @@ class Agent:
     def write_status(self) -> None:
         unready_why = {pod: why for pod, why in self.last_probe.items()
                        if not self.probes[pod].ready}
+        drain = None if self.drain is None else self.drain.method
         key = (self.ready, _texts(self.announced or ()),
-               endpoint_addresses(self.desired.endpoints), unready_why)
+               endpoint_addresses(self.desired.endpoints), unready_why, drain)
         if key == self._last_status:
             return
         self._last_status = key
         document = status_document(self.spec.node, time.monotonic_ns(), self.ready,
-                                   self.announced or (), self.desired.endpoints, unready_why)
+                                   self.announced or (), self.desired.endpoints, unready_why,
+                                   drain)
         write_json_atomic(self.spec.status_file, document)
 
     def stop(self, signame: str, withdraw: bool) -> None:

@@ -17,6 +17,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Protocol
 
+from lab.apps.agent.drain import GSHUT_COMMUNITY, Drain
 from lab.errors import CommandError
 from lab.plan.model import IPV4, IPV6, IPNetwork, family_of
 from lab.proc import run
@@ -30,7 +31,9 @@ class Speaker(Protocol):
 
     def announced(self) -> frozenset[IPNetwork]: ...
 
-    def announce(self, prefix: IPNetwork) -> None: ...
+    def announce(self, prefix: IPNetwork, drain: Drain | None = None) -> None:
+        """Originate ``prefix`` (again: the new attributes replace the old), with the GSHUT
+        community or a prepended AS path while ``drain`` keeps announcing."""
 
     def withdraw(self, prefix: IPNetwork) -> None: ...
 
@@ -59,9 +62,10 @@ class GobgpSpeaker:
 
     def __init__(self, host: str, port: int, cli: str = "gobgp",
                  timeout: float = SPEAKER_TIMEOUT_S,
-                 families: Sequence[str] = ("ipv4",)) -> None:
+                 families: Sequence[str] = ("ipv4",), asn: int | None = None) -> None:
         self.host, self.port, self.cli, self.timeout = host, port, cli, timeout
         self.families = tuple(families)
+        self.asn = asn
 
     def _run(self, *args: str) -> str:
         argv = [self.cli, "-u", self.host, "-p", str(self.port), *args]
@@ -79,8 +83,17 @@ class GobgpSpeaker:
                                    f"unreadable: {exc}") from exc
         return frozenset(found)
 
-    def announce(self, prefix: IPNetwork) -> None:
-        self._run("global", "rib", "add", "-a", family_of(prefix), str(prefix))
+    def announce(self, prefix: IPNetwork, drain: Drain | None = None) -> None:
+        self._run("global", "rib", "add", "-a", family_of(prefix), str(prefix),
+                  *self._attributes(drain))
+
+    def _attributes(self, drain: Drain | None) -> list[str]:
+        if drain is None or not drain.keeps_announcing:
+            return []
+        if drain.method == "gshut":
+            return ["community", GSHUT_COMMUNITY]
+        # gobgpd puts its own AS in front when it sends the path: ASN x prepend, plus that
+        return ["aspath", " ".join([str(self.asn)] * drain.prepend)]
 
     def withdraw(self, prefix: IPNetwork) -> None:
         self._run("global", "rib", "del", "-a", family_of(prefix), str(prefix))
@@ -120,15 +133,30 @@ class FrrSpeaker:
             argv += ["-c", command]
         return run(argv, timeout=self.timeout).stdout
 
-    def _configure(self, prefix: IPNetwork, statement: str) -> None:
-        self._vtysh(["configure terminal", f"router bgp {self.asn}",
+    def _configure(self, prefix: IPNetwork, statement: str,
+                   before: Sequence[str] = ()) -> None:
+        self._vtysh(["configure terminal", *before, f"router bgp {self.asn}",
                      f"address-family {family_of(prefix)} unicast", statement])
 
     def announced(self) -> frozenset[IPNetwork]:
         return parse_frr_networks(self._vtysh(["show running-config"]), self.asn)
 
-    def announce(self, prefix: IPNetwork) -> None:
-        self._configure(prefix, f"network {prefix}")
+    def announce(self, prefix: IPNetwork, drain: Drain | None = None) -> None:
+        """``network X`` entered again replaces the statement's route map (none, or the
+        drain's): FRR sends the route again with the new attributes, never withdraws it."""
+        if drain is None or not drain.keeps_announcing:
+            self._configure(prefix, f"network {prefix}")
+            return
+        name, line = self._drain_route_map(drain)
+        self._configure(prefix, f"network {prefix} route-map {name}",
+                        before=(f"route-map {name} permit 10", line, "exit"))
+
+    def _drain_route_map(self, drain: Drain) -> tuple[str, str]:
+        """A route map per drain (defined again each time: the same lines change nothing)."""
+        if drain.method == "gshut":
+            return "NODE-DRAIN-GSHUT", f"set community {GSHUT_COMMUNITY} additive"
+        return (f"NODE-DRAIN-PREPEND-{drain.prepend}",
+                "set as-path prepend " + " ".join([str(self.asn)] * drain.prepend))
 
     def withdraw(self, prefix: IPNetwork) -> None:
         try:

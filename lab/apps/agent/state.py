@@ -75,9 +75,10 @@ def endpoint_addresses(endpoints: Mapping[str, tuple[Endpoint, ...]]) -> dict[st
 def status_document(node: str, t_ns: int, ready: Mapping[str, bool],
                     announced: Iterable[IPAddress],
                     endpoints: Mapping[str, tuple[Endpoint, ...]],
-                    unready_why: Mapping[str, str] | None = None) -> dict[str, object]:
+                    unready_why: Mapping[str, str] | None = None,
+                    drain: str | None = None) -> dict[str, object]:
     """The agent's status.json: readiness per pod, announced VIPs, endpoints per service,
-    and for each unready pod what its last probe said."""
+    for each unready pod what its last probe said, and the drain in force (its method)."""
     return {
         "node": node,
         "t_ns": t_ns,
@@ -85,4 +86,5 @@ def status_document(node: str, t_ns: int, ready: Mapping[str, bool],
         "announced": [str(v) for v in sorted(announced, key=address_order)],
         "endpoints": endpoint_addresses(endpoints),
         "unready_why": dict(sorted((unready_why or {}).items())),
+        "drain": drain,
     }
