@@ -209,9 +209,9 @@ class FakeBackend:
         self.journal.append(("thaw", list(nodes)))
         return [r.pid for node in nodes for r in self.processes(state, node)]
 
-    def set_link(self, state: LabState, plan: LabPlan, node: str, ifname: str,
-                 up: bool) -> None:
-        self.journal.append(("link", node, ifname, "up" if up else "down"))
+    def set_links(self, state: LabState, plan: LabPlan, node: str, ifnames: Sequence[str],
+                  up: bool) -> None:
+        self.journal += [("link", node, ifname, "up" if up else "down") for ifname in ifnames]
 
     def set_blackhole(self, state: LabState, node: str, ifname: str, on: bool) -> None:
         self.journal.append(("blackhole", node, ifname, "on" if on else "off"))

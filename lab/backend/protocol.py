@@ -125,9 +125,10 @@ class Backend(Protocol):
 
     def thaw(self, state: LabState, nodes: Sequence[str]) -> list[int]: ...
 
-    def set_link(self, state: LabState, plan: LabPlan, node: str, ifname: str,
-                 up: bool) -> None:
-        """Administratively down (carrier loss at the peer) or up again, as configured."""
+    def set_links(self, state: LabState, plan: LabPlan, node: str, ifnames: Sequence[str],
+                  up: bool) -> None:
+        """Administratively down (carrier loss at the peers) or up again, as configured; the
+        interfaces together, in one command (a box that loses power loses them at once)."""
         ...
 
     def set_blackhole(self, state: LabState, node: str, ifname: str, on: bool) -> None:

@@ -137,6 +137,22 @@ def node_recover(ctx: FaultContext, _: Details) -> Details:
     return {"thawed_pids": thawed}
 
 
+def node_power_off(ctx: FaultContext) -> Details:
+    """A box that loses power: every link loses carrier at once (its peers see it) and its
+    processes stop where they are (frozen, so that the undo is a reboot that keeps them)."""
+    node = _node(ctx)
+    p.set_links_state(ctx.handle, node.name, [i.name for i in node.interfaces], up=False)
+    frozen = p.freeze(ctx.handle, _node_and_pods(ctx))
+    return {"frozen_pids": frozen, "interfaces": [i.name for i in node.interfaces]}
+
+
+def node_power_on(ctx: FaultContext, _: Details) -> Details:
+    node = _node(ctx)
+    thawed = p.thaw(ctx.handle, _node_and_pods(ctx))
+    p.set_links_state(ctx.handle, node.name, [i.name for i in node.interfaces], up=True)
+    return {"thawed_pids": thawed}
+
+
 def node_stop(ctx: FaultContext) -> Details:
     """Graceful: the BGP speaker and agent stop (peers get a NOTIFICATION), then the links go
     down, as in an orderly shutdown."""
@@ -496,6 +512,7 @@ FAULTS: dict[str, tuple[Applier, Undoer]] = {
     "wan-latency": (link_impair, link_restore),
     "node-crash": (node_crash, node_recover),
     "node-stop": (node_stop, node_start),
+    "node-power-off": (node_power_off, node_power_on),
     "daemon-kill": (daemon_kill, daemon_start),
     "daemon-restart": (daemon_restart, lambda _c, _d: {}),
     "bgp-session-shutdown": (session_shutdown, session_enable),

@@ -60,7 +60,11 @@ class LabHandle:
 
 
 def set_link_state(handle: LabHandle, node: str, ifname: str, up: bool) -> None:
-    handle.backend.set_link(handle.state, handle.plan, node, ifname, up)
+    set_links_state(handle, node, [ifname], up)
+
+
+def set_links_state(handle: LabHandle, node: str, ifnames: Sequence[str], up: bool) -> None:
+    handle.backend.set_links(handle.state, handle.plan, node, ifnames, up)
 
 
 def set_blackhole(handle: LabHandle, node: str, ifname: str, on: bool) -> None:

@@ -302,7 +302,8 @@ def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: in
                     else cluster.leafs)
     for index in range(1, cluster.nodes + 1):
         name = naming.k8s_node_name(cluster.name, index)
-        leaf = naming.leaf_name(site.name, leaf_numbers[(index - 1) % len(leaf_numbers)])
+        leafs = [naming.leaf_name(site.name, number)
+                 for number in _node_leafs(leaf_numbers, index, cluster.leafs_per_node)]
         pod_cidr = builder.pods.block(cluster.pod_cidr_size)
         gateway = IPv4Interface((pod_cidr[1], cluster.pod_cidr_size))
         pod_cidr6 = gateway6 = None
@@ -317,7 +318,8 @@ def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: in
                     if pod_cidr6 is not None else None,
                     gateway6.ip if gateway6 is not None else None)
             for k in range(1, cluster.pods_per_node + 1))
-        link = builder.link(LinkKind.NODE, leaf, name, builder.fabric)
+        links = [builder.link(LinkKind.NODE, leaf, name, builder.fabric) for leaf in leafs]
+        link = links[0]
         builder.add_node(NodePlan(
             name=name, role=Role.K8S_NODE, site=site.name, cluster=cluster.name,
             location=site.location, asn=asn, router_id=link.b.address.ip,
@@ -327,10 +329,20 @@ def _plan_cluster_nodes(builder: _Builder, site: Site, cluster: Cluster, asn: in
             pod_cidr6=pod_cidr6, pod_gateway6=gateway6))
         # traffic the node sends itself (its agent's probes of other nodes' pods, proxied
         # flows it masquerades) leaves from its pod gateway, which the node announces
-        builder.default_routes(name, link, gateway.ip,
-                               gateway6.ip if gateway6 is not None else None)
-        builder.session(link, timers)
+        for link in links:  # two leafs: a default route over both (one multipath route)
+            builder.default_routes(name, link, gateway.ip,
+                                   gateway6.ip if gateway6 is not None else None)
+            builder.session(link, timers)
         yield name
+
+
+def _node_leafs(leaf_numbers: list[int], index: int, per_node: int) -> list[int]:
+    """The leaf (or pair of leafs: the list's 1st and 2nd, 3rd and 4th, ...) of the cluster's
+    node ``index`` (1-based), in turn over the cluster's leafs."""
+    if per_node == 1:
+        return [leaf_numbers[(index - 1) % len(leaf_numbers)]]
+    pair = (index - 1) % (len(leaf_numbers) // 2)
+    return leaf_numbers[2 * pair:2 * pair + 2]
 
 
 def _plan_clients(builder: _Builder) -> None:

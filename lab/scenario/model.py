@@ -19,7 +19,7 @@ FaultName = Literal[
     "node-crash", "node-stop", "daemon-kill", "daemon-restart",
     "bgp-session-shutdown", "pod-kill", "pod-unready", "service-withdraw",
     "site-isolate", "site-drain", "wan-latency", "transit-partition", "uplink-shutdown",
-    "node-drain", "speaker-restart",
+    "node-drain", "speaker-restart", "node-power-off",
 ]
 
 # Faults that can act on one address family (`family:`) of a dual-stack lab.
@@ -32,7 +32,7 @@ TARGET_KINDS: dict[str, str] = {
     "bgp-session-shutdown": "link", "pod-kill": "pod", "pod-unready": "pod",
     "service-withdraw": "cluster", "site-isolate": "site", "site-drain": "site",
     "wan-latency": "link", "transit-partition": "link", "uplink-shutdown": "site",
-    "node-drain": "node", "speaker-restart": "node",
+    "node-drain": "node", "speaker-restart": "node", "node-power-off": "node",
 }
 
 

@@ -210,6 +210,9 @@ class Cluster(StrictModel):
     name: Name
     nodes: Annotated[int, Field(ge=1, le=999)]
     leafs: list[Annotated[int, Field(ge=1)]] | Literal["all"] = "all"
+    # 2: each node attaches to a pair of the cluster's leafs (two ToRs per rack: leafs 1-2,
+    # 3-4, ... of the list), with a BGP session to each and a default route over both
+    leafs_per_node: Annotated[int, Field(ge=1, le=2)] = 1
     pods_per_node: Annotated[int, Field(ge=1, le=64)] = 2
     # named after the project whose speaker it models (docs/speakers.md); gobgp and frr,
     # the daemons they run, name them too

@@ -40,6 +40,7 @@ FIELD_HINTS = {
     "fabric.leafs": "a site has 1-128 leafs",
     "fabric.border_leafs": "1-8 border leafs (used with `border: leafs`)",
     "leafs": "list leaf numbers (1-based), e.g. [1, 2], or 'all'",
+    "leafs_per_node": "1 (one leaf per node) or 2 (each node on a pair of leafs: 1-2, 3-4, ...)",
     "services.clusters": "list cluster names, e.g. [nyc-k8s], or 'all'",
     "asn": "an AS number 1-4294967294; leave it out to have one allocated",
     "bfd": "`bfd: false` turns BFD off; or a mapping such as {interval: 300ms, multiplier: 3}",
@@ -510,6 +511,12 @@ def _site_fabric(site: Site, i: int, doc: SourceDocument) -> Iterator[InputIssue
             if len(set(cluster.leafs)) != len(cluster.leafs):
                 yield doc.issue(["sites", i, "clusters", j, "leafs"], "a leaf is listed twice",
                                 "list each leaf once")
+        usable = site.fabric.leafs if cluster.leafs == "all" else len(cluster.leafs)
+        if cluster.leafs_per_node == 2 and usable < 2:
+            yield doc.issue(["sites", i, "clusters", j, "leafs_per_node"],
+                            f"a dual-homed node needs two leafs; cluster {cluster.name!r} has "
+                            f"{usable}", "give the site (or the cluster's `leafs`) two or more "
+                                         "leafs, or set `leafs_per_node: 1`")
         room = 2 ** (32 - cluster.pod_cidr_size) - 3
         if cluster.pods_per_node > room:
             yield doc.issue(["sites", i, "clusters", j, "pod_cidr_size"],

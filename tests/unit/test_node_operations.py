@@ -153,3 +153,34 @@ def test_a_drain_policy_with_an_unknown_method_is_a_clear_error(tmp_path: Path) 
         pipeline.plan(_mini(tmp_path, ", drain: {method: shutdown}"))
     text = str(caught.value)
     assert "drain.method" in text and "'gshut'" in text
+
+
+def test_dual_homed_nodes_get_a_pair_of_leafs_a_session_and_a_route_each(
+        tmp_path: Path) -> None:
+    path = tmp_path / "dual.yaml"
+    path.write_text(MINI.replace("fabric: {spines: 1, leafs: 2}\n    clusters:\n      - {name: "
+                                 "alpha-k8s, nodes: 2, pods_per_node: 1}",
+                                 "fabric: {spines: 1, leafs: 4}\n    clusters:\n      - {name: "
+                                 "alpha-k8s, nodes: 3, pods_per_node: 1, leafs_per_node: 2}"))
+    plan = pipeline.plan(path)
+    peers = {n: sorted(s.side(n)[3] for s in plan.sessions_of(n))
+             for n in ("alpha-k8s-n1", "alpha-k8s-n2", "alpha-k8s-n3")}
+    assert peers == {"alpha-k8s-n1": ["alpha-l1", "alpha-l2"],
+                     "alpha-k8s-n2": ["alpha-l3", "alpha-l4"],
+                     "alpha-k8s-n3": ["alpha-l1", "alpha-l2"]}
+    node = plan.node("alpha-k8s-n1")
+    assert [(str(r.prefix), r.dev, r.src) for r in node.routes] == [
+        ("0.0.0.0/0", "alpha-l1", node.pod_gateway.ip),
+        ("0.0.0.0/0", "alpha-l2", node.pod_gateway.ip)]
+    files = render_node(plan, plan.node("alpha-l2"))["frr.conf"]
+    assert str(node.pod_cidr) in files  # the second leaf accepts the node's prefixes too
+
+
+def test_a_dual_homed_cluster_needs_two_leafs(tmp_path: Path) -> None:
+    path = tmp_path / "dual.yaml"
+    path.write_text(MINI.replace("{name: alpha-k8s, nodes: 2, pods_per_node: 1}",
+                                 "{name: alpha-k8s, nodes: 2, pods_per_node: 1, leafs: [2], "
+                                 "leafs_per_node: 2}"))
+    with pytest.raises(InputError) as caught:
+        pipeline.plan(path)
+    assert "a dual-homed node needs two leafs" in str(caught.value)

@@ -143,12 +143,15 @@ class NetnsBackend:
     def thaw(self, state: LabState, nodes: Sequence[str]) -> list[int]:
         return self.signal(self._records_of(state, nodes), signal.SIGCONT)
 
-    def set_link(self, state: LabState, plan: LabPlan, node: str, ifname: str,
-                 up: bool) -> None:
-        self._ip(state, node, "link", "set", "dev", ifname, "up" if up else "down")
-        if up:  # the kernel forgot what it had on the interface: put it back as configured
-            self._restore_static_routes(state, plan, node, ifname)
-            self._restore_neighbours(state, plan, node, ifname)
+    def set_links(self, state: LabState, plan: LabPlan, node: str, ifnames: Sequence[str],
+                  up: bool) -> None:
+        self._run(self.net_argv(state, node, [IP, "-batch", "-"]),
+                  "".join(f"link set dev {ifname} {'up' if up else 'down'}\n"
+                          for ifname in ifnames))
+        if up:  # the kernel forgot what it had on the interfaces: put it back as configured
+            for ifname in ifnames:
+                self._restore_static_routes(state, plan, node, ifname)
+                self._restore_neighbours(state, plan, node, ifname)
 
     def set_blackhole(self, state: LabState, node: str, ifname: str, on: bool) -> None:
         table = "anylab_bh_" + re.sub(r"[^A-Za-z0-9_]", "_", ifname)
@@ -214,11 +217,27 @@ class NetnsBackend:
                                ifname: str) -> None:
         """The kernel deletes static routes through an interface that goes down; a host's
         network configuration would put them back when it comes up."""
-        for route in plan.node(node).routes:
-            if route.dev == ifname:
+        routes = plan.node(node).routes
+        for route in routes:
+            if route.dev != ifname:
+                continue
+            # as the bring-up installed it (pyroute2 marks its routes static)
+            source = ("proto", "static",
+                      *(("src", str(route.src)) if route.src is not None else ()))
+            siblings = [r for r in routes if r.prefix == route.prefix]
+            if len(siblings) == 1:
                 self._ip(state, node, "route", "replace", str(route.prefix), "via",
-                         str(route.via), "dev", route.dev,
-                         *(("src", str(route.src)) if route.src is not None else ()))
+                         str(route.via), "dev", route.dev, *source)
+                continue
+            # a multipath route (dual-homed node): every next hop again; if another one's
+            # interface is down too, the kernel refuses the set, and this one alone goes in
+            hops = [part for r in siblings
+                    for part in ("nexthop", "via", str(r.via), "dev", r.dev)]
+            try:
+                self._ip(state, node, "route", "replace", str(route.prefix), *source, *hops)
+            except BackendError:
+                self._ip(state, node, "route", "replace", str(route.prefix), "via",
+                         str(route.via), "dev", route.dev, *source)
 
     @staticmethod
     def _kernel_view(namespace: str) -> str:

@@ -170,13 +170,21 @@ def _configure(ipr: Any, ns: str, items: dict[str, list[Any]]) -> None:
                       ifindex=links.index(entry.ifname), state="permanent")
         except NetlinkError as exc:
             raise SpecError(f"{ns}/{entry.ifname}: neighbour {entry.address}: {exc}") from exc
+    by_destination: dict[str, list[Any]] = defaultdict(list)
     for route in items["routes"]:
+        by_destination[route.dst].append(route)
+    for dst, routes in by_destination.items():
+        first = routes[0]
+        source = {"prefsrc": first.src} if first.src is not None else {}
+        # one destination through several gateways (a dual-homed node): one multipath route
+        hops = ({"gateway": first.gateway, "oif": links.index(first.ifname)} if len(routes) == 1
+                else {"multipath": [{"gateway": r.gateway, "oif": links.index(r.ifname)}
+                                    for r in routes]})
         try:
-            ipr.route("replace", dst=route.dst, gateway=route.gateway,
-                      oif=links.index(route.ifname),
-                      **({"prefsrc": route.src} if route.src is not None else {}))
+            ipr.route("replace", dst=dst, **hops, **source)
         except NetlinkError as exc:
-            raise SpecError(f"{ns}: route {route.dst} via {route.gateway}: {exc}") from exc
+            raise SpecError(f"{ns}: route {dst} via "
+                            f"{', '.join(r.gateway for r in routes)}: {exc}") from exc
 
 
 def apply_spec(spec: NetworkSpec, done: Callable[[str], None] = lambda _ns: None) -> None:
