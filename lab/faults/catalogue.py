@@ -3,7 +3,6 @@ details recorded in events.jsonl and needed by ``undo_fault``)."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections import defaultdict
@@ -12,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.apps.agent.drain import DRAIN_FILE, Drain, write_drain
+from lab.apps.agent.drain import DRAIN_FILE, GSHUT_COMMUNITY, Drain, write_drain
 from lab.backend import workloads
+from lab.backend.inspect import agent_status
 from lab.backend.names import node_dir
 from lab.errors import BackendError
 from lab.faults import primitives as p
@@ -26,7 +26,6 @@ from lab.scenario.model import Step
 
 FRR_SPEAKER_KINDS = ("bgpd",)
 STOP_GRACE_S = 1.0
-GSHUT_COMMUNITY = "65535:0"
 DRAIN_CONFIRM_S = 10.0  # beyond the readiness period: how long the agent may take to drain
 
 
@@ -248,14 +247,10 @@ def _drain_file(ctx: FaultContext, node: str) -> Path:
 
 def _wait_for_agent_drain(ctx: FaultContext, node: str, method: str) -> int:
     """The instant the node's agent reports the drain in force (status.json)."""
-    status = node_dir(ctx.handle.state.directory, node) / "status.json"
     deadline = time.monotonic() + DRAIN_CONFIRM_S
     while time.monotonic() < deadline:
-        try:
-            if json.loads(status.read_text()).get("drain") == method:
-                return time.monotonic_ns()
-        except (OSError, ValueError):
-            pass
+        if agent_status(ctx.handle.state, node).get("drain") == method:
+            return time.monotonic_ns()
         time.sleep(0.02)
     raise BackendError(f"the agent of {node} did not drain it within {DRAIN_CONFIRM_S:.0f} s")
 
@@ -284,10 +279,7 @@ def node_undrain(ctx: FaultContext, _: Details) -> Details:
     """Uncordon: the pods start again, then the speaker and the agent, which announces the
     VIPs as the pods get ready."""
     node = _k8s_node(ctx)
-    started = []
-    for pod in node.pods:
-        started.append(p.restart_server(ctx.handle, pod.name, None).pid)
-        started += [r.pid for r in p.restart_workloads(ctx.handle, pod.name)]
+    started = [pid for pod in node.pods for pid in _start_pod(ctx, pod.name)]
     _drain_file(ctx, node.name).unlink(missing_ok=True)
     started += _start_speaker(ctx, node, restarting=False)
     return {"started_pids": started}
@@ -468,9 +460,14 @@ def pod_kill(ctx: FaultContext) -> Details:
     return {"killed_pids": killed}
 
 
+def _start_pod(ctx: FaultContext, pod: str) -> list[int]:
+    """The pod's server, then its own servers (a service's ``workload:``): their PIDs."""
+    started = [p.restart_server(ctx.handle, pod, None).pid]
+    return started + [r.pid for r in p.restart_workloads(ctx.handle, pod)]
+
+
 def pod_restore(ctx: FaultContext, _: Details) -> Details:
-    started = [p.restart_server(ctx.handle, ctx.target, None).pid]
-    started += [r.pid for r in p.restart_workloads(ctx.handle, ctx.target)]
+    started = _start_pod(ctx, ctx.target)
     return {"started_pid": started[0], "started_pids": started}
 
 

@@ -97,11 +97,14 @@ class BgpTimers:
     graceful_restart: GracefulRestartPlan | None = None  # node sessions of a cluster only
 
 
+DrainMethod = Literal["withdraw", "gshut", "prepend"]
+
+
 @dataclass(frozen=True)
 class DrainPlan:
     """What ``node-drain`` does to a cluster's node (lab.topology.model.DrainPolicy)."""
 
-    method: Literal["withdraw", "gshut", "prepend"] = "prepend"
+    method: DrainMethod = "prepend"
     prepend: int = 1
     wait_ms: float = 2000.0
 

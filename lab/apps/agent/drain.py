@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 from lab.apps.agent.events import write_json_atomic
+from lab.plan.model import DrainMethod
 
 DRAIN_FILE = "drain.json"
 GSHUT_COMMUNITY = "65535:0"
-DrainMethod = Literal["withdraw", "gshut", "prepend"]
-DRAIN_METHODS: tuple[DrainMethod, ...] = ("withdraw", "gshut", "prepend")
+DRAIN_METHODS: tuple[DrainMethod, ...] = get_args(DrainMethod)
 
 
 @dataclass(frozen=True)
