@@ -41,6 +41,7 @@ def agent_spec(lab: str, lab_directory: Path, plan: LabPlan, node: NodePlan) -> 
     return {
         "lab": lab, "node": node.name, "cluster": node.cluster, "speaker": node.speaker,
         "announce_with": cluster.announce_with,
+        "control_plane_delay_ms": round(cluster.control_plane_delay_ms),
         "gobgp_api": "127.0.0.1:50051", "vty_socket_dir": str(folder), "asn": node.asn,
         "pod_cidr": str(node.pod_cidr),
         **({"pod_cidr6": str(node.pod_cidr6)} if node.pod_cidr6 is not None else {}),

@@ -295,6 +295,7 @@ class ClusterPlan:
     services: tuple[str, ...]
     announce_with: Literal["ready-endpoint", "local-endpoint"] = "ready-endpoint"
     drain: DrainPlan = DrainPlan()
+    control_plane_delay_ms: float = 0.0
 
 
 @dataclass(frozen=True)

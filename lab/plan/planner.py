@@ -279,7 +279,8 @@ def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
                                         probe.success_threshold), services=(),
                           announce_with=cluster.announce_with,
                           drain=DrainPlan(cluster.drain.method, cluster.drain.prepend,
-                                          cluster.drain.wait))
+                                          cluster.drain.wait),
+                          control_plane_delay_ms=cluster.control_plane_delay)
 
 
 # restart time of each daemon's model when the topology gives none: kube-router's

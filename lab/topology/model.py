@@ -228,6 +228,9 @@ class Cluster(StrictModel):
     # the node sessions' timers and BFD, over the site's: e.g. `bfd: false` for speakers
     # without BFD (kube-router before 2.11) while the fabric keeps it
     bgp: BgpSettings = BgpSettings()
+    # how long an endpoint change takes to reach the node's proxy and speaker after the
+    # readiness probe decided it (kubelet -> EndpointSlice -> watch; docs/speakers.md)
+    control_plane_delay: DurationMs = 0.0
     graceful_restart: Annotated[GracefulRestart,
                                 BeforeValidator(_graceful_restart_switch)] | None = None
     drain: DrainPolicy = DrainPolicy()

@@ -26,7 +26,7 @@ TOPOLOGY = two_site_topology(
     "{name: alpha-k8s, nodes: 2, pods_per_node: 1, speaker: kube-router, "
     "graceful_restart: true}",
     "{name: beta-k8s, nodes: 2, pods_per_node: 1, speaker: metallb, "
-    "drain: {method: withdraw}}",
+    "drain: {method: withdraw}, control_plane_delay: 1500ms}",
     "  - {name: echo, vip: 192.0.2.10, protocol: udp, port: 7}\n"
     "  - {name: web, vip: 192.0.2.80, protocol: tcp, port: 80}")
 
@@ -54,6 +54,18 @@ steps:
   - {wait: 8s}
   - {fault: speaker-restart, target: beta-k8s-n1, duration: 2s}
   - {wait: 6s}
+"""
+
+
+UNREADY = """\
+name: unready
+description: beta's first pod fails readiness (its server answers) for 5 s.
+topology: topology.yaml
+probe: {interval: 1ms, services: all, flows: 16, tcp_flows: 0}
+settle: 3s
+tail: 3s
+steps:
+  - {fault: pod-unready, target: beta-k8s-n1-p1, duration: 5s}
 """
 
 
@@ -130,3 +142,29 @@ def test_a_speaker_restart_costs_nothing_only_with_graceful_restart(
     downs = [e for e in _events(result) if e.get("kind") == "session_down"
              and e.get("router") in ("alpha-l1", "beta-l1")]
     assert {e["router"] for e in downs} == {"alpha-l1", "beta-l1"}, downs
+
+
+def test_the_control_plane_delay_shows_between_readiness_and_withdrawal(
+        lab: tuple[labs.UpResult, Path], tmp_path: Path) -> None:
+    """beta's cluster takes 1.5 s from a readiness decision to its proxy and speaker: the
+    node's agent records the change when its pod turns unready, and withdraws the VIP
+    1.5 s later; the pod still answers meanwhile, so the flows lose only what the move
+    itself costs, far less than the delay."""
+    up, _ = lab
+    scenario = tmp_path / "unready.yaml"
+    scenario.write_text(UNREADY.replace("topology.yaml", str(up.state.directory
+                                                               / "topology.yaml")))
+    result = run_valid(up, scenario, tmp_path)
+    agent = [e for e in _events(result) if e["source"] == "agent"
+             and e.get("node") == "beta-k8s-n1"]
+    unready = next(e for e in agent if e["kind"] == "pod_unready")
+    changed = next(e for e in agent if e["kind"] == "endpoints_changed"
+                   and e["t_ns"] >= unready["t_ns"])
+    withdrawn = next(e for e in agent if e["kind"] == "withdraw"
+                     and e["t_ns"] >= unready["t_ns"])
+    assert changed["vips"] == [] and changed["delay_ms"] == 1500, changed
+    assert changed["t_ns"] - unready["t_ns"] < 100_000_000
+    assert withdrawn["t_ns"] >= changed["due_ns"], (changed, withdrawn)
+    assert withdrawn["t_ns"] - changed["due_ns"] < 100_000_000
+    (event,) = result.summary["trials"][0]["events"]
+    assert _client(event, "west-c1")["outage_ms"] < 500, _client(event, "west-c1")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -67,7 +69,7 @@ class FakeProber:
                 for t in targets}
 
 
-def make_spec(tmp_path: Path, policy: str = "Local") -> AgentSpec:
+def make_spec(tmp_path: Path, policy: str = "Local", delay_ms: int = 0) -> AgentSpec:
     return AgentSpec(
         lab="t", node="n1", cluster="c1", speaker="gobgp", gobgp_api=("127.0.0.1", 50051),
         vty_socket_dir=None, asn=65101, pod_cidr=POD_CIDR,
@@ -75,7 +77,7 @@ def make_spec(tmp_path: Path, policy: str = "Local") -> AgentSpec:
         services=(AgentService("dns", VIP, "udp", 53, policy),),
         pods=(AgentPod("p1", IPv4Address("10.64.0.2"), 8080, True),
               AgentPod("q1", IPv4Address("10.64.1.2"), 8080, False)),
-        events=tmp_path / "agent-events.jsonl", nft="nft")
+        events=tmp_path / "agent-events.jsonl", nft="nft", control_plane_delay_ms=delay_ms)
 
 
 class World:
@@ -281,3 +283,45 @@ def test_an_agent_started_on_a_drained_node_announces_with_the_drain(world: Worl
     world.agent.start()
     world.agent.step()
     assert world.speaker.calls == [f"add {POD_CIDR}", f"add {VIP_PREFIX} gshut"]
+
+
+def test_a_control_plane_delay_holds_the_change_back_and_records_it(tmp_path: Path) -> None:
+    """Readiness decides at once (kubelet); the proxy and the speaker see the change only
+    when its delay has passed (EndpointSlice, watch), and the log says when it started."""
+    world = World(tmp_path, FakeSpeaker())
+    world.agent.spec = make_spec(tmp_path, delay_ms=80)
+    world.agent.start()
+    world.agent.step()
+    assert "dnat" not in world.rulesets[-1]  # ready, but nobody has seen it yet
+    assert world.speaker.routes == {POD_CIDR}
+    due = world.agent.next_due_s()
+    assert due is not None
+    (change,) = [e for e in read_events(world.spec.events) if e["event"] == "endpoints_changed"]
+    assert change["delay_ms"] == 80 and change["vips"] == ["192.0.2.53"]
+    assert int(str(change["due_ns"])) - int(str(change["t_ns"])) == 80_000_000
+    world.agent.deliver()  # too early: nothing
+    assert len(world.rulesets) == 1
+    time.sleep(max(0.0, due - time.monotonic()) + 0.005)
+    world.agent.deliver()
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}
+    assert "dnat ip to 10.64.0.2:53" in world.rulesets[-1]
+    assert world.events()[-2:] == ["nft_apply", "announce"]
+    assert world.agent.next_due_s() is None
+
+
+def test_the_loop_wakes_for_a_delayed_change_between_periods(tmp_path: Path) -> None:
+    world = World(tmp_path, FakeSpeaker())
+    world.agent.spec = make_spec(tmp_path, delay_ms=30)
+    spec = world.agent.spec
+    world.agent.spec = AgentSpec(**{**spec.__dict__, "readiness": ProbePolicy(
+        period_ms=10_000, timeout_ms=5, failure_threshold=2)})
+    loop = MainLoop()
+    timer = threading.Timer(0.3, loop.stop)
+    timer.start()
+    try:
+        run_agent(world.agent, loop, withdraw_on_exit=False)
+    finally:
+        timer.cancel()
+        loop.close()
+    assert world.prober.rounds == 1  # one readiness period in 0.3 s
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}  # delivered 30 ms after it

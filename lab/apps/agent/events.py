@@ -3,7 +3,7 @@
 Every event carries ``t_ns`` (CLOCK_MONOTONIC, one clock for every process of a lab since all
 namespaces share the kernel), the node and the event name; commands also carry ``done_ns``, the
 instant the command returned. Event names: agent_start, agent_stop, pod_ready, pod_unready,
-nft_apply, conntrack_flush, announce, withdraw, drain, undrain, error.
+nft_apply, conntrack_flush, announce, withdraw, drain, undrain, endpoints_changed, error.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 from lab.atomicfile import write_atomic
 
 EVENT_NAMES = ("agent_start", "agent_stop", "pod_ready", "pod_unready", "nft_apply",
-               "conntrack_flush", "announce", "withdraw", "drain", "undrain", "error")
+               "conntrack_flush", "announce", "withdraw", "drain", "undrain",
+               "endpoints_changed", "error")
 
 
 def event_record(t_ns: int, node: str, event: str, details: Mapping[str, object]) -> dict[str,

@@ -133,6 +133,10 @@ class Agent:
         self.drain_applied: Drain | None = None  # on the announced VIPs (gshut, prepend)
         self.desired = desired_state(spec.services, spec.pods, self.ready,
                                      spec.announce_with)
+        # with a control-plane delay: what the API server knows (published), and the changes
+        # on their way to the proxy and the speaker (due instant, state), oldest first
+        self.published = self.desired
+        self.pending: list[tuple[int, DesiredState]] = []
         self.applied_ruleset: str | None = None
         self.proxied: set[str] = set()  # endpoint addresses in the applied ruleset
         self.synced_ns = 0
@@ -168,11 +172,50 @@ class Agent:
         """One readiness period: probe, update readiness, converge proxy and announcements."""
         self.probe_round()
         self.read_drain()
-        self.desired = desired_state(self.spec.services, self.spec.pods, self.ready,
-                                     self.spec.announce_with)
-        if self.drain is not None and not self.drain.keeps_announcing:
-            self.desired = DesiredState(self.desired.endpoints, frozenset())
+        self.publish(desired_state(self.spec.services, self.spec.pods, self.ready,
+                                   self.spec.announce_with))
+        self.deliver_due()
         self.converge()
+
+    def publish(self, wanted: DesiredState) -> None:
+        """Readiness decided ``wanted`` (kubelet); the proxy and the speaker act on it now, or
+        after the control-plane delay (EndpointSlice, watch), recorded when it starts."""
+        delay_ns = self.spec.control_plane_delay_ms * 1_000_000
+        if delay_ns == 0:
+            self.desired = self.published = wanted
+            return
+        if wanted == self.published:
+            return
+        self.published = wanted
+        t_ns = time.monotonic_ns()
+        self.pending.append((t_ns + delay_ns, wanted))
+        self.log.write("endpoints_changed", t_ns=t_ns, due_ns=t_ns + delay_ns,
+                       delay_ms=self.spec.control_plane_delay_ms,
+                       endpoints=endpoint_addresses(wanted.endpoints), vips=_texts(wanted.vips))
+
+    def deliver_due(self) -> bool:
+        """Take the changes whose delay has passed (the newest of them wins)."""
+        now = time.monotonic_ns()
+        delivered = False
+        while self.pending and self.pending[0][0] <= now:
+            self.desired = self.pending.pop(0)[1]
+            delivered = True
+        return delivered
+
+    def next_due_s(self) -> float | None:
+        """When the next pending change is due (time.monotonic seconds), or None."""
+        return self.pending[0][0] / 1e9 if self.pending else None
+
+    def deliver(self) -> None:
+        """Between readiness periods: a change that became due reaches proxy and speaker."""
+        if self.deliver_due():
+            self.converge()
+
+    def announced_vips(self) -> frozenset[IPAddress]:
+        """The VIPs to announce: the desired ones, none while a drain withdraws them."""
+        if self.drain is not None and not self.drain.keeps_announcing:
+            return frozenset()
+        return self.desired.vips
 
     def read_drain(self) -> None:
         drain = read_drain(self.drain_file)
@@ -280,7 +323,7 @@ class Agent:
     def converge_announcements(self) -> None:
         assert self.announced is not None
         self.converge_drain_attributes()
-        wanted = self.desired.vips
+        wanted = self.announced_vips()
         changes = [(v, True) for v in sorted(wanted - self.announced - self.held,
                                              key=address_order)]
         changes += [(v, False) for v in sorted(self.announced - wanted, key=address_order)]
@@ -394,18 +437,23 @@ def _texts(addresses: Iterable[IPAddress]) -> list[str]:
 
 
 def run_agent(agent: Agent, loop: MainLoop, withdraw_on_exit: bool) -> None:
-    """Probe at once, then every period (on a fixed grid; missed periods are skipped), until
-    the loop is stopped."""
+    """Probe at once, then every period (on a fixed grid; missed periods are skipped), and in
+    between whenever a delayed endpoint change falls due, until the loop is stopped."""
     period_s = agent.spec.readiness.period_ms / 1000
     agent.start()
     next_s = time.monotonic()
     while not loop.stopping:
-        agent.step()
-        next_s += period_s
-        now = time.monotonic()
-        if next_s < now:
-            next_s = now
-        loop.wait(next_s - now)
+        if time.monotonic() >= next_s:
+            agent.step()
+            next_s += period_s
+            now = time.monotonic()
+            if next_s < now:
+                next_s = now
+        else:  # woken for a change whose control-plane delay has passed
+            agent.deliver()
+        due = agent.next_due_s()
+        wake = next_s if due is None else min(next_s, due)
+        loop.wait(max(0.0, wake - time.monotonic()))
     agent.stop(loop.stop_reason or "", withdraw_on_exit)
 
 

@@ -82,6 +82,8 @@ class AgentSpec:
     source: IPv4Address | None = None
     source6: IPv6Address | None = None
     announce_with: str = "ready-endpoint"  # or "local-endpoint" (lab.apps.agent.state)
+    # an endpoint change reaches the proxy and the speaker this long after readiness decided
+    control_plane_delay_ms: int = 0
 
     @property
     def status_file(self) -> Path:
@@ -103,7 +105,7 @@ class AgentSpec:
 
 AGENT_FIELDS = ("lab", "node", "cluster", "speaker", "gobgp_api", "vty_socket_dir", "asn",
                 "pod_cidr", "pod_cidr6", "readiness", "services", "pods", "events", "nft",
-                "source", "source6", "announce_with")
+                "source", "source6", "announce_with", "control_plane_delay_ms")
 READINESS_FIELDS = ("period_ms", "timeout_ms", "failure_threshold", "success_threshold")
 SERVICE_FIELDS = ("name", "vip", "vip6", "protocol", "port", "traffic_policy", "load_balancing")
 POD_FIELDS = ("name", "address", "address6", "health_port", "local", "checks")
@@ -136,7 +138,9 @@ def load_agent_spec(path: Path) -> AgentSpec:
         source=reader.ipv4(top, "source") if "source" in top else None,
         source6=reader.ipv6(top, "source6"),
         announce_with=reader.choice(top, "announce_with", "", ANNOUNCE_WITH,
-                                    default="ready-endpoint"))
+                                    default="ready-endpoint"),
+        control_plane_delay_ms=reader.integer(top, "control_plane_delay_ms", low=0,
+                                              high=MAX_PERIOD_MS, default=0))
     _check_unique(reader, "services", [s.name for s in spec.services])
     _check_unique(reader, "pods", [p.name for p in spec.pods])
     reader.check()
