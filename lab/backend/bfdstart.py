@@ -67,14 +67,13 @@ class BfdAttachment:
 
 def attachments(plan: LabPlan, session: SessionPlan) -> list[BfdAttachment]:
     """The BFD lines of a session: one per end that runs bgpd (none without BFD)."""
-    if session.timers.bfd is None:
-        return []
     found = []
     for end in (session.a, session.b):
-        if "bgpd" in frr_daemons(plan.node(end)):
+        bfd = session.bfd_at(end)
+        if bfd is not None and "bgpd" in frr_daemons(plan.node(end)):
             local, asn, ifname, _, peer, _ = session.side(end)
-            found.append(BfdAttachment(session.id, end, asn, str(peer),
-                                       session.timers.bfd.profile, str(local), ifname))
+            found.append(BfdAttachment(session.id, end, asn, str(peer), bfd.profile,
+                                       str(local), ifname))
     return found
 
 

@@ -98,7 +98,9 @@ def _print_plan(lab_plan: LabPlan) -> None:
     for column in ("a", "ASN", "b", "ASN ", "kind", "family", "keepalive/hold", "BFD"):
         sessions.add_column(column)
     for s in lab_plan.sessions:
-        bfd = f"{s.timers.bfd.interval_ms}ms x{s.timers.bfd.multiplier}" if s.timers.bfd else "off"
+        bfd = s.timers.bfd.describe() if s.timers.bfd else "off"
+        if (node_end := s.bfd_at(s.b)) != s.timers.bfd and node_end is not None:
+            bfd += f" ({s.b}: {node_end.describe()})"
         sessions.add_row(s.a, str(s.a_asn), s.b, str(s.b_asn), s.kind.value, s.family,
                          f"{s.timers.keepalive_s}s/{s.timers.hold_s}s", bfd)
     services = Table(title=f"{len(lab_plan.services)} anycast services", title_justify="left")

@@ -66,16 +66,30 @@ class LinkKind(StrEnum):
 
 @dataclass(frozen=True)
 class BfdTimers:
-    interval_ms: int
+    """One end's BFD: the intervals it asks for, its detection multiplier, echo mode (at
+    ``echo_ms``) and passive mode (it waits for the peer's first packet)."""
+
+    receive_ms: int
+    transmit_ms: int
     multiplier: int
+    echo_ms: int | None = None
+    passive: bool = False
 
     @property
     def profile(self) -> str:
-        return f"bfd-{self.interval_ms}x{self.multiplier}"
+        """The bfdd profile's name, e.g. ``bfd-300x3``, ``bfd-300-100x5-echo50-passive``."""
+        intervals = (f"{self.receive_ms}" if self.receive_ms == self.transmit_ms
+                     else f"{self.receive_ms}-{self.transmit_ms}")
+        return (f"bfd-{intervals}x{self.multiplier}"
+                + (f"-echo{self.echo_ms}" if self.echo_ms is not None else "")
+                + ("-passive" if self.passive else ""))
 
-    @property
-    def detection_ms(self) -> int:
-        return self.interval_ms * self.multiplier
+    def describe(self) -> str:
+        intervals = (f"{self.receive_ms}ms" if self.receive_ms == self.transmit_ms
+                     else f"rx {self.receive_ms}ms tx {self.transmit_ms}ms")
+        return (f"{intervals} x{self.multiplier}"
+                + (f", echo {self.echo_ms}ms" if self.echo_ms is not None else "")
+                + (", passive" if self.passive else ""))
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,8 @@ class BgpTimers:
     ecmp: int
     bfd: BfdTimers | None
     graceful_restart: GracefulRestartPlan | None = None  # node sessions of a cluster only
+    # the node's end of a node session where it differs from ``bfd`` (MetalLB's BFDProfile)
+    node_bfd: BfdTimers | None = None
 
 
 DrainMethod = Literal["withdraw", "gshut", "prepend"]
@@ -186,6 +202,13 @@ class SessionPlan:
         if node == self.b:
             return self.b_address, self.b_asn, self.b_ifname, self.a, self.a_address, self.a_asn
         raise KeyError(f"{node} is not an end of session {self.id}")
+
+    def bfd_at(self, end: str) -> BfdTimers | None:
+        """The BFD of one end: a node session's node (``b``) may run its own profile."""
+        if self.timers.bfd is not None and self.timers.node_bfd is not None and end == self.b \
+                and self.kind == LinkKind.NODE:
+            return self.timers.node_bfd
+        return self.timers.bfd
 
     @property
     def listener(self) -> str | None:

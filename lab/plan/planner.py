@@ -53,7 +53,7 @@ from lab.plan.model import (
     TcpProbePlan,
     WorkloadPlan,
 )
-from lab.topology.model import BgpSettings, Cluster, LinkProperties, Site, Topology
+from lab.topology.model import BfdProfile, BgpSettings, Cluster, LinkProperties, Site, Topology
 from lab.topology.workload import ServiceProbe, Workload
 
 TRANSIT_ASN_BASE = 65000
@@ -65,7 +65,7 @@ DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
 DEFAULT_ROUTE6 = IPv6Network("::/0")
 
 BUILTIN_TIMERS = BgpTimers(keepalive_s=3, hold_s=9, connect_retry_s=2, ecmp=16,
-                           bfd=BfdTimers(interval_ms=300, multiplier=3))
+                           bfd=BfdTimers(receive_ms=300, transmit_ms=300, multiplier=3))
 
 
 def resolve_timers(*layers: BgpSettings) -> BgpTimers:
@@ -82,7 +82,8 @@ def resolve_timers(*layers: BgpSettings) -> BgpTimers:
         if layer.ecmp is not None:
             timers = replace(timers, ecmp=layer.ecmp)
         if layer.bfd is not None:
-            bfd = (BfdTimers(round(layer.bfd.interval), layer.bfd.multiplier)
+            interval = round(layer.bfd.interval)
+            bfd = (BfdTimers(interval, interval, layer.bfd.multiplier)
                    if layer.bfd.enabled else None)
             timers = replace(timers, bfd=bfd)
     return timers
@@ -271,7 +272,8 @@ def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
         site_base = SITE_ASN_BASE + site_index * SITE_ASN_STRIDE
         asn = cluster.asn or site_base + CLUSTER_ASN_OFFSET + index
         timers = replace(resolve_timers(builder.topo.defaults.bgp, site.bgp, cluster.bgp),
-                         graceful_restart=_graceful_restart(cluster))
+                         graceful_restart=_graceful_restart(cluster),
+                         node_bfd=_node_bfd(cluster.bfd_profile))
         nodes = list(_plan_cluster_nodes(builder, site, cluster, asn, timers))
         probe = cluster.readiness
         yield ClusterPlan(cluster.name, site.name, asn, cluster.daemon, tuple(nodes),
@@ -281,6 +283,14 @@ def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
                           drain=DrainPlan(cluster.drain.method, cluster.drain.prepend,
                                           cluster.drain.wait),
                           control_plane_delay_ms=cluster.control_plane_delay)
+
+
+def _node_bfd(profile: BfdProfile | None) -> BfdTimers | None:
+    if profile is None:
+        return None
+    return BfdTimers(round(profile.receive_interval), round(profile.transmit_interval),
+                     profile.multiplier,
+                     round(profile.echo_interval) if profile.echo else None, profile.passive)
 
 
 # restart time of each daemon's model when the topology gives none: kube-router's

@@ -16,6 +16,7 @@ family (FRR's `match ip` does not match an IPv6 route, so the IPv6 entry decides
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lab.plan.model import (
@@ -167,7 +168,7 @@ def _neighbor(node: NodePlan, session: SessionPlan, rm_in: str, rm_out: str) -> 
     timers = session.timers
     return BgpNeighbor(peer_address, peer_asn, peer, timers.keepalive_s, timers.hold_s,
                        timers.connect_retry_s, session.listener == node.name,
-                       timers.bfd.profile if timers.bfd else None,
+                       bfd.profile if (bfd := session.bfd_at(node.name)) else None,
                        rm_in, rm_out, session.family)
 
 
@@ -272,8 +273,7 @@ def frr_config(plan: LabPlan, node: NodePlan) -> FrrConfig:
         networks += [host_prefix(a) for a in (node.loopback, node.loopback6) if a is not None]
     networks += [cidr for cidr in (node.pod_cidr, node.pod_cidr6) if cidr is not None]
     assert node.asn is not None and node.router_id is not None and node.timers is not None
-    profiles = sorted({s.timers.bfd for s in sessions if s.timers.bfd},
-                      key=lambda b: (b.interval_ms, b.multiplier))
+    profiles = _profiles(s.bfd_at(node.name) for s in sessions)
     families = tuple(f for f in (IPV4, IPV6) if f == IPV4 or any(
         n.family == f for n in neighbors))
     address_families = tuple(AddressFamilyConfig(
@@ -302,14 +302,19 @@ def _restart_time(node: NodePlan, sessions: list[SessionPlan]) -> int | None:
 def _bfd_companion_config(plan: LabPlan, node: NodePlan) -> FrrConfig:
     """GoBGP has no BFD; FRR's bfdd answers for the node so its leaf can detect failures."""
     peers = []
-    profiles = set()
     for session in plan.sessions_of(node.name):
-        if session.timers.bfd is None:
+        bfd = session.bfd_at(node.name)
+        if bfd is None:
             continue
         local, _, ifname, _, peer_address, _ = session.side(node.name)
-        peers.append(BfdPeer(peer_address, local, ifname, session.timers.bfd.profile))
-        profiles.add(session.timers.bfd)
+        peers.append(BfdPeer(peer_address, local, ifname, bfd.profile))
     return FrrConfig(hostname=node.name, role="k8s-node (bfd for gobgp)", site=node.site,
                      prefix_lists=(), community_lists=(), route_maps=(),
-                     bfd_profiles=tuple(sorted(profiles, key=lambda b: b.interval_ms)),
+                     bfd_profiles=_profiles(s.bfd_at(node.name)
+                                            for s in plan.sessions_of(node.name)),
                      bfd_peers=tuple(peers), bgp=None, raw=())
+
+
+def _profiles(ends: Iterable[BfdTimers | None]) -> tuple[BfdTimers, ...]:
+    """The bfdd profiles a router's sessions use, each once, in name order."""
+    return tuple(sorted({bfd for bfd in ends if bfd is not None}, key=lambda b: b.profile))

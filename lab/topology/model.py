@@ -179,6 +179,20 @@ def _graceful_restart_switch(value: object) -> object:
     return value
 
 
+class BfdProfile(StrictModel):
+    """MetalLB's BFDProfile: the BFD of the node's end of its sessions (the leaf's end keeps
+    the node sessions' ``bgp.bfd``); MetalLB's fields and defaults. Passive: the node waits
+    for its leaf's first BFD packet. Echo: the node also sends echo packets, which its leaf
+    forwards back, every ``echo_interval`` (docs/speakers.md, "BFD profiles")."""
+
+    receive_interval: DurationMs = 300.0
+    transmit_interval: DurationMs = 300.0
+    multiplier: Annotated[int, Field(ge=2, le=255)] = 3
+    echo: bool = False
+    echo_interval: DurationMs = 50.0
+    passive: bool = False
+
+
 class GracefulRestart(StrictModel):
     """BGP graceful restart (RFC 4724) of the node sessions: when the speaker restarts, its
     leaf keeps the node's routes (stale) and forwarding for up to ``restart_time``."""
@@ -234,6 +248,8 @@ class Cluster(StrictModel):
     graceful_restart: Annotated[GracefulRestart,
                                 BeforeValidator(_graceful_restart_switch)] | None = None
     drain: DrainPolicy = DrainPolicy()
+    # MetalLB's BFDProfile on the node's end of its sessions (a metallb cluster only)
+    bfd_profile: BfdProfile | None = None
 
     @property
     def daemon(self) -> Literal["gobgp", "frr"]:

@@ -31,6 +31,7 @@ from lab.topology.model import (
 
 MIN_HOLD_MS = 3000.0
 MIN_BFD_INTERVAL_MS = 10.0
+MAX_BFD_INTERVAL_MS = 60000.0
 
 FIELD_HINTS = {
     "multiplier": "BFD declares a peer down after `multiplier` missed packets; use 2 or more "
@@ -266,6 +267,7 @@ def cross_reference_issues(topo: Topology, doc: SourceDocument) -> Iterator[Inpu
     for i, site in enumerate(topo.sites):
         yield from _timers(site.bgp, ["sites", i, "bgp"], doc)
         yield from _site_fabric(site, i, doc)
+    yield from _cluster_sessions(topo, doc)
     yield from _keepalive_vs_hold(topo, doc)
     yield from _addressing(topo, doc)
     yield from _families(topo, doc)
@@ -454,13 +456,42 @@ def _timers(bgp: BgpSettings, parts: list[str | int], doc: SourceDocument) -> It
         yield doc.issue([*parts, "connect_retry"],
                         f"connect_retry {bgp.connect_retry:g} ms is below 1 s", "write e.g. '5s'")
     if bgp.bfd and bgp.bfd.enabled:
-        if bgp.bfd.interval < MIN_BFD_INTERVAL_MS or bgp.bfd.interval > 60000:
-            yield doc.issue([*parts, "bfd", "interval"],
-                            f"BFD interval {bgp.bfd.interval:g} ms is outside 10 ms - 60 s",
-                            "FRR's bfdd accepts 10 ms to 60 s; 300ms is common")
-        elif bgp.bfd.interval % 1:
-            yield doc.issue([*parts, "bfd", "interval"], "BFD intervals are whole milliseconds",
-                            "write e.g. '300ms'")
+        yield from _bfd_interval(bgp.bfd.interval, [*parts, "bfd", "interval"], doc)
+
+
+def _bfd_interval(value: float, parts: list[str | int],
+                  doc: SourceDocument) -> Iterator[InputIssue]:
+    if value < MIN_BFD_INTERVAL_MS or value > MAX_BFD_INTERVAL_MS:
+        yield doc.issue(parts, f"BFD interval {value:g} ms is outside 10 ms - 60 s",
+                        "FRR's bfdd accepts 10 ms to 60 s; 300ms is common")
+    elif value % 1:
+        yield doc.issue(parts, "BFD intervals are whole milliseconds", "write e.g. '300ms'")
+
+
+def _cluster_sessions(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
+    """A cluster's node-session timers, and its BFD profile: MetalLB's, on sessions that run
+    BFD (the leaf's end is the node sessions' ``bgp.bfd``)."""
+    for i, site in enumerate(topo.sites):
+        for j, cluster in enumerate(site.clusters):
+            parts: list[str | int] = ["sites", i, "clusters", j]
+            yield from _timers(cluster.bgp, [*parts, "bgp"], doc)
+            profile = cluster.bfd_profile
+            if profile is None:
+                continue
+            if cluster.daemon != "frr":
+                yield doc.issue([*parts, "bfd_profile"],
+                                f"bfd_profile is MetalLB's BFDProfile; {cluster.name}'s speaker "
+                                f"is {cluster.speaker}",
+                                "use `speaker: metallb`, or set the node sessions' BFD with "
+                                "`bgp: {bfd: {interval: 300ms, multiplier: 3}}`")
+            elif resolve_timers(topo.defaults.bgp, site.bgp, cluster.bgp).bfd is None:
+                yield doc.issue([*parts, "bfd_profile"],
+                                "the node sessions run no BFD (`bgp.bfd` is off), so the "
+                                "leaf's end has none for the profile to talk to",
+                                "remove bfd_profile, or turn BFD on for the node sessions")
+            for field in ("receive_interval", "transmit_interval", "echo_interval"):
+                yield from _bfd_interval(getattr(profile, field),
+                                         [*parts, "bfd_profile", field], doc)
 
 
 def _keepalive_vs_hold(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:

@@ -159,7 +159,7 @@ def test_site_overrides_only_the_fields_it_sets() -> None:
     nyc = plan.node("nyc-l1").timers
     assert ams is not None and nyc is not None
     assert (ams.hold_s, ams.keepalive_s, ams.bfd, ams.ecmp) == (30, 10, None, nyc.ecmp)
-    assert nyc.bfd is not None and nyc.bfd.interval_ms == 300
+    assert nyc.bfd is not None and nyc.bfd.receive_ms == nyc.bfd.transmit_ms == 300
 
 
 def test_border_leafs_uplink_instead_of_spines() -> None:
