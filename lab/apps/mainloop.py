@@ -56,10 +56,10 @@ class MainLoop:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def wait(self, timeout_s: float | None) -> Ready:
+    def wait(self, timeout_s: float | None, after_stop: bool = False) -> Ready:
         """The registered sockets ready within ``timeout_s`` (None: no limit); nothing once
-        the loop is stopping."""
-        if self.stopping:
+        the loop is stopping, unless ``after_stop`` (a program that winds down)."""
+        if self.stopping and not after_stop:
             return []
         ready = []
         for key, mask in self.selector.select(None if timeout_s is None

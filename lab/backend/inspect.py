@@ -283,15 +283,15 @@ def agent_status(state: LabState, node: str) -> dict[str, Any]:
 
 def unready_pods(state: LabState, plan: LabPlan) -> dict[str, str]:
     """Pod -> what its last readiness probe said, for every pod its node's agent counts as
-    unready (from the agents' status files)."""
+    unready (from the agents' status files; a rolling update's new pod as its slot)."""
     found: dict[str, str] = {}
     for node in plan.nodes_with_role(Role.K8S_NODE):
         status = agent_status(state, node.name)
         why = status.get("unready_why", {})
         own = {p.name for p in node.pods}
-        found.update({pod: str(why.get(pod, "not probed yet"))
+        found.update({naming.pod_of_instance(pod): str(why.get(pod, "not probed yet"))
                       for pod, ready in status.get("pods", {}).items()
-                      if ready != "ready" and pod in own})
+                      if ready != "ready" and naming.pod_of_instance(pod) in own})
     return found
 
 

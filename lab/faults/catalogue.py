@@ -18,10 +18,11 @@ from lab.backend.names import node_dir
 from lab.errors import BackendError
 from lab.faults import primitives as p
 from lab.faults.primitives import LabHandle
+from lab.faults.rollout import Rollout
 from lab.impair import Impairment
 from lab.plan.model import LinkKind, LinkPlan, NodePlan, Role
 from lab.render.frrpolicy import TO_WAN_VIPS_SEQ, family_entry
-from lab.scenario.load import find_link
+from lab.scenario.load import find_link, rollout_of
 from lab.scenario.model import Step
 
 FRR_SPEAKER_KINDS = ("bgpd",)
@@ -187,12 +188,16 @@ def _speaker_kind(node: NodePlan) -> str:
 
 
 def _stop(ctx: FaultContext, node: str, kinds: tuple[str, ...]) -> list[int]:
-    """SIGTERM the node's processes of these kinds and wait (a while) until they are gone."""
+    """SIGTERM the node's processes of these kinds, wait (a while) until they are gone, and
+    SIGKILL those still there (a pod's server drains its open connections until killed)."""
     records = ctx.handle.processes(node, kinds)
     stopped = p.signal_processes(ctx.handle, records, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and ctx.handle.processes(node, kinds):
-        time.sleep(0.02)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if sig == signal.SIGKILL:
+            p.signal_processes(ctx.handle, ctx.handle.processes(node, kinds), sig)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and ctx.handle.processes(node, kinds):
+            time.sleep(0.02)
     return stopped
 
 
@@ -500,6 +505,14 @@ def service_restore(ctx: FaultContext, _: Details) -> Details:
     return {"pods": pods}
 
 
+def rolling_update(ctx: FaultContext) -> Details:
+    """A Deployment's rolling update of the cluster's pods (lab.faults.rollout): new pods at
+    new addresses, ready before old ones go, old ones drained for their grace period. Its
+    undo is nothing: the new revision stays."""
+    cluster = ctx.handle.plan.cluster(ctx.target)
+    return Rollout(ctx.handle, ctx.target, rollout_of(cluster.rollout, ctx.step)).run()
+
+
 FAULTS: dict[str, tuple[Applier, Undoer]] = {
     "link-down": (link_down, link_up),
     "link-flap": (link_down, link_up),
@@ -521,6 +534,7 @@ FAULTS: dict[str, tuple[Applier, Undoer]] = {
     "node-drain": (node_drain, node_undrain),
     "speaker-restart": (speaker_stop, speaker_start),
     "uplink-shutdown": (uplink_shutdown, uplink_enable),
+    "rolling-update": (rolling_update, lambda _c, _d: {}),
 }
 
 

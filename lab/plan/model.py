@@ -117,6 +117,36 @@ DrainMethod = Literal["withdraw", "gshut", "prepend"]
 
 
 @dataclass(frozen=True)
+class RolloutPlan:
+    """What ``rolling-update`` does to a cluster's pods (lab.topology.model.RolloutPolicy):
+    surge and unavailability as a count of pods or a share of the replicas."""
+
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+    pre_stop_ms: float = 0.0
+    termination_grace_ms: float = 30000.0
+
+    @property
+    def replaces_nothing(self) -> bool:
+        """Both limits 0, which Kubernetes refuses."""
+        return self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%")
+
+    def limits(self, replicas: int) -> tuple[int, int]:
+        """(surge, unavailable) in pods, as Kubernetes rounds them: a share of the replicas
+        up for the surge, down for the unavailable; both 0 becomes unavailable 1."""
+        surge = pod_count(self.max_surge, replicas, round_up=True)
+        unavailable = pod_count(self.max_unavailable, replicas, round_up=False)
+        return surge, 1 if surge == unavailable == 0 else unavailable
+
+
+def pod_count(value: int | str, replicas: int, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    share = int(value.removesuffix("%")) * replicas
+    return -(-share // 100) if round_up else share // 100
+
+
+@dataclass(frozen=True)
 class DrainPlan:
     """What ``node-drain`` does to a cluster's node (lab.topology.model.DrainPolicy)."""
 
@@ -319,6 +349,7 @@ class ClusterPlan:
     announce_with: Literal["ready-endpoint", "local-endpoint"] = "ready-endpoint"
     drain: DrainPlan = DrainPlan()
     control_plane_delay_ms: float = 0.0
+    rollout: RolloutPlan = RolloutPlan()
 
 
 @dataclass(frozen=True)

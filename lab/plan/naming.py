@@ -28,6 +28,18 @@ def pod_name(cluster: str, node_index: int, pod_index: int) -> str:
     return f"{cluster}-n{node_index}-p{pod_index}"
 
 
+def pod_instance_name(pod: str, revision: int) -> str:
+    """The name of a pod's replacement after ``revision - 1`` rolling updates (the first
+    revision is the pod itself): lab.faults.rollout."""
+    return pod if revision == 1 else f"{pod}-r{revision}"
+
+
+def pod_of_instance(name: str) -> str:
+    """The pod (its slot) that a replacement's name belongs to."""
+    head, separator, revision = name.rpartition("-r")
+    return head if separator and revision.isdigit() else name
+
+
 def pod_veth_name(pod_index: int) -> str:
     """The node-side end of a pod's veth (unique within the node's namespace)."""
     return f"pod{pod_index}"

@@ -46,6 +46,7 @@ from lab.plan.model import (
     ReadinessPlan,
     ResilientGroups,
     Role,
+    RolloutPlan,
     RoutePlan,
     ServicePlan,
     SessionPlan,
@@ -282,7 +283,11 @@ def _plan_clusters(builder: _Builder, site: Site) -> Iterator[ClusterPlan]:
                           announce_with=cluster.announce_with,
                           drain=DrainPlan(cluster.drain.method, cluster.drain.prepend,
                                           cluster.drain.wait),
-                          control_plane_delay_ms=cluster.control_plane_delay)
+                          control_plane_delay_ms=cluster.control_plane_delay,
+                          rollout=RolloutPlan(cluster.rollout.max_surge,
+                                              cluster.rollout.max_unavailable,
+                                              cluster.rollout.pre_stop,
+                                              cluster.rollout.termination_grace))
 
 
 def _node_bfd(profile: BfdProfile | None) -> BfdTimers | None:

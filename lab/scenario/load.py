@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from lab.errors import InputIssue, ScenarioError, TopologyError
-from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role
+from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role, RolloutPlan
 from lab.plan.planner import build_plan
 from lab.scenario.model import (
     FAMILY_FAULTS,
@@ -327,12 +327,60 @@ def _check_drain(step: Step, index: int, doc: SourceDocument) -> list[InputIssue
     return issues
 
 
+ROLLOUT_FIELDS = ("max_surge", "max_unavailable", "pre_stop", "termination_grace")
+
+
+def _check_rollout(step: Step, index: int, plan: LabPlan,
+                   doc: SourceDocument) -> list[InputIssue]:
+    """The rollout fields go with rolling-update; its cluster has room in its pod CIDRs for
+    a second address per pod, and runs the built-in server only."""
+    given = [f for f in ROLLOUT_FIELDS if getattr(step, f) is not None]
+    if step.fault != "rolling-update":
+        return [doc.issue(["steps", index, f], f"`{f}:` does not apply to {step.fault}",
+                          "it goes with rolling-update") for f in given]
+    clusters = {c.name: c for c in plan.clusters}
+    if not isinstance(step.target, str) or step.target not in clusters:
+        return []  # the target check says why
+    cluster = clusters[step.target]
+    issues = []
+    if rollout_of(cluster.rollout, step).replaces_nothing:
+        issues.append(doc.issue(["steps", index, "max_unavailable"],
+                                "max_surge and max_unavailable are both 0: no pod could ever "
+                                "be replaced", "allow one of them, e.g. `max_surge: 1`"))
+    node = plan.node(cluster.nodes[0])
+    per_node = len(node.pods)
+    for cidr in (node.pod_cidr, node.pod_cidr6):
+        if cidr is not None and 2 * per_node + 2 > cidr.num_addresses - 1:
+            issues.append(doc.issue(["steps", index, "target"],
+                                    f"{cluster.name}'s pod CIDRs (/{cidr.prefixlen}) have no room "
+                                    f"for a second address per pod ({per_node} per node)",
+                                    "a larger pod_cidr_size (e.g. 24) in the topology"))
+    workloads = [s.name for s in plan.services_of_cluster(cluster.name) if s.workload]
+    if workloads:
+        issues.append(doc.issue(["steps", index, "target"],
+                                f"rolling-update replaces the built-in server; {cluster.name} "
+                                f"also runs workloads ({', '.join(workloads)})",
+                                "roll a cluster whose services have no `workload:`"))
+    return issues
+
+
+def rollout_of(policy: RolloutPlan, step: Step) -> RolloutPlan:
+    """The cluster's rollout strategy with the step's fields over it."""
+    return RolloutPlan(
+        step.max_surge if step.max_surge is not None else policy.max_surge,
+        step.max_unavailable if step.max_unavailable is not None else policy.max_unavailable,
+        step.pre_stop if step.pre_stop is not None else policy.pre_stop_ms,
+        step.termination_grace if step.termination_grace is not None
+        else policy.termination_grace_ms)
+
+
 def _check_step(step: Step, index: int, plan: LabPlan, doc: SourceDocument,
                 clients: list[str], services: list[str]) -> list[InputIssue]:
     assert step.fault is not None
     parameter_issues = (_check_family(step, index, plan, doc)
                         + _check_transit(step, index, plan, doc)
-                        + _check_drain(step, index, doc))
+                        + _check_drain(step, index, doc)
+                        + _check_rollout(step, index, plan, doc))
     if parameter_issues:
         return parameter_issues
     parts: list[str | int] = ["steps", index, "target"]

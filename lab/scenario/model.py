@@ -12,14 +12,14 @@ from pydantic import Field, model_validator
 
 from lab.measure.metrics.budgets import FIGURES, parse_condition
 from lab.topology.fields import DurationMs
-from lab.topology.model import BgpSettings, Name, Percent, RateBps, StrictModel
+from lab.topology.model import BgpSettings, Name, Percent, PodCount, RateBps, StrictModel
 
 FaultName = Literal[
     "link-down", "link-blackhole", "link-impair", "link-flap",
     "node-crash", "node-stop", "daemon-kill", "daemon-restart",
     "bgp-session-shutdown", "pod-kill", "pod-unready", "service-withdraw",
     "site-isolate", "site-drain", "wan-latency", "transit-partition", "uplink-shutdown",
-    "node-drain", "speaker-restart", "node-power-off",
+    "node-drain", "speaker-restart", "node-power-off", "rolling-update",
 ]
 
 # Faults that can act on one address family (`family:`) of a dual-stack lab.
@@ -33,6 +33,7 @@ TARGET_KINDS: dict[str, str] = {
     "service-withdraw": "cluster", "site-isolate": "site", "site-drain": "site",
     "wan-latency": "link", "transit-partition": "link", "uplink-shutdown": "site",
     "node-drain": "node", "speaker-restart": "node", "node-power-off": "node",
+    "rolling-update": "cluster",
 }
 
 
@@ -66,6 +67,11 @@ class Step(StrictModel):
     count: Annotated[int, Field(ge=1, le=1000)] | None = None
     method: Literal["prepend", "gshut", "withdraw"] | None = None
     prepend: Annotated[int, Field(ge=1, le=10)] | None = None
+    # rolling-update: the cluster's rollout strategy, overridden
+    max_surge: PodCount | None = None
+    max_unavailable: PodCount | None = None
+    pre_stop: DurationMs | None = None
+    termination_grace: DurationMs | None = None
     family: Literal["ipv4", "ipv6"] | None = None  # FAMILY_FAULTS only; default: every family
     transit: Name | None = None  # uplink-shutdown: the site's uplink to it (default: all)
     note: str = ""
@@ -159,6 +165,8 @@ SCENARIO_FIELD_HINTS = {
               "'withdraw' (default: the cluster's drain policy)",
     "family": "'ipv4' or 'ipv6': the one address family the fault acts on (default: both)",
     "transit": "the transit whose uplink (from each border router of the site) is shut",
+    "max_surge": "a number of pods (1) or a share of the replicas ('25%')",
+    "max_unavailable": "a number of pods (0) or a share of the replicas ('25%')",
     "repeat": "1-1000 trials",
     "flows": "UDP flows (source ports) per client and service, 1-64 (default 16, probed in "
              "turn: `rotate`)",

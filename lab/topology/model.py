@@ -105,7 +105,21 @@ def _unique_families(value: list[str]) -> list[str]:
     return value
 
 
+def _to_pod_count(value: object) -> object:
+    """A number of pods, or a share of the replicas: ``1``, ``"25%"``."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1]
+        if not number.isdigit() or int(number) > 100:
+            raise _custom("pod_count", f"{value!r} is not a share of the replicas",)
+        return f"{int(number)}%"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _custom("pod_count", f"{value!r} is neither a number of pods nor a share ('25%')")
+    return value
+
+
 RateBps = Annotated[int, BeforeValidator(_to_rate)]
+# a number of pods (0, 1, ...) or a share of the replicas ("25%")
+PodCount = Annotated[int | str, BeforeValidator(_to_pod_count)]
 Percent = Annotated[float, BeforeValidator(_to_percent)]
 Name = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_check_name)]
 # each parsed for its one version (the messages name the other one); pydantic then checks the type
@@ -193,6 +207,19 @@ class BfdProfile(StrictModel):
     passive: bool = False
 
 
+class RolloutPolicy(StrictModel):
+    """How ``rolling-update`` replaces a cluster's pods (a Deployment's RollingUpdate
+    strategy, its defaults): at most ``max_surge`` pods above the replicas, at most
+    ``max_unavailable`` of them not ready; a terminating pod's preStop hook sleeps
+    ``pre_stop`` before its server gets SIGTERM, and it is killed ``termination_grace``
+    after its deletion began."""
+
+    max_surge: PodCount = "25%"
+    max_unavailable: PodCount = "25%"
+    pre_stop: DurationMs = 0.0
+    termination_grace: DurationMs = 30000.0
+
+
 class GracefulRestart(StrictModel):
     """BGP graceful restart (RFC 4724) of the node sessions: when the speaker restarts, its
     leaf keeps the node's routes (stale) and forwarding for up to ``restart_time``."""
@@ -250,6 +277,8 @@ class Cluster(StrictModel):
     drain: DrainPolicy = DrainPolicy()
     # MetalLB's BFDProfile on the node's end of its sessions (a metallb cluster only)
     bfd_profile: BfdProfile | None = None
+    # how rolling-update replaces the pods (the replicas: nodes x pods_per_node)
+    rollout: RolloutPolicy = RolloutPolicy()
 
     @property
     def daemon(self) -> Literal["gobgp", "frr"]:

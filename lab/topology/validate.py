@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from lab.errors import InputIssue, TopologyError
 from lab.plan import naming
-from lab.plan.model import HEALTH_PORT
+from lab.plan.model import HEALTH_PORT, RolloutPlan
 from lab.plan.planner import resolve_timers
 from lab.source.yamldoc import SourceDocument, format_path, read_yaml_file
 from lab.topology.model import (
@@ -469,12 +469,17 @@ def _bfd_interval(value: float, parts: list[str | int],
 
 
 def _cluster_sessions(topo: Topology, doc: SourceDocument) -> Iterator[InputIssue]:
-    """A cluster's node-session timers, and its BFD profile: MetalLB's, on sessions that run
-    BFD (the leaf's end is the node sessions' ``bgp.bfd``)."""
+    """A cluster's node-session timers, its rollout strategy, and its BFD profile: MetalLB's,
+    on sessions that run BFD (the leaf's end is the node sessions' ``bgp.bfd``)."""
     for i, site in enumerate(topo.sites):
         for j, cluster in enumerate(site.clusters):
             parts: list[str | int] = ["sites", i, "clusters", j]
             yield from _timers(cluster.bgp, [*parts, "bgp"], doc)
+            if RolloutPlan(cluster.rollout.max_surge,
+                           cluster.rollout.max_unavailable).replaces_nothing:
+                yield doc.issue([*parts, "rollout", "max_unavailable"],
+                                "max_surge and max_unavailable are both 0: no pod could ever "
+                                "be replaced", "allow one of them, e.g. `max_surge: 1`")
             profile = cluster.bfd_profile
             if profile is None:
                 continue

@@ -14,6 +14,7 @@ import pytest
 from lab.apps.agent.drain import Drain, write_drain
 from lab.apps.agent.events import EventLog, read_events
 from lab.apps.agent.main import Agent, run_agent
+from lab.apps.agent.podlist import PODS_FILE, write_pod_list
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget
 from lab.apps.agent.readiness import ProbePolicy
 from lab.apps.agent.spec import AgentPod, AgentService, AgentSpec
@@ -325,3 +326,31 @@ def test_the_loop_wakes_for_a_delayed_change_between_periods(tmp_path: Path) -> 
         loop.close()
     assert world.prober.rounds == 1  # one readiness period in 0.3 s
     assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}  # delivered 30 ms after it
+
+
+def test_a_rollouts_pod_list_adds_unready_pods_and_drops_terminating_ones(
+        world: World) -> None:
+    """A rolling update's pod list (pods.json beside the spec): the new pod starts unready
+    and becomes an endpoint once probed ready; the terminating one leaves the endpoints and
+    is probed no more, and only its UDP flows are forgotten (by the flusher's address)."""
+    world.agent.start()
+    world.agent.step()
+    new = {"name": "p1-r2", "address": "10.64.0.4", "health_port": 8080, "local": True}
+    old = {"name": "p1", "address": "10.64.0.2", "health_port": 8080, "local": True}
+    write_pod_list(world.spec.events.parent / PODS_FILE, [(old, False), (new, False)])
+    world.prober.healthy["p1-r2"] = False
+    world.agent.step()
+    assert world.status()["pods"] == {"p1": "ready", "p1-r2": "unready"}
+    assert world.status()["endpoints"] == {"dns": ["10.64.0.2"]}
+    (listed,) = [e for e in read_events(world.spec.events) if e["event"] == "pod_list"]
+    assert listed["added"] == ["p1-r2"] and listed["terminating"] == []
+    world.prober.healthy["p1-r2"] = True
+    world.agent.step()
+    assert world.status()["endpoints"] == {"dns": ["10.64.0.2", "10.64.0.4"]}
+    write_pod_list(world.spec.events.parent / PODS_FILE, [(old, True), (new, False)])
+    world.agent.step()
+    assert world.status()["pods"] == {"p1-r2": "ready"}
+    assert world.status()["endpoints"] == {"dns": ["10.64.0.4"]}
+    assert world.flushed == ["10.64.0.2"]
+    assert world.speaker.routes == {POD_CIDR, VIP_PREFIX}  # announced throughout
+    assert "p1" not in {t.name for t in world.agent.targets}

@@ -16,7 +16,8 @@ SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 REQUIRED = {"node-crash-bfd", "node-crash-holdtimer", "leaf-link-down", "pod-failure",
             "site-isolation", "site-drain", "wan-latency-shift", "rolling-restart",
             "link-flap", "gray-failure", "node-drain", "speaker-upgrade-gr",
-            "speaker-upgrade-no-gr", "kube-router-unready-pod", "metallb-unready-pod"}
+            "speaker-upgrade-no-gr", "kube-router-unready-pod", "metallb-unready-pod",
+            "dual-homed-leaf-failure", "rolling-update"}
 
 
 def test_every_required_scenario_is_shipped() -> None:

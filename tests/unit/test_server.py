@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -170,3 +171,40 @@ def _http_get(port: int, path: str) -> tuple[int, str]:
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body.decode()
+
+
+def test_a_stopped_server_drains_its_open_connections(tmp_path: Path) -> None:
+    """SIGTERM (``stop``) as a terminating pod: no new connection, no health port; the open
+    connection and datagrams are still answered; the server returns when it closes."""
+    server = AnycastServer(make_spec(tmp_path))
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    web, health = server.ports["web"], server.ports["health"]
+    client = socket.create_connection(("127.0.0.1", web), timeout=5)
+    try:
+        client.sendall(b"before\n")
+        assert _read_line(client).startswith("before ")
+        server.stop()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", web), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the stopped server still accepts connections")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", health), timeout=1)
+        client.sendall(b"after\n")
+        assert _read_line(client).startswith("after ")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(5)
+            udp.sendto(b"q", ("127.0.0.1", server.ports["dns"]))
+            assert udp.recv(4096).startswith(b"q\n")
+        assert thread.is_alive()
+    finally:
+        client.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    server.close()

@@ -3,7 +3,8 @@
 Every event carries ``t_ns`` (CLOCK_MONOTONIC, one clock for every process of a lab since all
 namespaces share the kernel), the node and the event name; commands also carry ``done_ns``, the
 instant the command returned. Event names: agent_start, agent_stop, pod_ready, pod_unready,
-nft_apply, conntrack_flush, announce, withdraw, drain, undrain, endpoints_changed, error.
+nft_apply, conntrack_flush, announce, withdraw, drain, undrain, endpoints_changed, pod_list,
+error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lab.atomicfile import write_atomic
 
 EVENT_NAMES = ("agent_start", "agent_stop", "pod_ready", "pod_unready", "nft_apply",
                "conntrack_flush", "announce", "withdraw", "drain", "undrain",
-               "endpoints_changed", "error")
+               "endpoints_changed", "pod_list", "error")
 
 
 def event_record(t_ns: int, node: str, event: str, details: Mapping[str, object]) -> dict[str,

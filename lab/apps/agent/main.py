@@ -27,6 +27,7 @@ from pathlib import Path
 
 from lab.apps.agent.drain import DRAIN_FILE, Drain, read_drain
 from lab.apps.agent.events import EventLog, write_json_atomic
+from lab.apps.agent.podlist import PODS_FILE, PodList, read_pod_list
 from lab.apps.agent.probe import ProbeOutcome, ProbeTarget, probe_all
 from lab.apps.agent.readiness import ProbeState, observe, transition
 from lab.apps.agent.speaker import FrrSpeaker, GobgpSpeaker, Speaker
@@ -67,8 +68,8 @@ def conntrack_flusher() -> Callable[[str], None]:
         # exit status 1 only means there was nothing to delete; conntrack's table is IPv4's
         # unless told otherwise
         family = ["-f", "ipv6"] if ":" in address else []
-        run([CONNTRACK, "-D", *family, "--dst-nat", address], timeout=NFT_TIMEOUT_S,
-            check=False)
+        run([CONNTRACK, "-D", *family, "-p", "udp", "--dst-nat", address],
+            timeout=NFT_TIMEOUT_S, check=False)
 
     return flush
 
@@ -124,6 +125,8 @@ class Agent:
         self.prober = prober
         self.apply_nft = apply_nft or nft_applier(spec.nft)
         self.flush_conntrack = flush_conntrack or conntrack_flusher()
+        self.pods = PodList(spec.pods)  # the spec's, or the pod list's after a rollout
+        self.pods_file = spec.events.parent / PODS_FILE
         self.probes = {p.name: ProbeState() for p in spec.pods}
         self.last_probe: dict[str, str] = {}  # pod -> what its last probe said
         self.targets = pod_targets(spec.pods)
@@ -170,9 +173,10 @@ class Agent:
 
     def step(self) -> None:
         """One readiness period: probe, update readiness, converge proxy and announcements."""
+        self.read_pods()
         self.probe_round()
         self.read_drain()
-        self.publish(desired_state(self.spec.services, self.spec.pods, self.ready,
+        self.publish(desired_state(self.spec.services, self.pods.serving, self.ready,
                                    self.spec.announce_with))
         self.deliver_due()
         self.converge()
@@ -217,6 +221,27 @@ class Agent:
             return frozenset()
         return self.desired.vips
 
+    def read_pods(self) -> None:
+        """Take the pod list of a rollout: new pods start unready (probed from now on),
+        terminating ones are probed no more and leave the endpoints."""
+        try:
+            listed = read_pod_list(self.pods_file)
+        except SpecError as exc:
+            self.error("pods", str(exc))
+            return
+        if listed is None or listed == self.pods:
+            return
+        before = {p.name for p in self.pods.serving}
+        self.pods = listed
+        serving = listed.serving
+        self.probes = {p.name: self.probes.get(p.name, ProbeState()) for p in serving}
+        self.last_probe = {n: why for n, why in self.last_probe.items() if n in self.probes}
+        self.targets = pod_targets(serving)
+        self.log.write("pod_list", t_ns=time.monotonic_ns(),
+                       added=sorted({p.name for p in serving} - before),
+                       terminating=sorted(listed.terminating),
+                       pods={p.name: str(p.address) for p in listed.pods})
+
     def read_drain(self) -> None:
         drain = read_drain(self.drain_file)
         if drain == self.drain:
@@ -229,7 +254,7 @@ class Agent:
     def probe_round(self) -> None:
         started = time.monotonic_ns()
         outcomes = self.prober(self.targets, self.spec.readiness.timeout_ms / 1000)
-        for pod in self.spec.pods:
+        for pod in self.pods.serving:
             outcome = pod_outcome(pod, outcomes)
             self.last_probe[pod.name] = outcome.detail
             before = self.probes[pod.name]
@@ -270,8 +295,10 @@ class Agent:
         self.proxied = current
 
     def forget_connections(self, addresses: set[str]) -> None:
-        """Drop conntrack entries NATed to endpoints that left, as kube-proxy does: otherwise
-        a UDP flow keeps going to a dead pod until its conntrack entry times out."""
+        """Drop the UDP conntrack entries NATed to endpoints that left, as kube-proxy does:
+        otherwise a UDP flow keeps going to a dead pod until its entry times out. TCP
+        connections stay with their pod, which serves them while it lives (a terminating
+        pod drains them)."""
         for address in sorted(addresses):
             t_ns = time.monotonic_ns()
             try:

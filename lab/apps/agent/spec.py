@@ -131,7 +131,7 @@ def load_agent_spec(path: Path) -> AgentSpec:
         pod_cidr=_network(reader, reader.text(top, "pod_cidr")),
         readiness=_readiness(reader, top.get("readiness", {})),
         services=tuple(_service(reader, p, item) for p, item in reader.items(top, "services")),
-        pods=tuple(_pod(reader, p, item) for p, item in reader.items(top, "pods")),
+        pods=tuple(read_pod(reader, p, item) for p, item in reader.items(top, "pods")),
         events=Path(reader.text(top, "events")),
         nft=reader.text(top, "nft", default="nft"),
         pod_cidr6=_network6(reader, reader.text(top, "pod_cidr6", default="")),
@@ -174,7 +174,7 @@ def _service(reader: SpecReader, path: str, value: object) -> AgentService:
                                                 default="random"))
 
 
-def _pod(reader: SpecReader, path: str, value: object) -> AgentPod:
+def read_pod(reader: SpecReader, path: str, value: object) -> AgentPod:
     obj: Mapping[str, Any] = reader.mapping(value, path, POD_FIELDS)
     checks = reader.items(obj, "checks", path) if "checks" in obj else []
     return AgentPod(

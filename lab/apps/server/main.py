@@ -7,6 +7,9 @@ address:
   answered;
 - TCP services answer each line (up to 4 KiB) with the line, a space, the identity and ``\\n``;
   connections stay open until the client closes them;
+- on SIGTERM it drains, as a terminating pod's server does: it accepts no new connection and
+  closes its health port, answers datagrams and its open connections, and exits when the
+  last connection closes (or when it is killed at the end of its grace period);
 - an HTTP/1.0 health port serves ``GET /live`` (always 200) and ``GET /ready`` (200, or 503
   while the spec's unready flag file exists), like a Kubernetes httpGet probe target.
 
@@ -142,6 +145,7 @@ class AnycastServer:
         self.loop = MainLoop()
         self._selector = self.loop.selector
         self._listeners: list[socket.socket] = []
+        self._open: set[_Connection] = set()  # service connections (not health checks)
         try:
             self._bind_all()
         except OSError:
@@ -201,12 +205,25 @@ class AnycastServer:
                 f"{services or 'no services'}; health tcp/{self.ports['health']}")
 
     def serve(self) -> None:
+        """Until SIGTERM/SIGINT (or ``stop``); then drain: no new connection is accepted and
+        the health port closes, while datagrams and the open connections are still answered
+        until the last connection closes (a terminating pod: its kubelet kills it when its
+        grace period ends)."""
         while not self.loop.stopping:
             self.poll(None)
+        self.stop_accepting()
+        while self._open:
+            self.poll(None, after_stop=True)
 
-    def poll(self, timeout: float | None) -> None:
+    def stop_accepting(self) -> None:
+        for sock in [s for s in self._listeners if s.type == socket.SOCK_STREAM]:
+            self._selector.unregister(sock)
+            sock.close()
+            self._listeners.remove(sock)
+
+    def poll(self, timeout: float | None, after_stop: bool = False) -> None:
         """Handle whatever is ready now (waiting up to ``timeout`` seconds for something)."""
-        for key, mask in self.loop.wait(timeout):
+        for key, mask in self.loop.wait(timeout, after_stop):
             handler: _Handler = key.data
             handler(mask)
 
@@ -252,7 +269,10 @@ class AnycastServer:
                     return  # e.g. out of descriptors: try again on the next wake-up
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self._register(sock, self._connection_handler(_Connection(sock, suffix)))
+                conn = _Connection(sock, suffix)
+                if suffix is not None:
+                    self._open.add(conn)
+                self._register(sock, self._connection_handler(conn))
 
         return on_accept
 
@@ -312,6 +332,7 @@ class AnycastServer:
             self._selector.modify(conn.sock, events, self._selector.get_key(conn.sock).data)
 
     def _drop(self, conn: _Connection) -> None:
+        self._open.discard(conn)
         self._selector.unregister(conn.sock)
         conn.sock.close()
 

@@ -41,6 +41,9 @@ HOST_SYSCTLS = {
     "net/ipv4/conf/all/rp_filter": "0",
     "net/ipv4/conf/default/rp_filter": "0",
 }
+# a pod keeps its routes when the first of its addresses goes (a rolling update gives it a
+# second address, then removes the first: lab.faults.rollout)
+POD_SYSCTLS = {"net/ipv4/conf/all/promote_secondaries": "1"}
 IPV6_OFF = {
     "net/ipv6/conf/all/disable_ipv6": "1",
     "net/ipv6/conf/default/disable_ipv6": "1",
@@ -246,7 +249,7 @@ def _add_pods(spec: NetworkSpec, lab: str, plan: LabPlan, node: NodePlan,
     for pod in node.pods:
         pod_ns = namer(lab, pod.name)
         pod_mac = mac_address(lab, pod.name, naming.POD_IFNAME)
-        spec.sysctls[pod_ns] = sysctls(plan, forwarder=False)
+        spec.sysctls[pod_ns] = sysctls(plan, forwarder=False) | POD_SYSCTLS
         spec.veths.append(VethSpec(ns, pod.node_ifname, pod_ns, naming.POD_IFNAME,
                                    mac=mac_address(lab, node.name, pod.node_ifname),
                                    peer_mac=pod_mac))
