@@ -192,13 +192,20 @@ def _stop(ctx: FaultContext, node: str, kinds: tuple[str, ...]) -> list[int]:
     SIGKILL those still there (a pod's server drains its open connections until killed)."""
     records = ctx.handle.processes(node, kinds)
     stopped = p.signal_processes(ctx.handle, records, signal.SIGTERM)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if sig == signal.SIGKILL:
-            p.signal_processes(ctx.handle, ctx.handle.processes(node, kinds), sig)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and ctx.handle.processes(node, kinds):
-            time.sleep(0.02)
+    if not _gone(ctx, node, kinds):
+        p.signal_processes(ctx.handle, ctx.handle.processes(node, kinds), signal.SIGKILL)
+        _gone(ctx, node, kinds)
     return stopped
+
+
+def _gone(ctx: FaultContext, node: str, kinds: tuple[str, ...]) -> bool:
+    """Whether the node's processes of these kinds are gone within STOP_GRACE_S."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    while ctx.handle.processes(node, kinds):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _start_speaker(ctx: FaultContext, node: NodePlan, restarting: bool) -> list[int]:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lab.apps.agent.podlist import PODS_FILE, write_pod_list
 from lab.atomicfile import write_atomic
@@ -77,18 +77,23 @@ class PodInstance:
 
     @property
     def address(self) -> IPv4Interface:
-        base = self.slot.address
-        return IPv4Interface((base.ip + self.bank * self.per_node, base.network.prefixlen))
+        return _in_bank(self.slot.address, self.bank * self.per_node)
 
     @property
     def address6(self) -> IPv6Interface | None:
         base = self.slot.address6
-        if base is None:
-            return None
-        return IPv6Interface((base.ip + self.bank * self.per_node, base.network.prefixlen))
+        return None if base is None else _in_bank(base, self.bank * self.per_node)
 
     def describe(self) -> dict[str, Any]:
         return {"pod": self.name, "address": str(self.address.ip), **self.times}
+
+
+Interface = TypeVar("Interface", IPv4Interface, IPv6Interface)
+
+
+def _in_bank(base: Interface, offset: int) -> Interface:
+    """The slot's address ``offset`` further on, in the same prefix."""
+    return type(base)((base.ip + offset, base.network.prefixlen))
 
 
 class Rollout:
@@ -111,6 +116,9 @@ class Rollout:
         self.gone: list[PodInstance] = []
         self.per_node = per_node
         self.changed_ns = time.monotonic_ns()
+        # each node's agent spec lists the pods it knows (its own; all for Cluster services)
+        self.agent_pods = {node: json.loads((self.node_folder(node) / "agent.json").read_text(
+            encoding="utf-8"))["pods"] for node in self.cluster.nodes}
 
     @property
     def state_file(self) -> Path:
@@ -257,18 +265,19 @@ class Rollout:
             by_slot.setdefault(pod.slot.name, []).append((pod, False))
         for pod in self.terminating:
             by_slot.setdefault(pod.slot.name, []).append((pod, True))
-        for node in self.cluster.nodes:
-            folder = node_dir(self.handle.state.directory, node)
-            spec = json.loads((folder / "agent.json").read_text(encoding="utf-8"))
+        for node, known in self.agent_pods.items():
             entries = []
-            for entry in spec["pods"]:
+            for entry in known:
                 for pod, terminating in sorted(by_slot.get(entry["name"], []),
                                                key=lambda item: item[0].revision):
                     listed = dict(entry, name=pod.name, address=str(pod.address.ip))
                     if pod.address6 is not None:
                         listed["address6"] = str(pod.address6.ip)
                     entries.append((listed, terminating))
-            write_pod_list(folder / PODS_FILE, entries)
+            write_pod_list(self.node_folder(node) / PODS_FILE, entries)
+
+    def node_folder(self, node: str) -> Path:
+        return node_dir(self.handle.state.directory, node)
 
 
 def read_revision(path: Path) -> int:
