@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,37 @@ def require_root() -> None:
     if os.environ.get("CI"):
         pytest.fail("CI runs the integration tests as root")
     pytest.skip("needs root")
+
+
+def running_children() -> dict[int, str]:
+    """The processes this one started that still run (zombies aside): PID -> command line."""
+    me, found = os.getpid(), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state, parent = stat[stat.rindex(")") + 2:].split()[:2]
+        if int(parent) == me and state not in ("Z", "X"):
+            found[int(entry.name)] = argv.replace(b"\0", b" ").decode(errors="replace").strip()
+    return found
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_process_outlives_its_module() -> Iterator[None]:
+    """Every process a module's tests start (labs' daemons, probers, helpers) ends with the
+    module's last fixture: one left running would outlive the test run unseen."""
+    before = set(running_children())
+    yield
+    deadline = time.monotonic() + 5.0  # processes told to stop may take a moment
+    while (left := {p: a for p, a in running_children().items() if p not in before}) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, "processes left running: " + "; ".join(
+        f"{pid} {argv[:200]}" for pid, argv in sorted(left.items()))
 
 
 @pytest.fixture

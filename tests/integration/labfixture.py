@@ -82,19 +82,33 @@ clients:
 """
 
 
-def run_valid(lab: labs.UpResult, scenario: Path, runs: Path) -> Any:
+def run_valid(lab: labs.UpResult, scenario: Path, runs: Path, late_ok: bool = False) -> Any:
     """The scenario on the running lab, complete and with a valid trial, on a quiet machine
-    (tests.integration.quiet): its RunResult."""
+    (tests.integration.quiet): its RunResult. With ``late_ok`` the trial may be invalid only
+    because the link emulator sent frames late: enough for a test of losses alone, as
+    lateness cannot make a probe lost (its reply waits 2 s) but a load test makes it likely."""
     from lab.run.runner import RunOptions, run_scenario
     from tests.integration.quiet import on_a_quiet_machine
 
     def attempt(number: int) -> Any:
         result = run_scenario(RunOptions(scenario, name=lab.state.lab, keep_lab=True,
                                          runs_root=runs / f"a{number}"), lambda _m: None)
-        assert result.complete and result.summary["trials"][0]["valid"], result.summary
+        trial = result.summary["trials"][0]
+        assert result.complete and (trial["valid"] or (late_ok and _only_late(trial))), \
+            result.summary
         return result
 
     return on_a_quiet_machine(attempt)
+
+
+def _only_late(trial: Mapping[str, Any]) -> bool:
+    """Whether the trial's warnings are all the link emulator's lateness."""
+    from lab.measure.metrics.instrument import instrument_problems
+
+    section = trial.get("instrument") or {}
+    on_time = {**section, "emulator": {**(section.get("emulator") or {}), "late_10ms": 0}}
+    return len(trial["warnings"]) == len(section.get("problems", [])) \
+        and instrument_problems(on_time) == []
 
 
 def assert_lab_gone(name: str) -> None:

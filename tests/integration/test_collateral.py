@@ -27,10 +27,11 @@ def reference() -> Iterator[labs.UpResult]:
         yield result
 
 
-def _run(lab: labs.UpResult, tmp_path: Path, scenario: str | Path = "node-crash-bfd.yaml"
-         ) -> RunResult:
-    """A scenario (shipped, or a file) on the running lab: complete and valid."""
-    result: RunResult = run_valid(lab, SCENARIOS / scenario, tmp_path)
+def _run(lab: labs.UpResult, tmp_path: Path, scenario: str | Path = "node-crash-bfd.yaml",
+         late_ok: bool = False) -> RunResult:
+    """A scenario (shipped, or a file) on the running lab: complete and valid (or only late,
+    with ``late_ok``: labfixture.run_valid)."""
+    result: RunResult = run_valid(lab, SCENARIOS / scenario, tmp_path, late_ok)
     return result
 
 
@@ -93,10 +94,14 @@ def test_healthy_flows_lose_nothing_when_moved_flows_load_their_pods(
     thawed processes delay) pour into the other pods while their servers wait for a busy
     CPU. With the kernel's default receive buffer (about 200 datagrams) their sockets
     overflowed and about a dozen healthy flows lost 20-24 ms in 2 of 3 runs; the built-in
-    server's 4 MiB buffer absorbs the burst: no healthy flow loses a probe."""
+    server's 4 MiB buffer absorbs the burst: no healthy flow loses a probe.
+
+    The load keeps both cores about 95 % busy, and the link emulator then sends more than
+    0.1 % of its frames over 10 ms late in many runs (the trial is then invalid for its
+    delays); the losses checked here do not depend on it."""
     scenario = tmp_path / "heavy.yaml"
     scenario.write_text(HEAVY_LOAD.format(topology=TOPOLOGIES / "three-sites.yaml"))
-    result = _run(reference, tmp_path, scenario)
+    result = _run(reference, tmp_path, scenario, late_ok=True)
     trial = result.summary["trials"][0]
     assert trial["instrument"]["pod_rcvbuf_errors"] == {}, trial["instrument"]
     (event,) = trial["events"]
