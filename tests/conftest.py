@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -42,6 +43,28 @@ def require_root() -> None:
     if os.environ.get("CI"):
         pytest.fail("CI runs the integration tests as root")
     pytest.skip("needs root")
+
+
+# node ids of the tests that failed so far (labfixture.running_lab keeps the evidence of a lab
+# under which one failed), and the evidence folders kept, listed at the end of the session
+FAILED_TESTS: list[str] = []
+KEPT_EVIDENCE: list[str] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.failed:
+        FAILED_TESTS.append(item.nodeid)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if KEPT_EVIDENCE:
+        terminalreporter.section("evidence of the labs under failed tests")
+        for line in KEPT_EVIDENCE:
+            terminalreporter.write_line(line)
 
 
 def running_children() -> dict[int, str]:

@@ -25,7 +25,13 @@ def unique_lab_name(prefix: str = "it") -> str:
 @contextmanager
 def running_lab(topology: Path, prefix: str = "it", timeout_s: float = 90.0,
                 backend: str = DEFAULT_BACKEND) -> Iterator[labs.UpResult]:
-    name = unique_lab_name(prefix)
+    """A lab of ``topology`` for the tests inside; when one of them fails, the lab's
+    evidence (lab.backend.evidence) is kept before it goes, and the session's summary names
+    the folder."""
+    from tests.conftest import FAILED_TESTS
+
+    name, failed_before = unique_lab_name(prefix), len(FAILED_TESTS)
+    result: labs.UpResult | None = None
     try:
         result = labs.up(topology, name, lambda _m: None, timeout_s=timeout_s,
                          backend=backend_named(backend))
@@ -33,8 +39,20 @@ def running_lab(topology: Path, prefix: str = "it", timeout_s: float = 90.0,
         assert zebra_missing_addresses(result.backend, result.state, result.plan) == {}
         yield result
     finally:
+        if result is not None and len(FAILED_TESTS) > failed_before:
+            _keep_evidence(result, FAILED_TESTS[failed_before:])
         labs.down(name, force=True)
         assert_lab_gone(name)
+
+
+def _keep_evidence(lab: labs.UpResult, failed: list[str]) -> None:
+    from lab.backend.evidence import new_evidence_dir
+    from tests.conftest import KEPT_EVIDENCE
+
+    folder = lab.backend.keep_evidence(
+        lab.state, lab.plan, new_evidence_dir(lab.state.lab, "test-failed"),
+        "tests failed while the lab was up:\n" + "\n".join(failed))
+    KEPT_EVIDENCE.append(f"{folder}: {', '.join(failed)}")
 
 
 @contextmanager
