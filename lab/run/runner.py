@@ -285,7 +285,7 @@ def _perform(handle: LabHandle, recording: Recording, trial: int, action: Action
         fault = active.pop(action.step, None)
         if fault is not None:
             progress(f"undo {action.fault} on {fault.ctx.target}")
-            _undo(handle, recording, trial, fault)
+            _undo(handle, recording, trial, fault, at_ms=action.t_ms)
         return None
     target = _resolve_target(handle, recording, trial, action)
     ctx = FaultContext(handle, action.fault, target, action.spec)
@@ -293,22 +293,24 @@ def _perform(handle: LabHandle, recording: Recording, trial: int, action: Action
     t_ns = time.monotonic_ns()
     details = apply_fault(ctx)
     recording.event(trial, "injector", "fault", t_ns=t_ns, done_ns=time.monotonic_ns(),
-                    step=action.step, fault=action.fault, target=target, cycle=action.cycle,
-                    details=details)
+                    at_ms=action.t_ms, step=action.step, fault=action.fault, target=target,
+                    cycle=action.cycle, details=details)
     active[action.step] = ActiveFault(action, ctx, details)
     return t_ns
 
 
 def _undo(handle: LabHandle, recording: Recording, trial: int, fault: ActiveFault,
-          at_trial_end: bool = False) -> None:
+          at_trial_end: bool = False, at_ms: float | None = None) -> None:
+    """Revert ``fault``: at its instant of the timeline (``at_ms``), or at the trial end."""
     t_ns = time.monotonic_ns()
     try:
         details = undo_fault(fault.ctx, fault.details)
     except LabError as exc:
         details = {"error": str(exc)}
     recording.event(trial, "injector", "undo", t_ns=t_ns, done_ns=time.monotonic_ns(),
-                    step=fault.action.step, fault=fault.action.fault, target=fault.ctx.target,
-                    cycle=fault.action.cycle, details={**details, "at_trial_end": at_trial_end})
+                    at_ms=at_ms, step=fault.action.step, fault=fault.action.fault,
+                    target=fault.ctx.target, cycle=fault.action.cycle,
+                    details={**details, "at_trial_end": at_trial_end})
 
 
 def _check_processes(handle: LabHandle, recording: Recording, trial: int,

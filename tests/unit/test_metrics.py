@@ -134,6 +134,24 @@ def test_windows_skip_late_actions_share_same_instant_ends_and_mark_trial_end_un
     assert b.reversion is None
 
 
+def test_faults_the_timeline_puts_at_one_instant_share_their_window() -> None:
+    """Applied one after the other (here 40 ms apart, as a slow fault takes), two faults of
+    the same instant both run to the next instant's action; one of another instant does not."""
+    events = [injector("fault", EVENT, 0, at_ms=1000.0),
+              injector("fault", EVENT + 40 * MS, 1, at_ms=1000.0, fault="link-down"),
+              injector("undo", EVENT + 3 * S, 0, at_ms=4000.0),
+              injector("undo", EVENT + 3 * S + 7 * MS, 1, at_ms=4000.0),
+              injector("fault", EVENT + 5 * S, 2, at_ms=6000.0)]
+    a, b, c = event_windows(events, 0, TRIAL_END)
+    assert a.end_ns == b.end_ns == EVENT + 3 * S and a.at_ms == 1000.0
+    assert a.reversion is not None and b.reversion is not None
+    assert a.reversion.end_ns == b.reversion.end_ns == EVENT + 5 * S
+    assert c.end_ns == TRIAL_END
+    # without instants (runs written before they were recorded): the next action closes it
+    old = [{k: v for k, v in e.items() if k != "at_ms"} for e in events]
+    assert event_windows(old, 0, TRIAL_END)[0].end_ns == EVENT + 40 * MS
+
+
 def test_windows_refuse_an_event_without_an_integer_instant() -> None:
     with pytest.raises(MetricsError, match="'t_ns' must be an integer"):
         event_windows([injector("fault", EVENT, 0) | {"t_ns": "soon"}], 0, TRIAL_END)

@@ -4,6 +4,11 @@ A fault's window runs from its instant (the injector's ``t_ns``) to the next inj
 the trial (a fault or an undo of any step, strictly later) or to the trial end; its undo opens a
 *reversion* window bounded the same way. Everything measured for an event is measured inside its
 window, so overlapping steps never charge one step with another's effects.
+
+Actions the timeline puts at the same instant (their ``at_ms``) are carried out one after the
+other, milliseconds apart: they share one window, which the next action of a later instant
+closes. Otherwise the first of two simultaneous faults would be measured for the few
+milliseconds it took to apply, and the second charged with both.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class EventWindow:
     t_ns: int
     end_ns: int
     trial_end_ns: int
+    at_ms: float | None = None  # the timeline's instant; None for an undo at the trial end
     cycle: int = 0
     done_ns: int | None = None
     at_trial_end: bool = False
@@ -65,23 +71,29 @@ def _action(event: Event, trial: int, end_ns: int) -> EventWindow:
     details = event.get("details")
     at_end = isinstance(details, Mapping) and details.get("at_trial_end") is True
     done = event.get("done_ns")
-    cycle = event.get("cycle")
+    cycle, at_ms = event.get("cycle"), event.get("at_ms")
     kind: ActionKind = "undo" if event.get("kind") == "undo" else "fault"
     return EventWindow(
         trial=trial, step=event_int(event, "step"), fault=str(event.get("fault", "")),
         target=str(event.get("target", "")), kind=kind, t_ns=event_int(event, "t_ns"),
         end_ns=end_ns, trial_end_ns=end_ns,
+        at_ms=float(at_ms) if isinstance(at_ms, (int, float)) and not isinstance(at_ms, bool)
+        else None,
         cycle=cycle if isinstance(cycle, int) and not isinstance(cycle, bool) else 0,
         done_ns=done if isinstance(done, int) and not isinstance(done, bool) else None,
         at_trial_end=at_end)
 
 
 def _close(actions: list[EventWindow], end_ns: int) -> list[EventWindow]:
-    """Each action's window ends at the next strictly later action, or at the trial end."""
+    """Each action's window ends at the next strictly later action that the timeline did not
+    put at the same instant, or at the trial end."""
     instants = [a.t_ns for a in actions]  # sorted
     closed: list[EventWindow] = []
     for action in actions:
         later = bisect.bisect_right(instants, action.t_ns)
+        while later < len(actions) and action.at_ms is not None \
+                and actions[later].at_ms == action.at_ms:
+            later += 1
         closed.append(replace(action, end_ns=instants[later] if later < len(instants)
                               else end_ns))
     return closed
