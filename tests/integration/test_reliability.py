@@ -215,6 +215,7 @@ def _check_own_run(runs_root: Path, lab: str, site: str, other_site: str,
     assert sites == {"east-c1": "alpha", "west-c1": "beta"}, event["clients"]
     injected = [e for e in events if e["source"] == "injector"]
     assert [e["kind"] for e in injected] == ["fault", "undo"], injected
+    assert [e["at_ms"] for e in injected] == [0.0, 3000.0 if site == "beta" else 4000.0]
     assert all(e["target"].startswith(f"{site}-") for e in injected), injected
     pids = {p for e in injected for key in ("frozen_pids", "thawed_pids")
             for p in e["details"].get(key, [])}
