@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from lab.backend.processes import stat_fields
+
 # No per-example deadline in any property test: on a shared, busy machine one example can
 # stall past hypothesis' default 200 ms, and a replay that is fast then fails the test as
 # "flaky" although nothing is wrong with the code.
@@ -71,14 +73,13 @@ def running_children() -> dict[int, str]:
     """The processes this one started that still run (zombies aside): PID -> command line."""
     me, found = os.getpid(), {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or (fields := stat_fields(int(entry.name))) is None:
             continue
         try:
-            stat = (entry / "stat").read_text()
             argv = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        state, parent = stat[stat.rindex(")") + 2:].split()[:2]
+        state, parent = fields[:2]
         if int(parent) == me and state not in ("Z", "X"):
             found[int(entry.name)] = argv.replace(b"\0", b" ").decode(errors="replace").strip()
     return found

@@ -24,14 +24,21 @@ Spawn = Callable[[Sequence[str], Path], ProcessRecord]
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot; None if gone or a zombie."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command's name (state, parent, ...: field 3 of
+    proc(5) is the first); None if the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in {"Z", "X"}:
+    # the name is in parentheses and may hold spaces and parentheses itself
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot; None if gone or a zombie."""
+    fields = stat_fields(pid)
+    if fields is None or fields[0] in {"Z", "X"}:
         return None
     return int(fields[19])
 

@@ -269,7 +269,7 @@ def _run_trial(handle: LabHandle, loaded: LoadedScenario, recording: Recording, 
         _check_processes(handle, recording, trial, progress)
     finally:
         for fault in reversed(list(active.values())):
-            _undo(handle, recording, trial, fault, at_trial_end=True)
+            _undo(handle, recording, trial, fault, at_ms=None)
         # the measured trial ends here: what the probers record while they are being stopped
         # (seconds on a busy machine) belongs to no window
         end_ns = time.monotonic_ns()
@@ -300,8 +300,9 @@ def _perform(handle: LabHandle, recording: Recording, trial: int, action: Action
 
 
 def _undo(handle: LabHandle, recording: Recording, trial: int, fault: ActiveFault,
-          at_trial_end: bool = False, at_ms: float | None = None) -> None:
-    """Revert ``fault``: at its instant of the timeline (``at_ms``), or at the trial end."""
+          at_ms: float | None) -> None:
+    """Revert ``fault``: at its instant of the timeline (``at_ms``), or at the trial end
+    (None)."""
     t_ns = time.monotonic_ns()
     try:
         details = undo_fault(fault.ctx, fault.details)
@@ -310,7 +311,7 @@ def _undo(handle: LabHandle, recording: Recording, trial: int, fault: ActiveFaul
     recording.event(trial, "injector", "undo", t_ns=t_ns, done_ns=time.monotonic_ns(),
                     at_ms=at_ms, step=fault.action.step, fault=fault.action.fault,
                     target=fault.ctx.target, cycle=fault.action.cycle,
-                    details={**details, "at_trial_end": at_trial_end})
+                    details={**details, "at_trial_end": at_ms is None})
 
 
 def _check_processes(handle: LabHandle, recording: Recording, trial: int,

@@ -26,7 +26,7 @@ from lab.backend import labs
 from lab.backend.inspect import zebra_missing_addresses
 from lab.backend.names import lab_dir
 from lab.backend.netns.names import lab_namespaces, netns_prefix
-from lab.backend.processes import tagged_pids
+from lab.backend.processes import stat_fields, tagged_pids
 from lab.backend.state import load_state
 from lab.netns import NETNS_DIR
 from lab.run.runner import RunOptions, run_scenario
@@ -77,11 +77,8 @@ def netns_mounts(name: str) -> list[str]:
 
 
 def process_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "gone"
-    return stat[stat.rindex(")") + 2:].split()[0]
+    fields = stat_fields(pid)
+    return "gone" if fields is None else fields[0]
 
 
 def stopped_pids(name: str) -> list[int]:
