@@ -233,8 +233,9 @@ def _named_answer(client: str, service: ServicePlan, family: Family,
                   request_ms: float | None = None) -> ClientAnswer:
     """A real server's answer: the pod its identity names (an error when it names none: the
     server's identity must be its pod's name), or, when no identity was asked, only that the
-    service answered (site "?")."""
-    pod = pods.get(identity or "")
+    service answered (site "?"). A pod a rolling update made names itself ``POD-rN``
+    (lab.plan.naming): its slot's place, its own name."""
+    pod = pods.get(naming.pod_of_instance(identity or ""))
     if identity_asked and problem is None and pod is None:
         problem = f"answered as {identity!r}, which names no pod of the lab"
     if problem is not None:
@@ -243,7 +244,7 @@ def _named_answer(client: str, service: ServicePlan, family: Family,
     if pod is None:
         return ClientAnswer(client, service.name, "?", None, None, rtt_ms, family=family,
                             request_ms=request_ms)
-    return ClientAnswer(client, service.name, pod.site, pod.node, pod.name, rtt_ms,
+    return ClientAnswer(client, service.name, pod.site, pod.node, identity, rtt_ms,
                         family=family, request_ms=request_ms)
 
 

@@ -5,6 +5,10 @@ service's files, placeholders replaced for that pod, and runs the command there,
 tagged with the lab like every process of it (kind ``workload``). The built-in server keeps
 answering the pod's health port and the services without a workload; the node's agent decides
 readiness with the workload's own check (lab.apps.agent.checks).
+
+A rolling update (lab.faults.rollout) replaces a pod by a new one in the same slot: it gets a
+folder of its own per service (``SERVICE.rN``, N its revision: a dot no name may hold), its
+own name and address in the placeholders, and runs beside the old pod until that one goes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from lab.backend.processes import is_alive
 from lab.backend.state import LabState, ProcessRecord, save_state
 from lab.errors import BackendError
 from lab.plan.model import LabPlan, PodPlan, ServicePlan, WorkloadPlan
+from lab.plan.naming import pod_instance_name
 from lab.topology.workload import substitute
 
 KIND = "workload"
@@ -37,21 +42,26 @@ def pod_folder(lab_directory: Path, pod: str) -> Path:
     return pod_dir(lab_directory, pod) / "workload"
 
 
-def folder(lab_directory: Path, pod: str, service: str) -> Path:
-    return pod_folder(lab_directory, pod) / service
+def folder(lab_directory: Path, pod: str, service: str, revision: int = 1) -> Path:
+    """The service's folder in the pod (``pod``: its slot) at ``revision``."""
+    name = service if revision == 1 else f"{service}.r{revision}"
+    return pod_folder(lab_directory, pod) / name
 
 
-def log_path(lab_directory: Path, pod: str, service: str) -> Path:
-    return folder(lab_directory, pod, service) / "output.log"
+def log_path(lab_directory: Path, pod: str, service: str, revision: int = 1) -> Path:
+    return folder(lab_directory, pod, service, revision) / "output.log"
 
 
-def placeholders(lab_directory: Path, pod: PodPlan, service: ServicePlan) -> dict[str, str]:
-    """What ``{site}`` ... ``{dir}`` stand for in this pod."""
-    return {"site": pod.site, "cluster": pod.cluster, "node": pod.node, "pod": pod.name,
+def placeholders(lab_directory: Path, pod: PodPlan, service: ServicePlan,
+                 revision: int = 1) -> dict[str, str]:
+    """What ``{site}`` ... ``{dir}`` stand for in this pod; after a rolling update ``pod`` is
+    its slot with the new pod's addresses, at the new ``revision``."""
+    return {"site": pod.site, "cluster": pod.cluster, "node": pod.node,
+            "pod": pod_instance_name(pod.name, revision),
             "address": str(pod.address.ip),
             "address6": str(pod.address6.ip) if pod.address6 is not None else "",
             "port": str(service.port), "service": service.name,
-            "dir": str(folder(lab_directory, pod.name, service.name))}
+            "dir": str(folder(lab_directory, pod.name, service.name, revision))}
 
 
 def pod_workloads(plan: LabPlan, pod: PodPlan) -> list[tuple[ServicePlan, WorkloadPlan]]:
@@ -63,17 +73,22 @@ def pod_workloads(plan: LabPlan, pod: PodPlan) -> list[tuple[ServicePlan, Worklo
 def write_files(lab_directory: Path, plan: LabPlan) -> None:
     """Every pod's workload files, placeholders replaced."""
     for pod in plan.pods():
-        for service, workload in pod_workloads(plan, pod):
-            values = placeholders(lab_directory, pod, service)
-            here = folder(lab_directory, pod.name, service.name)
-            here.mkdir(parents=True, exist_ok=True, mode=0o700)
-            for name, text in workload.files:
-                write_atomic(here / name, substitute(text, values))
+        write_pod_files(lab_directory, plan, pod)
+
+
+def write_pod_files(lab_directory: Path, plan: LabPlan, pod: PodPlan, revision: int = 1) -> None:
+    """One pod's workload files, placeholders replaced."""
+    for service, workload in pod_workloads(plan, pod):
+        values = placeholders(lab_directory, pod, service, revision)
+        here = folder(lab_directory, pod.name, service.name, revision)
+        here.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, text in workload.files:
+            write_atomic(here / name, substitute(text, values))
 
 
 def command_line(lab_directory: Path, pod: PodPlan, service: ServicePlan,
-                 workload: WorkloadPlan) -> tuple[list[str], dict[str, str]]:
-    values = placeholders(lab_directory, pod, service)
+                 workload: WorkloadPlan, revision: int = 1) -> tuple[list[str], dict[str, str]]:
+    values = placeholders(lab_directory, pod, service, revision)
     return ([substitute(arg, values) for arg in workload.command],
             {key: substitute(value, values) for key, value in workload.env})
 
@@ -102,16 +117,17 @@ def missing_programs(plan: LabPlan) -> list[str]:
     return problems
 
 
-def start_pod(backend: Spawning, state: LabState, plan: LabPlan,
-              pod: PodPlan) -> list[ProcessRecord]:
-    """Start the pod's workloads (not recorded: the caller does)."""
+def start_pod(backend: Spawning, state: LabState, plan: LabPlan, pod: PodPlan,
+              revision: int = 1) -> list[ProcessRecord]:
+    """Start the pod's workloads (not recorded: the caller does); ``pod`` and ``revision`` as
+    for ``placeholders``."""
     started = []
     for service, workload in pod_workloads(plan, pod):
-        argv, env = command_line(state.directory, pod, service, workload)
+        argv, env = command_line(state.directory, pod, service, workload, revision)
         try:
             started.append(backend.start_in_node(
-                state, pod.name, KIND, argv, log_path(state.directory, pod.name, service.name),
-                env))
+                state, pod.name, KIND, argv,
+                log_path(state.directory, pod.name, service.name, revision), env))
         except BackendError as exc:
             raise BackendError(
                 f"the workload of service {service.name} did not start in pod {pod.name}: "
@@ -127,13 +143,15 @@ def start_all(backend: Spawning, state: LabState, plan: LabPlan) -> None:
     save_state(state)
 
 
-def agent_checks(lab_directory: Path, plan: LabPlan, pod: PodPlan) -> list[dict[str, Any]]:
+def agent_checks(lab_directory: Path, plan: LabPlan, pod: PodPlan,
+                 revision: int = 1) -> list[dict[str, Any]]:
     """The readiness checks of the pod's workloads, as the agent's spec lists them (an exec
-    check's command with the pod's placeholders replaced)."""
+    check's command with the pod's placeholders replaced); ``pod`` and ``revision`` as for
+    ``placeholders``."""
     checks = []
     for service, workload in pod_workloads(plan, pod):
         check = workload.readiness
-        values = placeholders(lab_directory, pod, service)
+        values = placeholders(lab_directory, pod, service, revision)
         checks.append({"service": service.name, "kind": check.kind, "port": check.port}
                       | ({"path": check.path} if check.kind == "http" else {})
                       | ({"name": check.name, "rr_type": check.rr_type}
@@ -186,4 +204,4 @@ def log_tail(lab_directory: Path, pod: str, service: str,
 
 __all__ = ["KIND", "agent_checks", "command_line", "folder", "log_path", "log_tail",
            "missing_programs", "packages", "placeholders", "pod_folder", "pod_workloads",
-           "problems", "start_all", "start_pod", "write_files"]
+           "problems", "start_all", "start_pod", "write_files", "write_pod_files"]

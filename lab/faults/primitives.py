@@ -15,6 +15,7 @@ from lab.backend.names import node_dir, pod_dir
 from lab.backend.protocol import Backend
 from lab.backend.state import LabState, ProcessRecord, save_state
 from lab.errors import BackendError
+from lab.faults.revisions import current_pod
 from lab.impair import ImpairmentDriver
 from lab.plan.model import LabPlan
 
@@ -121,9 +122,10 @@ def restart_server(handle: LabHandle, pod: str, old: ProcessRecord | None) -> Pr
 
 
 def restart_workloads(handle: LabHandle, pod: str) -> list[ProcessRecord]:
-    """The pod's own servers (a service's ``workload:``), started again and recorded."""
-    started = workloads.start_pod(handle.backend, handle.state, handle.plan,
-                                  handle.plan.pod(pod))
+    """The pod's own servers (a service's ``workload:``), started again and recorded: those of
+    the pod the slot holds now (after rolling updates, lab.faults.revisions)."""
+    now, revision = current_pod(handle.plan, handle.state.directory, pod)
+    started = workloads.start_pod(handle.backend, handle.state, handle.plan, now, revision)
     for record in started:
         handle.replace_process(None, record)
     return started

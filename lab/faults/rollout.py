@@ -2,7 +2,8 @@
 
 The replicas are the cluster's pods (nodes x pods_per_node). Each pod is a slot (its
 namespace); a new pod takes its slot's other address (the pod CIDR holds two per slot, the
-revisions alternate between them), its own server bound there, and joins the cluster's pod
+revisions alternate between them: lab.faults.revisions), its own server bound there and the
+services' own servers (``workload:``, with the new pod's placeholders), and joins the pod
 list (``pods.json`` beside each agent's spec: lab.apps.agent.podlist) unready, until its
 node's agent finds it ready (status.json). Old pods are deleted in the order a ReplicaSet
 prefers, spread over the nodes (each node's first pod, then each node's second, ...); each new
@@ -12,9 +13,10 @@ pod goes to the node of the old pod it replaces. Each round, as the Deployment c
 
 A deleted pod is marked terminating in the pod list at once (its agent takes it out of the
 endpoints, after the cluster's control-plane delay, and kube-proxy-like keeps its TCP
-connections); its preStop hook sleeps ``pre_stop``, then its server gets SIGTERM and drains
-(no new connection, the open ones served), and SIGKILL ``termination_grace`` after the
-deletion began. Once it is gone its address leaves the pod's interface and it leaves the list.
+connections); its preStop hook sleeps ``pre_stop``, then its servers get SIGTERM (the
+built-in one drains: no new connection, the open ones served; a workload does what its
+program does on SIGTERM), and SIGKILL ``termination_grace`` after the deletion began. Once
+they are gone its address leaves the pod's interface and it leaves the list.
 """
 
 from __future__ import annotations
@@ -23,24 +25,27 @@ import json
 import signal
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface, IPv6Interface
+from ipaddress import IPv4Interface
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from lab.apps.agent.podlist import PODS_FILE, write_pod_list
 from lab.atomicfile import write_atomic
+from lab.backend import workloads
 from lab.backend.inspect import agent_status
-from lab.backend.names import node_dir, pod_dir
+from lab.backend.names import mac_address, node_dir, pod_dir
 from lab.backend.state import ProcessRecord
 from lab.errors import BackendError, CommandError
 from lab.faults.primitives import LabHandle
-from lab.plan.model import PodPlan, RolloutPlan
-from lab.plan.naming import POD_IFNAME, pod_instance_name
+from lab.faults.revisions import pod_at, read_revision, write_revision
+from lab.plan.model import LabPlan, PodPlan, RolloutPlan
+from lab.plan.naming import POD_BRIDGE, POD_IFNAME, pod_instance_name
 from lab.proc import run
 
 POLL_S = 0.02
 STALL_S = 60.0  # beyond pre_stop and the grace period: no progress this long is a failure
 SERVER = "server"
+KINDS = (SERVER, workloads.KIND)
 
 
 def rollout_step(replicas: int, surge: int, unavailable: int, old: int, new: int,
@@ -63,37 +68,25 @@ class PodInstance:
 
     slot: PodPlan
     revision: int
-    per_node: int
+    plan: PodPlan  # the slot with this pod's addresses
     server: ProcessRecord | None = None
+    workloads: list[ProcessRecord] = field(default_factory=list)
     times: dict[str, int] = field(default_factory=dict)  # created, ready, deleted, ...
+
+    @classmethod
+    def of(cls, plan: LabPlan, slot: PodPlan, revision: int) -> PodInstance:
+        return cls(slot, revision, pod_at(plan, slot, revision))
 
     @property
     def name(self) -> str:
         return pod_instance_name(self.slot.name, self.revision)
 
     @property
-    def bank(self) -> int:
-        return (self.revision - 1) % 2
-
-    @property
-    def address(self) -> IPv4Interface:
-        return _in_bank(self.slot.address, self.bank * self.per_node)
-
-    @property
-    def address6(self) -> IPv6Interface | None:
-        base = self.slot.address6
-        return None if base is None else _in_bank(base, self.bank * self.per_node)
+    def processes(self) -> list[ProcessRecord]:
+        return ([self.server] if self.server is not None else []) + self.workloads
 
     def describe(self) -> dict[str, Any]:
-        return {"pod": self.name, "address": str(self.address.ip), **self.times}
-
-
-Interface = TypeVar("Interface", IPv4Interface, IPv6Interface)
-
-
-def _in_bank(base: Interface, offset: int) -> Interface:
-    """The slot's address ``offset`` further on, in the same prefix."""
-    return type(base)((base.ip + offset, base.network.prefixlen))
+        return {"pod": self.name, "address": str(self.plan.address.ip), **self.times}
 
 
 class Rollout:
@@ -106,23 +99,21 @@ class Rollout:
         self.policy = policy
         self.slots = slot_order([pod for node in self.cluster.nodes
                                  for pod in self.plan.node(node).pods])
-        per_node = len(self.plan.node(self.cluster.nodes[0]).pods)
         self.replicas = len(self.slots)
         self.surge, self.unavailable = policy.limits(self.replicas)
-        self.revision = read_revision(self.state_file) + 1
-        self.old = [PodInstance(s, self.revision - 1, per_node) for s in self.slots]
+        self.revision = read_revision(self.lab_directory, cluster) + 1
+        self.old = [PodInstance.of(self.plan, s, self.revision - 1) for s in self.slots]
         self.new: list[PodInstance] = []
         self.terminating: list[PodInstance] = []
         self.gone: list[PodInstance] = []
-        self.per_node = per_node
         self.changed_ns = time.monotonic_ns()
         # each node's agent spec lists the pods it knows (its own; all for Cluster services)
         self.agent_pods = {node: json.loads((self.node_folder(node) / "agent.json").read_text(
             encoding="utf-8"))["pods"] for node in self.cluster.nodes}
 
     @property
-    def state_file(self) -> Path:
-        return self.handle.state.directory / "rollouts" / f"{self.cluster.name}.json"
+    def lab_directory(self) -> Path:
+        return self.handle.state.directory
 
     @property
     def done(self) -> bool:
@@ -132,21 +123,21 @@ class Rollout:
     def run(self) -> dict[str, Any]:
         for old in self.old:
             old.server = next(iter(self.handle.processes(old.slot.name, (SERVER,))), None)
+            old.workloads = self.handle.processes(old.slot.name, (workloads.KIND,))
         try:
             while not self.done:
                 self.round()
                 time.sleep(POLL_S)
         finally:
             self.end_terminations()
-        self.state_file.parent.mkdir(mode=0o700, exist_ok=True)
-        write_atomic(self.state_file, json.dumps({"revision": self.revision}))
+        write_revision(self.lab_directory, self.cluster.name, self.revision)
         return {"revision": self.revision, "replicas": self.replicas, "max_surge": self.surge,
                 "max_unavailable": self.unavailable, "pre_stop_ms": self.policy.pre_stop_ms,
                 "termination_grace_ms": self.policy.termination_grace_ms,
                 "new": [p.describe() for p in self.new],
                 "old": [p.describe() for p in self.gone],
                 # the runner expects these servers gone (lab.run.runner._check_processes)
-                "stopped_pids": [p.server.pid for p in self.gone if p.server is not None]}
+                "stopped_pids": [r.pid for p in self.gone for r in p.processes]}
 
     def round(self) -> None:
         now = time.monotonic_ns()
@@ -181,13 +172,14 @@ class Rollout:
                     self.changed_ns = now
 
     def create(self, slot: PodPlan) -> None:
-        pod = PodInstance(slot, self.revision, self.per_node)
+        pod = PodInstance.of(self.plan, slot, self.revision)
         self.set_addresses(pod, present=True)
-        folder = pod_dir(self.handle.state.directory, slot.name)
+        folder = pod_dir(self.lab_directory, slot.name)
         spec = json.loads((folder / "server.json").read_text(encoding="utf-8"))
-        spec["address"] = str(pod.address.ip)
-        if pod.address6 is not None:
-            spec["address6"] = str(pod.address6.ip)
+        spec["pod"] = pod.name  # the name its answers carry
+        spec["address"] = str(pod.plan.address.ip)
+        if pod.plan.address6 is not None:
+            spec["address6"] = str(pod.plan.address6.ip)
         # the slot's spec from now on: a pod restarted later (pod-kill's undo) is this one
         write_atomic(folder / "server.json", json.dumps(spec, indent=1))
         backend = self.handle.backend
@@ -196,6 +188,11 @@ class Rollout:
             backend.app_argv("server", folder / "server.json"),
             folder / f"server-r{self.revision}.log")
         self.handle.replace_process(None, pod.server)
+        workloads.write_pod_files(self.lab_directory, self.plan, pod.plan, self.revision)
+        pod.workloads = workloads.start_pod(backend, self.handle.state, self.plan, pod.plan,
+                                            self.revision)
+        for record in pod.workloads:
+            self.handle.replace_process(None, record)
         pod.times["created_ns"] = time.monotonic_ns()
         self.new.append(pod)
 
@@ -204,10 +201,10 @@ class Rollout:
         self.terminating.append(pod)
 
     def advance_terminations(self, now: int) -> bool:
-        """preStop over: SIGTERM; grace over: SIGKILL; server gone: address and pod gone."""
+        """preStop over: SIGTERM; grace over: SIGKILL; servers gone: address and pod gone."""
         changed = False
         for pod in list(self.terminating):
-            if pod.server is None or not self._alive(pod.server):
+            if not self._alive(pod):
                 self.remove(pod, now)
                 changed = True
                 continue
@@ -223,10 +220,10 @@ class Rollout:
     def end_terminations(self) -> None:
         """Every pod still terminating killed and removed (the end, or a failed rollout)."""
         for pod in list(self.terminating):
-            if pod.server is not None and self._alive(pod.server):
+            if self._alive(pod):
                 self.signal(pod, signal.SIGKILL)
                 deadline = time.monotonic() + 2.0
-                while self._alive(pod.server) and time.monotonic() < deadline:
+                while self._alive(pod) and time.monotonic() < deadline:
                     time.sleep(POLL_S)
             self.remove(pod, time.monotonic_ns())
         self.publish()
@@ -237,26 +234,44 @@ class Rollout:
         self.terminating.remove(pod)
         self.gone.append(pod)
 
-    def _alive(self, record: ProcessRecord) -> bool:
-        return record in self.handle.backend.processes(self.handle.state, record.node,
-                                                       (SERVER,))
+    def _running(self, pod: PodInstance) -> list[ProcessRecord]:
+        alive = self.handle.processes(pod.slot.name, KINDS)
+        return [record for record in pod.processes if record in alive]
+
+    def _alive(self, pod: PodInstance) -> bool:
+        return bool(self._running(pod))
 
     def signal(self, pod: PodInstance, sig: signal.Signals) -> None:
-        assert pod.server is not None
-        self.handle.backend.signal([pod.server], sig)
+        self.handle.backend.signal(self._running(pod), sig)
 
     def set_addresses(self, pod: PodInstance, present: bool) -> None:
+        """The pod's addresses on its interface, and its node's permanent neighbour entries
+        for them (as every pod has: lab.backend.netns.netspec says why)."""
         verb = "add" if present else "del"
-        argvs = [["ip", "address", verb, str(pod.address), "dev", POD_IFNAME]]
-        if pod.address6 is not None:
-            argvs.append(["ip", "-6", "address", verb, str(pod.address6), "dev", POD_IFNAME,
-                             *(["nodad"] if present else [])])
-        for argv in argvs:
-            try:
-                run(self.handle.backend.exec_argv(self.handle.state, pod.slot.name, argv))
-            except CommandError as exc:
-                raise BackendError(f"cannot {verb} {argv[-3]} in pod {pod.slot.name}: "
-                                   f"{exc}") from exc
+        # a new pod's IPv4 address is a /32 of its own: in the slot's prefix it would be a
+        # secondary address of the first pod's, and when that primary goes the kernel
+        # promotes it, losing now and then a packet that arrives meanwhile (seen in tests)
+        ipv4 = (pod.plan.address if pod.revision == 1
+                else IPv4Interface((pod.plan.address.ip, 32)))
+        addresses = [str(ipv4)] + (
+            [str(pod.plan.address6)] if pod.plan.address6 is not None else [])
+        mac = mac_address(self.handle.state.lab, pod.slot.name, POD_IFNAME)
+        for address in addresses:
+            self._exec(pod.slot.name, ["ip", "address", verb, address, "dev", POD_IFNAME,
+                                       *(["nodad"] if present and ":" in address else [])],
+                       check=True)
+            host = address.split("/")[0]
+            neighbour = (["replace", host, "lladdr", mac, "nud", "permanent"] if present
+                         else ["del", host])
+            # gone already is as good as deleted
+            self._exec(pod.slot.node, ["ip", "neigh", *neighbour, "dev", POD_BRIDGE],
+                       check=present)
+
+    def _exec(self, node: str, argv: list[str], check: bool) -> None:
+        try:
+            run(self.handle.backend.exec_argv(self.handle.state, node, argv), check=check)
+        except CommandError as exc:
+            raise BackendError(f"{' '.join(argv)} failed in {node}: {exc}") from exc
 
     def publish(self) -> None:
         """Every node's pod list: the slots its agent knows, each with its pods now."""
@@ -270,20 +285,14 @@ class Rollout:
             for entry in known:
                 for pod, terminating in sorted(by_slot.get(entry["name"], []),
                                                key=lambda item: item[0].revision):
-                    listed = dict(entry, name=pod.name, address=str(pod.address.ip))
-                    if pod.address6 is not None:
-                        listed["address6"] = str(pod.address6.ip)
+                    listed = dict(entry, name=pod.name, address=str(pod.plan.address.ip))
+                    if pod.plan.address6 is not None:
+                        listed["address6"] = str(pod.plan.address6.ip)
+                    if "checks" in entry:  # the workloads' checks, with this pod's {dir}
+                        listed["checks"] = workloads.agent_checks(
+                            self.lab_directory, self.plan, pod.plan, pod.revision)
                     entries.append((listed, terminating))
             write_pod_list(self.node_folder(node) / PODS_FILE, entries)
 
     def node_folder(self, node: str) -> Path:
-        return node_dir(self.handle.state.directory, node)
-
-
-def read_revision(path: Path) -> int:
-    """The cluster's revision: 1 until its first rolling update."""
-    try:
-        revision = json.loads(path.read_text()).get("revision", 1)
-    except (OSError, ValueError, AttributeError):
-        return 1
-    return revision if isinstance(revision, int) and revision >= 1 else 1
+        return node_dir(self.lab_directory, node)

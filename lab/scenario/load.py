@@ -355,12 +355,6 @@ def _check_rollout(step: Step, index: int, plan: LabPlan,
                                     f"{cluster.name}'s pod CIDRs (/{cidr.prefixlen}) have no room "
                                     f"for a second address per pod ({per_node} per node)",
                                     "a larger pod_cidr_size (e.g. 24) in the topology"))
-    workloads = [s.name for s in plan.services_of_cluster(cluster.name) if s.workload]
-    if workloads:
-        issues.append(doc.issue(["steps", index, "target"],
-                                f"rolling-update replaces the built-in server; {cluster.name} "
-                                f"also runs workloads ({', '.join(workloads)})",
-                                "roll a cluster whose services have no `workload:`"))
     return issues
 
 

@@ -15,7 +15,9 @@ from lab.apps.agent.podlist import read_pod_list, write_pod_list
 from lab.apps.agent.spec import AgentPod
 from lab.apps.server.spec import SpecError
 from lab.errors import InputError
+from lab.faults.revisions import current_pod, revision_file, write_revision
 from lab.faults.rollout import PodInstance, rollout_step, slot_order
+from lab.measure.probe.services import instances
 from lab.plan.model import RolloutPlan
 from lab.plan.naming import pod_instance_name, pod_of_instance
 from lab.scenario.load import load_scenario
@@ -71,13 +73,26 @@ def test_pods_are_replaced_spread_over_the_nodes_in_their_own_slots(tmp_path: Pa
                          "nyc-k8s-n1-p2"]
     first, second = pods[0], pods[1]
     for revision, bank in ((1, 0), (2, 1), (3, 0)):
-        pod = PodInstance(first, revision, per_node=2)
-        assert pod.address.ip == first.address.ip + 2 * bank
-        assert pod.address.network == first.address.network
+        pod = PodInstance.of(plan, first, revision)
+        assert pod.plan.address.ip == first.address.ip + 2 * bank
+        assert pod.plan.address.network == first.address.network
+        assert (pod.plan.name, pod.plan.node) == (first.name, first.node)  # the slot's
     # a slot's second address is free: no other pod of the node has it
-    assert {PodInstance(p, 2, 2).address.ip for p in (first, second)}.isdisjoint(
+    assert {PodInstance.of(plan, p, 2).plan.address.ip for p in (first, second)}.isdisjoint(
         {first.address.ip, second.address.ip})
-    assert PodInstance(first, 2, 2).name == "nyc-k8s-n1-p1-r2"
+    assert PodInstance.of(plan, first, 2).name == "nyc-k8s-n1-p1-r2"
+
+
+def test_the_slot_holds_the_pod_of_the_clusters_last_revision(tmp_path: Path) -> None:
+    plan = pipeline.plan(TOPOLOGIES / "three-sites.yaml")
+    slot = plan.pod("nyc-k8s-n1-p1")
+    assert current_pod(plan, tmp_path, slot.name) == (slot, 1)
+    write_revision(tmp_path, "nyc-k8s", 2)
+    now, revision = current_pod(plan, tmp_path, slot.name)
+    assert revision == 2 and now == PodInstance.of(plan, slot, 2).plan != slot
+    assert current_pod(plan, tmp_path, "ams-k8s-n1-p1")[1] == 1  # per cluster
+    revision_file(tmp_path, "nyc-k8s").write_text("nonsense")
+    assert current_pod(plan, tmp_path, slot.name) == (slot, 1)
 
 
 def test_pod_names_of_each_revision() -> None:
@@ -127,7 +142,7 @@ def test_bad_rollout_steps_are_refused(tmp_path: Path, step: str, message: str) 
     assert message in str(caught.value)
 
 
-def test_a_small_pod_cidr_or_a_workload_cannot_roll(tmp_path: Path) -> None:
+def test_a_small_pod_cidr_cannot_roll_and_a_workload_can(tmp_path: Path) -> None:
     text = (TOPOLOGIES / "two-sites-mini.yaml").read_text().replace(
         "{name: alpha-k8s, nodes: 2, pods_per_node: 1}",
         "{name: alpha-k8s, nodes: 2, pods_per_node: 3, pod_cidr_size: 29}")
@@ -137,9 +152,8 @@ def test_a_small_pod_cidr_or_a_workload_cannot_roll(tmp_path: Path) -> None:
                     "steps:\n  - {fault: rolling-update, target: alpha-k8s}\n")
     with pytest.raises(InputError, match="no room for a second address per pod"):
         load_scenario(path)
-    with pytest.raises(InputError, match="rolling-update replaces the built-in server"):
-        load_scenario(_scenario(tmp_path, "{fault: rolling-update, target: nyc-k8s}",
-                                "web-anycast.yaml"))
+    load_scenario(_scenario(tmp_path, "{fault: rolling-update, target: nyc-k8s}",
+                            "web-anycast.yaml"))
 
 
 def test_the_topology_refuses_a_rollout_that_replaces_nothing(tmp_path: Path) -> None:
@@ -150,3 +164,13 @@ def test_the_topology_refuses_a_rollout_that_replaces_nothing(tmp_path: Path) ->
     (tmp_path / "t.yaml").write_text(text)
     with pytest.raises(InputError, match="max_surge and max_unavailable are both 0"):
         pipeline.plan(tmp_path / "t.yaml")
+
+
+def test_an_answer_from_a_new_pod_is_placed_in_its_slot_under_its_own_name() -> None:
+    plan = pipeline.plan(TOPOLOGIES / "three-sites.yaml")
+    known = instances(plan)
+    assert known["nyc-k8s-n1-p1-r2"] == {"site": "nyc", "cluster": "nyc-k8s",
+                                         "node": "nyc-k8s-n1", "pod": "nyc-k8s-n1-p1-r2"}
+    assert known["nyc-k8s-n1-p1"]["pod"] == "nyc-k8s-n1-p1"
+    assert known.get("nyc-k8s-n9-p1-r2") is None and known.get("who-knows") is None
+    assert len(known) == len(plan.pods())

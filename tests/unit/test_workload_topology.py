@@ -9,6 +9,7 @@ from typing import Any
 from lab import pipeline
 from lab.backend import workloads
 from lab.backend.runtime_specs import agent_spec, server_spec
+from lab.faults.revisions import pod_at
 from lab.plan.model import Role
 from lab.plan.planner import build_plan
 from lab.topology.workload import substitute
@@ -87,6 +88,24 @@ def test_placeholders_are_replaced_per_pod_and_other_braces_stay(tmp_path: Path)
     assert argv == ["/usr/sbin/nsd", "-d", "-c", f"{folder}/nsd.conf"]
     assert env == {"POD": pod.name}
     assert substitute("{address6}|{nope}", {"address6": ""}) == "|{nope}"
+
+
+def test_a_rolled_pod_has_a_folder_name_and_address_of_its_own(tmp_path: Path) -> None:
+    plan = build_plan(validate_data(mini(services=[DNS_SERVICE])))
+    slot = plan.pods()[0]
+    new = pod_at(plan, slot, 2)
+    workloads.write_pod_files(tmp_path, plan, new, 2)
+    folder = workloads.folder(tmp_path, slot.name, "dns", 2)
+    assert folder == workloads.pod_folder(tmp_path, slot.name) / "dns.r2"
+    conf = (folder / "nsd.conf").read_text()
+    assert f"ip-address: {new.address.ip}" in conf and new.address != slot.address
+    assert f'nsid: "ascii_{slot.name}-r2"' in conf
+    (service,) = plan.services
+    assert service.workload is not None
+    argv, env = workloads.command_line(tmp_path, new, service, service.workload, 2)
+    assert argv == ["/usr/sbin/nsd", "-d", "-c", f"{folder}/nsd.conf"]
+    assert env == {"POD": f"{slot.name}-r2"}
+    assert not workloads.folder(tmp_path, slot.name, "dns").exists()  # revision 1's: untouched
 
 
 def test_the_builtin_server_leaves_the_service_to_the_workload_and_the_agent_checks_it(

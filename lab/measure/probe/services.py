@@ -4,11 +4,12 @@ instances a real server's identity names (the pods, by name)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from lab.measure.probe.dns import DnsQuery
 from lab.measure.probe.udp import ProbeTarget
 from lab.plan.model import IPAddress, LabPlan, ServicePlan, family_of
+from lab.plan.naming import pod_of_instance
 
 
 def client_vips(plan: LabPlan, client: str, service: ServicePlan) -> list[IPAddress]:
@@ -29,11 +30,27 @@ def dns_query(service: ServicePlan) -> DnsQuery | None:
     return DnsQuery(ask.name, ask.rr_type, ask.identity) if ask is not None else None
 
 
-def instances(plan: LabPlan) -> dict[str, dict[str, str]]:
+class PodInstances(Mapping[str, Mapping[str, str]]):
     """Identity text -> the answering instance's site, cluster, node and pod: a real server
-    names itself by its pod's name (README, "Your own server behind the VIP")."""
-    return {pod.name: {"site": pod.site, "cluster": pod.cluster, "node": pod.node,
-                       "pod": pod.name} for pod in plan.pods()}
+    names itself by its pod's name (README, "Your own server behind the VIP"), and a pod a
+    rolling update made by its own (``POD-rN``: lab.plan.naming), in its slot's place."""
+
+    def __init__(self, plan: LabPlan) -> None:
+        self._pods = {pod.name: pod for pod in plan.pods()}
+
+    def __getitem__(self, name: str) -> Mapping[str, str]:
+        pod = self._pods[pod_of_instance(name)]
+        return {"site": pod.site, "cluster": pod.cluster, "node": pod.node, "pod": name}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pods)
+
+    def __len__(self) -> int:
+        return len(self._pods)
 
 
-__all__ = ["client_vips", "dns_query", "instances", "udp_targets"]
+def instances(plan: LabPlan) -> PodInstances:
+    return PodInstances(plan)
+
+
+__all__ = ["PodInstances", "client_vips", "dns_query", "instances", "udp_targets"]
