@@ -29,8 +29,12 @@ def _programs(names: set[str]) -> dict[str, Callable[[Sequence[str] | None], int
         programs["server"] = server.main
     if "agent" in names:
         from lab.apps.agent import main as agent
+        from lab.render.serviceproxy import service_rules_template
 
         programs["agent"] = agent.main
+        # compiled once here, shared by every agent forked (each would compile its own copy
+        # at its first ruleset: 1.9 MB of PSS per agent, measured)
+        service_rules_template()
     return programs
 
 

@@ -76,6 +76,12 @@ def _picker(svc: ServiceRules, keyword: str, vip: IPv4Address | IPv6Address, cha
             "slots": [endpoints[i][3] for i in owners]}
 
 
+def service_rules_template() -> jinja2.Template:
+    """The ruleset's template, compiled at its first use in a process (lab.apps.launcher
+    compiles it before it forks the agents, which then share it)."""
+    return _ENV.get_template("service-proxy.nft.j2")
+
+
 def render_service_rules(node: str, services: Sequence[ServiceRules],
                          source: IPv4Address | None = None,
                          source6: IPv6Address | None = None) -> str:
@@ -86,6 +92,6 @@ def render_service_rules(node: str, services: Sequence[ServiceRules],
     node's leaf); without them, masqueraded."""
     context = [{"protocol": svc.protocol, "port": svc.port, **rules}
                for svc in services for rules in _family_rules(svc)]
-    return _ENV.get_template("service-proxy.nft.j2").render(
+    return service_rules_template().render(
         node=node, table=SERVICE_TABLE, services=context, masquerade_mark=MASQUERADE_MARK,
         table_size=TABLE_SIZE, seed=f"{HASH_SEED:#x}", source=source, source6=source6)
