@@ -25,7 +25,7 @@ import json
 import signal
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv6Interface
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +122,9 @@ class Rollout:
 
     def run(self) -> dict[str, Any]:
         for old in self.old:
-            old.server = next(iter(self.handle.processes(old.slot.name, (SERVER,))), None)
-            old.workloads = self.handle.processes(old.slot.name, (workloads.KIND,))
+            running = self.handle.processes(old.slot.name, KINDS)
+            old.server = next((r for r in running if r.kind == SERVER), None)
+            old.workloads = [r for r in running if r.kind == workloads.KIND]
         try:
             while not self.done:
                 self.round()
@@ -253,14 +254,14 @@ class Rollout:
         # promotes it, losing now and then a packet that arrives meanwhile (seen in tests)
         ipv4 = (pod.plan.address if pod.revision == 1
                 else IPv4Interface((pod.plan.address.ip, 32)))
-        addresses = [str(ipv4)] + (
-            [str(pod.plan.address6)] if pod.plan.address6 is not None else [])
+        addresses: list[IPv4Interface | IPv6Interface] = [ipv4] + (
+            [pod.plan.address6] if pod.plan.address6 is not None else [])
         mac = mac_address(self.handle.state.lab, pod.slot.name, POD_IFNAME)
         for address in addresses:
-            self._exec(pod.slot.name, ["ip", "address", verb, address, "dev", POD_IFNAME,
-                                       *(["nodad"] if present and ":" in address else [])],
-                       check=True)
-            host = address.split("/")[0]
+            nodad = ["nodad"] if present and address.version == 6 else []
+            self._exec(pod.slot.name, ["ip", "address", verb, str(address), "dev", POD_IFNAME,
+                                       *nodad], check=True)
+            host = str(address.ip)
             neighbour = (["replace", host, "lladdr", mac, "nud", "permanent"] if present
                          else ["del", host])
             # gone already is as good as deleted
