@@ -132,6 +132,7 @@ def stop_pids(pids: Sequence[int], grace_s: float = 1.0) -> list[int]:
     while time.monotonic() < deadline and any(start_ticks(p) is not None for p in alive):
         time.sleep(0.01)
         _reap()
+    _reap()  # those that ended after the last look are zombies until polled
     return alive
 
 
@@ -144,8 +145,8 @@ def stop_lab_processes(lab: str, records: Sequence[ProcessRecord],
                        grace_s: float = 0.3, passes: int = 3) -> tuple[int, int]:
     """Stop a lab's processes being removed: the recorded ones, then those with the lab's tag
     (an interrupted up, children started during a grace period), a few passes until none is
-    left. Returns (processes found, processes that had to be killed)."""
-    found = {r.pid for r in records} | set(tagged_pids(lab))
+    left. Returns (processes found running, processes that had to be killed)."""
+    found = {r.pid for r in records if is_alive(r)} | set(tagged_pids(lab))
     killed = stop_records(records, grace_s=grace_s)
     for _ in range(passes):
         left = tagged_pids(lab)
