@@ -68,6 +68,9 @@ def test_every_node_and_pod_is_a_labelled_container(mini: labs.UpResult) -> None
                                 container_name(lab, "alpha-l1")))
     assert labels[LAB_LABEL] == lab and labels["anylab.role"] == "router"
     assert labels["containerlab"] == lab  # containerlab's own label: `containerlab inspect`
+    policy = _docker("inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}",
+                     container_name(lab, "alpha-l1")).strip()
+    assert policy == "no"  # the engine's restart (a reboot) leaves the containers stopped
     assert load_state(lab).backend == "containerlab"
 
 

@@ -91,6 +91,7 @@ def test_nodes_bind_their_folder_at_the_labs_path_and_run_unprivileged(plan: Lab
     document = export_topology("x", plan, IMAGES, ROOT, emulated=True)
     linux = document["topology"]["kinds"]["linux"]
     assert linux["privileged"] is False and linux["network-mode"] == "none"
+    assert linux["restart-policy"] == "no"  # not back without links after a reboot
     assert document["mgmt"] == {"skip-when-unused": True}
     router = next(n for n in plan.nodes if n.runs_frr)
     assert document["topology"]["nodes"][router.name]["binds"] == [

@@ -87,7 +87,11 @@ def export_topology(lab: str, plan: LabPlan, images: dict[str, str], lab_root: P
                                 # idle, whatever the image would start (a stock FRR image
                                 # starts its daemons): the lab starts the programs
                                 "entrypoint": IDLE_COMMAND[0],
-                                "cmd": shlex.join(IDLE_COMMAND[1:])}},
+                                "cmd": shlex.join(IDLE_COMMAND[1:]),
+                                # containerlab's default ("always") brings the containers
+                                # back when the engine restarts (a reboot) without their
+                                # links or programs; `down` removes them where they stopped
+                                "restart-policy": "no"}},
             "nodes": nodes,
             "links": links,
         },
