@@ -242,11 +242,16 @@ def frr_nodes(plan: LabPlan) -> list[NodePlan]:
     return [n for n in plan.nodes if frr_daemons(n)]
 
 
+def zebra_nodes(plan: LabPlan) -> list[NodePlan]:
+    """The routers that run zebra (a GoBGP node's BFD companion runs bfdd alone)."""
+    return [n for n in plan.nodes if "zebra" in frr_daemons(n)]
+
+
 def start_zebras(backend: NamespaceBackend, state: LabState, plan: LabPlan,
                   network: NetworkWorker) -> None:
     """Each router's zebra, as soon as the netlink worker has completed its namespace (see
     lab.backend.netns.nsworker: zebra can lose addresses that appear while it runs)."""
-    pending = {backend.namespace(state.lab, node.name): node for node in frr_nodes(plan)}
+    pending = {backend.namespace(state.lab, node.name): node for node in zebra_nodes(plan)}
     deadline = time.monotonic() + WORKER_TIMEOUT_S
     while pending:
         completed = network.completed()
@@ -264,8 +269,9 @@ def start_frr_daemons(backend: NamespaceBackend, state: LabState, plan: LabPlan)
     it), once every zebra listens: a client daemon that finds no zebra socket retries only
     seconds later."""
     for node in frr_nodes(plan):
-        for daemon in frr_daemons(node)[1:]:
-            start_frr_daemon(backend, state, node, daemon)
+        for daemon in frr_daemons(node):
+            if daemon != "zebra":
+                start_frr_daemon(backend, state, node, daemon)
     save_state(state)
 
 
@@ -411,7 +417,7 @@ def network_and_routers(backend: NamespaceBackend, state: LabState, plan: LabPla
         with network_worker(state, spec) as network:
             meanwhile()
             start_zebras(backend, state, plan, network)
-            wait_for_sockets([zserv_socket(state, n) for n in frr_nodes(plan)], state)
+            wait_for_sockets([zserv_socket(state, n) for n in zebra_nodes(plan)], state)
             start_frr_daemons(backend, state, plan)
         if driver is not None:
             adopt_impaired_links(backend, driver, lab, plan)

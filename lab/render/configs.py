@@ -63,7 +63,9 @@ def frr_daemons(node: NodePlan) -> list[str]:
     if not node.runs_frr:
         return []
     if node.role == Role.K8S_NODE and node.speaker == "gobgp":
-        return ["zebra", "bfdd"]
+        # bfdd alone: its peers name their local address, not their interface, which only
+        # zebra could resolve; the node installs no routes (lab.render.frrpolicy)
+        return ["bfdd"]
     daemons = ["zebra", "bgpd"]
     if any(line.strip().startswith("ip route") for line in node.frr_raw):
         daemons.append("staticd")  # only raw lines can ask for static routes
