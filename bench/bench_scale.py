@@ -10,7 +10,7 @@ Figures: ``scale_speakers``, ``scale_up_s`` (until ready, or until the timeout: 
 ``scale_ready`` is false and ``scale_not_ready`` says what was missing), ``scale_down_s``,
 ``rss_mb_per_router`` / ``pss_mb_per_router`` (median over FRR routers, i.e. transits, spines and
 leafs, of the sum of their daemons zebra + bgpd + bfdd + staticd), the same per cluster
-node (gobgpd + zebra + bfdd + agent), and per speaker (all of the lab's processes, pods
+node (gobgpd + bfdd + agent), and per speaker (all of the lab's processes, pods
 included, divided by the speakers). PSS (/proc/PID/smaps_rollup) splits shared pages among
 the processes mapping them, so it is the fairer figure when hundreds of daemons share FRR's
 libraries. Also kept: every progress message with its instant (``timeline``), the kernel's
