@@ -47,6 +47,11 @@ class NodeFiles:
         return self.directory / "gobgpd.toml"
 
     @property
+    def gobgpd_restart_toml(self) -> Path:
+        """gobgpd.toml with every session held down (a graceful restart's start)."""
+        return self.directory / "gobgpd-restart.toml"
+
+    @property
     def zserv_socket(self) -> Path:
         return self.directory / "zserv.api"
 
@@ -81,8 +86,9 @@ def frr_daemon_argv(daemon: str, files: NodeFiles) -> list[str]:
 def gobgpd_argv(files: NodeFiles, restarting: bool = False) -> list[str]:
     """gobgpd's command line; ``restarting`` (-r) sets the Restart State and Forwarding State
     bits of its graceful-restart capability, so that its peers keep its stale routes until it
-    has sent them again."""
-    return [GOBGPD, "-f", str(files.gobgpd_toml), "-t", "toml", "--api-hosts", GOBGP_API,
+    has sent them again, and starts it from ``gobgpd_restart_toml`` (sessions held down)."""
+    config = files.gobgpd_restart_toml if restarting else files.gobgpd_toml
+    return [GOBGPD, "-f", str(config), "-t", "toml", "--api-hosts", GOBGP_API,
             "-p", "--log-level", "info", "--pprof-disable", *(["-r"] if restarting else [])]
 
 

@@ -5,12 +5,15 @@ a node goes through the lab's backend (lab.backend.protocol)."""
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.atomicfile import write_atomic
 from lab.backend import daemons, workloads
 from lab.backend.daemons import NodeFiles
+from lab.backend.inspect import agent_status
 from lab.backend.names import node_dir, pod_dir
 from lab.backend.protocol import Backend
 from lab.backend.state import LabState, ProcessRecord, save_state
@@ -18,6 +21,11 @@ from lab.errors import BackendError
 from lab.faults.revisions import current_pod
 from lab.impair import ImpairmentDriver
 from lab.plan.model import LabPlan
+from lab.proc import run
+from lab.render.configs import render_gobgpd_toml
+
+# How long a restarted gobgpd's sessions wait for its agent's announcements at most
+ANNOUNCE_WAIT_S = 10.0
 
 
 @dataclass
@@ -102,9 +110,45 @@ def restart_frr_daemon(handle: LabHandle, node: str, daemon: str,
 
 def restart_gobgpd(handle: LabHandle, node: str, old: ProcessRecord | None,
                    restarting: bool = False) -> ProcessRecord:
+    """gobgpd started again; ``restarting`` (graceful restart): with its sessions held down
+    until ``open_gobgp_sessions``."""
     files = handle.files(node)
+    if restarting:
+        write_atomic(files.gobgpd_restart_toml,
+                     render_gobgpd_toml(handle.plan, handle.plan.node(node), sessions_down=True))
     return _start(handle, node, "gobgpd", daemons.gobgpd_argv(files, restarting),
                   files.log("gobgpd"), old)
+
+
+def gobgp(handle: LabHandle, node: str, *args: str) -> str:
+    """The gobgp CLI against the node's gobgpd."""
+    host, port = daemons.GOBGP_API.rsplit(":", 1)
+    argv = [daemons.GOBGP, "-u", host, "-p", port, *args]
+    return run(handle.backend.exec_argv(handle.state, node, argv), timeout=10).stdout
+
+
+def announced_vips(handle: LabHandle, node: str) -> list[str]:
+    """The VIPs the node's agent announces, as its status file says (no call to the node)."""
+    return [str(vip) for vip in agent_status(handle.state, node).get("announced", [])]
+
+
+def open_gobgp_sessions(handle: LabHandle, node: str, announced: Iterable[str],
+                        agent_started_ns: int, wait_s: float = ANNOUNCE_WAIT_S) -> float:
+    """Enable the sessions of a gobgpd restarted gracefully once its new agent (started at
+    ``agent_started_ns``) has announced ``announced`` again (its status file, written after it
+    has handed them to gobgpd), or after ``wait_s``: a gobgpd that sends its End-of-RIB before
+    them has the leafs drop the routes they kept as stale. Returns the seconds it waited."""
+    wanted, start = set(announced), time.monotonic()
+    while time.monotonic() - start < wait_s:
+        status = agent_status(handle.state, node)
+        if status.get("t_ns", 0) >= agent_started_ns \
+                and wanted <= {str(v) for v in status.get("announced", [])}:
+            break
+        time.sleep(0.02)
+    waited = time.monotonic() - start
+    for session in handle.plan.sessions_of(node):
+        gobgp(handle, node, "neighbor", str(session.side(node)[4]), "enable")
+    return waited
 
 
 def restart_agent(handle: LabHandle, node: str, old: ProcessRecord | None) -> ProcessRecord:

@@ -83,8 +83,9 @@ def render_daemons(node: NodePlan) -> str:
                            enabled=frr_daemons(node))
 
 
-def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
-    """gobgpd's configuration as data (dumped to TOML, never templated)."""
+def gobgp_config(plan: LabPlan, node: NodePlan, sessions_down: bool = False) -> dict[str, Any]:
+    """gobgpd's configuration as data (dumped to TOML, never templated); ``sessions_down``:
+    every neighbor administratively down, until enabled through the API."""
     assert node.asn is not None and node.router_id is not None
     neighbors = []
     listen = [str(node.router_id)]
@@ -105,7 +106,7 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
                 "notification-enabled": True}}}
         neighbors.append({
             "config": {"neighbor-address": str(peer_address), "peer-as": peer_asn,
-                       "description": peer},
+                       "description": peer, **({"admin-down": True} if sessions_down else {})},
             "timers": {"config": {"connect-retry": timers.connect_retry_s,
                                   "hold-time": timers.hold_s,
                                   "keepalive-interval": timers.keepalive_s}},
@@ -125,9 +126,9 @@ def gobgp_config(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
     }
 
 
-def render_gobgpd_toml(plan: LabPlan, node: NodePlan) -> str:
+def render_gobgpd_toml(plan: LabPlan, node: NodePlan, sessions_down: bool = False) -> str:
     header = f"# gobgpd for {node.name} (rendered by anycast-lab; do not edit)\n"
-    return header + tomli_w.dumps(gobgp_config(plan, node))
+    return header + tomli_w.dumps(gobgp_config(plan, node, sessions_down))
 
 
 def default_endpoints(plan: LabPlan, node: NodePlan,

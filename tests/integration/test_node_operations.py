@@ -142,6 +142,12 @@ def test_a_speaker_restart_costs_nothing_only_with_graceful_restart(
     downs = [e for e in _events(result) if e.get("kind") == "session_down"
              and e.get("router") in ("alpha-l1", "beta-l1")]
     assert {e["router"] for e in downs} == {"alpha-l1", "beta-l1"}, downs
+    # the restarted gobgpd opened its sessions once its agent had announced the VIPs again
+    injected = [e for e in _events(result) if e["source"] == "injector"
+                and e["target"] == "alpha-k8s-n1"]
+    stop, start = (e["details"] for e in injected)
+    assert {"192.0.2.10", "192.0.2.80"} <= set(stop["announced"]), stop
+    assert 0 < start["sessions_opened_after_ms"] < 10_000, start
 
 
 def test_the_control_plane_delay_shows_between_readiness_and_withdrawal(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import jinja2
 import pytest
 
 from lab import pipeline
+from lab.backend.daemons import NodeFiles, gobgpd_argv
 from lab.plan.model import LabPlan, Role
 from lab.render.configs import (
     Endpoint,
@@ -67,6 +69,21 @@ def test_gobgp_node_config_and_bfd_companion(plan: LabPlan) -> None:
     # no interface: bfdd runs without zebra, which alone could resolve one
     assert f"peer {leaf.peer_address} local-address {leaf.address.ip}\n" in conf
     assert "router bgp" not in conf
+
+
+def test_a_graceful_restart_starts_gobgpd_with_its_sessions_held_down(plan: LabPlan) -> None:
+    """The restart configuration differs from the node's only by admin-down on every
+    neighbor (lab.faults.primitives.open_gobgp_sessions enables them)."""
+    node = plan.node("ams-k8s-n2")
+    normal = tomllib.loads(render_gobgpd_toml(plan, node))
+    held = tomllib.loads(render_gobgpd_toml(plan, node, sessions_down=True))
+    assert all(n["config"]["admin-down"] is True for n in held["neighbors"])
+    for neighbor in held["neighbors"]:
+        del neighbor["config"]["admin-down"]
+    assert held == normal
+    files = NodeFiles(Path("/x"))
+    assert str(files.gobgpd_restart_toml) in gobgpd_argv(files, restarting=True)
+    assert str(files.gobgpd_toml) in gobgpd_argv(files)
 
 
 def test_frr_speaker_node_announces_its_pod_cidr() -> None:
