@@ -146,8 +146,9 @@ def stop_lab_processes(lab: str, records: Sequence[ProcessRecord],
     """Stop a lab's processes being removed: the recorded ones, then those with the lab's tag
     (an interrupted up, children started during a grace period), a few passes until none is
     left. Returns (processes found running, processes that had to be killed)."""
-    found = {r.pid for r in records if is_alive(r)} | set(tagged_pids(lab))
-    killed = stop_records(records, grace_s=grace_s)
+    running = [r.pid for r in records if is_alive(r)]  # a reused PID is left alone
+    found = set(running) | set(tagged_pids(lab))
+    killed = stop_pids(running, grace_s=grace_s)
     for _ in range(passes):
         left = tagged_pids(lab)
         if not left:

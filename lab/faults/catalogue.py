@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,17 +208,25 @@ def _gone(ctx: FaultContext, node: str, kinds: tuple[str, ...]) -> bool:
     return True
 
 
-def _start_speaker(ctx: FaultContext, node: NodePlan, restarting: bool) -> list[int]:
-    """The node's speaker and then its agent (which announces again at once)."""
+def _start_speaker(ctx: FaultContext, node: NodePlan, restarting: bool,
+                   announced: Sequence[str] = ()) -> Details:
+    """The node's speaker and then its agent (which announces again at once). A gobgpd
+    restarting gracefully starts with its sessions held down and opens them once its agent
+    has announced ``announced`` again (``open_gobgp_sessions``): gobgpd sends its End-of-RIB
+    as soon as its leafs have sent theirs, and one sent before the announcements had the
+    leafs drop the stale routes (now and then, by the connect-retry phase: in one run the VIP
+    went over the spine for 0.28 s)."""
+    started_ns = time.monotonic_ns()
     if node.speaker == "gobgp":
         speaker = p.restart_gobgpd(ctx.handle, node.name, None, restarting)
     else:
         speaker = p.restart_frr_daemon(ctx.handle, node.name, "bgpd", None)
-    return [speaker.pid, p.restart_agent(ctx.handle, node.name, None).pid]
-
-
-def _gobgp_restarting(ctx: FaultContext, node: NodePlan) -> bool:
-    return node.speaker == "gobgp" and _graceful_restart(ctx, node)
+    details: Details = {"started_pids": [speaker.pid,
+                                         p.restart_agent(ctx.handle, node.name, None).pid]}
+    if node.speaker == "gobgp" and restarting:
+        waited = p.open_gobgp_sessions(ctx.handle, node.name, announced, started_ns)
+        details["sessions_opened_after_ms"] = round(waited * 1000, 1)
+    return details
 
 
 def _k8s_node(ctx: FaultContext) -> NodePlan:
@@ -239,28 +247,19 @@ def speaker_stop(ctx: FaultContext) -> Details:
     forward on; without, they drop them at once."""
     node = _k8s_node(ctx)
     # what a gracefully restarting gobgpd must originate again before its sessions open
-    announced = p.announced_vips(ctx.handle, node.name) if _gobgp_restarting(ctx, node) else []
+    announced = p.announced_vips(ctx.handle, node.name) \
+        if node.speaker == "gobgp" and _graceful_restart(ctx, node) else []
     stopped = _stop(ctx, node.name, (_speaker_kind(node), "agent"))
     return {"stopped_pids": stopped, "speaker": _speaker_kind(node),
             "graceful_restart": _graceful_restart(ctx, node), "announced": announced}
 
 
 def speaker_start(ctx: FaultContext, stopped: Details) -> Details:
-    """The speaker and its agent started again. A gobgpd restarting gracefully opens its
-    sessions once its agent has announced what it did before (``open_gobgp_sessions``):
-    gobgpd sends its End-of-RIB as soon as its leafs have sent theirs, and one sent before
-    the announcements had the leafs drop the stale routes (now and then, by the leafs'
-    connect-retry phase: in one run the VIP went over the spine for 0.28 s)."""
+    """The speaker and its agent started again (``_start_speaker``)."""
     node = _k8s_node(ctx)
     restarting = _graceful_restart(ctx, node)
-    started_ns = time.monotonic_ns()
-    details: Details = {"started_pids": _start_speaker(ctx, node, restarting),
-                        "restarting": restarting}
-    if _gobgp_restarting(ctx, node):
-        waited = p.open_gobgp_sessions(ctx.handle, node.name, stopped.get("announced", []),
-                                       started_ns)
-        details["sessions_opened_after_ms"] = round(waited * 1000, 1)
-    return details
+    details = _start_speaker(ctx, node, restarting, stopped.get("announced", []))
+    return {"started_pids": details.pop("started_pids"), "restarting": restarting, **details}
 
 
 def _drain_of(ctx: FaultContext, node: NodePlan) -> tuple[Drain, float]:
@@ -311,7 +310,7 @@ def node_undrain(ctx: FaultContext, _: Details) -> Details:
     node = _k8s_node(ctx)
     started = [pid for pod in node.pods for pid in _start_pod(ctx, pod.name)]
     _drain_file(ctx, node.name).unlink(missing_ok=True)
-    started += _start_speaker(ctx, node, restarting=False)
+    started += _start_speaker(ctx, node, restarting=False)["started_pids"]
     return {"started_pids": started}
 
 

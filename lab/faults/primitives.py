@@ -147,7 +147,8 @@ def open_gobgp_sessions(handle: LabHandle, node: str, announced: Iterable[str],
         time.sleep(0.02)
     waited = time.monotonic() - start
     for session in handle.plan.sessions_of(node):
-        gobgp(handle, node, "neighbor", str(session.side(node)[4]), "enable")
+        _, _, _, _, peer_address, _ = session.side(node)
+        gobgp(handle, node, "neighbor", str(peer_address), "enable")
     return waited
 
 
