@@ -315,13 +315,17 @@ def test_a_prober_that_stopped_early_leaves_its_last_probes_unjudged() -> None:
     assert (entry["lost"], entry["outage_ms"], entry["probes"]) == (0, 0.0, 2_000)
 
 
-def test_in_flight_losses_at_the_next_action_are_charged_to_neither_window() -> None:
+def test_in_flight_losses_at_an_action_are_charged_to_the_window_it_opens() -> None:
     end = EVENT + 3 * S  # the next action: probes sent in its last RTT (10 ms) were in flight
     probes = probe_stream(gaps=[(EVENT + 100 * MS, 50), (end - 8 * MS, 30)])
     entry = one(probes, window(end_ns=end))
     assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (50, 50.0, True)
     assert (entry["rate_derived_ms"], entry["loss_windows"]) == (150.0, 1)
     assert entry["last_loss_ns"] == EVENT + 149 * MS
+    # the next action's window charges them: 8 in flight at its instant, 22 after it
+    entry = one(probes, window(t_ns=end))
+    assert (entry["lost"], entry["outage_ms"], entry["rate_derived_ms"]) == (30, 30.0, 30.0)
+    assert (entry["first_loss_ns"], entry["probes"]) == (end - 8 * MS, 7_000 - 2_000 + 8)
     # a run that began before the last round trip is this window's unrecovered outage
     probes = probe_stream(gaps=[(end - 50 * MS, 80)])
     entry = one(probes, window(end_ns=end))
@@ -330,6 +334,29 @@ def test_in_flight_losses_at_the_next_action_are_charged_to_neither_window() -> 
     # the guard can be given
     entry = one(probes, window(end_ns=end), inflight_ns=60 * MS)
     assert (entry["lost"], entry["outage_ms"], entry["recovered"]) == (0, 0.0, True)
+    assert one(probes, window(t_ns=end), inflight_ns=60 * MS)["lost"] == 80
+    assert one(probes, window(t_ns=end))["lost"] == 30  # began before the guard: not in flight
+
+
+def test_a_waiting_prober_whose_one_request_was_in_flight_has_an_outage() -> None:
+    """An HTTP prober on a kept-alive connection: one request every 30 ms (26 ms round
+    trips); the one sent 1.4 ms before the fault got no reply, and the next went out after
+    its reply timeout, 1.1 s later, and was answered from another site."""
+    send = [*range(EVENT - 3_000 * MS, EVENT - 1 * MS, 30 * MS)]
+    send[-1] = EVENT - 1_400_000
+    after = [*range(EVENT + 1_102 * MS, TRIAL_END, 110 * MS)]
+    probes = pd.DataFrame({
+        "trial": 0, "client": "us-c2", "service": "web", "flow": 0,
+        "seq": range(len(send) + len(after)), "send_ns": [*send, *after],
+        "recv_ns": pd.array([*(t + 26 * MS for t in send[:-1]), None,
+                             *(t + 100 * MS for t in after)], dtype="Int64"),
+        "rtt_ms": [*([26.0] * (len(send) - 1)), None, *([100.0] * len(after))],
+        "site": [*(["nyc"] * (len(send) - 1)), None, *(["ams"] * len(after))],
+        "node": None})
+    entry = one(probes)
+    assert (entry["lost"], entry["loss_windows"], entry["site_after"]) == (1, 1, "ams")
+    assert entry["outage_ms"] == entry["rate_derived_ms"] == 1_103.4
+    assert entry["first_loss_ns"] == EVENT - 1_400_000
 
 
 def test_several_flows_report_the_worst_and_each_flow() -> None:
@@ -547,7 +574,7 @@ def test_summarize_run_marks_the_interrupted_last_trial_and_aggregates_the_other
                             trial_bounds=[(0, T0, TRIAL_END), (1, T0 + second, TRIAL_END + second)])
     assert list(summary) == ["scenario", "complete", "interval_ms", "metrics_version", "trials",
                              "aggregate"]
-    assert summary["metrics_version"] == 2
+    assert summary["metrics_version"] == 3
     assert [t["complete"] for t in summary["trials"]] == [True, False]
     assert summary["trials"][1]["events"][0]["clients"][0]["outage_ms"] == 300.0
     (row,) = summary["aggregate"]

@@ -6,7 +6,7 @@ cases where the two once differed:
 - the answering site before an event when two sites answered equally often (the one seen last);
 - detection when a session not touching the target went down first (the target's first);
 - losses in the last reply timeout before the probes end (not charged) and a loss run that
-  began just before the next action (that action's in-flight loss, not charged).
+  began just before the next action (that action's in-flight loss, charged to its window).
 """
 
 from __future__ import annotations
@@ -155,4 +155,6 @@ def test_edge_cases_agree(tmp_path: Path) -> None:
     assert c1["site_before"] == "nyc"  # the tie goes to the site seen last, not the first name
     assert c2["lost"] == 0 and c2["outage_ms"] == 0.0  # in flight at the next action
     second = summary["trials"][0]["events"][1]
-    assert second["clients"][1]["lost"] == 0  # the trial's last 2 s are not judged
+    # the next action's window charges the 5 in flight at it, not the trial's last 2 s (not
+    # judged)
+    assert (second["clients"][1]["lost"], second["clients"][1]["outage_ms"]) == (5, 5.0)

@@ -55,6 +55,16 @@ def reference(send: list[int], answered: list[bool], win: EventWindow, reply_tim
     stream_end = min(win.trial_end_ns, send[-1] + MS)
     judged_end = min(win.end_ns, stream_end - reply_timeout)
     lost = [i for i in inside if send[i] < judged_end and not answered[i]]
+    # the losses in flight at the instant: the run of lost probes reaching it, if it began
+    # within the guard (the window before left them to this one)
+    in_flight: list[int] = []
+    for i in reversed([i for i, t in enumerate(send) if t < win.t_ns]):
+        if answered[i]:
+            break
+        in_flight.insert(0, i)
+    if in_flight and send[in_flight[0]] < win.t_ns - inflight:
+        in_flight = []
+    in_flight = [i for i in in_flight if send[i] < judged_end]
     if lost and win.ends_at_action:
         after = [i for i in inside if i > lost[-1] and answered[i]]
         if not after:
@@ -62,6 +72,7 @@ def reference(send: list[int], answered: list[bool], win: EventWindow, reply_tim
             run_start = next(i for i in lost if not before or i > before[-1])
             if send[run_start] >= win.end_ns - inflight:
                 lost = [i for i in lost if before and i < before[-1]]
+    lost = in_flight + lost
     if not lost:
         return 0, 0, True, []
     runs = [[lost[0]]]
@@ -75,9 +86,10 @@ def reference(send: list[int], answered: list[bool], win: EventWindow, reply_tim
         reply = [i for i in inside if i > run[-1] and answered[i]]
         windows.append((send[reply[0]] if reply else win.end_ns) - send[run[0]])
     recovery = [i for i in inside if i > lost[-1] and answered[i]]
+    began = min(win.t_ns, send[lost[0]])
     if not recovery:
-        return len(lost), win.length_ns, False, windows
-    return len(lost), send[recovery[0]] - win.t_ns, True, windows
+        return len(lost), win.end_ns - began, False, windows
+    return len(lost), send[recovery[0]] - began, True, windows
 
 
 @st.composite
@@ -114,7 +126,8 @@ def test_any_loss_pattern_matches_the_reference(pattern: Any, reply_timeout_ms: 
     assert entry["loss_windows"] == len(windows)
     assert entry["outage_ms"] == round(max(windows, default=0) / MS, 6)
     assert (entry["outage_ms"] == 0) == (entry["lost"] == 0)
-    assert entry["outage_ms"] <= entry["rate_derived_ms"] <= win.length_ns / MS
+    began = min([win.t_ns, *([entry["first_loss_ns"]] if entry["lost"] else [])])
+    assert entry["outage_ms"] <= entry["rate_derived_ms"] <= (win.end_ns - began) / MS
 
 
 @PROPERTY

@@ -16,8 +16,9 @@ Which probes are charged to a window (see the Definitions in docs/run-format.md)
   ``reply_timeout_ns`` before the flow's probes end (the trial end, or the flow's last probe
   plus one interval if that is earlier): the prober stopped before their replies were due;
 - a trailing run of losses that lasts until the next injector action and began less than one
-  round trip (plus one interval) before it is that action's in-flight loss, charged to neither
-  window; a run that began earlier is an outage that did not recover within the window.
+  round trip (plus one interval) before it is that action's in-flight loss, charged to the
+  next action's window, not this one; a run that began earlier is an outage that did not
+  recover within the window.
 """
 
 from __future__ import annotations
@@ -152,10 +153,14 @@ def _median_rtt(stream: FlowStream, part: slice) -> float | None:
     return round(float(np.median(rtt)), 6) if rtt.size else None
 
 
-def _inflight_ns(stream: FlowStream, after: slice, before: slice, interval_ns: int) -> int:
-    """How long before an action a probe may still be in flight: the largest round trip seen
-    in the last second of the window (else the second before the event), plus one interval."""
-    for part in (after, before):
+def _inflight_ns(stream: FlowStream, action_ns: int, fallback: slice, interval_ns: int) -> int:
+    """How long before an action a probe may still be in flight: the largest round trip of
+    the probes answered in the second before it (else in ``fallback``), plus one interval.
+    The window that the action closes and the one it opens use the same guard, so that each
+    in-flight loss is charged to exactly one of them."""
+    send = stream.send_ns
+    last_second = slice(_index(send, action_ns - NS_PER_S), _index(send, action_ns))
+    for part in (last_second, fallback):
         rtt = stream.rtt_ms[part][stream.answered[part]]
         rtt = rtt[~np.isnan(rtt)]
         if rtt.size:
@@ -173,6 +178,7 @@ class _Span:
     judged: int
     before: slice
     after: slice
+    judged_end_ns: int  # probes sent from here on are not judged
 
 
 def _span(stream: FlowStream, window: EventWindow, reply_timeout_ns: int,
@@ -184,7 +190,7 @@ def _span(stream: FlowStream, window: EventWindow, reply_timeout_ns: int,
     judged = min(stop, max(first, _index(send, judged_end)))
     before = slice(_index(send, window.t_ns - NS_PER_S), first)
     after = slice(max(first, _index(send, window.end_ns - NS_PER_S)), stop)
-    return _Span(first, stop, judged, before, after)
+    return _Span(first, stop, judged, before, after, judged_end)
 
 
 def _charged_losses(stream: FlowStream, window: EventWindow, span: _Span,
@@ -200,21 +206,41 @@ def _charged_losses(stream: FlowStream, window: EventWindow, span: _Span,
     previous = span.first + int(answered[-1]) if answered.size else span.first - 1
     run_start = int(stream.send_ns[lost[lost > previous][0]])
     guard = (inflight_ns if inflight_ns is not None
-             else _inflight_ns(stream, span.after, span.before, interval_ns))
+             else _inflight_ns(stream, window.end_ns, span.before, interval_ns))
     if run_start >= window.end_ns - guard:
         return lost[lost <= previous]
     return lost
 
 
+def _inflight_at_start(stream: FlowStream, window: EventWindow, span: _Span,
+                       inflight_ns: int | None, interval_ns: int) -> IntArray:
+    """Indexes of the losses in flight at the window's action, which the window before left
+    to it (``_charged_losses``): the run of lost probes reaching ``t_ns`` that began less than
+    one round trip (plus one interval) before it. A prober that waits for each reply (HTTP on
+    a kept-alive connection) often has just one probe lost to a failure, sent before it."""
+    answered = np.flatnonzero(stream.answered[:span.first])
+    run_start = int(answered[-1]) + 1 if answered.size else 0
+    run_stop = min(span.first, _index(stream.send_ns, span.judged_end_ns))
+    if run_start >= run_stop:
+        return np.empty(0, dtype=np.int64)
+    guard = (inflight_ns if inflight_ns is not None
+             else _inflight_ns(stream, window.t_ns, slice(0, 0), interval_ns))
+    if int(stream.send_ns[run_start]) < window.t_ns - guard:
+        return np.empty(0, dtype=np.int64)
+    return np.arange(run_start, run_stop, dtype=np.int64)
+
+
 def _rate_derived(stream: FlowStream, window: EventWindow, lost: IntArray,
                   stop: int) -> tuple[int, bool]:
     """Rate-derived outage in ns (the first reply after the last charged loss, minus the
-    instant) and whether that reply came within the window."""
+    instant, or minus the first loss's send when a probe in flight at the instant was lost)
+    and whether that reply came within the window."""
     if lost.size == 0:
         return 0, True
     last = int(lost[-1])
     recovered = bool(stream.answered[last + 1:stop].any())
-    return _recovery_ns(stream, window, last, stop) - window.t_ns, recovered
+    began = min(window.t_ns, int(stream.send_ns[lost[0]]))
+    return _recovery_ns(stream, window, last, stop) - began, recovered
 
 
 def _recovery_ns(stream: FlowStream, window: EventWindow, last_lost: int, stop: int) -> int:
@@ -257,11 +283,13 @@ def flow_figures(stream: FlowStream, sites: Sequence[str], window: EventWindow,
     interval_ms = flow_interval_ms(stream, interval_ms)
     interval_ns = round(interval_ms * NS_PER_MS)
     span = _span(stream, window, reply_timeout_ns, interval_ns)
-    lost = _charged_losses(stream, window, span, inflight_ns, interval_ns)
+    in_flight = _inflight_at_start(stream, window, span, inflight_ns, interval_ns)
+    lost = np.concatenate((in_flight,
+                           _charged_losses(stream, window, span, inflight_ns, interval_ns)))
     rate_derived_ns, recovered = _rate_derived(stream, window, lost, span.stop)
     windows = loss_windows(stream, window, lost, span.stop)
     outage_ns = max((end - start for start, end in windows), default=0)
-    probes = span.judged - span.first
+    probes = span.judged - span.first + int(in_flight.size)
     before, after = most_frequent(stream.site[span.before]), most_frequent(stream.site[span.after])
     node_before = most_frequent(stream.node[span.before])
     node_after = most_frequent(stream.node[span.after])

@@ -34,8 +34,9 @@ from lab.measure.metrics.windows import (
 )
 
 # 2: ``outage_ms`` is the longest loss window; before, it was the rate-derived figure (now
-# ``rate_derived_ms``). Summaries without the field are version 1.
-METRICS_VERSION = 2
+# ``rate_derived_ms``). Summaries without the field are version 1. 3: a window also charges the
+# losses in flight at its instant, which version 2 charged to no window.
+METRICS_VERSION = 3
 DETECTION_KINDS = {("bfd", "bfd_down"), ("bgp", "session_down")}
 FIB_ACTIONS = ("add", "del")
 
