@@ -246,20 +246,21 @@ def speaker_stop(ctx: FaultContext) -> Details:
     SIGTERM and exit. With graceful restart the leafs keep the node's routes as stale and
     forward on; without, they drop them at once."""
     node = _k8s_node(ctx)
+    graceful = _graceful_restart(ctx, node)
     # what a gracefully restarting gobgpd must originate again before its sessions open
     announced = p.announced_vips(ctx.handle, node.name) \
-        if node.speaker == "gobgp" and _graceful_restart(ctx, node) else []
+        if node.speaker == "gobgp" and graceful else []
     stopped = _stop(ctx, node.name, (_speaker_kind(node), "agent"))
     return {"stopped_pids": stopped, "speaker": _speaker_kind(node),
-            "graceful_restart": _graceful_restart(ctx, node), "announced": announced}
+            "graceful_restart": graceful, "announced": announced}
 
 
 def speaker_start(ctx: FaultContext, stopped: Details) -> Details:
     """The speaker and its agent started again (``_start_speaker``)."""
     node = _k8s_node(ctx)
     restarting = _graceful_restart(ctx, node)
-    details = _start_speaker(ctx, node, restarting, stopped.get("announced", []))
-    return {"started_pids": details.pop("started_pids"), "restarting": restarting, **details}
+    return {**_start_speaker(ctx, node, restarting, stopped.get("announced", [])),
+            "restarting": restarting}
 
 
 def _drain_of(ctx: FaultContext, node: NodePlan) -> tuple[Drain, float]:

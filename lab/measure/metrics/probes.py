@@ -153,7 +153,8 @@ def _median_rtt(stream: FlowStream, part: slice) -> float | None:
     return round(float(np.median(rtt)), 6) if rtt.size else None
 
 
-def _inflight_ns(stream: FlowStream, action_ns: int, fallback: slice, interval_ns: int) -> int:
+def _inflight_ns(stream: FlowStream, action_ns: int, interval_ns: int,
+                 fallback: slice = slice(0, 0)) -> int:
     """How long before an action a probe may still be in flight: the largest round trip of
     the probes answered in the second before it (else in ``fallback``), plus one interval.
     The window that the action closes and the one it opens use the same guard, so that each
@@ -206,7 +207,7 @@ def _charged_losses(stream: FlowStream, window: EventWindow, span: _Span,
     previous = span.first + int(answered[-1]) if answered.size else span.first - 1
     run_start = int(stream.send_ns[lost[lost > previous][0]])
     guard = (inflight_ns if inflight_ns is not None
-             else _inflight_ns(stream, window.end_ns, span.before, interval_ns))
+             else _inflight_ns(stream, window.end_ns, interval_ns, span.before))
     if run_start >= window.end_ns - guard:
         return lost[lost <= previous]
     return lost
@@ -218,16 +219,22 @@ def _inflight_at_start(stream: FlowStream, window: EventWindow, span: _Span,
     to it (``_charged_losses``): the run of lost probes reaching ``t_ns`` that began less than
     one round trip (plus one interval) before it. A prober that waits for each reply (HTTP on
     a kept-alive connection) often has just one probe lost to a failure, sent before it."""
-    answered = np.flatnonzero(stream.answered[:span.first])
-    run_start = int(answered[-1]) + 1 if answered.size else 0
-    run_stop = min(span.first, _index(stream.send_ns, span.judged_end_ns))
-    if run_start >= run_stop:
-        return np.empty(0, dtype=np.int64)
+    none = np.empty(0, dtype=np.int64)
+    if span.first == 0 or stream.answered[span.first - 1]:
+        return none  # the usual case: the probe before the instant was answered
     guard = (inflight_ns if inflight_ns is not None
-             else _inflight_ns(stream, window.t_ns, slice(0, 0), interval_ns))
-    if int(stream.send_ns[run_start]) < window.t_ns - guard:
-        return np.empty(0, dtype=np.int64)
-    return np.arange(run_start, run_stop, dtype=np.int64)
+             else _inflight_ns(stream, window.t_ns, interval_ns))
+    # only the probes sent within the guard are looked at, not the whole trial before it
+    low = _index(stream.send_ns, window.t_ns - guard)
+    answered = np.flatnonzero(stream.answered[low:span.first])
+    if answered.size:
+        run_start = low + int(answered[-1]) + 1
+    elif low == 0 or stream.answered[low - 1]:
+        run_start = low
+    else:
+        return none  # the run began before the guard: an outage, not an in-flight loss
+    run_stop = min(span.first, _index(stream.send_ns, span.judged_end_ns))
+    return np.arange(run_start, max(run_start, run_stop), dtype=np.int64)
 
 
 def _rate_derived(stream: FlowStream, window: EventWindow, lost: IntArray,
