@@ -66,6 +66,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev,notebooks]'
 	$(VPY) -m lab.impair.build >/dev/null
+	$(VPY) -m lab.apps.server.build >/dev/null
 	@touch $@
 
 # the containerlab backend's tools: docker.io and mmdebstrap, the engine (started when not

@@ -10,7 +10,7 @@ Figures: ``scale_speakers``, ``scale_up_s`` (until ready, or until the timeout: 
 ``scale_ready`` is false and ``scale_not_ready`` says what was missing), ``scale_down_s``,
 ``rss_mb_per_router`` / ``pss_mb_per_router`` (median over FRR routers, i.e. transits, spines and
 leafs, of the sum of their daemons zebra + bgpd + bfdd + staticd), the same per cluster
-node (gobgpd + bfdd + agent), and per speaker (all of the lab's processes, pods
+node (gobgpd + bfdd + agent) and per pod (its server), and per speaker (all of the lab's processes, pods
 included, divided by the speakers). PSS (/proc/PID/smaps_rollup) splits shared pages among
 the processes mapping them, so it is the fairer figure when hundreds of daemons share FRR's
 libraries. Also kept: every progress message with its instant (``timeline``), the kernel's
@@ -72,6 +72,7 @@ def memory_figures(result: labs.UpResult) -> dict[str, Any]:
     plan: LabPlan = result.plan
     routers = [n.name for n in plan.nodes if n.runs_frr and n.role != Role.K8S_NODE]
     nodes = [n.name for n in plan.nodes_with_role(Role.K8S_NODE)]
+    pods = [p.name for n in plan.nodes_with_role(Role.K8S_NODE) for p in n.pods]
     speakers = len([n for n in plan.nodes if n.role != Role.CLIENT])
     figures: dict[str, Any] = {"scale_speakers": speakers, "scale_routers": len(routers),
                                "scale_cluster_nodes": len(nodes),
@@ -83,6 +84,9 @@ def memory_figures(result: labs.UpResult) -> dict[str, Any]:
             per_node[r] for r in routers), 1)
         figures[f"{label}_mb_per_cluster_node"] = round(statistics.median(
             per_node[n] for n in nodes), 1)
+        if pods:
+            figures[f"{label}_mb_per_pod"] = round(statistics.median(
+                per_node.get(p, 0.0) for p in pods), 2)
         figures[f"{label}_mb_per_speaker"] = round(total / speakers, 1)
         figures[f"{label}_mb_total"] = round(total)
     return figures

@@ -5,7 +5,8 @@
 "node": NAME}``, and prints ``{"pids": [...]}``. Every child is an ordinary, separate process
 (its own session, namespace and log), so killing one pod's server kills only that pod; what is
 shared is the start-up cost: a lab starts dozens of these, and importing Python modules dozens
-of times costs seconds of CPU on a small machine.
+of times costs seconds of CPU on a small machine. A server child reads its spec and becomes the
+C pod server (``lab.apps.server.main``), built here once before the first fork.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _programs(names: set[str]) -> dict[str, Callable[[Sequence[str] | None], int
     programs: dict[str, Callable[[Sequence[str] | None], int]] = {}
     if "server" in names:
         from lab.apps.server import main as server
+        from lab.apps.server.build import server_binary
 
+        server_binary()
         programs["server"] = server.main
     if "agent" in names:
         from lab.apps.agent import main as agent

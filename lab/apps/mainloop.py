@@ -1,4 +1,4 @@
-"""The main loop of every long-running program a lab runs (node agent, pod server, TCP flows,
+"""The main loop of every long-running Python program a lab runs (node agent, TCP flows,
 FIB recorder): one selector for the program's sockets, and a socket pair that wakes it at once
 when it must stop (SIGTERM or SIGINT, or ``stop`` from anywhere: a signal handler, another
 thread). Nothing polls: a program sleeps in ``wait`` until a socket is ready, its own

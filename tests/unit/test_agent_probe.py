@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lab.apps.agent.probe import ProbeTarget, outcome_from_status, parse_status, probe_all
-from lab.apps.server.main import AnycastServer
 from lab.apps.server.spec import ServerSpec
+from tests.unit.podserver import running_server
 
 LOOPBACK = IPv4Address("127.0.0.1")
 
@@ -22,13 +22,8 @@ LOOPBACK = IPv4Address("127.0.0.1")
 def health_port(tmp_path: Path) -> Iterator[int]:
     spec = ServerSpec(lab="t", site="s", cluster="c", node="n", pod="p", address=LOOPBACK,
                       services=(), health_port=0, unready_flag=tmp_path / "unready")
-    server = AnycastServer(spec)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield server.ports["health"]
-    server.stop()
-    thread.join(timeout=5)
-    server.close()
+    with running_server(spec) as server:
+        yield server.ports["health"]
 
 
 @pytest.fixture

@@ -388,32 +388,24 @@ def test_the_gobgp_speaker_uses_the_prefix_family(tmp_path: Path) -> None:
 
 def test_the_server_answers_on_both_addresses(tmp_path: Path) -> None:
     import socket
-    import threading
     from ipaddress import IPv4Address, IPv6Address
 
-    from lab.apps.server.main import AnycastServer
     from lab.apps.server.spec import ServerSpec, ServiceSpec
+    from tests.unit.podserver import running_server
 
+    if not Path("/proc/net/if_inet6").exists():
+        pytest.skip("no IPv6 here")
     spec = ServerSpec("l", "s", "c", "n", "p", IPv4Address("127.0.0.1"),
                       (ServiceSpec("echo", "udp", 0),), 0, tmp_path / "unready",
                       address6=IPv6Address("::1"))
-    try:
-        server = AnycastServer(spec)  # port 0: the IPv6 socket takes the IPv4 one's port
-    except OSError as exc:  # a machine without IPv6 on lo
-        pytest.skip(f"no IPv6 loopback here: {exc}")
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    try:
+    with running_server(spec) as server:  # port 0: the IPv6 socket takes the IPv4 one's port
+        assert "ready on 127.0.0.1 and ::1: udp/" in server.ready_line
         port = server.ports["echo"]
         for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
             with socket.socket(family, socket.SOCK_DGRAM) as sock:
                 sock.settimeout(2)
                 sock.sendto(b"x", (address, port))
                 assert b'"pod":"p"' in sock.recv(1024)
-    finally:
-        server.stop()
-        thread.join(5)
-        server.close()
 
 
 def test_link_local_next_hops_get_permanent_neighbour_entries() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from lab.apps.server.build import BINARY_VARIABLE
 from lab.backend.containerlab import images
 from lab.backend.containerlab.cgroups import cgroup_dirs, cgroup_procs, set_frozen
 from lab.backend.containerlab.names import LAB_LABEL, container_name, link_pid
@@ -94,8 +95,9 @@ class ContainerlabBackend(NetnsBackend):
                       cgroup_procs=cgroup_procs(pid))
 
     def app_argv(self, program: str, spec: Path) -> list[str]:
-        return ["/usr/bin/env", f"PYTHONPATH={images.IN_IMAGE_ROOT}", images.IN_IMAGE_PYTHON,
-                "-m", f"lab.apps.{program}", "--spec", str(spec)]
+        server = [f"{BINARY_VARIABLE}={images.IN_IMAGE_SERVER}"] if program == "server" else []
+        return ["/usr/bin/env", f"PYTHONPATH={images.IN_IMAGE_ROOT}", *server,
+                images.IN_IMAGE_PYTHON, "-m", f"lab.apps.{program}", "--spec", str(spec)]
 
     def freeze(self, state: LabState, nodes: Sequence[str]) -> list[int]:
         """Freeze the containers' control groups, as `docker pause` does, but directly: a

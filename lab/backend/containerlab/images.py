@@ -7,7 +7,8 @@ minute, once). Four role images on top of it, each a thin layer:
 - ``anylab-router``: FRR routers (leaf, spine, transit): the base as it is;
 - ``anylab-node``: cluster nodes: GoBGP or FRR as the BGP speaker, bfdd, the node agent
   (the project's ``lab`` package in ``/opt/anylab``);
-- ``anylab-pod``: the pods' anycast server (the ``lab`` package);
+- ``anylab-pod``: the pods' anycast server (the ``lab`` package, which checks the pod's spec,
+  and the C server it starts, ``/opt/anylab/bin/podserver``);
 - ``anylab-client``: clients, with the prober (``/opt/anylab/bin/prober``) and the ``lab``
   package.
 
@@ -48,6 +49,7 @@ IMAGE_LABEL = "anylab.image"
 INPUTS_LABEL = "anylab.inputs"
 IN_IMAGE_ROOT = "/opt/anylab"  # the project's programs inside the images
 IN_IMAGE_PYTHON = "/usr/bin/python3"
+IN_IMAGE_SERVER = f"{IN_IMAGE_ROOT}/bin/podserver"  # the C pod server (lab.apps.server)
 IMAGE_PYTHON_VERSION = (3, 11)  # Debian bookworm's
 ROLES = ("router", "node", "pod", "client")
 PACKAGE_ROLES = frozenset({"node", "pod", "client"})  # those that carry the lab package
@@ -98,6 +100,10 @@ def _role_files(role: str) -> dict[str, Path]:
         from lab.measure.probe.build import ensure_prober_built
 
         files["bin/prober"] = ensure_prober_built()
+    if role == "pod":
+        from lab.apps.server.build import ensure_server_built
+
+        files[IN_IMAGE_SERVER.removeprefix(IN_IMAGE_ROOT + "/")] = ensure_server_built()
     return files
 
 

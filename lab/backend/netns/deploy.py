@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab.apps.server.build import server_binary
 from lab.atomicfile import write_atomic
 from lab.backend import bringup, workloads
 from lab.backend.names import node_dir, pod_dir, tag_environment
@@ -125,6 +126,8 @@ def _pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan
     if not jobs:
         yield
         return
+    if any(job["program"] == "server" for job in jobs):
+        server_binary()  # built here, where a failed build is the deploy's error
     jobs_path = state.directory / LAUNCH_JOBS
     write_atomic(jobs_path, json.dumps(jobs))
     launcher = Background([sys.executable, "-m", "lab.apps.launcher", str(jobs_path)],
