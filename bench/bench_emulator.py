@@ -31,8 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lab.cbuild import compile_c
 from lab.impair import GilbertElliott, Impairment, LinkEnd, UserspaceDriver
-from lab.impair.build import compile_c
 from lab.impair.measure import (
     UdpProbe,
     address_link,

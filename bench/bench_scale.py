@@ -8,15 +8,15 @@ it runs once, not N times), measures memory while it is ready, then takes it dow
 
 Figures: ``scale_speakers``, ``scale_up_s`` (until ready, or until the timeout: then
 ``scale_ready`` is false and ``scale_not_ready`` says what was missing), ``scale_down_s``,
-``rss_mb_per_router`` / ``pss_mb_per_router`` (median over FRR routers, i.e. transits, spines and
-leafs, of the sum of their daemons zebra + bgpd + bfdd + staticd), the same per cluster
-node (gobgpd + bfdd + agent) and per pod (its server), and per speaker (all of the lab's processes, pods
-included, divided by the speakers). PSS (/proc/PID/smaps_rollup) splits shared pages among
-the processes mapping them, so it is the fairer figure when hundreds of daemons share FRR's
-libraries. Also kept: every progress message with its instant (``timeline``), the kernel's
-neighbour table before and at the end (one ARP table for all namespaces: its ``gc_thresh3``
-limit stops big labs), and when the lab is not ready, what the node agents report (pods
-ready, VIPs, errors).
+``rss_mb_per_router`` / ``pss_mb_per_router`` (median over FRR routers, i.e. transits, spines
+and leafs, of the sum of their daemons zebra + bgpd + bfdd + staticd), the same per cluster
+node (gobgpd + bfdd + agent) and per pod (its server), and per speaker (all of the lab's
+processes, pods included, divided by the speakers). PSS (/proc/PID/smaps_rollup) splits shared
+pages among the processes mapping them, so it is the fairer figure when hundreds of daemons
+share FRR's libraries. Also kept: every progress message with its instant (``timeline``), the
+kernel's neighbour table before and at the end (one ARP table for all namespaces: its
+``gc_thresh3`` limit stops big labs), and when the lab is not ready, what the node agents
+report (pods ready, VIPs, errors).
 
 Labs install permanent neighbour entries (lab/backend/netns/netspec.py), which that limit does not
 count; a lab built before that change filled the shared table and stalled. The lab still

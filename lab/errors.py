@@ -99,6 +99,14 @@ class ImpairmentError(LabError):
         self.message = message
 
 
+class BuildError(LabError):
+    """A C program of the lab could not be compiled (lab.cbuild)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class ProbeError(LabError):
     """A prober could not be built, started or read (message says which and why)."""
 

@@ -1,4 +1,5 @@
-"""Building the C helper: cache paths and the compile step."""
+"""Building the C programs: cache paths and the compile step (lab.cbuild), and each program's
+source compiling without a warning."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.impair import ImpairmentError, build
+from lab import cbuild as build
+from lab.apps.server.build import SERVER_SOURCE
+from lab.errors import BuildError
+from lab.impair import build as emulator_build
+from lab.impair.build import EMULATOR_SOURCE
 from lab.measure.probe.build import PROBER_SOURCE
 
 
@@ -42,7 +47,7 @@ def test_compile_and_reuse(tmp_path: Path) -> None:
 def test_compile_errors_are_reported(tmp_path: Path) -> None:
     src = tmp_path / "bad.c"
     src.write_text("int main(void) { return }\n")
-    with pytest.raises(ImpairmentError, match=r"compiling bad\.c failed"):
+    with pytest.raises(BuildError, match=r"compiling bad\.c failed"):
         build.compile_c(src, tmp_path)
 
 
@@ -52,13 +57,13 @@ def test_build_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 
 def test_main_prints_the_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert build.main(["--print-command"]) == 0
+    assert emulator_build.main(["--print-command"]) == 0
     out = capsys.readouterr().out.strip()
     assert "linkemu.c" in out and "-O2" in out and out.endswith("-lm")
-    assert build.main(["--bogus"]) == 2
+    assert emulator_build.main(["--bogus"]) == 2
 
 
-@pytest.mark.parametrize("source", [build.EMULATOR_SOURCE, PROBER_SOURCE],
+@pytest.mark.parametrize("source", [EMULATOR_SOURCE, PROBER_SOURCE, SERVER_SOURCE],
                          ids=lambda p: p.name)
 def test_the_c_sources_compile_without_warnings(tmp_path: Path, source: Path) -> None:
     out = tmp_path / source.stem
@@ -74,6 +79,6 @@ def test_the_shared_header_is_part_of_the_binary_name(tmp_path: Path,
     headers.mkdir()
     (headers / "anylab.h").write_text("/* one */\n")
     monkeypatch.setattr(build, "SHARED_HEADERS", headers)
-    first = build.binary_path(build.EMULATOR_SOURCE, tmp_path)
+    first = build.binary_path(EMULATOR_SOURCE, tmp_path)
     (headers / "anylab.h").write_text("/* two */\n")
-    assert build.binary_path(build.EMULATOR_SOURCE, tmp_path) != first
+    assert build.binary_path(EMULATOR_SOURCE, tmp_path) != first

@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.errors import BackendError, ImpairmentError
-from lab.impair.build import build_main, compile_c
+from lab.cbuild import build_main, compile_c
+from lab.errors import BackendError, BuildError
 
 SERVER_SOURCE = Path(__file__).resolve().parent / "csrc" / "podserver.c"
 BINARY_VARIABLE = "ANYLAB_PODSERVER"
@@ -24,7 +24,7 @@ def ensure_server_built(echo: Callable[[str], None] | None = None,
     """Path of an up-to-date pod server binary, compiling it if needed."""
     try:
         return compile_c(SERVER_SOURCE, out_dir, echo=echo)
-    except ImpairmentError as exc:
+    except BuildError as exc:
         raise BackendError(f"cannot build the pod server: {exc.message}") from exc
 
 

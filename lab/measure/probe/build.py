@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.errors import ImpairmentError, ProbeError
-from lab.impair.build import build_main, compile_c
+from lab.cbuild import build_main, compile_c
+from lab.errors import BuildError, ProbeError
 
 PROBER_SOURCE = Path(__file__).resolve().parent / "csrc" / "prober.c"
 
@@ -20,7 +20,7 @@ def ensure_prober_built(echo: Callable[[str], None] | None = None,
     """Path of an up-to-date prober binary, compiling it if needed."""
     try:
         return compile_c(PROBER_SOURCE, out_dir, echo=echo)
-    except ImpairmentError as exc:
+    except BuildError as exc:
         raise ProbeError(f"cannot build the prober: {exc.message}") from exc
 
 
