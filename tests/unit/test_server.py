@@ -257,3 +257,13 @@ def _free_port(kind: int = socket.SOCK_STREAM) -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_the_front_needs_only_the_standard_library() -> None:
+    """The containerlab pod image has Debian's Python and no third-party package: the front
+    (and the build helpers it imports) must start there."""
+    root = Path(server_module.__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-S", "-c", "import lab.apps.server.main"],
+                            capture_output=True, text=True, timeout=30, check=False,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr
