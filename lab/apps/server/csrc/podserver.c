@@ -88,7 +88,7 @@ struct connection {
 
 struct service {
 	bool udp;
-	int port; /* as given; the bound one in ports[] */
+	int port; /* as given (0: the kernel picks; the ready line names the bound one) */
 	const char *name, *identity;
 };
 
@@ -310,15 +310,14 @@ static bool flush(struct connection *c)
 
 static bool is_space(char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); }
 
-static const char *http(const char *status, const char *body, bool head, char *out, size_t cap)
+static void http(const char *status, const char *body, bool head, char *out, size_t cap)
 {
 	snprintf(out, cap, "HTTP/1.0 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
 		 "Connection: close\r\n\r\n%s", status, strlen(body), head ? "" : body);
-	return out;
 }
 
 /* The response to one health request: only its request line matters. */
-static const char *health_response(const char *request, size_t len, char *out, size_t cap)
+static void health_response(const char *request, size_t len, char *out, size_t cap)
 {
 	const char *end = memchr(request, '\n', len);
 	if (end) len = (size_t)(end - request);
@@ -336,20 +335,26 @@ static const char *health_response(const char *request, size_t len, char *out, s
 	bool alpha = words > 0;
 	for (size_t i = 0; alpha && i < wlen[0]; i++)
 		alpha = isalpha((unsigned char)word[0][i]); /* ASCII only: the C locale */
-	if (words < 2 || !alpha) return http("400 Bad Request", "bad request\n", false, out, cap);
+	if (words < 2 || !alpha) {
+		http("400 Bad Request", "bad request\n", false, out, cap);
+		return;
+	}
 	bool get = wlen[0] == 3 && !memcmp(word[0], "GET", 3);
 	bool head = wlen[0] == 4 && !memcmp(word[0], "HEAD", 4);
-	if (!get && !head)
-		return http("405 Method Not Allowed", "method not allowed\n", false, out, cap);
+	if (!get && !head) {
+		http("405 Method Not Allowed", "method not allowed\n", false, out, cap);
+		return;
+	}
 	const char *query = memchr(word[1], '?', wlen[1]);
 	size_t tlen = query ? (size_t)(query - word[1]) : wlen[1];
-	if (tlen == 5 && !memcmp(word[1], "/live", 5)) return http("200 OK", "ok", head, out, cap);
-	if (tlen == 6 && !memcmp(word[1], "/ready", 6)) {
-		if (access(opt.unready_flag, F_OK) == 0)
-			return http("503 Service Unavailable", "unready", head, out, cap);
-		return http("200 OK", "ok", head, out, cap);
-	}
-	return http("404 Not Found", "not found\n", head, out, cap);
+	if (tlen == 5 && !memcmp(word[1], "/live", 5))
+		http("200 OK", "ok", head, out, cap);
+	else if (tlen == 6 && !memcmp(word[1], "/ready", 6) && access(opt.unready_flag, F_OK) == 0)
+		http("503 Service Unavailable", "unready", head, out, cap);
+	else if (tlen == 6 && !memcmp(word[1], "/ready", 6))
+		http("200 OK", "ok", head, out, cap);
+	else
+		http("404 Not Found", "not found\n", head, out, cap);
 }
 
 static bool health_request_complete(const struct buffer *b)
