@@ -107,13 +107,15 @@ def guarded_deploy(backend: NamespaceBackend, lab: str, plan: LabPlan, topology_
     return state
 
 
+VTYSH_MODE_LINE = "service integrated-vtysh-config\n"
+
+
 def with_runtime_logging(frr_conf: str, folder: Path) -> str:
     """Add the lab-specific log file: FRR applies `log timestamp precision` only to a log
     target set in the configuration, and bfdd logs state changes only with `debug bfd peer`.
     The recorder reads these microsecond lines (one file for every daemon of the router)."""
     header = f"log file {folder / 'frr.log'} debugging\ndebug bfd peer\n"
-    marker = "service integrated-vtysh-config\n"
-    return frr_conf.replace(marker, marker + header, 1)
+    return frr_conf.replace(VTYSH_MODE_LINE, VTYSH_MODE_LINE + header, 1)
 
 
 def impaired_links(plan: LabPlan) -> list[LinkPlan]:
@@ -224,8 +226,10 @@ def write_files(state: LabState, plan: LabPlan, rendered: RenderedLab) -> None:
         for name, text in files.items():
             if name == "frr.conf":
                 text = with_runtime_logging(text, folder)
-                write_atomic(NodeFiles(folder).boot_conf,
-                              bfdstart.boot_config(plan, node_name, text))
+                boot = bfdstart.boot_config(plan, node_name, text)
+                if reads_own_config(plan.node(node_name)):
+                    boot = boot.replace(VTYSH_MODE_LINE, "")  # vtysh's command, no daemon's
+                write_atomic(NodeFiles(folder).boot_conf, boot)
             write_atomic(folder / name, text)
     workloads.write_files(state.directory, plan)
     state.bfd_pending = [s.id for s in plan.sessions if bfdstart.attachments(plan, s)]
@@ -264,10 +268,16 @@ def start_zebras(backend: NamespaceBackend, state: LabState, plan: LabPlan,
     save_state(state)
 
 
+def reads_own_config(node: NodePlan) -> bool:
+    """A node whose one FRR daemon reads its boot configuration itself as it starts (a GoBGP
+    node's bfdd: nothing orders its start, and at a thousand nodes one vtysh each was a
+    minute of CPU); the routers' daemons start empty and ``configure_frr`` loads theirs."""
+    return frr_daemons(node) == ["bfdd"]
+
+
 def start_frr_daemons(backend: NamespaceBackend, state: LabState, plan: LabPlan) -> None:
-    """Every FRR daemon but zebra, with an empty configuration (``_configure_frr`` loads
-    it), once every zebra listens: a client daemon that finds no zebra socket retries only
-    seconds later."""
+    """Every FRR daemon but zebra, once every zebra listens (a client daemon that finds no
+    zebra socket retries only seconds later), empty unless ``reads_own_config``."""
     for node in frr_nodes(plan):
         for daemon in frr_daemons(node):
             if daemon != "zebra":
@@ -278,8 +288,9 @@ def start_frr_daemons(backend: NamespaceBackend, state: LabState, plan: LabPlan)
 def start_frr_daemon(backend: NamespaceBackend, state: LabState, node: NodePlan,
                       daemon: str) -> None:
     files = NodeFiles(node_dir(state.directory, node.name))
+    config = files.boot_conf if reads_own_config(node) else None
     state.processes.append(backend.start_in_node(state, node.name, daemon,
-                                                 daemons.frr_daemon_argv(daemon, files),
+                                                 daemons.frr_daemon_argv(daemon, files, config),
                                                  files.log(f"{daemon}.out")))
 
 
@@ -324,8 +335,9 @@ def configure_frr(state: LabState, plan: LabPlan) -> None:
     sockets = [NodeFiles(node_dir(state.directory, n.name)).vty_socket(d)
                for n in frr_nodes(plan) for d in frr_daemons(n)]
     wait_for_sockets(sockets, state)
+    routers = [n for n in frr_nodes(plan) if not reads_own_config(n)]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for wave in listener_waves(plan, frr_nodes(plan)):
+        for wave in listener_waves(plan, routers):
             list(pool.map(lambda files: daemons.apply_frr_config(files, files.boot_conf),
                           [NodeFiles(node_dir(state.directory, n.name)) for n in wave]))
 

@@ -23,7 +23,7 @@ VTYSH = "/usr/bin/vtysh"
 GOBGPD = "/usr/bin/gobgpd"
 GOBGP = "/usr/bin/gobgp"
 GOBGP_API = "127.0.0.1:50051"
-VTYSH_TIMEOUT_S = 20.0
+VTYSH_TIMEOUT_S = 60.0  # a router's boot configuration on a saturated machine (a thousand speakers)
 FRR_FD_LIMIT = 1024
 
 
@@ -62,7 +62,9 @@ class NodeFiles:
         return self.directory / f"{daemon}.vty"
 
 
-def frr_daemon_argv(daemon: str, files: NodeFiles) -> list[str]:
+def frr_daemon_argv(daemon: str, files: NodeFiles, config: Path | None = None) -> list[str]:
+    """``config``: a file the daemon reads itself as it starts (by default it starts empty
+    and vtysh loads its configuration, ``apply_frr_config``)."""
     folder = files.directory
     argv = [str(FRR_DAEMON_DIR / daemon),
             # root with the vty group: FRR refuses a user outside its vty group
@@ -72,7 +74,7 @@ def frr_daemon_argv(daemon: str, files: NodeFiles) -> list[str]:
             "-z", str(folder / "zserv.api"),
             "--vty_socket", str(folder),
             "--log", f"file:{files.log(daemon)}",
-            "-f", "/dev/null",
+            "-f", str(config or "/dev/null"),
             # FRR sizes its event loops' tables by the fd limit (20000 here): ~1.9 MB per
             # daemon that a node's few dozen sessions never use
             "--limit-fds", str(FRR_FD_LIMIT)]

@@ -17,7 +17,6 @@ import yaml
 
 from lab import pipeline
 from lab.backend import labs
-from lab.backend.evidence import EVIDENCE_VARIABLE
 from lab.backend.inspect import probe
 from lab.backend.names import lab_dir
 from lab.backend.netns.names import lab_namespaces
@@ -40,13 +39,6 @@ def _assert_gone(name: str) -> None:
     assert lab_namespaces(name) == []
     assert tagged_pids(name) == []
     assert not lab_dir(name).exists()
-
-
-@pytest.fixture
-def evidence_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "evidence"
-    monkeypatch.setenv(EVIDENCE_VARIABLE, str(root))
-    return root
 
 
 def _write_topology(folder: Path, doc: dict[str, Any]) -> Path:

@@ -177,7 +177,7 @@ def _mini_with(tmp_path: Path, workload: str) -> Path:
 
 def _not_ready(tmp_path: Path, workload: str, timeout_s: float) -> labs.ReadyReport:
     """What `up` reports of two-sites-mini with ``workload`` (it must not be ready); the lab
-    is gone afterwards."""
+    is gone afterwards (its evidence in the test's ``evidence_root``)."""
     require_root()
     name = unique_lab_name("wlf")
     try:
@@ -190,7 +190,8 @@ def _not_ready(tmp_path: Path, workload: str, timeout_s: float) -> labs.ReadyRep
     return result.report
 
 
-def test_a_workload_that_exits_fails_up_with_its_output(tmp_path: Path) -> None:
+def test_a_workload_that_exits_fails_up_with_its_output(tmp_path: Path,
+                                                        evidence_root: Path) -> None:
     report = _not_ready(tmp_path, "      command: [sh, -c, 'echo cannot bind {address}; exit 3']\n"
                                   "      readiness: {dns: {name: www.example.test}}\n", 30.0)
     text = report.explain()
@@ -199,7 +200,8 @@ def test_a_workload_that_exits_fails_up_with_its_output(tmp_path: Path) -> None:
     assert "hint:" in text and "BGP sessions not Established" not in text, text
 
 
-def test_a_workload_that_never_becomes_ready_fails_up_with_its_check(tmp_path: Path) -> None:
+def test_a_workload_that_never_becomes_ready_fails_up_with_its_check(tmp_path: Path,
+                                                                     evidence_root: Path) -> None:
     report = _not_ready(tmp_path, "      command: [sleep, '600']\n"
                                   "      readiness: {tcp: {port: 5353}}\n", 15.0)
     text = report.explain()
@@ -208,7 +210,8 @@ def test_a_workload_that_never_becomes_ready_fails_up_with_its_check(tmp_path: P
     assert report.evidence is not None and report.evidence.is_dir()
 
 
-def test_a_server_that_does_not_name_its_pod_fails_up(tmp_path: Path) -> None:
+def test_a_server_that_does_not_name_its_pod_fails_up(tmp_path: Path,
+                                                      evidence_root: Path) -> None:
     """NSD answering with an NSID that names no pod: `up` says so for every client."""
     require_tool("nsd")
     conf = (DNS_LAB.read_text().split("        nsd.conf: |\n", 1)[1]
@@ -237,7 +240,8 @@ def test_a_workload_that_is_not_installed_fails_up_naming_the_command(tmp_path: 
     assert_lab_gone(name)
 
 
-def test_the_cli_fails_with_exit_code_and_message(tmp_path: Path) -> None:
+def test_the_cli_fails_with_exit_code_and_message(tmp_path: Path,
+                                                  evidence_root: Path) -> None:
     require_root()
     topology = _mini_with(tmp_path, "      command: [sh, -c, 'echo no zone; exit 1']\n"
                                     "      readiness: {dns: {name: www.example.test}}\n")

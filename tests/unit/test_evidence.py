@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from lab.backend.evidence import (
     keep_evidence,
     new_evidence_dir,
     session_reasons,
+    within_time,
 )
 from lab.backend.fake import FakeBackend
 from lab.backend.state import LabPhase, LabState, save_state
@@ -124,3 +126,21 @@ def test_up_that_is_not_ready_keeps_evidence(state_root: Path, keep_on_failure: 
     assert f"evidence kept in {result.report.evidence}" in result.report.explain()
     assert result.kept is keep_on_failure
     assert (("destroy", "evu") in backend.journal) is not keep_on_failure
+
+
+def test_a_part_of_the_evidence_stops_asking_when_its_time_is_out() -> None:
+    asked: list[str] = []
+
+    def slow(name: str) -> str:
+        asked.append(name)
+        time.sleep(0.2)
+        return f"{name} read\n"
+
+    names = [f"ns{i}" for i in range(12)]
+    views = within_time(names, slow, budget_s=0.1)
+    assert list(views) == names  # every name has its place, in order
+    read = [n for n in names if views[n] == f"{n} read\n"]
+    assert read == asked and 1 <= len(read) <= 4  # the first four at once, no more after
+    assert all(views[n] == "(not read: this part of the evidence had 0 s)\n"
+               for n in names if n not in read)
+    assert within_time(names[:2], slow) == {"ns0": "ns0 read\n", "ns1": "ns1 read\n"}

@@ -67,8 +67,10 @@ class ContainerlabBackend(NetnsBackend):
                       | set(state_labs()))
 
     def kernel_views(self, state: LabState) -> dict[str, str]:
-        views = {link.name: self._kernel_view(link.name)
-                 for link in lab_namespace_links(state.lab)}
+        from lab.backend.evidence import within_time
+
+        views = within_time([link.name for link in lab_namespace_links(state.lab)],
+                            self._kernel_view)
         try:
             views["containers"] = docker(["ps", "--all", "--filter",
                                           f"label={LAB_LABEL}={state.lab}"], check=False)

@@ -68,8 +68,11 @@ class MininetBackend(NetnsBackend):
         return sorted(set(state_labs()) | set(keeper_labs()))
 
     def kernel_views(self, state: LabState) -> dict[str, str]:
-        return {name: self._kernel_view(shell.netns())
-                for name, shell in self.shells(state.lab).items() if shell.alive()}
+        from lab.backend.evidence import within_time
+
+        namespaces = {name: shell.netns() for name, shell in self.shells(state.lab).items()
+                      if shell.alive()}
+        return within_time(list(namespaces), lambda name: self._kernel_view(namespaces[name]))
 
     # ------------------------------------------------------------------ one node
 

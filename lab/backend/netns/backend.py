@@ -72,9 +72,10 @@ class NetnsBackend:
 
     def kernel_views(self, state: LabState) -> dict[str, str]:
         """Links, addresses, routes and neighbours of every namespace of the lab that exists."""
+        from lab.backend.evidence import within_time
         from lab.backend.netns.names import lab_namespaces
 
-        return {ns: self._kernel_view(ns) for ns in lab_namespaces(state.lab)}
+        return within_time(lab_namespaces(state.lab), self._kernel_view)
 
     def labs(self) -> list[str]:
         return sorted(set(state_labs()) | set(namespace_labs()))
