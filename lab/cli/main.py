@@ -149,13 +149,26 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bfd_interval_ms(text: str) -> int:
+    """``--bfd-interval``: a duration FRR accepts (10 ms to 60 s, whole milliseconds)."""
+    from lab.source.units import parse_duration_ms
+
+    try:
+        ms = parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. 300ms, 1s)") from exc
+    if not 10 <= ms <= 60_000 or ms != int(ms):
+        raise argparse.ArgumentTypeError(f"{text!r}: FRR takes 10ms to 60s in whole ms")
+    return int(ms)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from lab.topology.generate import ScaleParameters, scale_topology_yaml
 
     params = ScaleParameters(sites=args.sites, spines=args.spines, leafs=args.leafs,
                              nodes=args.nodes, pods_per_node=args.pods,
                              clients_per_transit=args.clients, speaker=args.speaker,
-                             bfd=not args.no_bfd)
+                             bfd=not args.no_bfd, bfd_interval_ms=args.bfd_interval)
     text = scale_topology_yaml(params)
     if args.output == "-":
         sys.stdout.write(text)
@@ -262,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=1, help="clients per transit")
     p.add_argument("--speaker", choices=["gobgp", "frr"], default="gobgp")
     p.add_argument("--no-bfd", action="store_true")
+    p.add_argument("--bfd-interval", type=_bfd_interval_ms, default=300, metavar="DURATION",
+                   help="BFD transmit and receive interval (default 300ms; each session end "
+                        "costs CPU at this rate: see docs/benchmarks.md, 'Scale')")
     p.add_argument("-o", "--output", default="-", metavar="FILE", help="'-' for stdout")
     p.set_defaults(handler=cmd_generate)
 

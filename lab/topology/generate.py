@@ -22,6 +22,7 @@ class ScaleParameters:
     clients_per_transit: int = 1
     speaker: str = "gobgp"
     bfd: bool = True
+    bfd_interval_ms: int = 300
     base_delay_ms: int = 10
     delay_per_hop_ms: int = 15
 
@@ -48,7 +49,8 @@ def _ring_links(params: ScaleParameters) -> list[dict[str, Any]]:
 
 def scale_topology(params: ScaleParameters) -> dict[str, Any]:
     """The topology document (plain data, ready for YAML)."""
-    bfd: dict[str, Any] | bool = {"interval": "300ms", "multiplier": 3} if params.bfd else False
+    bfd: dict[str, Any] | bool = ({"interval": f"{params.bfd_interval_ms}ms", "multiplier": 3}
+                                  if params.bfd else False)
     sites = []
     for i in range(1, params.sites + 1):
         sites.append({

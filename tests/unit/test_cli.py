@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.cli.main import build_parser, main
 from tests.conftest import SHIPPED_TOPOLOGIES, TOPOLOGIES
@@ -64,6 +65,24 @@ def test_generate_writes_a_valid_topology(tmp_path: Path) -> None:
     assert main(["generate", "--sites", "3", "--leafs", "2", "--nodes", "3",
                  "-o", str(target)]) == 0
     assert main(["validate", str(target)]) == 0
+
+
+def test_generate_sets_the_bfd_interval(tmp_path: Path) -> None:
+    target = tmp_path / "scale.yaml"
+    assert main(["generate", "--sites", "2", "--nodes", "2", "--bfd-interval", "1s",
+                 "-o", str(target)]) == 0
+    assert yaml.safe_load(target.read_text())["defaults"]["bgp"]["bfd"] == {
+        "interval": "1000ms", "multiplier": 3}
+    assert main(["plan", str(target)]) == 0
+
+
+@pytest.mark.parametrize("interval", ["5", "5ms", "2min", "1.5ms"])
+def test_generate_refuses_a_bfd_interval_frr_cannot_take(
+        interval: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--bfd-interval", interval])
+    assert exit_info.value.code == 2
+    assert "argument --bfd-interval" in capsys.readouterr().err
 
 
 def test_graph_rejects_other_suffixes(tmp_path: Path) -> None:
