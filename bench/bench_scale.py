@@ -152,7 +152,7 @@ def measure(sites: int, leafs: int, nodes: int, timeout_s: float,
     name = name or f"bsc-{secrets.token_hex(3)}"
     timeline: list[tuple[float, str]] = []  # every new progress message, with its instant
     figures: dict[str, Any] = {"lab": name, "timeout_s": timeout_s,
-                               "scale_bfd_interval_ms": bfd_interval_ms,
+                               "bfd_interval_ms": bfd_interval_ms,
                                "mem_available_mb_before": round(mem_available_mb()),
                                "neighbour_table_before": neighbour_table()}
 
