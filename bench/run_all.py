@@ -243,6 +243,9 @@ def load_results(path: Path) -> dict[str, Any]:
         return {"parts": {}}
 
 
+TOP_LEVEL = ("machine", "parts", "failures", "figures")  # besides the headline figures
+
+
 def headline_figures(parts: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for part, keys in HEADLINES.items():
@@ -255,6 +258,8 @@ def headline_figures(parts: dict[str, Any]) -> dict[str, Any]:
 
 def save_results(path: Path, results: dict[str, Any]) -> None:
     results["figures"] = headline_figures(results["parts"])
+    for key in [k for k in results if k not in TOP_LEVEL]:
+        del results[key]  # a figure that is no longer a headline goes with its old value
     results.update(results["figures"])  # the headline keys also at the top level
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
