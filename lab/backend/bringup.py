@@ -271,8 +271,10 @@ def start_zebras(backend: NamespaceBackend, state: LabState, plan: LabPlan,
 def reads_own_config(node: NodePlan) -> bool:
     """A node whose one FRR daemon reads its boot configuration itself as it starts (a GoBGP
     node's bfdd: nothing orders its start, and at a thousand nodes one vtysh each was a
-    minute of CPU); the routers' daemons start empty and ``configure_frr`` loads theirs."""
-    return frr_daemons(node) == ["bfdd"]
+    minute of CPU); the routers' daemons start empty and ``configure_frr`` loads theirs. A
+    node with the user's raw FRR lines goes through vtysh too: a daemon reading a file only
+    logs a line it refuses, vtysh fails ``up`` with it."""
+    return frr_daemons(node) == ["bfdd"] and not node.frr_raw
 
 
 def start_frr_daemons(backend: NamespaceBackend, state: LabState, plan: LabPlan) -> None:

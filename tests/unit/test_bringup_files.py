@@ -4,6 +4,7 @@ the routers' daemons start empty and vtysh loads theirs."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def test_only_gobgp_nodes_read_their_own_config(reference: tuple[LabPlan, Render
     assert readers == gobgp_nodes and readers
     assert all("bgpd" in frr_daemons(n) for n in bringup.frr_nodes(plan)
                if n.name not in readers)
+
+
+def test_a_gobgp_node_with_raw_lines_goes_through_vtysh(
+        reference: tuple[LabPlan, RenderedLab]) -> None:
+    plan, _ = reference
+    node = next(n for n in plan.nodes if bringup.reads_own_config(n))
+    assert not bringup.reads_own_config(dataclasses.replace(node, frr_raw=("debug bfd network",)))
 
 
 def test_a_gobgp_nodes_boot_config_has_no_vtysh_command(
