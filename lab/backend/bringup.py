@@ -12,7 +12,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ WORKER_TIMEOUT_S = 120.0
 PROGRESS_POLL_S = 0.005
 ECMP_GROUPS_KIND = "ecmpgroups"
 ECMP_GROUPS_TIMEOUT_S = 20.0
+CONFIG_WORKERS = 4  # vtysh loading routers' configurations at once (the daemons do the work)
 
 
 class NamespaceBackend(Protocol):
@@ -313,13 +314,19 @@ def start_gobgpd(backend: NamespaceBackend, state: LabState, plan: LabPlan) -> N
     save_state(state)
 
 
+def listener_needs(plan: LabPlan, nodes: Sequence[NodePlan]) -> dict[str, set[str]]:
+    """Node -> the nodes among ``nodes`` that listen on its sessions (its peers' listening
+    ends, ``SessionPlan.listener``)."""
+    names = {n.name for n in nodes}
+    return {n.name: {s.listener for s in plan.sessions if n.name in (s.a, s.b)
+                     and s.listener != n.name and s.listener in names} for n in nodes}
+
+
 def listener_waves(plan: LabPlan, nodes: Sequence[NodePlan]) -> list[list[NodePlan]]:
     """``nodes`` in waves: each after the peers it opens its sessions to (their listening
     ends, ``SessionPlan.listener``), so that its first connection finds them configured; a
     refused first try would wait a connect-retry interval."""
-    names = {n.name for n in nodes}
-    needs = {n.name: {s.listener for s in plan.sessions if n.name in (s.a, s.b)
-                      and s.listener != n.name and s.listener in names} for n in nodes}
+    needs = listener_needs(plan, nodes)
     waves: list[list[NodePlan]] = []
     done: set[str] = set()
     while len(done) < len(nodes):
@@ -332,16 +339,30 @@ def listener_waves(plan: LabPlan, nodes: Sequence[NodePlan]) -> list[list[NodePl
 
 
 def configure_frr(state: LabState, plan: LabPlan) -> None:
-    """Load each router's boot configuration once all its daemons listen, in
-    ``listener_waves`` order."""
+    """Load each router's boot configuration once all its daemons listen, and once the
+    routers listening on its sessions have theirs (``listener_needs``): each as soon as
+    those are done, not wave after wave, ``CONFIG_WORKERS`` vtysh at a time."""
     sockets = [NodeFiles(node_dir(state.directory, n.name)).vty_socket(d)
                for n in frr_nodes(plan) for d in frr_daemons(n)]
     wait_for_sockets(sockets, state)
-    routers = [n for n in frr_nodes(plan) if not reads_own_config(n)]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for wave in listener_waves(plan, routers):
-            list(pool.map(lambda files: daemons.apply_frr_config(files, files.boot_conf),
-                          [NodeFiles(node_dir(state.directory, n.name)) for n in wave]))
+    routers = [n for wave in listener_waves(plan, [n for n in frr_nodes(plan)
+                                                   if not reads_own_config(n)]) for n in wave]
+    needs = listener_needs(plan, routers)
+    done: set[str] = set()
+    with ThreadPoolExecutor(max_workers=CONFIG_WORKERS) as pool:
+        running: dict[Future[None], str] = {}
+        while routers or running:
+            ready = [n for n in routers if needs[n.name] <= done] or (
+                routers if not running else [])  # a cycle (none in a planned lab): the rest
+            for node in ready:
+                routers.remove(node)
+                files = NodeFiles(node_dir(state.directory, node.name))
+                running[pool.submit(daemons.apply_frr_config, files, files.boot_conf)] = (
+                    node.name)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()  # FRR's refusal, as BackendError
+                done.add(running.pop(future))
 
 
 def start_ecmp_groups(backend: NamespaceBackend, state: LabState, plan: LabPlan) -> None:
