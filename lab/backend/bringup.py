@@ -345,8 +345,7 @@ def configure_frr(state: LabState, plan: LabPlan) -> None:
     sockets = [NodeFiles(node_dir(state.directory, n.name)).vty_socket(d)
                for n in frr_nodes(plan) for d in frr_daemons(n)]
     wait_for_sockets(sockets, state)
-    routers = [n for wave in listener_waves(plan, [n for n in frr_nodes(plan)
-                                                   if not reads_own_config(n)]) for n in wave]
+    routers = [n for n in frr_nodes(plan) if not reads_own_config(n)]
     needs = listener_needs(plan, routers)
     done: set[str] = set()
     with ThreadPoolExecutor(max_workers=CONFIG_WORKERS) as pool:
