@@ -65,7 +65,8 @@ def deploy(backend: Backend, lab: str, lab_plan: LabPlan, rendered: RenderedLab,
 def ready(backend: Backend, state: LabState, lab_plan: LabPlan, timeout_s: float,
           progress: Progress, when_answered: Callable[[], None] | None = None) -> ReadyReport:
     """Wait until every session is up, routing settled and every client answered
-    (``when_answered`` runs once at that point, before BFD is necessarily up)."""
+    (``when_answered`` runs once, beside the waiting, as soon as every client is answered
+    after routing went quiet; the lab is ready once it has returned)."""
     return backend.wait_ready(state, lab_plan, timeout_s, progress, when_answered)
 
 

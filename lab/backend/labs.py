@@ -63,7 +63,8 @@ def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
     try:
         state = pipeline.deploy(backend, lab, plan, rendered, topology_file, progress, driver)
         deployed = True
-        # the delays are calibrated as soon as every client is answered, while BFD comes up
+        # the delays are calibrated as soon as every client is answered, while routing
+        # finishes settling and BFD comes up
         calibration: list[Calibration | None] = []
         report = pipeline.ready(backend, state, plan, timeout_s, progress, when_answered=(
             (lambda: calibration.append(calibrate_delays_of(backend, state, plan, progress)))

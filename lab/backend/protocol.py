@@ -68,9 +68,9 @@ class Backend(Protocol):
     def wait_ready(self, state: LabState, plan: LabPlan, timeout_s: float,
                    progress: Progress, when_answered: Callable[[], None] | None = None
                    ) -> ReadyReport:
-        """Wait until the lab is ready (lab.backend.ready); ``when_answered`` runs once, as
-        soon as routing has settled and every client is answered (BFD may still be coming
-        up)."""
+        """Wait until the lab is ready (lab.backend.ready); ``when_answered`` runs once,
+        beside the waiting, as soon as every client is answered after routing went quiet
+        (routing may still be settling and BFD coming up); ready includes its return."""
         ...
 
     def destroy(self, lab: str, force: bool = False) -> TeardownReport: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,10 @@ COALESCE_S = 1.0
 # of the boot configuration go only this long after the last one was attached
 REGISTERED_S = 0.3
 MIN_QUIET_S = 0.5  # routing counts as settled after this long without a table change
+# clients are first asked after this long without a table change: an answer taken then
+# counts once routing has settled if the tables did not change since, and the delays'
+# calibration (which compares each answer with the answering node's own round trip) starts
+EARLY_QUIET_S = 0.2
 
 
 @dataclass
@@ -173,6 +177,13 @@ class _RoutingQuiet:
         self.quiet_s = max(MIN_QUIET_S, 3 * slowest_ms / 1000)
         self.versions: dict[str, Any] = {}
         self.changed_at = time.monotonic()
+        self.youngest_s = 0.0
+
+    def quiet_for(self, seconds: float) -> bool:
+        """Whether, at the last ``settled()``, every session was older than the coalesce time
+        and the tables had not changed for ``seconds``."""
+        return (self.youngest_s >= self.coalesce_s
+                and time.monotonic() - self.changed_at >= seconds)
 
     def settled(self) -> bool:
         versions: dict[str, Any] = {}
@@ -191,22 +202,35 @@ class _RoutingQuiet:
         now = time.monotonic()
         if versions != self.versions:
             self.versions, self.changed_at = versions, now
-        return youngest_s >= self.coalesce_s and now - self.changed_at >= self.quiet_s
+        self.youngest_s = youngest_s
+        return self.quiet_for(self.quiet_s)
 
 
 def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: float,
                progress: Callable[[str], None],
                when_answered: Callable[[], None] | None = None) -> ReadyReport:
-    """Poll until ready or ``timeout_s``; ``when_answered`` runs once when routing has
-    settled and every client is answered (the delays' calibration runs there, while BFD
-    sessions leave their one-second slow start)."""
-    started = time.monotonic()
+    """Poll until ready or ``timeout_s``; ``when_answered`` runs once, in a thread beside the
+    polls, when every client is answered after routing has been quiet for
+    ``EARLY_QUIET_S`` (the delays' calibration runs there, while routing finishes settling
+    and BFD sessions leave their one-second slow start); the lab is ready only once it has
+    returned."""
     progress = _changes_only(progress)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        return _poll_until_ready(backend, state, plan, timeout_s, progress, when_answered,
+                                 beside)
+
+
+def _poll_until_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: float,
+                      progress: Callable[[str], None],
+                      when_answered: Callable[[], None] | None,
+                      beside: ThreadPoolExecutor) -> ReadyReport:
+    started = time.monotonic()
     watch = _SessionWatch(backend, state, plan)
     routing = _RoutingQuiet(backend, state, plan)
     report = ReadyReport(False, 0.0, len(plan.sessions))
     good: dict[tuple[str, str, str], ClientAnswer] = {}
     answered_at = attached_at = 0.0
+    after_answers: Future[None] | None = None
     while True:
         _, report.dead = daemons_alive(state)
         if report.dead:
@@ -222,30 +246,36 @@ def wait_ready(backend: Backend, state: LabState, plan: LabPlan, timeout_s: floa
         if not bgp_down and bfd_all:
             progress(f"BFD sessions up: {len(bfd_all) - len(bfd_down)}/{len(bfd_all)}")
         report.not_announcing = missing_announcements(state, plan) if not bgp_down else []
-        report.routing_settling = (not bgp_down and not report.not_announcing
-                                   and not routing.settled())
-        if not bgp_down and not report.not_announcing and not report.routing_settling:
-            if not state.bfd_pending and time.monotonic() - attached_at >= REGISTERED_S:
-                _finish_start(backend, state, plan)
+        announced = not bgp_down and not report.not_announcing
+        report.routing_settling = announced and not routing.settled()
+        if report.routing_settling:
+            progress("routing: settling")
+        if (announced and not report.routing_settling and not state.bfd_pending
+                and time.monotonic() - attached_at >= REGISTERED_S):
+            _finish_start(backend, state, plan)
+        if announced and (not report.routing_settling or routing.quiet_for(EARLY_QUIET_S)):
             if routing.changed_at > answered_at:
                 good.clear()  # taken before routing last changed
             answered_at = time.monotonic()
             report.answers = _probe_until_answered(backend, state, plan, good)
             progress(f"clients answered: {len(good)}/{len(report.answers)}")
-        elif report.routing_settling:
-            report.answers = []  # answers count only when taken after routing settled
-            progress("routing: settling")
+        else:
+            report.answers = []  # answers count only when taken after routing went quiet
         if report.answers and not report.clients_failing and when_answered is not None:
-            when_answered()
+            after_answers = beside.submit(when_answered)
             when_answered = None
-        if (not bgp_down and not bfd_down and not state.boot_pending and report.answers
-                and not report.clients_failing):
+        if (not bgp_down and not bfd_down and not state.boot_pending
+                and not report.routing_settling and report.answers
+                and not report.clients_failing
+                and (after_answers is None or after_answers.done())):
             report.ready = True
             break
         if time.monotonic() - started > timeout_s:
             break
         watch.query_now_and_then(bgp_down, bfd_down)
         time.sleep(POLL_INTERVAL_S)
+    if after_answers is not None:
+        after_answers.result()  # its failure is the caller's
     only_workloads = report.dead and all(d.startswith("workload ") for d in report.dead)
     if not report.ready and not only_workloads:  # what is not ready, in the daemons' words
         report.sessions_down = explain_sessions(backend, state, plan, [

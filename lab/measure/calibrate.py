@@ -28,7 +28,7 @@ from lab.measure.probe.udp import probes_frame, start_udp_prober
 from lab.plan.model import LabPlan, LinkKind, LinkPlan, Role
 from lab.plan.paths import expected_rtts
 
-MEASURE_MS = 200  # per round: ~200 probes per client and VIP at 1 ms
+MEASURE_MS = 100  # per round: ~100 probes per client and VIP at 1 ms
 # after the last probe, answers are waited for twice the round trip to the client's nearest
 # node plus this margin; answers from farther nodes may miss the end (the median is over
 # the answered probes)
