@@ -15,7 +15,8 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 LAUNCH_JOBS = "launch.json"  # the servers and agents the launcher forks
+# how long the routers' configuration runs alone before the servers and agents start beside
+# it (``start_programs``): the reference lab's takes 0.4 s
+ROUTERS_FIRST_S = 0.6
 REQUIRED_PROGRAMS = ("/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd",
                      "/usr/lib/frr/staticd", "/usr/bin/vtysh", "/usr/bin/gobgpd",
                      "/usr/bin/gobgp", "/usr/sbin/nft", "/usr/bin/nsenter", "/usr/sbin/ip",
@@ -83,19 +87,23 @@ def _build(backend: NetnsBackend, state: LabState, plan: LabPlan, rendered: Rend
 
 def start_programs(backend: NetnsBackend, state: LabState, plan: LabPlan,
                    progress: Progress) -> None:
-    """GoBGP, each router's boot configuration, then the pod servers and node agents; the
-    lab's folder made root's only. The last steps of every backend whose programs run on
-    this machine's own files (netns, Mininet).
+    """GoBGP, each router's boot configuration, and the pod servers and node agents once
+    that is done or has had ``ROUTERS_FIRST_S`` to itself; the lab's folder made root's
+    only. The last steps of every backend whose programs run on this machine's own files
+    (netns, Mininet).
 
-    The servers and agents start after the routers' configuration, not beside it: the
-    agents' first announcements (a ``gobgp`` and an ``nft`` process each) took the CPU the
-    configuration loads needed and made them last 0.9 s instead of 0.4 s; the agents still
-    announce well before the sessions to their nodes come up (FRR opens a session about a
-    second after it is configured)."""
+    Why the routers go first: a session comes up about a second after its router is
+    configured, so the last router's configuration sets when BGP is up; the agents' first
+    work (an nftables ruleset, ``gobgp`` calls) made the reference lab's 21 loads take 0.9 s
+    instead of 0.4 s. Why only for a while: a large lab's configuration takes many seconds,
+    and its hundreds of agents starting beside it saved 10 s of 37 at 344 speakers."""
     progress("FRR configuration, GoBGP, anycast servers and node agents")
     bringup.start_gobgpd(backend, state, plan)
-    bringup.configure_frr(state, plan)
-    _start_pods_and_agents(backend, state, plan)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        configuring = beside.submit(bringup.configure_frr, state, plan)
+        wait([configuring], timeout=ROUTERS_FIRST_S)
+        with _pods_and_agents(backend, state, plan):
+            configuring.result()  # FRR's refusal, as BackendError
     bringup.start_ecmp_groups(backend, state, plan)
     workloads.start_all(backend, state, plan)
     bringup.restrict_to_root(state.directory)
@@ -112,8 +120,11 @@ def _create_namespaces(state: LabState, plan: LabPlan) -> None:
         raise BackendError(f"cannot create namespaces: {exc}") from exc
 
 
-def _start_pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan) -> None:
-    """Pod servers and node agents, forked from one launcher (see lab.apps.launcher)."""
+@contextlib.contextmanager
+def _pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan
+                     ) -> Iterator[None]:
+    """Pod servers and node agents, forked from one launcher (see lab.apps.launcher) that runs
+    while the body does other work."""
     jobs: list[dict[str, str]] = []
     for node in plan.nodes_with_role(Role.K8S_NODE):
         for pod in node.pods:
@@ -127,6 +138,7 @@ def _start_pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan
                      "netns": str(backend.netns_path(state, node.name)),
                      "spec": str(folder / "agent.json"), "log": str(folder / "agent.log")})
     if not jobs:
+        yield
         return
     if any(job["program"] == "server" for job in jobs):
         server_binary()  # built here, where a failed build is the deploy's error
@@ -135,17 +147,18 @@ def _start_pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan
     launcher = Background([sys.executable, "-m", "lab.apps.launcher", str(jobs_path)],
                           env=tag_environment(state.lab))
     try:
-        result = launcher.finish(timeout=60)
-    except CommandError as exc:
-        raise BackendError(f"could not start servers and agents: {exc}") from exc
+        yield
     except BaseException:
-        # interrupted: record what was started anyway (clean-up also finds them by the
-        # lab's tag)
+        # record what was started anyway (clean-up also finds them by the lab's tag)
         with contextlib.suppress(CommandError, BackendError):
             result = launcher.finish(timeout=60)
             _record_launched(state, jobs, result.stdout, result.stderr)
             save_state(state)  # clean-up stops the recorded PIDs first
         raise
+    try:
+        result = launcher.finish(timeout=60)
+    except CommandError as exc:
+        raise BackendError(f"could not start servers and agents: {exc}") from exc
     _record_launched(state, jobs, result.stdout, result.stderr)
 
 
