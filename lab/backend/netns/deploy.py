@@ -41,6 +41,10 @@ LAUNCH_JOBS = "launch.json"  # the servers and agents the launcher forks
 # how long the routers' configuration runs alone before the servers and agents start beside
 # it (``start_programs``): the reference lab's takes 0.4 s
 ROUTERS_FIRST_S = 0.6
+# how long the launcher may take to fork them: at a thousand speakers (1,824 servers and
+# agents) it took 80 s on a busy 2-core machine
+LAUNCH_TIMEOUT_S = 60.0
+LAUNCH_TIMEOUT_PER_JOB_S = 0.1
 REQUIRED_PROGRAMS = ("/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd",
                      "/usr/lib/frr/staticd", "/usr/bin/vtysh", "/usr/bin/gobgpd",
                      "/usr/bin/gobgp", "/usr/sbin/nft", "/usr/bin/nsenter", "/usr/sbin/ip",
@@ -146,17 +150,18 @@ def _pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan
     write_atomic(jobs_path, json.dumps(jobs))
     launcher = Background([sys.executable, "-m", "lab.apps.launcher", str(jobs_path)],
                           env=tag_environment(state.lab))
+    timeout_s = LAUNCH_TIMEOUT_S + LAUNCH_TIMEOUT_PER_JOB_S * len(jobs)
     try:
         yield
     except BaseException:
         # record what was started anyway (clean-up also finds them by the lab's tag)
         with contextlib.suppress(CommandError, BackendError):
-            result = launcher.finish(timeout=60)
+            result = launcher.finish(timeout=timeout_s)
             _record_launched(state, jobs, result.stdout, result.stderr)
             save_state(state)  # clean-up stops the recorded PIDs first
         raise
     try:
-        result = launcher.finish(timeout=60)
+        result = launcher.finish(timeout=timeout_s)
     except CommandError as exc:
         raise BackendError(f"could not start servers and agents: {exc}") from exc
     _record_launched(state, jobs, result.stdout, result.stderr)
