@@ -1,7 +1,7 @@
 """A generated lab with hundreds of BGP speakers: time to ready and memory per router.
 
     sudo .venv/bin/python bench/bench_scale.py [--sites 8 --leafs 8 --nodes 32] [--timeout 600]
-                                               [--bfd-interval 300 | --no-bfd]
+                                               [--bfd-interval 300 | --no-bfd] [--merge-memory]
 
 Generates the topology with `anylab generate` (8 x 8 x 32 gives 344 speakers: 8 transits,
 16 spines, 64 leafs, 256 cluster nodes; 8 x 8 x 114 gives 1,000), brings it up once (it loads
@@ -54,6 +54,10 @@ from lab.proc import run  # noqa: E402
 GOAL_UP_S = 180.0
 GOAL_MB_PER_ROUTER = 15.0  # PSS
 GOAL_MB_PER_SPEAKER = 12.0  # PSS
+# a merging lab's memory is taken after ksmd has scanned everything this many more times
+# (a page merges on its second look), or after MERGE_LIMIT_S
+MERGE_SCANS = 2
+MERGE_LIMIT_S = 600.0
 
 
 def generate(folder: Path, sites: int, leafs: int, nodes: int,
@@ -147,12 +151,43 @@ def not_ready_figures(report: ReadyReport) -> dict[str, Any]:
             "dead_processes": len(report.dead)}
 
 
+def ksmd_cpu_s() -> float:
+    """CPU-seconds the kernel's same-page merging thread has used since boot."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "ksmd":
+                fields = (comm.parent / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def wait_for_merging(scans: int = MERGE_SCANS, limit_s: float = MERGE_LIMIT_S
+                     ) -> dict[str, Any]:
+    """Wait until ksmd has scanned everything ``scans`` more times (a page merges on its
+    second look), at most ``limit_s``; what it took."""
+    ksm = Path("/sys/kernel/mm/ksm")
+    first = int((ksm / "full_scans").read_text())
+    started, cpu = time.monotonic(), ksmd_cpu_s()
+    while (int((ksm / "full_scans").read_text()) < first + scans
+           and time.monotonic() - started < limit_s):
+        time.sleep(1.0)
+    waited = time.monotonic() - started
+    return {"merge_wait_s": round(waited, 1),
+            "ksmd_core_share": round((ksmd_cpu_s() - cpu) / max(waited, 1e-9), 3),
+            "ksm_pages_sharing": int((ksm / "pages_sharing").read_text()),
+            "ksm_pages_shared": int((ksm / "pages_shared").read_text())}
+
+
 def measure(sites: int, leafs: int, nodes: int, timeout_s: float,
-            name: str | None = None, bfd_interval_ms: int | None = 300) -> dict[str, Any]:
+            name: str | None = None, bfd_interval_ms: int | None = 300,
+            merge_memory: bool = False) -> dict[str, Any]:
+    """``merge_memory``: the lab merges its like pages (``anylab up --merge-memory``); its
+    memory is measured once ksmd has scanned everything twice more after ready."""
     name = name or f"bsc-{secrets.token_hex(3)}"
     timeline: list[tuple[float, str]] = []  # every new progress message, with its instant
     figures: dict[str, Any] = {"lab": name, "timeout_s": timeout_s,
                                "bfd_interval_ms": bfd_interval_ms,
+                               "merge_memory": merge_memory,
                                "mem_available_mb_before": round(mem_available_mb()),
                                "neighbour_table_before": neighbour_table()}
 
@@ -164,7 +199,8 @@ def measure(sites: int, leafs: int, nodes: int, timeout_s: float,
         topology = generate(Path(folder), sites, leafs, nodes, bfd_interval_ms)
         try:
             started = time.monotonic()
-            result = labs.up(topology, name, progress, timeout_s=timeout_s)
+            result = labs.up(topology, name, progress, timeout_s=timeout_s,
+                             merge_memory=merge_memory)
             figures["scale_up_s"] = round(time.monotonic() - started, 1)
             figures["scale_ready"] = result.report.ready
             if not result.report.ready:
@@ -174,6 +210,8 @@ def measure(sites: int, leafs: int, nodes: int, timeout_s: float,
             figures["neighbour_table_ready"] = neighbour_table()
             figures["mem_available_mb_ready"] = round(mem_available_mb())
             figures["load_avg_ready"] = [round(x, 2) for x in os.getloadavg()]
+            if merge_memory:
+                figures.update(wait_for_merging())
             figures.update(memory_figures(result))
             started = time.monotonic()
             labs.down(name)
@@ -196,10 +234,12 @@ def main() -> int:
     bfd = parser.add_mutually_exclusive_group()
     bfd.add_argument("--bfd-interval", type=int, default=300, metavar="MS")
     bfd.add_argument("--no-bfd", action="store_true")
+    parser.add_argument("--merge-memory", action="store_true",
+                        help="as `anylab up --merge-memory`; memory measured once merged")
     args = parser.parse_args()
     print(json.dumps(measure(args.sites, args.leafs, args.nodes, args.timeout,
-                             bfd_interval_ms=None if args.no_bfd else args.bfd_interval),
-                     indent=1))
+                             bfd_interval_ms=None if args.no_bfd else args.bfd_interval,
+                             merge_memory=args.merge_memory), indent=1))
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from lab.atomicfile import write_atomic
-from lab.backend import bfdstart, daemons, workloads
+from lab.backend import bfdstart, daemons, memmerge, workloads
 from lab.backend.daemons import NodeFiles
 from lab.backend.evidence import new_evidence_dir
 from lab.backend.names import lab_dir, node_dir, pod_dir, tag_environment
@@ -84,11 +84,14 @@ def guarded_deploy(backend: NamespaceBackend, lab: str, plan: LabPlan, topology_
                    build: Callable[[LabState], None]) -> LabState:
     """A new lab's state, then ``build``; on a failure the evidence is kept and everything
     built is removed before the error is raised (Ctrl-C removes it too)."""
+    if plan.merge_memory:
+        memmerge.start_ksm()  # before anything is built: a refusal leaves nothing behind
     state = LabState(lab=lab, topology_file=str(topology_file.resolve()),
                      topology=plan.topology, phase=LabPhase.DEPLOYING,
                      created_wall=datetime.now(UTC).isoformat(timespec="seconds"),
                      backend=backend.name,
-                     impairment_driver=driver_kind or plan.impairment_driver)
+                     impairment_driver=driver_kind or plan.impairment_driver,
+                     merge_memory=plan.merge_memory)
     save_state(state)
     try:
         write_atomic(state.directory / TOPOLOGY_COPY, topology_file.read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ through the one asked for (the default: netns)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,22 @@ def backend_for(state: LabState) -> Backend:
 def up(topology_file: Path, name: str | None, progress: Callable[[str], None],
        timeout_s: float = DEFAULT_READY_TIMEOUT_S, driver: str | None = None,
        backend: Backend | None = None, keep_on_failure: bool = False,
-       calibrate: bool = True) -> UpResult:
+       calibrate: bool = True, merge_memory: bool = False) -> UpResult:
     """Build the lab (on ``backend``, else the one the topology's defaults name) and wait
     until it is ready. When the timeout passes first, the report
     says what is not ready in the daemons' words, the lab's files and views are kept in an
     evidence directory (``report.evidence``), and the lab is removed unless
     ``keep_on_failure``. A failed deploy keeps its evidence too (named in the error). A ready
-    lab's emulated delays are then calibrated (``calibrate``; lab.measure.calibrate)."""
+    lab's emulated delays are then calibrated (``calibrate``; lab.measure.calibrate).
+    ``merge_memory``: the lab's processes share their like pages (lab.backend.memmerge;
+    the netns backend only)."""
     plan, rendered = pipeline.render(topology_file)
     backend = backend or backend_named(plan.backend)
+    if merge_memory:
+        if backend.name != "netns":
+            raise BackendError(f"--merge-memory works with the netns backend only, not "
+                               f"{backend.name!r}")
+        plan = replace(plan, merge_memory=True)
     lab = check_lab_name(name or plan.topology)
     ours = not lab_dir(lab).exists()  # else the deploy refuses: another lab has the name
     deployed = False

@@ -54,6 +54,8 @@ class LabState:
     bfd_pending: list[str] = field(default_factory=list)
     # routers still running their boot configuration (lab.backend.bfdstart)
     boot_pending: list[str] = field(default_factory=list)
+    # its processes start through mergeexec (lab.backend.memmerge)
+    merge_memory: bool = False
 
     @property
     def directory(self) -> Path:

@@ -34,7 +34,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         backend = backend_named(args.backend) if args.backend else None
         result = labs.up(Path(args.file), args.name, progress, timeout_s=args.timeout,
                          driver=args.impairment_driver, keep_on_failure=args.keep_on_failure,
-                         backend=backend, calibrate=not args.no_calibrate)
+                         backend=backend, calibrate=not args.no_calibrate,
+                         merge_memory=args.merge_memory)
     elapsed = time.monotonic() - started
     report = result.report
     if not report.ready:
@@ -208,6 +209,10 @@ def add_lab_commands(sub: Any, fmt: type[argparse.HelpFormatter], examples: Any)
     p.add_argument("--no-calibrate", action="store_true",
                    help="leave the emulated delays as configured (calibration takes the lab's "
                    "own forwarding cost, measured per client, off each client's access link)")
+    p.add_argument("--merge-memory", action="store_true",
+                   help="netns backend: let the kernel keep one copy of the pages the lab's "
+                   "daemons fill alike (KSM: a router in about a third of the memory); "
+                   "starts ksmd for as long as such a lab runs")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     p.set_defaults(handler=cmd_up)
 

@@ -455,6 +455,8 @@ class LabPlan:
     clusters: tuple[ClusterPlan, ...]
     services: tuple[ServicePlan, ...]
     families: tuple[Family, ...] = (IPV4,)
+    # `up --merge-memory` (lab.backend.memmerge), not the topology's
+    merge_memory: bool = False
     _by_name: dict[str, NodePlan] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.backend import daemons, workloads
+from lab.backend import daemons, memmerge, workloads
 from lab.backend.daemons import NodeFiles
 from lab.backend.names import node_dir, state_labs
 from lab.backend.netns.names import EMULATOR_NODE, namespace_labs, netns_name
@@ -18,7 +18,7 @@ from lab.backend.netns.netspec import peer_neighbours
 from lab.backend.processes import is_alive, launch
 from lab.backend.protocol import Progress, TeardownReport
 from lab.backend.ready import ReadyReport
-from lab.backend.state import LabState, ProcessRecord
+from lab.backend.state import LabState, ProcessRecord, load_state
 from lab.errors import BackendError, CommandError, ImpairmentError
 from lab.impair import DriverKind, ImpairmentDriver, make_driver
 from lab.netns import netns_path
@@ -56,7 +56,10 @@ class NetnsBackend:
     def destroy(self, lab: str, force: bool = False) -> TeardownReport:
         from lab.backend.netns.teardown import destroy
 
-        return destroy(lab, force)
+        report = destroy(lab, force)
+        memmerge.release_ksm(other for other in state_labs()
+                             if other != lab and _merges_memory(other))
+        return report
 
     def status(self, state: LabState, plan: LabPlan) -> dict[str, Any]:
         from lab.backend.inspect import status_document
@@ -107,8 +110,10 @@ class NetnsBackend:
     def spawn(self, state: LabState, node: str | None, kind: str, argv: Sequence[str],
               log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
         if node is None:  # on the machine: it enters the nodes it needs itself
-            return launch(state.lab, f"_{kind}", kind, argv, log, extra_env)
-        return launch(state.lab, node, kind, self.net_argv(state, node, argv), log, extra_env)
+            return launch(state.lab, f"_{kind}", kind, memmerge.merged(state, argv), log,
+                          extra_env)
+        return launch(state.lab, node, kind,
+                      memmerge.merged(state, self.net_argv(state, node, argv)), log, extra_env)
 
     def start_in_node(self, state: LabState, node: str, kind: str, argv: Sequence[str],
                       log: Path, extra_env: dict[str, str] | None = None) -> ProcessRecord:
@@ -251,3 +256,10 @@ class NetnsBackend:
         except CommandError as exc:
             return f"(cannot read: {exc})\n"
         return result.stdout + result.stderr
+
+
+def _merges_memory(lab: str) -> bool:
+    try:
+        return load_state(lab).merge_memory
+    except (BackendError, OSError, ValueError):
+        return False

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from lab.apps.server.build import server_binary
 from lab.atomicfile import write_atomic
-from lab.backend import bringup, workloads
+from lab.backend import bringup, memmerge, workloads
 from lab.backend.names import node_dir, pod_dir, tag_environment
 from lab.backend.netns.names import EMULATOR_NODE, hidden_netns, lab_namespaces
 from lab.backend.netns.netspec import node_namespaces
@@ -148,8 +148,8 @@ def _pods_and_agents(backend: NetnsBackend, state: LabState, plan: LabPlan
         server_binary()  # built here, where a failed build is the deploy's error
     jobs_path = state.directory / LAUNCH_JOBS
     write_atomic(jobs_path, json.dumps(jobs))
-    launcher = Background([sys.executable, "-m", "lab.apps.launcher", str(jobs_path)],
-                          env=tag_environment(state.lab))
+    launcher = Background(memmerge.merged(state, [sys.executable, "-m", "lab.apps.launcher",
+                                         str(jobs_path)]), env=tag_environment(state.lab))
     timeout_s = LAUNCH_TIMEOUT_S + LAUNCH_TIMEOUT_PER_JOB_S * len(jobs)
     try:
         yield
