@@ -5,8 +5,10 @@ three leafs behind one spine, two pods each; two clients with 32 UDP flows each.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ from lab.backend.inspect import agent_status
 from tests.integration.labfixture import lab_from_text, run_valid
 
 pytestmark = [pytest.mark.integration]
+REMOTE_PODS_WAIT_S = 10.0  # two readiness periods and more
 
 TOPOLOGY = """\
 name: consistent-proxy
@@ -59,12 +62,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[labs.UpResul
 def test_every_node_proxies_to_every_pod_of_the_cluster(
         lab: tuple[labs.UpResult, Path]) -> None:
     """Each node's agent reaches the other nodes' pods (from its pod gateway: the fabric
-    knows no route to its link address) and proxies to all six."""
+    knows no route to its link address) and proxies to all six. The other nodes' pods are
+    probed through the fabric, whose routes `up` waits for: their first successful probe
+    may come a period after `up` returns."""
     up, _scenario = lab
+    deadline = time.monotonic() + REMOTE_PODS_WAIT_S
     for node in ("alpha-k8s-n1", "alpha-k8s-n2", "alpha-k8s-n3"):
         status = agent_status(up.state, node)
+        while not all_six_ready(status) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = agent_status(up.state, node)
         assert set(status["pods"].values()) == {"ready"} and len(status["pods"]) == 6, status
         assert len(status["endpoints"]["echo"]) == 6, status
+
+
+def all_six_ready(status: dict[str, Any]) -> bool:
+    pods, endpoints = status.get("pods", {}), status.get("endpoints", {}).get("echo", [])
+    return len(pods) == 6 and set(pods.values()) == {"ready"} and len(endpoints) == 6
 
 
 def test_flows_moved_to_another_node_keep_their_pod(lab: tuple[labs.UpResult, Path],
