@@ -31,6 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_lab import cpu_seconds
+
 from lab.cbuild import compile_c
 from lab.impair import GilbertElliott, Impairment, LinkEnd, UserspaceDriver
 from lab.impair.measure import (
@@ -69,8 +71,7 @@ class Bench:
         return report
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.driver.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.driver.pid)
 
     def runs(self, imp: Impairment, pps: float = 2000,
              seconds: float = 1.0) -> list[dict[str, Any]]:

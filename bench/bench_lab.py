@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lab.backend import DEFAULT_BACKEND, backend_named, labs  # noqa: E402
-from lab.backend.processes import is_alive  # noqa: E402
+from lab.backend.processes import is_alive, stat_fields  # noqa: E402
 from lab.backend.state import LabState  # noqa: E402
 
 
@@ -45,6 +46,12 @@ def _kb_field_mb(path: Path, key: str) -> float:
 
 def rss_mb(pid: int) -> float:
     return _kb_field_mb(Path(f"/proc/{pid}/status"), "VmRSS:")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used; 0 when it is gone."""
+    fields = stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 def pss_mb(pid: int) -> float:

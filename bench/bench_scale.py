@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_lab import memory_by_node, pss_mb, rss_mb  # noqa: E402
+from bench_lab import cpu_seconds, memory_by_node, pss_mb, rss_mb  # noqa: E402
 
 from lab.backend import labs  # noqa: E402
 from lab.backend.ready import ReadyReport  # noqa: E402
@@ -156,8 +156,7 @@ def ksmd_cpu_s() -> float:
     for comm in Path("/proc").glob("[0-9]*/comm"):
         with contextlib.suppress(OSError):
             if comm.read_text().strip() == "ksmd":
-                fields = (comm.parent / "stat").read_text().rsplit(")", 1)[1].split()
-                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                return cpu_seconds(int(comm.parent.name))
     return 0.0
 
 

@@ -85,7 +85,7 @@ def release_ksm(merging_labs: Iterable[str], ksm: Path = KSM,
     """Put back the settings the first merging lab found, unless a lab still merges;
     whether they were put back."""
     record = (root or state_root()) / RECORD
-    if list(merging_labs) or not record.exists():
+    if not record.exists() or any(True for _ in merging_labs):  # read lazily: rarely needed
         return False
     found = json.loads(record.read_text())
     for name in SETTINGS:  # pages_to_scan first: run last, as it was
